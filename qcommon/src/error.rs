@@ -1,0 +1,147 @@
+//! The library's error type: every failure names what was being done and to
+//! which path, so a tool can print one clear line and go on.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+
+/// Result alias used throughout `qcommon`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors returned by `qcommon`. The library never prints and never exits.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call failed on a path.
+    #[error("{op} {}: {}", .path.display(), errno_text(*.errno))]
+    Sys {
+        /// What was being done ("open", "rename", "read", ...).
+        op: &'static str,
+        /// The path it was done to (display path, relative to nothing).
+        path: PathBuf,
+        /// The errno.
+        errno: Errno,
+    },
+    /// A file that had to be a regular file (or directory) was something else.
+    #[error("{op} {}: not a {expected} (found {found})", .path.display())]
+    WrongKind {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// What kind it had to be.
+        expected: &'static str,
+        /// What kind it was.
+        found: &'static str,
+    },
+    /// A file changed between the scan and the change (inode, type or link
+    /// count differ): the change was refused.
+    #[error("{op} {}: changed since it was scanned ({detail}); left alone", .path.display())]
+    Changed {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// What differed.
+        detail: String,
+    },
+    /// An envelope file could not be parsed.
+    #[error("{}: {kind}", .path.display())]
+    Envelope {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        kind: crate::envelope::EnvelopeError,
+    },
+    /// The queue's layout (split, ids, home) could not be decided.
+    #[error("{0}")]
+    Layout(String),
+    /// Anything else, described in full.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn errno_text(e: Errno) -> String {
+    format!("{} ({})", e.desc(), e)
+}
+
+impl Error {
+    /// A system-call error on `path` while doing `op`.
+    pub fn sys(op: &'static str, path: impl AsRef<Path>, errno: Errno) -> Self {
+        Error::Sys {
+            op,
+            path: path.as_ref().to_path_buf(),
+            errno,
+        }
+    }
+
+    /// The errno behind this error, when it is a system-call error.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            Error::Sys { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+
+    /// True when the file simply was not there (it may have vanished while
+    /// qmail-send works: never an error for a reader).
+    pub fn is_not_found(&self) -> bool {
+        self.errno() == Some(Errno::ENOENT)
+    }
+}
+
+/// Displays a byte string with every byte that is not printable ASCII
+/// escaped (`\n`, `\x1b`, ...), so untrusted names and addresses are safe to
+/// put on a terminal.
+#[derive(Clone, Copy)]
+pub struct Escaped<'a>(pub &'a [u8]);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for &b in self.0 {
+            match b {
+                b'\\' => f.write_str("\\\\")?,
+                b'\n' => f.write_str("\\n")?,
+                b'\t' => f.write_str("\\t")?,
+                b'\r' => f.write_str("\\r")?,
+                0x20..=0x7e => fmt::Write::write_char(f, b as char)?,
+                _ => write!(f, "\\x{b:02x}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// Escapes a path for a terminal (see [`Escaped`]).
+pub fn escape_path(p: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    Escaped(p.as_os_str().as_bytes()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_control_and_non_utf8() {
+        assert_eq!(Escaped(b"a\nb\x1b[31m\xff").to_string(), "a\\nb\\x1b[31m\\xff");
+        assert_eq!(Escaped(b"plain 123").to_string(), "plain 123");
+        assert_eq!(Escaped(b"back\\slash").to_string(), "back\\\\slash");
+    }
+
+    #[test]
+    fn sys_error_names_op_and_path() {
+        let e = Error::sys("open", "/q/mess/1/42", Errno::EACCES);
+        let s = e.to_string();
+        assert!(s.starts_with("open /q/mess/1/42: "), "{s}");
+        assert!(s.contains("EACCES"), "{s}");
+        assert!(!e.is_not_found());
+        assert!(Error::sys("stat", "x", Errno::ENOENT).is_not_found());
+    }
+}

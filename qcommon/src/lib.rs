@@ -1,0 +1,11 @@
+//! `qcommon`: what the qmail queue tools share — the queue's layout, the
+//! symlink-safe file layer, envelope codecs, the streaming scanner, locks
+//! and process checks, the mutator through which every change goes, and
+//! safe removal and quarantine. The library never prints and never exits.
+
+pub mod error;
+pub mod safe_fs;
+
+pub use error::{Error, Result};
+pub mod envelope;
+pub mod queue;

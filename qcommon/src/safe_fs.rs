@@ -1,0 +1,738 @@
+//! The symlink-safe file layer: every access to the queue goes through a
+//! [`Dir`], a directory file descriptor opened with
+//! `O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC`, and every operation is relative to
+//! it with no-follow flags, so neither a symbolic link nor a rename race can
+//! redirect a read or a change outside the queue.
+//!
+//! The raw mutations here are used by [`crate::mutator`], which is the only
+//! place the tools change the queue.
+
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{Mode, SFlag};
+
+use crate::error::{Error, Result};
+
+/// Whether the last component of a path may be a symbolic link that is
+/// followed. Only the queue root itself is ever opened with `Follow`
+/// (`/var/qmail/queue` may be a link to another disk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymlinkBehavior {
+    /// Follow a link in the last component.
+    Follow,
+    /// Refuse a link (`ELOOP`).
+    NoFollow,
+}
+
+/// The type of a file, from `d_type` or from a stat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// A regular file.
+    Regular,
+    /// A directory.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+    /// A named pipe.
+    Fifo,
+    /// A socket.
+    Socket,
+    /// A character device.
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+}
+
+impl FileKind {
+    /// A word for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::Regular => "regular file",
+            FileKind::Directory => "directory",
+            FileKind::Symlink => "symbolic link",
+            FileKind::Fifo => "named pipe",
+            FileKind::Socket => "socket",
+            FileKind::CharDevice => "character device",
+            FileKind::BlockDevice => "block device",
+        }
+    }
+
+    fn from_mode(mode: u32) -> FileKind {
+        match SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) {
+            SFlag::S_IFDIR => FileKind::Directory,
+            SFlag::S_IFLNK => FileKind::Symlink,
+            SFlag::S_IFIFO => FileKind::Fifo,
+            SFlag::S_IFSOCK => FileKind::Socket,
+            SFlag::S_IFCHR => FileKind::CharDevice,
+            SFlag::S_IFBLK => FileKind::BlockDevice,
+            _ => FileKind::Regular,
+        }
+    }
+
+    fn from_dtype(t: u8) -> Option<FileKind> {
+        Some(match t {
+            libc::DT_REG => FileKind::Regular,
+            libc::DT_DIR => FileKind::Directory,
+            libc::DT_LNK => FileKind::Symlink,
+            libc::DT_FIFO => FileKind::Fifo,
+            libc::DT_SOCK => FileKind::Socket,
+            libc::DT_CHR => FileKind::CharDevice,
+            libc::DT_BLK => FileKind::BlockDevice,
+            _ => return None,
+        })
+    }
+}
+
+/// What a no-follow stat saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Device.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// File type.
+    pub kind: FileKind,
+    /// Permission bits (`mode & 07777`).
+    pub perm: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Hard-link count.
+    pub nlink: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Modification time, nanoseconds part.
+    pub mtime_nsec: i64,
+    /// Access time, seconds since the epoch.
+    pub atime: i64,
+}
+
+impl Stat {
+    fn from_raw(s: &libc::stat) -> Stat {
+        Stat {
+            dev: s.st_dev,
+            ino: s.st_ino,
+            kind: FileKind::from_mode(s.st_mode),
+            perm: s.st_mode & 0o7777,
+            uid: s.st_uid,
+            gid: s.st_gid,
+            nlink: s.st_nlink,
+            size: s.st_size as u64,
+            mtime: s.st_mtime,
+            mtime_nsec: s.st_mtime_nsec,
+            atime: s.st_atime,
+        }
+    }
+}
+
+/// One directory entry, as `getdents` gives it, without a stat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The name (any bytes but `/` and NUL).
+    pub name: OsString,
+    /// The type from `d_type`, `None` where the filesystem does not say.
+    pub kind: Option<FileKind>,
+    /// `d_ino`.
+    pub ino: u64,
+}
+
+/// What [`Dir::read_file`] read.
+#[derive(Debug, Clone)]
+pub struct Contents {
+    /// The bytes read, at most the cap.
+    pub data: Vec<u8>,
+    /// The file's stat, taken on the open descriptor.
+    pub stat: Stat,
+    /// True when the file held more than the cap.
+    pub truncated: bool,
+}
+
+/// What a change expects to find at a name: the inode the scan saw and its
+/// type. A change made through [`Dir::chown_verified`] and friends is
+/// refused when the name now holds something else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect {
+    /// Inode number seen by the scan.
+    pub ino: u64,
+    /// Type seen by the scan.
+    pub kind: FileKind,
+    /// Highest acceptable link count (1 for message files, 2 for a
+    /// todo/intd pair, any for directories).
+    pub max_nlink: u64,
+}
+
+static NOATIME_OK: AtomicBool = AtomicBool::new(true);
+
+fn cstr(name: &OsStr) -> Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| Error::Other(format!("name holds a NUL byte: {name:?}")))
+}
+
+/// An open directory. All paths given to its methods are single names
+/// (no `/`), relative to it.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Dir {
+    /// Opens a directory by path. Use `Follow` only for the queue root.
+    pub fn open(path: &Path, follow: SymlinkBehavior) -> Result<Dir> {
+        let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        if follow == SymlinkBehavior::NoFollow {
+            flags |= OFlag::O_NOFOLLOW;
+        }
+        let fd = nix::fcntl::open(path, flags, Mode::empty()).map_err(|e| Error::sys("open directory", path, e))?;
+        // SAFETY: `open` returned a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Dir {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The path this directory was reached by, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path of a child, for messages.
+    pub fn child_path(&self, name: &OsStr) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// The raw descriptor (valid while `self` lives).
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Opens a sub-directory, never following a link.
+    pub fn open_dir(&self, name: &OsStr) -> Result<Dir> {
+        let path = self.child_path(name);
+        let fd = nix::fcntl::openat(
+            Some(self.as_raw_fd()),
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::sys("open directory", &path, e))?;
+        // SAFETY: a fresh descriptor from openat.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Dir { fd, path })
+    }
+
+    /// Calls `f` for each entry (without `.` and `..`) with its name,
+    /// `d_type` and `d_ino`; no stat per entry. Streams: memory does not
+    /// grow with the directory.
+    pub fn for_each_entry(&self, mut f: impl FnMut(&CStr, Option<FileKind>, u64)) -> Result<()> {
+        let mut d = nix::dir::Dir::openat(
+            Some(self.as_raw_fd()),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::sys("open directory", &self.path, e))?;
+        for ent in d.iter() {
+            let ent = ent.map_err(|e| Error::sys("read directory", &self.path, e))?;
+            let name = ent.file_name();
+            let b = name.to_bytes();
+            if b == b"." || b == b".." {
+                continue;
+            }
+            let kind = ent.file_type().and_then(|t| FileKind::from_dtype(dtype_of(t)));
+            f(name, kind, ent.ino());
+        }
+        Ok(())
+    }
+
+    /// All entries (without `.` and `..`).
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        let mut v = Vec::new();
+        self.for_each_entry(|name, kind, ino| {
+            v.push(Entry {
+                name: OsString::from_vec(name.to_bytes().to_vec()),
+                kind,
+                ino,
+            })
+        })?;
+        Ok(v)
+    }
+
+    /// `fstatat` without following a link.
+    pub fn stat(&self, name: &OsStr) -> Result<Stat> {
+        let st = nix::sys::stat::fstatat(Some(self.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| Error::sys("stat", self.child_path(name), e))?;
+        Ok(Stat::from_raw(&st))
+    }
+
+    /// Stat of this directory itself.
+    pub fn stat_self(&self) -> Result<Stat> {
+        let st = nix::sys::stat::fstat(self.as_raw_fd()).map_err(|e| Error::sys("stat", &self.path, e))?;
+        Ok(Stat::from_raw(&st))
+    }
+
+    /// Opens a regular file for reading: never follows a link, never blocks
+    /// on a FIFO, never becomes a controlling terminal, never changes the
+    /// access time where `O_NOATIME` is permitted. Anything but a regular
+    /// file is refused with [`Error::WrongKind`].
+    pub fn open_regular(&self, name: &OsStr) -> Result<(File, Stat)> {
+        let path = self.child_path(name);
+        let base = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+        let fd = loop {
+            let noatime = NOATIME_OK.load(Ordering::Relaxed);
+            let flags = if noatime { base | OFlag::O_NOATIME } else { base };
+            match nix::fcntl::openat(Some(self.as_raw_fd()), name, flags, Mode::empty()) {
+                Ok(fd) => break fd,
+                Err(Errno::EPERM) if noatime => NOATIME_OK.store(false, Ordering::Relaxed),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("open", &path, e)),
+            }
+        };
+        // SAFETY: a fresh descriptor from openat.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let st = nix::sys::stat::fstat(file.as_raw_fd()).map_err(|e| Error::sys("stat", &path, e))?;
+        let st = Stat::from_raw(&st);
+        if st.kind != FileKind::Regular {
+            return Err(Error::WrongKind {
+                op: "open",
+                path,
+                expected: "regular file",
+                found: st.kind.name(),
+            });
+        }
+        Ok((file, st))
+    }
+
+    /// Reads at most `cap` bytes of a regular file (see [`Dir::open_regular`]).
+    /// A 10 GB junk file costs `cap` bytes, not 10 GB.
+    pub fn read_file(&self, name: &OsStr, cap: usize) -> Result<Contents> {
+        let (file, stat) = self.open_regular(name)?;
+        let want = (stat.size as usize).min(cap);
+        let mut data = Vec::with_capacity(want + 1);
+        // Read one byte more than the cap to learn whether there is more.
+        file.take(cap as u64 + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| Error::sys("read", self.child_path(name), io_errno(&e)))?;
+        let truncated = data.len() > cap;
+        data.truncate(cap);
+        Ok(Contents { data, stat, truncated })
+    }
+
+    /// Opens `name` as an `O_PATH` descriptor (nothing is read, nothing can
+    /// block) and checks it still is what the scan saw.
+    fn open_verified(&self, op: &'static str, name: &OsStr, expect: &Expect) -> Result<OwnedFd> {
+        let path = self.child_path(name);
+        let fd = nix::fcntl::openat(
+            Some(self.as_raw_fd()),
+            name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::sys(op, &path, e))?;
+        // SAFETY: a fresh descriptor from openat.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| Error::sys(op, &path, e))?;
+        let st = Stat::from_raw(&st);
+        let mut detail = Vec::new();
+        if st.ino != expect.ino {
+            detail.push(format!("inode {} now, {} scanned", st.ino, expect.ino));
+        }
+        if st.kind != expect.kind {
+            detail.push(format!("{} now, {} scanned", st.kind.name(), expect.kind.name()));
+        }
+        if st.nlink > expect.max_nlink {
+            detail.push(format!("{} links, at most {} expected", st.nlink, expect.max_nlink));
+        }
+        if !detail.is_empty() {
+            return Err(Error::Changed {
+                op,
+                path,
+                detail: detail.join(", "),
+            });
+        }
+        Ok(fd)
+    }
+
+    /// Changes owner and group of `name`, verified against the scan.
+    pub fn chown_verified(&self, name: &OsStr, expect: &Expect, uid: u32, gid: u32) -> Result<()> {
+        let fd = self.open_verified("chown", name, expect)?;
+        // AT_EMPTY_PATH on an O_PATH descriptor: the inode held open, no name.
+        // SAFETY: valid fd and a NUL-terminated empty string.
+        let r = unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) };
+        Errno::result(r)
+            .map(drop)
+        .map_err(|e| Error::sys("chown", self.child_path(name), e))
+    }
+
+    /// Changes the permission bits of `name`, verified against the scan.
+    pub fn chmod_verified(&self, name: &OsStr, expect: &Expect, perm: u32) -> Result<()> {
+        let fd = self.open_verified("chmod", name, expect)?;
+        // The /proc magic link names exactly the inode held open: no race.
+        let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
+        // SAFETY: a valid C string.
+        let r = unsafe { libc::chmod(p.as_ptr(), perm as libc::mode_t) };
+        Errno::result(r)
+            .map(drop)
+            .map_err(|e| Error::sys("chmod", self.child_path(name), e))
+    }
+
+    /// Sets the modification time (and access time to the same) of `name`,
+    /// verified against the scan.
+    pub fn set_mtime_verified(&self, name: &OsStr, expect: &Expect, mtime: i64) -> Result<()> {
+        let fd = self.open_verified("set time of", name, expect)?;
+        let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
+        let t = libc::timespec {
+            tv_sec: mtime as libc::time_t,
+            tv_nsec: 0,
+        };
+        let times = [t, t];
+        // SAFETY: valid C string and a two-element array.
+        let r = unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0) };
+        Errno::result(r)
+            .map(drop)
+            .map_err(|e| Error::sys("set time of", self.child_path(name), e))
+    }
+
+    /// Renames `from` (in `self`) to `to` (in `to_dir`), failing with
+    /// `EEXIST` when `to` exists. Uses `RENAME_NOREPLACE`; where the
+    /// filesystem lacks it, a link and an unlink for files, or a checked
+    /// rename for directories.
+    pub fn rename_noreplace(&self, from: &OsStr, to_dir: &Dir, to: &OsStr) -> Result<()> {
+        let path = self.child_path(from);
+        let r = nix::fcntl::renameat2(
+            Some(self.as_raw_fd()),
+            from,
+            Some(to_dir.as_raw_fd()),
+            to,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        );
+        match r {
+            Ok(()) => Ok(()),
+            Err(Errno::EINVAL) | Err(Errno::ENOSYS) | Err(Errno::EOPNOTSUPP) => {
+                let st = self.stat(from)?;
+                if st.kind == FileKind::Directory {
+                    match to_dir.stat(to) {
+                        Ok(_) => return Err(Error::sys("rename", &path, Errno::EEXIST)),
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(e),
+                    }
+                    nix::fcntl::renameat(Some(self.as_raw_fd()), from, Some(to_dir.as_raw_fd()), to)
+                        .map_err(|e| Error::sys("rename", &path, e))
+                } else {
+                    self.link(from, to_dir, to)?;
+                    self.unlink(from)
+                }
+            }
+            Err(e) => Err(Error::sys("rename", &path, e)),
+        }
+    }
+
+    /// Renames `from` to `to`, replacing `to` (used to commit a rewritten file).
+    pub fn rename_replace(&self, from: &OsStr, to_dir: &Dir, to: &OsStr) -> Result<()> {
+        nix::fcntl::renameat(Some(self.as_raw_fd()), from, Some(to_dir.as_raw_fd()), to)
+            .map_err(|e| Error::sys("rename", self.child_path(from), e))
+    }
+
+    /// Makes a hard link `to` (in `to_dir`) of `from`, never following a link.
+    pub fn link(&self, from: &OsStr, to_dir: &Dir, to: &OsStr) -> Result<()> {
+        let (a, b) = (cstr(from)?, cstr(to)?);
+        // SAFETY: valid fds and C strings; flags 0 means no follow.
+        let r = unsafe { libc::linkat(self.as_raw_fd(), a.as_ptr(), to_dir.as_raw_fd(), b.as_ptr(), 0) };
+        Errno::result(r)
+            .map(drop)
+            .map_err(|e| Error::sys("link", to_dir.child_path(to), e))
+    }
+
+    /// Removes a non-directory name.
+    pub fn unlink(&self, name: &OsStr) -> Result<()> {
+        nix::unistd::unlinkat(Some(self.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+            .map_err(|e| Error::sys("unlink", self.child_path(name), e))
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&self, name: &OsStr) -> Result<()> {
+        nix::unistd::unlinkat(Some(self.as_raw_fd()), name, nix::unistd::UnlinkatFlags::RemoveDir)
+            .map_err(|e| Error::sys("remove directory", self.child_path(name), e))
+    }
+
+    /// Makes a directory with exactly `perm` (the umask is undone by a
+    /// chmod when it interfered).
+    pub fn mkdir(&self, name: &OsStr, perm: u32) -> Result<()> {
+        nix::sys::stat::mkdirat(Some(self.as_raw_fd()), name, Mode::from_bits_truncate(perm))
+            .map_err(|e| Error::sys("make directory", self.child_path(name), e))
+    }
+
+    /// Makes a named pipe.
+    pub fn mkfifo(&self, name: &OsStr, perm: u32) -> Result<()> {
+        nix::unistd::mkfifoat(Some(self.as_raw_fd()), name, Mode::from_bits_truncate(perm))
+            .map_err(|e| Error::sys("make named pipe", self.child_path(name), e))
+    }
+
+    /// Creates a new file `tmp` (which must not exist), writes `data`, sets
+    /// owner (when given), mode and mtime (when given), fsyncs it, renames it
+    /// over `name` (replacing it when `replace`, else failing when `name`
+    /// exists), then fsyncs the directory.
+    pub fn write_file_atomic(&self, name: &OsStr, tmp: &OsStr, data: &[u8], spec: &NewFile) -> Result<()> {
+        let tmp_path = self.child_path(tmp);
+        let fd = nix::fcntl::openat(
+            Some(self.as_raw_fd()),
+            tmp,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| Error::sys("create", &tmp_path, e))?;
+        // SAFETY: fresh descriptor.
+        let mut file = unsafe { File::from_raw_fd(fd) };
+        let res = (|| -> Result<()> {
+            use std::io::Write;
+            file.write_all(data)
+                .map_err(|e| Error::sys("write", &tmp_path, io_errno(&e)))?;
+            if let Some((uid, gid)) = spec.owner {
+                nix::unistd::fchown(file.as_raw_fd(), Some(uid.into()), Some(gid.into()))
+                    .map_err(|e| Error::sys("chown", &tmp_path, e))?;
+            }
+            nix::sys::stat::fchmod(file.as_raw_fd(), Mode::from_bits_truncate(spec.perm))
+                .map_err(|e| Error::sys("chmod", &tmp_path, e))?;
+            if let Some(m) = spec.mtime {
+                let t = nix::sys::time::TimeSpec::new(m, 0);
+                nix::sys::stat::futimens(file.as_raw_fd(), &t, &t).map_err(|e| Error::sys("set time of", &tmp_path, e))?;
+            }
+            file.sync_all()
+                .map_err(|e| Error::sys("fsync", &tmp_path, io_errno(&e)))?;
+            drop(file);
+            if spec.replace {
+                self.rename_replace(tmp, self, name)?;
+            } else {
+                self.rename_noreplace(tmp, self, name)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            let _ = self.unlink(tmp);
+            return Err(e);
+        }
+        self.fsync()
+    }
+
+    /// Flushes the directory itself (names made or removed in it).
+    pub fn fsync(&self) -> Result<()> {
+        nix::unistd::fsync(self.as_raw_fd()).map_err(|e| Error::sys("fsync", &self.path, e))
+    }
+
+    /// Reads the target of a symbolic link (for reports only; never followed).
+    pub fn read_link(&self, name: &OsStr) -> Result<OsString> {
+        nix::fcntl::readlinkat(Some(self.as_raw_fd()), name).map_err(|e| Error::sys("read link", self.child_path(name), e))
+    }
+}
+
+/// How [`Dir::write_file_atomic`] makes its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewFile {
+    /// Permission bits.
+    pub perm: u32,
+    /// Owner and group, when they must be set.
+    pub owner: Option<(u32, u32)>,
+    /// Modification (and access) time, when it must be set.
+    pub mtime: Option<i64>,
+    /// Replace an existing file of that name.
+    pub replace: bool,
+}
+
+fn dtype_of(t: nix::dir::Type) -> u8 {
+    use nix::dir::Type;
+    match t {
+        Type::Fifo => libc::DT_FIFO,
+        Type::CharacterDevice => libc::DT_CHR,
+        Type::Directory => libc::DT_DIR,
+        Type::BlockDevice => libc::DT_BLK,
+        Type::File => libc::DT_REG,
+        Type::Symlink => libc::DT_LNK,
+        Type::Socket => libc::DT_SOCK,
+    }
+}
+
+/// The errno inside an `io::Error` (EIO when it has none).
+pub fn io_errno(e: &std::io::Error) -> Errno {
+    e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
+}
+
+/// Parses an all-digits name as a message number: no sign, no leading
+/// zero (qmail never makes one), fits in u64. Anything else is `None`.
+pub fn parse_number(name: &[u8]) -> Option<u64> {
+    if name.is_empty() || name.len() > 20 || (name[0] == b'0' && name.len() > 1) {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in name {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+/// An `OsString` holding the decimal form of `n`.
+pub fn number_name(n: u64) -> OsString {
+    OsString::from(n.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn tmp() -> (tempfile::TempDir, Dir) {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open(t.path(), SymlinkBehavior::NoFollow).unwrap();
+        (t, d)
+    }
+
+    #[test]
+    fn numbers_parse_strictly() {
+        assert_eq!(parse_number(b"0"), Some(0));
+        assert_eq!(parse_number(b"123"), Some(123));
+        assert_eq!(parse_number(b"0123"), None);
+        assert_eq!(parse_number(b"-1"), None);
+        assert_eq!(parse_number(b"12a"), None);
+        assert_eq!(parse_number(b""), None);
+        assert_eq!(parse_number(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_number(b"18446744073709551616"), None);
+    }
+
+    #[test]
+    fn listing_gives_types_and_inodes() {
+        let (t, d) = tmp();
+        std::fs::write(t.path().join("f"), b"x").unwrap();
+        std::fs::create_dir(t.path().join("sub")).unwrap();
+        symlink("/etc/passwd", t.path().join("l")).unwrap();
+        let mut e = d.entries().unwrap();
+        e.sort_by(|a, b| a.name.cmp(&b.name));
+        let names: Vec<_> = e.iter().map(|e| e.name.to_str().unwrap().to_string()).collect();
+        assert_eq!(names, ["f", "l", "sub"]);
+        assert_eq!(e[0].kind, Some(FileKind::Regular));
+        assert_eq!(e[1].kind, Some(FileKind::Symlink));
+        assert_eq!(e[2].kind, Some(FileKind::Directory));
+        assert_eq!(e[0].ino, d.stat(OsStr::new("f")).unwrap().ino);
+    }
+
+    #[test]
+    fn symlinks_are_never_followed() {
+        let (t, d) = tmp();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("canary"), b"secret").unwrap();
+        symlink(outside.path().join("canary"), t.path().join("l")).unwrap();
+        symlink(outside.path(), t.path().join("ld")).unwrap();
+        let e = d.read_file(OsStr::new("l"), 100).unwrap_err();
+        assert_eq!(e.errno(), Some(Errno::ELOOP), "{e}");
+        assert!(d.open_dir(OsStr::new("ld")).is_err());
+        assert_eq!(d.stat(OsStr::new("l")).unwrap().kind, FileKind::Symlink);
+        let canary = outside.path().join("canary");
+        let before = std::fs::metadata(&canary).unwrap();
+        let ex = Expect {
+            ino: before.ino_(),
+            kind: FileKind::Regular,
+            max_nlink: 1,
+        };
+        assert!(d.chmod_verified(OsStr::new("l"), &ex, 0o777).is_err());
+        assert!(d.chown_verified(OsStr::new("l"), &ex, 1, 1).is_err());
+        let after = std::fs::metadata(&canary).unwrap();
+        assert_eq!(before.permissions().mode(), after.permissions().mode());
+        assert_eq!(std::fs::read(&canary).unwrap(), b"secret");
+    }
+
+    trait Ino {
+        fn ino_(&self) -> u64;
+    }
+    impl Ino for std::fs::Metadata {
+        fn ino_(&self) -> u64 {
+            std::os::unix::fs::MetadataExt::ino(self)
+        }
+    }
+
+    #[test]
+    fn read_is_capped_and_fifo_does_not_block() {
+        let (t, d) = tmp();
+        std::fs::write(t.path().join("big"), vec![b'a'; 10_000]).unwrap();
+        let c = d.read_file(OsStr::new("big"), 100).unwrap();
+        assert_eq!(c.data.len(), 100);
+        assert!(c.truncated);
+        let c = d.read_file(OsStr::new("big"), 10_000).unwrap();
+        assert!(!c.truncated);
+        d.mkfifo(OsStr::new("fifo"), 0o600).unwrap();
+        let e = d.read_file(OsStr::new("fifo"), 100).unwrap_err();
+        assert!(matches!(e, Error::WrongKind { .. }), "{e}");
+    }
+
+    #[test]
+    fn verified_changes_refuse_a_swapped_file() {
+        let (t, d) = tmp();
+        std::fs::write(t.path().join("a"), b"1").unwrap();
+        let st = d.stat(OsStr::new("a")).unwrap();
+        let ex = Expect {
+            ino: st.ino,
+            kind: FileKind::Regular,
+            max_nlink: 1,
+        };
+        d.chmod_verified(OsStr::new("a"), &ex, 0o640).unwrap();
+        assert_eq!(d.stat(OsStr::new("a")).unwrap().perm, 0o640);
+        // Swap in another file under the same name.
+        std::fs::write(t.path().join("b"), b"2").unwrap();
+        std::fs::rename(t.path().join("b"), t.path().join("a")).unwrap();
+        let e = d.chmod_verified(OsStr::new("a"), &ex, 0o600).unwrap_err();
+        assert!(matches!(e, Error::Changed { .. }), "{e}");
+        // An extra hard link is refused too.
+        let st = d.stat(OsStr::new("a")).unwrap();
+        std::fs::hard_link(t.path().join("a"), t.path().join("c")).unwrap();
+        let ex = Expect {
+            ino: st.ino,
+            kind: FileKind::Regular,
+            max_nlink: 1,
+        };
+        assert!(d.chmod_verified(OsStr::new("a"), &ex, 0o600).is_err());
+    }
+
+    #[test]
+    fn rename_noreplace_refuses_to_overwrite() {
+        let (t, d) = tmp();
+        std::fs::write(t.path().join("a"), b"1").unwrap();
+        std::fs::write(t.path().join("b"), b"2").unwrap();
+        let e = d.rename_noreplace(OsStr::new("a"), &d, OsStr::new("b")).unwrap_err();
+        assert_eq!(e.errno(), Some(Errno::EEXIST));
+        d.rename_noreplace(OsStr::new("a"), &d, OsStr::new("c")).unwrap();
+        assert_eq!(std::fs::read(t.path().join("c")).unwrap(), b"1");
+        assert_eq!(std::fs::read(t.path().join("b")).unwrap(), b"2");
+    }
+
+    #[test]
+    fn atomic_write_sets_mode_and_time() {
+        let (t, d) = tmp();
+        let spec = NewFile {
+            perm: 0o600,
+            owner: None,
+            mtime: Some(1_000_000),
+            replace: false,
+        };
+        d.write_file_atomic(OsStr::new("info"), OsStr::new(".tmp-info"), b"F\0", &spec).unwrap();
+        let st = d.stat(OsStr::new("info")).unwrap();
+        assert_eq!((st.perm, st.mtime, st.size), (0o600, 1_000_000, 2));
+        assert!(!t.path().join(".tmp-info").exists());
+        let e = d
+            .write_file_atomic(OsStr::new("info"), OsStr::new(".tmp-info"), b"X", &spec)
+            .unwrap_err();
+        assert_eq!(e.errno(), Some(Errno::EEXIST));
+        assert!(!t.path().join(".tmp-info").exists());
+        assert_eq!(std::fs::read(t.path().join("info")).unwrap(), b"F\0");
+    }
+}
