@@ -90,17 +90,9 @@ fn records(data: &[u8]) -> (Vec<Record<'_>>, Option<usize>) {
             Some(len) => {
                 let rec = &data[pos..pos + len];
                 if rec.is_empty() {
-                    out.push(Record {
-                        kind: 0,
-                        body: rec,
-                        offset: pos,
-                    });
+                    out.push(Record { kind: 0, body: rec, offset: pos });
                 } else {
-                    out.push(Record {
-                        kind: rec[0],
-                        body: &rec[1..],
-                        offset: pos,
-                    });
+                    out.push(Record { kind: rec[0], body: &rec[1..], offset: pos });
                 }
                 pos += len + 1;
             }
@@ -112,10 +104,7 @@ fn records(data: &[u8]) -> (Vec<Record<'_>>, Option<usize>) {
 
 fn check_addr(r: &Record<'_>) -> Result<(), EnvelopeError> {
     if r.body.len() > MAX_ADDRESS {
-        return Err(EnvelopeError::AddressTooLong {
-            len: r.body.len(),
-            offset: r.offset,
-        });
+        return Err(EnvelopeError::AddressTooLong { len: r.body.len(), offset: r.offset });
     }
     Ok(())
 }
@@ -148,10 +137,7 @@ impl Todo {
                 b'u' | b'p' if !have_sender => {
                     let slot = if r.kind == b'u' { &mut t.uid } else { &mut t.pid };
                     if slot.is_some() || r.body.len() > 64 {
-                        return Err(EnvelopeError::UnknownRecord {
-                            byte: r.kind,
-                            offset: r.offset,
-                        });
+                        return Err(EnvelopeError::UnknownRecord { byte: r.kind, offset: r.offset });
                     }
                     *slot = Some(r.body.to_vec());
                 }
@@ -170,12 +156,7 @@ impl Todo {
                     check_addr(r)?;
                     t.recipients.push(r.body.to_vec());
                 }
-                k => {
-                    return Err(EnvelopeError::UnknownRecord {
-                        byte: k,
-                        offset: r.offset,
-                    })
-                }
+                k => return Err(EnvelopeError::UnknownRecord { byte: k, offset: r.offset }),
             }
         }
         if let Some(offset) = partial {
@@ -232,28 +213,20 @@ impl Info {
             None => return Err(EnvelopeError::Truncated { offset: 0 }),
         };
         if first.kind != b'F' {
-            return Err(EnvelopeError::UnknownRecord {
-                byte: first.kind,
-                offset: 0,
-            });
+            return Err(EnvelopeError::UnknownRecord { byte: first.kind, offset: 0 });
         }
         check_addr(first)?;
         if let Some(r) = recs.get(1) {
             return Err(if r.kind == b'F' {
                 EnvelopeError::DuplicateSender { offset: r.offset }
             } else {
-                EnvelopeError::UnknownRecord {
-                    byte: r.kind,
-                    offset: r.offset,
-                }
+                EnvelopeError::UnknownRecord { byte: r.kind, offset: r.offset }
             });
         }
         if let Some(offset) = partial {
             return Err(EnvelopeError::Truncated { offset });
         }
-        Ok(Info {
-            sender: first.body.to_vec(),
-        })
+        Ok(Info { sender: first.body.to_vec() })
     }
 
     /// The bytes qmail-send writes.
@@ -294,9 +267,7 @@ impl Recipients {
     pub fn parse(data: &[u8]) -> Result<Recipients, EnvelopeError> {
         let r = Recipients::parse_salvaging(data)?;
         if r.dropped > 0 {
-            return Err(EnvelopeError::Truncated {
-                offset: data.len() - r.dropped,
-            });
+            return Err(EnvelopeError::Truncated { offset: data.len() - r.dropped });
         }
         Ok(r)
     }
@@ -314,35 +285,21 @@ impl Recipients {
             let done = match r.kind {
                 b'T' => false,
                 b'D' => true,
-                k => {
-                    return Err(EnvelopeError::UnknownRecord {
-                        byte: k,
-                        offset: r.offset,
-                    })
-                }
+                k => return Err(EnvelopeError::UnknownRecord { byte: k, offset: r.offset }),
             };
             check_addr(r)?;
-            list.push(Recipient {
-                address: r.body.to_vec(),
-                done,
-            });
+            list.push(Recipient { address: r.body.to_vec(), done });
         }
         if let Some(off) = partial {
             // The partial record's type byte must still be plausible.
             if !matches!(data[off], b'T' | b'D') {
-                return Err(EnvelopeError::UnknownRecord {
-                    byte: data[off],
-                    offset: off,
-                });
+                return Err(EnvelopeError::UnknownRecord { byte: data[off], offset: off });
             }
             if list.is_empty() {
                 return Err(EnvelopeError::Truncated { offset: off });
             }
         }
-        Ok(Recipients {
-            list,
-            dropped: partial.map_or(0, |off| data.len() - off),
-        })
+        Ok(Recipients { list, dropped: partial.map_or(0, |off| data.len() - off) })
     }
 
     /// The bytes qmail-send writes (only the complete records).
@@ -386,24 +343,18 @@ mod tests {
     fn todo_errors_are_precise() {
         assert_eq!(Todo::parse(b""), Err(EnvelopeError::Empty));
         assert_eq!(Todo::parse(b"u0\0Fa\0Tb"), Err(EnvelopeError::Truncated { offset: 6 }));
-        assert_eq!(
-            Todo::parse(b"u0\0Fa\0Xb\0"),
-            Err(EnvelopeError::UnknownRecord { byte: b'X', offset: 6 })
-        );
+        assert_eq!(Todo::parse(b"u0\0Fa\0Xb\0"), Err(EnvelopeError::UnknownRecord { byte: b'X', offset: 6 }));
         assert_eq!(Todo::parse(b"u0\0Tb\0"), Err(EnvelopeError::MissingSender));
         assert_eq!(Todo::parse(b"u0\0p1\0"), Err(EnvelopeError::MissingSender));
         assert_eq!(Todo::parse(b"Fa\0"), Err(EnvelopeError::NoRecipients));
         assert_eq!(Todo::parse(b"Fa\0Fb\0Tc\0"), Err(EnvelopeError::DuplicateSender { offset: 3 }));
         let mut long = b"F".to_vec();
-        long.extend(std::iter::repeat(b'x').take(1004));
+        long.extend(std::iter::repeat_n(b'x', 1004));
         long.extend_from_slice(b"\0Ta\0");
-        assert_eq!(
-            Todo::parse(&long),
-            Err(EnvelopeError::AddressTooLong { len: 1004, offset: 0 })
-        );
+        assert_eq!(Todo::parse(&long), Err(EnvelopeError::AddressTooLong { len: 1004, offset: 0 }));
         // 1003 bytes is still fine.
         let mut ok = b"F".to_vec();
-        ok.extend(std::iter::repeat(b'x').take(1003));
+        ok.extend(std::iter::repeat_n(b'x', 1003));
         ok.extend_from_slice(b"\0Ta\0");
         assert!(Todo::parse(&ok).is_ok());
         assert!(Todo::parse(b"\0Fa\0Tb\0").is_err());

@@ -68,11 +68,7 @@ fn errno_text(e: Errno) -> String {
 impl Error {
     /// A system-call error on `path` while doing `op`.
     pub fn sys(op: &'static str, path: impl AsRef<Path>, errno: Errno) -> Self {
-        Error::Sys {
-            op,
-            path: path.as_ref().to_path_buf(),
-            errno,
-        }
+        Error::Sys { op, path: path.as_ref().to_path_buf(), errno }
     }
 
     /// The errno behind this error, when it is a system-call error.

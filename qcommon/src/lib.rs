@@ -8,4 +8,10 @@ pub mod safe_fs;
 
 pub use error::{Error, Result};
 pub mod envelope;
+pub mod layout;
+pub mod lock;
+pub mod mutator;
+pub mod procs;
 pub mod queue;
+pub mod scan;
+pub mod showctl;

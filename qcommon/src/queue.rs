@@ -63,27 +63,13 @@ pub enum Part {
 
 impl Part {
     /// All parts, in qmail's order of creation.
-    pub const ALL: [Part; 7] = [
-        Part::Mess,
-        Part::Intd,
-        Part::Todo,
-        Part::Info,
-        Part::Local,
-        Part::Remote,
-        Part::Bounce,
-    ];
+    pub const ALL: [Part; 7] =
+        [Part::Mess, Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce];
 
     /// The order in which a message is removed: the reverse of creation,
     /// with mess last (REPAIR-POLICY.md, qkillns).
-    pub const REMOVAL_ORDER: [Part; 7] = [
-        Part::Todo,
-        Part::Intd,
-        Part::Bounce,
-        Part::Local,
-        Part::Remote,
-        Part::Info,
-        Part::Mess,
-    ];
+    pub const REMOVAL_ORDER: [Part; 7] =
+        [Part::Todo, Part::Intd, Part::Bounce, Part::Local, Part::Remote, Part::Info, Part::Mess];
 
     /// Index into per-part arrays.
     pub fn index(self) -> usize {

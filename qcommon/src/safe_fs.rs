@@ -196,10 +196,7 @@ impl Dir {
         let fd = nix::fcntl::open(path, flags, Mode::empty()).map_err(|e| Error::sys("open directory", path, e))?;
         // SAFETY: `open` returned a new descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Dir {
-            fd,
-            path: path.to_path_buf(),
-        })
+        Ok(Dir { fd, path: path.to_path_buf() })
     }
 
     /// The path this directory was reached by, for messages.
@@ -260,11 +257,7 @@ impl Dir {
     pub fn entries(&self) -> Result<Vec<Entry>> {
         let mut v = Vec::new();
         self.for_each_entry(|name, kind, ino| {
-            v.push(Entry {
-                name: OsString::from_vec(name.to_bytes().to_vec()),
-                kind,
-                ino,
-            })
+            v.push(Entry { name: OsString::from_vec(name.to_bytes().to_vec()), kind, ino })
         })?;
         Ok(v)
     }
@@ -304,12 +297,7 @@ impl Dir {
         let st = nix::sys::stat::fstat(file.as_raw_fd()).map_err(|e| Error::sys("stat", &path, e))?;
         let st = Stat::from_raw(&st);
         if st.kind != FileKind::Regular {
-            return Err(Error::WrongKind {
-                op: "open",
-                path,
-                expected: "regular file",
-                found: st.kind.name(),
-            });
+            return Err(Error::WrongKind { op: "open", path, expected: "regular file", found: st.kind.name() });
         }
         Ok((file, st))
     }
@@ -355,11 +343,7 @@ impl Dir {
             detail.push(format!("{} links, at most {} expected", st.nlink, expect.max_nlink));
         }
         if !detail.is_empty() {
-            return Err(Error::Changed {
-                op,
-                path,
-                detail: detail.join(", "),
-            });
+            return Err(Error::Changed { op, path, detail: detail.join(", ") });
         }
         Ok(fd)
     }
@@ -370,9 +354,7 @@ impl Dir {
         // AT_EMPTY_PATH on an O_PATH descriptor: the inode held open, no name.
         // SAFETY: valid fd and a NUL-terminated empty string.
         let r = unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) };
-        Errno::result(r)
-            .map(drop)
-        .map_err(|e| Error::sys("chown", self.child_path(name), e))
+        Errno::result(r).map(drop).map_err(|e| Error::sys("chown", self.child_path(name), e))
     }
 
     /// Changes the permission bits of `name`, verified against the scan.
@@ -382,9 +364,7 @@ impl Dir {
         let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
         // SAFETY: a valid C string.
         let r = unsafe { libc::chmod(p.as_ptr(), perm as libc::mode_t) };
-        Errno::result(r)
-            .map(drop)
-            .map_err(|e| Error::sys("chmod", self.child_path(name), e))
+        Errno::result(r).map(drop).map_err(|e| Error::sys("chmod", self.child_path(name), e))
     }
 
     /// Sets the modification time (and access time to the same) of `name`,
@@ -392,16 +372,11 @@ impl Dir {
     pub fn set_mtime_verified(&self, name: &OsStr, expect: &Expect, mtime: i64) -> Result<()> {
         let fd = self.open_verified("set time of", name, expect)?;
         let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
-        let t = libc::timespec {
-            tv_sec: mtime as libc::time_t,
-            tv_nsec: 0,
-        };
+        let t = libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 };
         let times = [t, t];
         // SAFETY: valid C string and a two-element array.
         let r = unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0) };
-        Errno::result(r)
-            .map(drop)
-            .map_err(|e| Error::sys("set time of", self.child_path(name), e))
+        Errno::result(r).map(drop).map_err(|e| Error::sys("set time of", self.child_path(name), e))
     }
 
     /// Renames `from` (in `self`) to `to` (in `to_dir`), failing with
@@ -449,9 +424,7 @@ impl Dir {
         let (a, b) = (cstr(from)?, cstr(to)?);
         // SAFETY: valid fds and C strings; flags 0 means no follow.
         let r = unsafe { libc::linkat(self.as_raw_fd(), a.as_ptr(), to_dir.as_raw_fd(), b.as_ptr(), 0) };
-        Errno::result(r)
-            .map(drop)
-            .map_err(|e| Error::sys("link", to_dir.child_path(to), e))
+        Errno::result(r).map(drop).map_err(|e| Error::sys("link", to_dir.child_path(to), e))
     }
 
     /// Removes a non-directory name.
@@ -496,8 +469,7 @@ impl Dir {
         let mut file = unsafe { File::from_raw_fd(fd) };
         let res = (|| -> Result<()> {
             use std::io::Write;
-            file.write_all(data)
-                .map_err(|e| Error::sys("write", &tmp_path, io_errno(&e)))?;
+            file.write_all(data).map_err(|e| Error::sys("write", &tmp_path, io_errno(&e)))?;
             if let Some((uid, gid)) = spec.owner {
                 nix::unistd::fchown(file.as_raw_fd(), Some(uid.into()), Some(gid.into()))
                     .map_err(|e| Error::sys("chown", &tmp_path, e))?;
@@ -506,10 +478,10 @@ impl Dir {
                 .map_err(|e| Error::sys("chmod", &tmp_path, e))?;
             if let Some(m) = spec.mtime {
                 let t = nix::sys::time::TimeSpec::new(m, 0);
-                nix::sys::stat::futimens(file.as_raw_fd(), &t, &t).map_err(|e| Error::sys("set time of", &tmp_path, e))?;
+                nix::sys::stat::futimens(file.as_raw_fd(), &t, &t)
+                    .map_err(|e| Error::sys("set time of", &tmp_path, e))?;
             }
-            file.sync_all()
-                .map_err(|e| Error::sys("fsync", &tmp_path, io_errno(&e)))?;
+            file.sync_all().map_err(|e| Error::sys("fsync", &tmp_path, io_errno(&e)))?;
             drop(file);
             if spec.replace {
                 self.rename_replace(tmp, self, name)?;
@@ -532,7 +504,8 @@ impl Dir {
 
     /// Reads the target of a symbolic link (for reports only; never followed).
     pub fn read_link(&self, name: &OsStr) -> Result<OsString> {
-        nix::fcntl::readlinkat(Some(self.as_raw_fd()), name).map_err(|e| Error::sys("read link", self.child_path(name), e))
+        nix::fcntl::readlinkat(Some(self.as_raw_fd()), name)
+            .map_err(|e| Error::sys("read link", self.child_path(name), e))
     }
 }
 
@@ -640,11 +613,7 @@ mod tests {
         assert_eq!(d.stat(OsStr::new("l")).unwrap().kind, FileKind::Symlink);
         let canary = outside.path().join("canary");
         let before = std::fs::metadata(&canary).unwrap();
-        let ex = Expect {
-            ino: before.ino_(),
-            kind: FileKind::Regular,
-            max_nlink: 1,
-        };
+        let ex = Expect { ino: before.ino_(), kind: FileKind::Regular, max_nlink: 1 };
         assert!(d.chmod_verified(OsStr::new("l"), &ex, 0o777).is_err());
         assert!(d.chown_verified(OsStr::new("l"), &ex, 1, 1).is_err());
         let after = std::fs::metadata(&canary).unwrap();
@@ -680,11 +649,7 @@ mod tests {
         let (t, d) = tmp();
         std::fs::write(t.path().join("a"), b"1").unwrap();
         let st = d.stat(OsStr::new("a")).unwrap();
-        let ex = Expect {
-            ino: st.ino,
-            kind: FileKind::Regular,
-            max_nlink: 1,
-        };
+        let ex = Expect { ino: st.ino, kind: FileKind::Regular, max_nlink: 1 };
         d.chmod_verified(OsStr::new("a"), &ex, 0o640).unwrap();
         assert_eq!(d.stat(OsStr::new("a")).unwrap().perm, 0o640);
         // Swap in another file under the same name.
@@ -695,11 +660,7 @@ mod tests {
         // An extra hard link is refused too.
         let st = d.stat(OsStr::new("a")).unwrap();
         std::fs::hard_link(t.path().join("a"), t.path().join("c")).unwrap();
-        let ex = Expect {
-            ino: st.ino,
-            kind: FileKind::Regular,
-            max_nlink: 1,
-        };
+        let ex = Expect { ino: st.ino, kind: FileKind::Regular, max_nlink: 1 };
         assert!(d.chmod_verified(OsStr::new("a"), &ex, 0o600).is_err());
     }
 
@@ -718,19 +679,12 @@ mod tests {
     #[test]
     fn atomic_write_sets_mode_and_time() {
         let (t, d) = tmp();
-        let spec = NewFile {
-            perm: 0o600,
-            owner: None,
-            mtime: Some(1_000_000),
-            replace: false,
-        };
+        let spec = NewFile { perm: 0o600, owner: None, mtime: Some(1_000_000), replace: false };
         d.write_file_atomic(OsStr::new("info"), OsStr::new(".tmp-info"), b"F\0", &spec).unwrap();
         let st = d.stat(OsStr::new("info")).unwrap();
         assert_eq!((st.perm, st.mtime, st.size), (0o600, 1_000_000, 2));
         assert!(!t.path().join(".tmp-info").exists());
-        let e = d
-            .write_file_atomic(OsStr::new("info"), OsStr::new(".tmp-info"), b"X", &spec)
-            .unwrap_err();
+        let e = d.write_file_atomic(OsStr::new("info"), OsStr::new(".tmp-info"), b"X", &spec).unwrap_err();
         assert_eq!(e.errno(), Some(Errno::EEXIST));
         assert!(!t.path().join(".tmp-info").exists());
         assert_eq!(std::fs::read(t.path().join("info")).unwrap(), b"F\0");

@@ -1,0 +1,565 @@
+//! The plan and the mutator: every change any tool makes to a queue is a
+//! [`Step`] in a [`Plan`], and every step is carried out by the
+//! [`Mutator`], which in a dry run only records it. A check prints the
+//! plan; a live run hands the same plan to a live mutator, so a check can
+//! never promise what live does not do.
+//!
+//! Steps name paths relative to the queue root (`mess/3/1234`); the
+//! mutator walks to each parent directory with no-follow opens from the
+//! queue's own directory handle, so a symbolic link inside the queue is
+//! never followed.
+//!
+//! With the `fault-injection` feature, the environment variable
+//! `QTOOLS_ABORT_AFTER_STEP=k` makes the process kill itself with SIGKILL
+//! right after its k-th successful step (crash tests).
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{escape_path, Error, Result};
+use crate::safe_fs::{Dir, Expect, NewFile};
+
+/// One atomic change. Paths are relative to the queue root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Rename, never replacing an existing name.
+    Rename {
+        /// From.
+        from: PathBuf,
+        /// To.
+        to: PathBuf,
+    },
+    /// Hard-link `to` to `from`.
+    Link {
+        /// Existing name.
+        from: PathBuf,
+        /// New name.
+        to: PathBuf,
+    },
+    /// Remove a name that is not a directory. When `expect` is given the
+    /// name must still hold that inode.
+    Unlink {
+        /// The name.
+        path: PathBuf,
+        /// What the scan saw there.
+        expect: Option<Expect>,
+    },
+    /// Remove an empty directory.
+    Rmdir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Make a directory with this mode (and owner, when given).
+    Mkdir {
+        /// The directory.
+        path: PathBuf,
+        /// Mode.
+        perm: u32,
+        /// Owner and group.
+        owner: Option<(u32, u32)>,
+    },
+    /// Make a named pipe.
+    Mkfifo {
+        /// The pipe.
+        path: PathBuf,
+        /// Mode.
+        perm: u32,
+        /// Owner and group.
+        owner: Option<(u32, u32)>,
+    },
+    /// Change owner and group of what the scan saw.
+    Chown {
+        /// The file.
+        path: PathBuf,
+        /// What the scan saw.
+        expect: Expect,
+        /// New owner.
+        uid: u32,
+        /// New group.
+        gid: u32,
+    },
+    /// Change the mode of what the scan saw.
+    Chmod {
+        /// The file.
+        path: PathBuf,
+        /// What the scan saw.
+        expect: Expect,
+        /// New permission bits.
+        perm: u32,
+    },
+    /// Set the modification time of what the scan saw.
+    SetMtime {
+        /// The file.
+        path: PathBuf,
+        /// What the scan saw.
+        expect: Expect,
+        /// New mtime (seconds).
+        mtime: i64,
+    },
+    /// Write a whole file: a temporary name, fsync, rename, directory fsync.
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// Its bytes.
+        data: Vec<u8>,
+        /// Mode, owner, mtime, replace.
+        spec: NewFile,
+    },
+}
+
+impl Step {
+    /// The path the step changes (the target for a rename or link).
+    pub fn path(&self) -> &Path {
+        match self {
+            Step::Rename { to, .. } | Step::Link { to, .. } => to,
+            Step::Unlink { path, .. }
+            | Step::Rmdir { path }
+            | Step::Mkdir { path, .. }
+            | Step::Mkfifo { path, .. }
+            | Step::Chown { path, .. }
+            | Step::Chmod { path, .. }
+            | Step::SetMtime { path, .. }
+            | Step::WriteFile { path, .. } => path,
+        }
+    }
+
+    /// A short verb for reports and JSON.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Step::Rename { .. } => "rename",
+            Step::Link { .. } => "link",
+            Step::Unlink { .. } => "unlink",
+            Step::Rmdir { .. } => "rmdir",
+            Step::Mkdir { .. } => "mkdir",
+            Step::Mkfifo { .. } => "mkfifo",
+            Step::Chown { .. } => "chown",
+            Step::Chmod { .. } => "chmod",
+            Step::SetMtime { .. } => "set-mtime",
+            Step::WriteFile { .. } => "write",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    /// One line, every name escaped.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = |p: &Path| escape_path(p);
+        match self {
+            Step::Rename { from, to } => write!(f, "rename {} -> {}", e(from), e(to)),
+            Step::Link { from, to } => write!(f, "link {} -> {}", e(from), e(to)),
+            Step::Unlink { path, .. } => write!(f, "unlink {}", e(path)),
+            Step::Rmdir { path } => write!(f, "rmdir {}", e(path)),
+            Step::Mkdir { path, perm, owner } => {
+                write!(f, "mkdir {} mode {perm:04o}", e(path))?;
+                if let Some((u, g)) = owner {
+                    write!(f, " owner {u}:{g}")?;
+                }
+                Ok(())
+            }
+            Step::Mkfifo { path, perm, owner } => {
+                write!(f, "mkfifo {} mode {perm:04o}", e(path))?;
+                if let Some((u, g)) = owner {
+                    write!(f, " owner {u}:{g}")?;
+                }
+                Ok(())
+            }
+            Step::Chown { path, uid, gid, .. } => write!(f, "chown {uid}:{gid} {}", e(path)),
+            Step::Chmod { path, perm, .. } => write!(f, "chmod {perm:04o} {}", e(path)),
+            Step::SetMtime { path, mtime, .. } => write!(f, "set mtime {mtime} {}", e(path)),
+            Step::WriteFile { path, data, spec } => {
+                write!(f, "write {} ({} bytes, mode {:04o}", e(path), data.len(), spec.perm)?;
+                if let Some(m) = spec.mtime {
+                    write!(f, ", mtime {m}")?;
+                }
+                write!(f, ")")
+            }
+        }
+    }
+}
+
+/// The steps for one finding, in crash-safe order. When one step fails,
+/// the rest of its action is skipped (what is left is a state the same
+/// tool finishes on a rerun) and the run goes on with the next action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    /// The message number concerned, when there is one.
+    pub message: Option<u64>,
+    /// Steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// What the tools plan to do: the actions in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The actions.
+    pub actions: Vec<Action>,
+}
+
+impl Plan {
+    /// Number of steps in all actions.
+    pub fn step_count(&self) -> usize {
+        self.actions.iter().map(|a| a.steps.len()).sum()
+    }
+}
+
+/// Dry run or live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Record steps, change nothing.
+    DryRun,
+    /// Carry steps out.
+    Live,
+}
+
+/// What happened to one action.
+#[derive(Debug)]
+pub struct ActionOutcome {
+    /// Steps carried out (or recorded, in a dry run).
+    pub done: usize,
+    /// The error that stopped the action, with the failed step's index.
+    pub failed: Option<(usize, Error)>,
+}
+
+/// Carries out steps, through directory handles opened from the queue
+/// root without following links.
+#[derive(Debug)]
+pub struct Mutator {
+    root: Dir,
+    mode: Mode,
+    dirs: HashMap<PathBuf, Dir>,
+    recorded: Vec<Step>,
+    steps_done: u64,
+    abort_after: Option<u64>,
+    tmp_counter: u64,
+}
+
+const DIR_CACHE_MAX: usize = 512;
+
+impl Mutator {
+    /// A mutator over the queue whose root directory is `root`.
+    pub fn new(root: Dir, mode: Mode) -> Mutator {
+        Mutator {
+            root,
+            mode,
+            dirs: HashMap::new(),
+            recorded: Vec::new(),
+            steps_done: 0,
+            abort_after: abort_switch(),
+            tmp_counter: 0,
+        }
+    }
+
+    /// Dry run or live.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The queue root.
+    pub fn root(&self) -> &Dir {
+        &self.root
+    }
+
+    /// Steps recorded by a dry run.
+    pub fn recorded(&self) -> &[Step] {
+        &self.recorded
+    }
+
+    /// Steps carried out (or recorded) so far.
+    pub fn steps_done(&self) -> u64 {
+        self.steps_done
+    }
+
+    /// Carries out one action: its steps in order, stopping at the first
+    /// failure. `observe` is told of every step and its result.
+    pub fn run_action(&mut self, action: &Action, observe: &mut dyn FnMut(&Step, &Result<()>)) -> ActionOutcome {
+        for (i, step) in action.steps.iter().enumerate() {
+            let r = self.apply(step);
+            observe(step, &r);
+            if let Err(e) = r {
+                return ActionOutcome { done: i, failed: Some((i, e)) };
+            }
+        }
+        ActionOutcome { done: action.steps.len(), failed: None }
+    }
+
+    /// Carries out (or records) one step.
+    pub fn apply(&mut self, step: &Step) -> Result<()> {
+        match self.mode {
+            Mode::DryRun => self.recorded.push(step.clone()),
+            Mode::Live => self.execute(step)?,
+        }
+        self.steps_done += 1;
+        if let Some(k) = self.abort_after {
+            if self.steps_done >= k && self.mode == Mode::Live {
+                // A crash test asked to die here, as a power cut would.
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, step: &Step) -> Result<()> {
+        match step {
+            Step::Rename { from, to } => {
+                let (fd, fname) = split(from)?;
+                let (td, tname) = split(to)?;
+                self.with_two(&fd, &td, |a, b| a.rename_noreplace(fname, b, tname))?;
+                self.forget(from);
+                Ok(())
+            }
+            Step::Link { from, to } => {
+                let (fd, fname) = split(from)?;
+                let (td, tname) = split(to)?;
+                self.with_two(&fd, &td, |a, b| a.link(fname, b, tname))
+            }
+            Step::Unlink { path, expect } => {
+                let (d, name) = split(path)?;
+                let dir = self.dir(&d)?;
+                if let Some(ex) = expect {
+                    let st = dir.stat(name)?;
+                    if st.ino != ex.ino || st.kind != ex.kind {
+                        return Err(Error::Changed {
+                            op: "unlink",
+                            path: dir.child_path(name),
+                            detail: format!(
+                                "inode {} ({}) now, {} ({}) scanned",
+                                st.ino,
+                                st.kind.name(),
+                                ex.ino,
+                                ex.kind.name()
+                            ),
+                        });
+                    }
+                }
+                dir.unlink(name)
+            }
+            Step::Rmdir { path } => {
+                let (d, name) = split(path)?;
+                self.forget(path);
+                self.dir(&d)?.rmdir(name)
+            }
+            Step::Mkdir { path, perm, owner } => {
+                let (d, name) = split(path)?;
+                let dir = self.dir(&d)?;
+                dir.mkdir(name, *perm)?;
+                fix_new(dir, name, *perm, *owner)
+            }
+            Step::Mkfifo { path, perm, owner } => {
+                let (d, name) = split(path)?;
+                let dir = self.dir(&d)?;
+                dir.mkfifo(name, *perm)?;
+                fix_new(dir, name, *perm, *owner)
+            }
+            Step::Chown { path, expect, uid, gid } => {
+                let (d, name) = split(path)?;
+                self.dir(&d)?.chown_verified(name, expect, *uid, *gid)
+            }
+            Step::Chmod { path, expect, perm } => {
+                let (d, name) = split(path)?;
+                self.dir(&d)?.chmod_verified(name, expect, *perm)
+            }
+            Step::SetMtime { path, expect, mtime } => {
+                let (d, name) = split(path)?;
+                self.dir(&d)?.set_mtime_verified(name, expect, *mtime)
+            }
+            Step::WriteFile { path, data, spec } => {
+                let (d, name) = split(path)?;
+                self.tmp_counter += 1;
+                // Never all digits: qmail must not take it for a message.
+                let tmp = format!(".qtools-tmp.{}.{}", std::process::id(), self.tmp_counter);
+                self.dir(&d)?.write_file_atomic(name, OsStr::new(&tmp), data, spec)
+            }
+        }
+    }
+
+    fn with_two<T>(&mut self, a: &Path, b: &Path, f: impl FnOnce(&Dir, &Dir) -> Result<T>) -> Result<T> {
+        self.dir(a)?;
+        self.dir(b)?;
+        let da = self.lookup(a);
+        let db = self.lookup(b);
+        f(da, db)
+    }
+
+    fn lookup(&self, rel: &Path) -> &Dir {
+        if rel.as_os_str().is_empty() {
+            &self.root
+        } else {
+            &self.dirs[rel]
+        }
+    }
+
+    /// The directory at `rel` (relative to the root), opened component by
+    /// component without following links, cached.
+    pub fn dir(&mut self, rel: &Path) -> Result<&Dir> {
+        if rel.as_os_str().is_empty() {
+            return Ok(&self.root);
+        }
+        if !self.dirs.contains_key(rel) {
+            if self.dirs.len() >= DIR_CACHE_MAX {
+                self.dirs.clear();
+            }
+            let (parent, name) = split(rel)?;
+            if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+                return Err(Error::Other(format!("bad relative path {}", escape_path(rel))));
+            }
+            let d = self.dir(&parent)?.open_dir(name)?;
+            self.dirs.insert(rel.to_path_buf(), d);
+        }
+        Ok(&self.dirs[rel])
+    }
+
+    fn forget(&mut self, rel: &Path) {
+        self.dirs.retain(|k, _| !k.starts_with(rel));
+    }
+}
+
+/// mkdir and mkfifo honour the umask; set the exact mode and owner.
+fn fix_new(dir: &Dir, name: &OsStr, perm: u32, owner: Option<(u32, u32)>) -> Result<()> {
+    let st = dir.stat(name)?;
+    let ex = Expect { ino: st.ino, kind: st.kind, max_nlink: u64::MAX };
+    if let Some((u, g)) = owner {
+        dir.chown_verified(name, &ex, u, g)?;
+    }
+    if st.perm != perm || owner.is_some() {
+        dir.chmod_verified(name, &ex, perm)?;
+    }
+    dir.fsync()
+}
+
+fn split(p: &Path) -> Result<(PathBuf, &OsStr)> {
+    let name = p.file_name().ok_or_else(|| Error::Other(format!("bad path {}", escape_path(p))))?;
+    let parent = p.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok((parent, name))
+}
+
+#[cfg(feature = "fault-injection")]
+fn abort_switch() -> Option<u64> {
+    std::env::var("QTOOLS_ABORT_AFTER_STEP").ok()?.parse().ok()
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn abort_switch() -> Option<u64> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::safe_fs::{FileKind, SymlinkBehavior};
+    use std::os::unix::fs::symlink;
+
+    fn setup() -> (tempfile::TempDir, Dir) {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("mess/1")).unwrap();
+        std::fs::write(t.path().join("mess/1/10"), b"hello").unwrap();
+        let d = Dir::open(t.path(), SymlinkBehavior::NoFollow).unwrap();
+        (t, d)
+    }
+
+    fn plan() -> Action {
+        Action {
+            message: Some(10),
+            steps: vec![
+                Step::Mkdir { path: "mess/2".into(), perm: 0o750, owner: None },
+                Step::Rename { from: "mess/1/10".into(), to: "mess/2/10".into() },
+                Step::WriteFile {
+                    path: "mess/2/info".into(),
+                    data: b"F\0".to_vec(),
+                    spec: NewFile { perm: 0o600, owner: None, mtime: Some(5), replace: false },
+                },
+                Step::Rmdir { path: "mess/1".into() },
+            ],
+        }
+    }
+
+    #[test]
+    fn dry_run_records_and_changes_nothing() {
+        let (t, d) = setup();
+        let before: Vec<_> = walk(t.path());
+        let mut m = Mutator::new(d, Mode::DryRun);
+        let mut seen = Vec::new();
+        let out = m.run_action(&plan(), &mut |s, r| seen.push((s.clone(), r.is_ok())));
+        assert!(out.failed.is_none());
+        assert_eq!(m.recorded(), plan().steps.as_slice());
+        assert_eq!(seen.len(), 4);
+        assert_eq!(walk(t.path()), before);
+    }
+
+    #[test]
+    fn live_run_does_each_step() {
+        let (t, d) = setup();
+        let mut m = Mutator::new(d, Mode::Live);
+        let out = m.run_action(&plan(), &mut |_, _| {});
+        assert!(out.failed.is_none(), "{:?}", out.failed);
+        assert_eq!(std::fs::read(t.path().join("mess/2/10")).unwrap(), b"hello");
+        assert_eq!(std::fs::read(t.path().join("mess/2/info")).unwrap(), b"F\0");
+        assert!(!t.path().join("mess/1").exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(t.path().join("mess/2")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o750);
+        assert_eq!(m.steps_done(), 4);
+    }
+
+    #[test]
+    fn failure_stops_the_action_and_reports() {
+        let (t, d) = setup();
+        std::fs::create_dir(t.path().join("mess/2")).unwrap();
+        std::fs::write(t.path().join("mess/2/10"), b"other").unwrap();
+        let mut m = Mutator::new(d, Mode::Live);
+        let a = Action { message: Some(10), steps: plan().steps[1..].to_vec() };
+        let out = m.run_action(&a, &mut |_, _| {});
+        let (i, e) = out.failed.unwrap();
+        assert_eq!(i, 0);
+        assert!(e.to_string().contains("mess/1/10"), "{e}");
+        assert_eq!(std::fs::read(t.path().join("mess/1/10")).unwrap(), b"hello");
+        assert_eq!(std::fs::read(t.path().join("mess/2/10")).unwrap(), b"other");
+    }
+
+    #[test]
+    fn links_inside_the_queue_are_not_followed() {
+        let (t, d) = setup();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("5"), b"canary").unwrap();
+        symlink(outside.path(), t.path().join("mess/3")).unwrap();
+        let mut m = Mutator::new(d, Mode::Live);
+        let e = m.apply(&Step::Unlink { path: "mess/3/5".into(), expect: None }).unwrap_err();
+        assert!(e.to_string().contains("mess/3"), "{e}");
+        let e = m.apply(&Step::Rename { from: "mess/1/10".into(), to: "mess/3/10".into() }).unwrap_err();
+        assert!(e.to_string().contains("mess/3"), "{e}");
+        assert_eq!(std::fs::read(outside.path().join("5")).unwrap(), b"canary");
+        assert!(!outside.path().join("10").exists());
+        // Unlink of the link itself removes the link, not the target.
+        m.apply(&Step::Unlink {
+            path: "mess/3".into(),
+            expect: Some(Expect {
+                ino: std::fs::symlink_metadata(t.path().join("mess/3"))
+                    .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                    .unwrap(),
+                kind: FileKind::Symlink,
+                max_nlink: 1,
+            }),
+        })
+        .unwrap();
+        assert!(outside.path().join("5").exists());
+    }
+
+    fn walk(p: &Path) -> Vec<(PathBuf, u64, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut v = Vec::new();
+        let mut stack = vec![p.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                let m = e.metadata().unwrap();
+                v.push((e.path(), m.size(), m.mode()));
+                if m.is_dir() {
+                    stack.push(e.path());
+                }
+            }
+        }
+        v.sort();
+        v
+    }
+}

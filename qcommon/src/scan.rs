@@ -1,0 +1,880 @@
+//! The streaming scanner: the queue as messages. For each message number
+//! it finds which of mess, intd, todo, info, local, remote and bounce exist
+//! (with a no-follow stat, and the parsed envelopes when asked), and it
+//! reports every stray: a non-numeric name, a file that is not a regular
+//! file, a file in the wrong bucket, an extra bucket, an unknown top-level
+//! entry, a `pid/` leftover.
+//!
+//! It works bucket by bucket (memory holds one bucket's directory entries
+//! and a bounded window of finished messages, never the whole queue),
+//! handles flat and big-todo layouts, tolerates files vanishing mid-scan,
+//! and stats and reads with several threads so that, on a cold cache, more
+//! reads are in flight than there are cores. Messages are delivered in
+//! order of bucket, then number, whatever the number of threads.
+//!
+//! A first pass lists every bucket without stat to find files that sit in
+//! another bucket than their number says, so a message whose files are
+//! spread over two buckets is still seen as one message.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+
+use nix::errno::Errno;
+
+use crate::envelope::{EnvelopeError, Info, Recipients, Todo};
+use crate::error::{Error, Result};
+use crate::queue::{bucket_of, Part, LOST_AND_FOUND};
+use crate::safe_fs::{parse_number, Dir, FileKind, Stat};
+
+/// Largest info file read: `F`, 1003 address bytes, NUL, with room to spare.
+pub const INFO_CAP: usize = 2048;
+/// Largest todo/intd/local/remote read (a flood can have many recipients).
+pub const ENVELOPE_CAP: usize = 16 << 20;
+
+/// What the scan does per message.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Threads that stat and read (8 keeps a cold disk busy; 1 for a
+    /// single-threaded baseline).
+    pub threads: usize,
+    /// Stat every message file (owners, modes, link counts, sizes, times).
+    pub stat: bool,
+    /// Read and parse todo, intd, info, local and remote.
+    pub read_envelopes: bool,
+    /// Messages per unit of work.
+    pub chunk: usize,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions { threads: 8, stat: true, read_envelopes: true, chunk: 256 }
+    }
+}
+
+/// Where one file of a message was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Which file of the message.
+    pub part: Part,
+    /// The bucket directory it sits in; `None` when it sits directly in
+    /// the part's directory (right for unsplit todo/intd/bounce, wrong
+    /// for a split directory).
+    pub bucket: Option<u32>,
+    /// `d_ino` from the listing.
+    pub ino: u64,
+    /// The no-follow stat, when the scan stats.
+    pub stat: Option<Stat>,
+}
+
+impl Found {
+    /// The path relative to the queue root, for message number `n`.
+    pub fn rel_path(&self, n: u64) -> PathBuf {
+        let mut p = PathBuf::from(self.part.dir());
+        if let Some(b) = self.bucket {
+            p.push(b.to_string());
+        }
+        p.push(n.to_string());
+        p
+    }
+
+    /// The inode: from the stat when there is one, else `d_ino`.
+    pub fn inode(&self) -> u64 {
+        self.stat.map_or(self.ino, |s| s.ino)
+    }
+}
+
+/// Why an envelope could not be used.
+#[derive(Debug)]
+pub enum ReadProblem {
+    /// It could not be read (reported with path and errno).
+    Io(Error),
+    /// It was read but is not a valid envelope.
+    Bad(EnvelopeError),
+}
+
+impl std::fmt::Display for ReadProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadProblem::Io(e) => write!(f, "{e}"),
+            ReadProblem::Bad(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A parsed envelope file, or why not.
+pub type Parsed<T> = std::result::Result<T, ReadProblem>;
+
+/// One message as the scan saw it.
+#[derive(Debug, Default)]
+pub struct ScannedMessage {
+    /// The number (the name of its files).
+    pub number: u64,
+    /// Its files, indexed by [`Part::index`]: the one in the right place
+    /// when there are several.
+    pub files: [Option<Found>; 7],
+    /// Further copies of a part found elsewhere (e.g. both in the right
+    /// and in a wrong bucket).
+    pub extra: Vec<Found>,
+    /// Parsed todo (when read).
+    pub todo: Option<Parsed<Todo>>,
+    /// Parsed intd, only when it is a separate file from todo or there is
+    /// no todo (when read).
+    pub intd: Option<Parsed<Todo>>,
+    /// Parsed info (when read).
+    pub info: Option<Parsed<Info>>,
+    /// Parsed local, salvaging a partial last record (when read).
+    pub local: Option<Parsed<Recipients>>,
+    /// Parsed remote, salvaging a partial last record (when read).
+    pub remote: Option<Parsed<Recipients>>,
+    /// Errors met while stating or reading this message's files: the
+    /// message must be left as it is.
+    pub io_errors: Vec<Error>,
+}
+
+impl ScannedMessage {
+    /// The file of `part`, if any.
+    pub fn file(&self, part: Part) -> Option<&Found> {
+        self.files[part.index()].as_ref()
+    }
+
+    /// Whether `part` exists.
+    pub fn has(&self, part: Part) -> bool {
+        self.files[part.index()].is_some()
+    }
+
+    /// Every file found, the right ones first.
+    pub fn all_files(&self) -> impl Iterator<Item = &Found> {
+        self.files.iter().flatten().chain(self.extra.iter())
+    }
+}
+
+/// Why an entry is a stray.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrayWhy {
+    /// A name that is not a message number, where a message file belongs.
+    NotNumeric,
+    /// A numeric name that is not a regular file.
+    NotRegular,
+    /// A numeric bucket at or beyond the split.
+    ExtraBucket(u64),
+    /// Something in a split directory that is not a bucket or a message file.
+    NotABucket,
+    /// An entry at the top of the queue that qmail does not have.
+    UnknownTopLevel,
+    /// A queue directory (mess, todo, ...) that is not a directory.
+    NotADirectory,
+    /// A file in `pid/`.
+    PidLeftover,
+}
+
+impl StrayWhy {
+    /// Words for reports.
+    pub fn describe(self) -> String {
+        match self {
+            StrayWhy::NotNumeric => "name is not a message number".into(),
+            StrayWhy::NotRegular => "not a regular file".into(),
+            StrayWhy::ExtraBucket(b) => format!("extra bucket {b} (beyond the split)"),
+            StrayWhy::NotABucket => "not a bucket".into(),
+            StrayWhy::UnknownTopLevel => "unknown entry in the queue".into(),
+            StrayWhy::NotADirectory => "queue directory is not a directory".into(),
+            StrayWhy::PidLeftover => "leftover in pid/".into(),
+        }
+    }
+}
+
+/// An entry that is not a message file in its place.
+#[derive(Debug, Clone)]
+pub struct Stray {
+    /// Path relative to the queue root.
+    pub path: PathBuf,
+    /// The directory of the queue it is in, when it is a part's.
+    pub part: Option<Part>,
+    /// The no-follow stat (None when it vanished).
+    pub stat: Option<Stat>,
+    /// Why.
+    pub why: StrayWhy,
+}
+
+/// What the scan delivers, in order.
+#[derive(Debug)]
+pub enum ScanEvent {
+    /// A message.
+    Message(Box<ScannedMessage>),
+    /// A stray entry.
+    Stray(Stray),
+    /// An error that stopped part of the scan (a directory that cannot be
+    /// listed): the scan went on with the rest.
+    Error(Error),
+}
+
+/// Totals of a scan.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScanSummary {
+    /// Messages delivered.
+    pub messages: u64,
+    /// Strays delivered.
+    pub strays: u64,
+    /// Errors delivered.
+    pub errors: u64,
+    /// Buckets scanned.
+    pub buckets: u32,
+}
+
+/// What the scan needs to know of the layout.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanLayout {
+    /// conf-split.
+    pub split: u32,
+    /// todo and intd are split too.
+    pub big_todo: bool,
+}
+
+const TOP_LEVEL: [&str; 10] =
+    ["pid", "intd", "todo", "bounce", "mess", "info", "local", "remote", "lock", LOST_AND_FOUND];
+
+struct Entry {
+    number: u64,
+    found: Found,
+}
+
+/// Scans the queue at `root`, calling `sink` for each event in order.
+/// Fails only when the queue root itself cannot be listed.
+pub fn scan(
+    root: &Dir,
+    layout: ScanLayout,
+    opts: &ScanOptions,
+    sink: &mut dyn FnMut(ScanEvent),
+) -> Result<ScanSummary> {
+    let split = layout.split.max(1);
+    let mut summary = ScanSummary::default();
+    let mut emit = |ev: ScanEvent, s: &mut ScanSummary| {
+        match &ev {
+            ScanEvent::Message(_) => s.messages += 1,
+            ScanEvent::Stray(_) => s.strays += 1,
+            ScanEvent::Error(_) => s.errors += 1,
+        }
+        sink(ev);
+    };
+
+    // Top level: which part directories exist, what else is there.
+    let mut part_dirs: [Option<Arc<Dir>>; 7] = Default::default();
+    let mut top = root.entries()?;
+    top.sort_by(|a, b| a.name.cmp(&b.name));
+    for e in &top {
+        let name = e.name.as_bytes();
+        if !TOP_LEVEL.iter().any(|t| t.as_bytes() == name) {
+            emit(
+                ScanEvent::Stray(stray_at(root, PathBuf::from(&e.name), None, StrayWhy::UnknownTopLevel)),
+                &mut summary,
+            );
+            continue;
+        }
+        let part = Part::from_dir(name);
+        let kind = e.kind.or_else(|| root.stat(&e.name).ok().map(|s| s.kind));
+        if kind != Some(FileKind::Directory) {
+            emit(ScanEvent::Stray(stray_at(root, PathBuf::from(&e.name), part, StrayWhy::NotADirectory)), &mut summary);
+            continue;
+        }
+        if name == b"pid" {
+            match root.open_dir(&e.name) {
+                Ok(d) => match d.entries() {
+                    Ok(mut es) => {
+                        es.sort_by(|a, b| a.name.cmp(&b.name));
+                        for pe in es {
+                            let path = PathBuf::from("pid").join(&pe.name);
+                            emit(ScanEvent::Stray(stray_at(&d, path, None, StrayWhy::PidLeftover)), &mut summary);
+                        }
+                    }
+                    Err(err) => emit(ScanEvent::Error(err), &mut summary),
+                },
+                Err(err) => emit(ScanEvent::Error(err), &mut summary),
+            }
+        }
+        if let Some(p) = part {
+            match root.open_dir(&e.name) {
+                Ok(d) => part_dirs[p.index()] = Some(Arc::new(d)),
+                Err(err) => emit(ScanEvent::Error(err), &mut summary),
+            }
+        }
+    }
+
+    // First pass: flat directories whole (grouped by bucket), split
+    // directories' tops, and every bucket's misplaced files.
+    let mut flat: Vec<Vec<Entry>> = (0..split).map(|_| Vec::new()).collect();
+    let mut misplaced: Vec<Vec<Entry>> = (0..split).map(|_| Vec::new()).collect();
+    let mut extra_buckets: Vec<(Part, u32)> = Vec::new();
+    for part in Part::ALL {
+        let Some(pd) = part_dirs[part.index()].clone() else {
+            continue;
+        };
+        let mut es = match pd.entries() {
+            Ok(es) => es,
+            Err(err) => {
+                emit(ScanEvent::Error(err), &mut summary);
+                continue;
+            }
+        };
+        es.sort_by(|a, b| a.name.cmp(&b.name));
+        for e in es {
+            let kind = e.kind.or_else(|| pd.stat(&e.name).ok().map(|s| s.kind));
+            let num = parse_number(e.name.as_bytes());
+            let rel = PathBuf::from(part.dir()).join(&e.name);
+            let is_split = part.is_split(layout.big_todo);
+            match (num, kind) {
+                (Some(n), Some(FileKind::Regular)) => {
+                    let ent = Entry { number: n, found: Found { part, bucket: None, ino: e.ino, stat: None } };
+                    let b = bucket_of(n, split) as usize;
+                    if is_split {
+                        misplaced[b].push(ent);
+                    } else {
+                        flat[b].push(ent);
+                    }
+                }
+                (Some(n), Some(FileKind::Directory)) if is_split => {
+                    if n >= u64::from(split) {
+                        emit(ScanEvent::Stray(stray_at(&pd, rel, Some(part), StrayWhy::ExtraBucket(n))), &mut summary);
+                        if n <= u64::from(u32::MAX) {
+                            extra_buckets.push((part, n as u32));
+                        }
+                    }
+                }
+                (Some(_), _) => {
+                    let why = if is_split { StrayWhy::NotABucket } else { StrayWhy::NotRegular };
+                    emit(ScanEvent::Stray(stray_at(&pd, rel, Some(part), why)), &mut summary);
+                }
+                (None, _) => {
+                    let why = if is_split { StrayWhy::NotABucket } else { StrayWhy::NotNumeric };
+                    emit(ScanEvent::Stray(stray_at(&pd, rel, Some(part), why)), &mut summary);
+                }
+            }
+        }
+    }
+    // Misplaced files inside buckets (including extra buckets).
+    for part in Part::ALL {
+        if !part.is_split(layout.big_todo) {
+            continue;
+        }
+        let Some(pd) = part_dirs[part.index()].clone() else {
+            continue;
+        };
+        let buckets = (0..split).chain(extra_buckets.iter().filter(|(p, _)| *p == part).map(|(_, b)| *b));
+        for b in buckets {
+            let d = match pd.open_dir(OsStr::new(&b.to_string())) {
+                Ok(d) => d,
+                Err(_) => continue, // reported in the second pass (or missing: structure)
+            };
+            let extra = b >= split;
+            let r = d.for_each_entry(|name, kind, ino| {
+                if kind.is_some() && kind != Some(FileKind::Regular) {
+                    return;
+                }
+                if let Some(n) = parse_number(name.to_bytes()) {
+                    let right = bucket_of(n, split);
+                    if extra || right != b {
+                        misplaced[right as usize]
+                            .push(Entry { number: n, found: Found { part, bucket: Some(b), ino, stat: None } });
+                    }
+                }
+            });
+            if let (Err(err), true) = (r, extra) {
+                emit(ScanEvent::Error(err), &mut summary);
+            }
+        }
+    }
+    // Strays inside extra buckets (their message files are misplaced, above).
+    for (part, b) in &extra_buckets {
+        let pd = part_dirs[part.index()].clone().expect("listed above");
+        if let Ok(d) = pd.open_dir(OsStr::new(&b.to_string())) {
+            let base = PathBuf::from(part.dir()).join(b.to_string());
+            list_bucket_strays(&d, &base, *part, split, None, &mut |ev| emit(ev, &mut summary));
+        }
+    }
+
+    // Second pass, bucket by bucket.
+    let threads = opts.threads.max(1);
+    let shared = Arc::new((Mutex::new(Pool::default()), Condvar::new()));
+    std::thread::scope(|s| -> Result<()> {
+        for _ in 0..threads {
+            let shared = shared.clone();
+            let opts = opts.clone();
+            s.spawn(move || worker(root, &shared, &opts));
+        }
+        {
+            for b in 0..split {
+                summary.buckets += 1;
+                let mut entries: Vec<Entry> = std::mem::take(&mut flat[b as usize]);
+                entries.append(&mut misplaced[b as usize]);
+                let mut bucket_dirs: [Option<Arc<Dir>>; 7] = Default::default();
+                for part in Part::ALL {
+                    let Some(pd) = &part_dirs[part.index()] else {
+                        continue;
+                    };
+                    if !part.is_split(layout.big_todo) {
+                        bucket_dirs[part.index()] = Some(pd.clone());
+                        continue;
+                    }
+                    let bname = b.to_string();
+                    let base = PathBuf::from(part.dir()).join(&bname);
+                    let d = match pd.open_dir(OsStr::new(&bname)) {
+                        Ok(d) => d,
+                        // Missing: structure damage; a link or a file: reported
+                        // with the split directory's entries above.
+                        Err(e) if matches!(e.errno(), Some(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP)) => continue,
+                        Err(e) => {
+                            emit(ScanEvent::Error(e), &mut summary);
+                            continue;
+                        }
+                    };
+                    list_bucket_strays(&d, &base, part, split, Some(b), &mut |ev| emit(ev, &mut summary));
+                    let r = d.for_each_entry(|name, kind, ino| {
+                        if kind.is_some() && kind != Some(FileKind::Regular) {
+                            return;
+                        }
+                        if let Some(n) = parse_number(name.to_bytes()) {
+                            if bucket_of(n, split) == b {
+                                entries
+                                    .push(Entry { number: n, found: Found { part, bucket: Some(b), ino, stat: None } });
+                            }
+                        }
+                    });
+                    if let Err(e) = r {
+                        emit(ScanEvent::Error(e), &mut summary);
+                    }
+                    bucket_dirs[part.index()] = Some(Arc::new(d));
+                }
+                let skeletons = group(entries, split);
+                let ctx = Arc::new(BucketCtx { bucket: b, big_todo: layout.big_todo, dirs: bucket_dirs });
+                // Hand out chunks; take results back in order.
+                let n_chunks = skeletons.len().div_ceil(opts.chunk.max(1));
+                {
+                    let (m, cv) = &*shared;
+                    let mut pool = m.lock().expect("scan pool");
+                    let mut it = skeletons.into_iter();
+                    for i in 0..n_chunks {
+                        let chunk: Vec<ScannedMessage> = it.by_ref().take(opts.chunk.max(1)).collect();
+                        pool.jobs.push_back((i, ctx.clone(), chunk));
+                    }
+                    pool.next_emit = 0;
+                    cv.notify_all();
+                }
+                for i in 0..n_chunks {
+                    let msgs = {
+                        let (m, cv) = &*shared;
+                        let mut pool = m.lock().expect("scan pool");
+                        loop {
+                            if let Some(r) = pool.results.remove(&i) {
+                                pool.next_emit = i + 1;
+                                cv.notify_all();
+                                break r;
+                            }
+                            pool = cv.wait(pool).expect("scan pool");
+                        }
+                    };
+                    for m in msgs {
+                        if m.files.iter().any(Option::is_some) {
+                            emit(ScanEvent::Message(Box::new(m)), &mut summary);
+                        }
+                    }
+                }
+            }
+        }
+        let (m, cv) = &*shared;
+        m.lock().expect("scan pool").done = true;
+        cv.notify_all();
+        Ok(())
+    })?;
+    Ok(summary)
+}
+
+/// Reports the strays of one bucket directory: non-numeric names and
+/// numeric names that are not regular files.
+fn list_bucket_strays(
+    d: &Dir,
+    base: &std::path::Path,
+    part: Part,
+    _split: u32,
+    _b: Option<u32>,
+    emit: &mut dyn FnMut(ScanEvent),
+) {
+    let mut found: Vec<(PathBuf, StrayWhy)> = Vec::new();
+    let r = d.for_each_entry(|name, kind, _| {
+        let num = parse_number(name.to_bytes());
+        let kind = kind.or_else(|| d.stat(OsStr::from_bytes(name.to_bytes())).ok().map(|s| s.kind));
+        let why = match (num, kind) {
+            (None, _) => StrayWhy::NotNumeric,
+            (Some(_), Some(FileKind::Regular)) | (Some(_), None) => return,
+            (Some(_), Some(_)) => StrayWhy::NotRegular,
+        };
+        found.push((base.join(OsStr::from_bytes(name.to_bytes())), why));
+    });
+    if let Err(e) = r {
+        emit(ScanEvent::Error(e));
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, why) in found {
+        let name = path.file_name().expect("joined").to_owned();
+        let stat = d.stat(&name).ok();
+        if stat.is_none() && why != StrayWhy::NotNumeric {
+            continue; // vanished
+        }
+        emit(ScanEvent::Stray(Stray { path, part: Some(part), stat, why }));
+    }
+}
+
+fn stray_at(dir: &Dir, rel: PathBuf, part: Option<Part>, why: StrayWhy) -> Stray {
+    let name = rel.file_name().map(|n| n.to_owned()).unwrap_or_default();
+    Stray { stat: dir.stat(&name).ok(), path: rel, part, why }
+}
+
+/// Groups entries into messages, sorted by number.
+fn group(mut entries: Vec<Entry>, split: u32) -> Vec<ScannedMessage> {
+    entries.sort_by_key(|e| (e.number, e.found.part, e.found.bucket.is_none(), e.found.bucket));
+    let mut out: Vec<ScannedMessage> = Vec::new();
+    for e in entries {
+        if out.last().map(|m| m.number) != Some(e.number) {
+            out.push(ScannedMessage { number: e.number, ..Default::default() });
+        }
+        let m = out.last_mut().expect("pushed");
+        let slot = &mut m.files[e.found.part.index()];
+        match slot {
+            None => *slot = Some(e.found),
+            Some(cur) => {
+                // Prefer the file in its right place.
+                let right = right_place(e.found.part, e.found.bucket, e.number, split);
+                if right && !right_place(cur.part, cur.bucket, e.number, split) {
+                    let old = std::mem::replace(cur, e.found);
+                    m.extra.push(old);
+                } else {
+                    m.extra.push(e.found);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn right_place(part: Part, bucket: Option<u32>, n: u64, split: u32) -> bool {
+    match bucket {
+        Some(b) => b == bucket_of(n, split),
+        None => !matches!(part, Part::Mess | Part::Info | Part::Local | Part::Remote),
+    }
+}
+
+struct BucketCtx {
+    bucket: u32,
+    big_todo: bool,
+    dirs: [Option<Arc<Dir>>; 7],
+}
+
+type Job = (usize, Arc<BucketCtx>, Vec<ScannedMessage>);
+
+#[derive(Default)]
+struct Pool {
+    jobs: VecDeque<Job>,
+    results: BTreeMap<usize, Vec<ScannedMessage>>,
+    next_emit: usize,
+    done: bool,
+}
+
+/// How many chunks a worker may run ahead of the consumer.
+const WINDOW: usize = 16;
+
+fn worker(root: &Dir, shared: &(Mutex<Pool>, Condvar), opts: &ScanOptions) {
+    let (m, cv) = shared;
+    let mut cache: HashMap<PathBuf, Option<Dir>> = HashMap::new();
+    loop {
+        let job = {
+            let mut pool = m.lock().expect("scan pool");
+            loop {
+                if pool.done {
+                    return;
+                }
+                let ready = pool.jobs.front().map(|j| j.0 < pool.next_emit + WINDOW).unwrap_or(false);
+                if ready {
+                    break pool.jobs.pop_front().expect("front");
+                }
+                pool = cv.wait(pool).expect("scan pool");
+            }
+        };
+        let (idx, ctx, mut msgs) = job;
+        for msg in &mut msgs {
+            examine(root, &ctx, &mut cache, msg, opts);
+        }
+        let mut pool = m.lock().expect("scan pool");
+        pool.results.insert(idx, msgs);
+        cv.notify_all();
+    }
+}
+
+fn dir_for<'a>(
+    root: &Dir,
+    ctx: &'a BucketCtx,
+    cache: &'a mut HashMap<PathBuf, Option<Dir>>,
+    f: &Found,
+) -> Option<&'a Dir> {
+    let in_ctx = if f.part.is_split(ctx.big_todo) { f.bucket == Some(ctx.bucket) } else { f.bucket.is_none() };
+    if in_ctx {
+        if let Some(d) = &ctx.dirs[f.part.index()] {
+            return Some(d);
+        }
+    }
+    let mut rel = PathBuf::from(f.part.dir());
+    if let Some(b) = f.bucket {
+        rel.push(b.to_string());
+    }
+    if cache.len() > 64 {
+        cache.clear();
+    }
+    let entry = cache.entry(rel).or_insert_with(|| {
+        let mut d = root.open_dir(OsStr::new(f.part.dir())).ok()?;
+        if let Some(b) = f.bucket {
+            d = d.open_dir(OsStr::new(&b.to_string())).ok()?;
+        }
+        Some(d)
+    });
+    entry.as_ref()
+}
+
+/// Stats and reads one message's files.
+fn examine(
+    root: &Dir,
+    ctx: &BucketCtx,
+    cache: &mut HashMap<PathBuf, Option<Dir>>,
+    msg: &mut ScannedMessage,
+    opts: &ScanOptions,
+) {
+    let name = msg.number.to_string();
+    let name = OsStr::new(&name);
+    if opts.stat {
+        for slot in msg.files.iter_mut() {
+            let Some(f) = slot.as_mut() else { continue };
+            let Some(d) = dir_for(root, ctx, cache, f) else {
+                *slot = None;
+                continue;
+            };
+            match d.stat(name) {
+                Ok(st) => f.stat = Some(st),
+                Err(e) if e.is_not_found() => *slot = None,
+                Err(e) => msg.io_errors.push(e),
+            }
+        }
+        let mut extra = std::mem::take(&mut msg.extra);
+        extra.retain_mut(|f| {
+            let Some(d) = dir_for(root, ctx, cache, f) else { return false };
+            match d.stat(name) {
+                Ok(st) => {
+                    f.stat = Some(st);
+                    true
+                }
+                Err(e) if e.is_not_found() => false,
+                Err(e) => {
+                    msg.io_errors.push(e);
+                    true
+                }
+            }
+        });
+        msg.extra = extra;
+    }
+    if !opts.read_envelopes {
+        return;
+    }
+    let mut read =
+        |part: Part, cap: usize, msg: &mut ScannedMessage| -> Option<std::result::Result<Vec<u8>, ReadProblem>> {
+            let f = msg.files[part.index()].clone()?;
+            let d = dir_for(root, ctx, cache, &f)?;
+            match d.read_file(name, cap) {
+                Ok(c) if c.truncated => Some(Err(ReadProblem::Bad(EnvelopeError::TooLarge { cap }))),
+                Ok(c) => Some(Ok(c.data)),
+                Err(e) if e.is_not_found() => {
+                    msg.files[part.index()] = None;
+                    None
+                }
+                Err(e) => Some(Err(ReadProblem::Io(e))),
+            }
+        };
+    msg.todo = read(Part::Todo, ENVELOPE_CAP, msg).map(|r| r.and_then(|d| Todo::parse(&d).map_err(ReadProblem::Bad)));
+    let same_inode = match (msg.file(Part::Todo), msg.file(Part::Intd)) {
+        (Some(t), Some(i)) => t.inode() == i.inode() && t.stat.map(|s| s.dev) == i.stat.map(|s| s.dev),
+        _ => false,
+    };
+    if !same_inode {
+        msg.intd =
+            read(Part::Intd, ENVELOPE_CAP, msg).map(|r| r.and_then(|d| Todo::parse(&d).map_err(ReadProblem::Bad)));
+    }
+    msg.info = read(Part::Info, INFO_CAP, msg).map(|r| r.and_then(|d| Info::parse(&d).map_err(ReadProblem::Bad)));
+    msg.local = read(Part::Local, ENVELOPE_CAP, msg)
+        .map(|r| r.and_then(|d| Recipients::parse_salvaging(&d).map_err(ReadProblem::Bad)));
+    msg.remote = read(Part::Remote, ENVELOPE_CAP, msg)
+        .map(|r| r.and_then(|d| Recipients::parse_salvaging(&d).map_err(ReadProblem::Bad)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::safe_fs::SymlinkBehavior;
+    use std::os::unix::fs::{symlink, MetadataExt};
+    use std::path::Path;
+
+    /// A tiny queue with split 3: returns (tempdir, number of message A).
+    fn queue(big_todo: bool) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let q = t.path();
+        for d in ["pid", "bounce", "lock"] {
+            std::fs::create_dir(q.join(d)).unwrap();
+        }
+        for d in ["mess", "info", "local", "remote"] {
+            for b in 0..3 {
+                std::fs::create_dir_all(q.join(d).join(b.to_string())).unwrap();
+            }
+        }
+        for d in ["todo", "intd"] {
+            std::fs::create_dir(q.join(d)).unwrap();
+            if big_todo {
+                for b in 0..3 {
+                    std::fs::create_dir(q.join(d).join(b.to_string())).unwrap();
+                }
+            }
+        }
+        t
+    }
+
+    fn add_message(q: &Path, preprocessed: bool, big_todo: bool) -> u64 {
+        std::fs::write(q.join("pid/tmp"), b"Received: x\n\nbody\n").unwrap();
+        let n = std::fs::metadata(q.join("pid/tmp")).unwrap().ino();
+        let b = (n % 3).to_string();
+        std::fs::rename(q.join("pid/tmp"), q.join("mess").join(&b).join(n.to_string())).unwrap();
+        let sub = |d: &str| {
+            if big_todo {
+                q.join(d).join(&b).join(n.to_string())
+            } else {
+                q.join(d).join(n.to_string())
+            }
+        };
+        if preprocessed {
+            std::fs::write(q.join("info").join(&b).join(n.to_string()), b"Fa@b\0").unwrap();
+            std::fs::write(q.join("remote").join(&b).join(n.to_string()), b"Tc@d\0Te@f").unwrap();
+        } else {
+            std::fs::write(sub("intd"), b"u0\0p1\0Fa@b\0Tc@d\0").unwrap();
+            std::fs::hard_link(sub("intd"), sub("todo")).unwrap();
+        }
+        n
+    }
+
+    fn run(q: &Path, big_todo: bool, threads: usize) -> (Vec<ScannedMessage>, Vec<Stray>, Vec<Error>) {
+        let root = Dir::open(q, SymlinkBehavior::Follow).unwrap();
+        let (mut m, mut s, mut e) = (Vec::new(), Vec::new(), Vec::new());
+        let opts = ScanOptions { threads, chunk: 2, ..Default::default() };
+        scan(&root, ScanLayout { split: 3, big_todo }, &opts, &mut |ev| match ev {
+            ScanEvent::Message(x) => m.push(*x),
+            ScanEvent::Stray(x) => s.push(x),
+            ScanEvent::Error(x) => e.push(x),
+        })
+        .unwrap();
+        (m, s, e)
+    }
+
+    #[test]
+    fn finds_messages_in_both_layouts() {
+        for big in [false, true] {
+            let t = queue(big);
+            let mut nums = Vec::new();
+            for i in 0..12 {
+                nums.push(add_message(t.path(), i % 2 == 0, big));
+            }
+            let (m, s, e) = run(t.path(), big, 3);
+            assert!(e.is_empty(), "{e:?}");
+            assert!(s.is_empty(), "{s:?}");
+            assert_eq!(m.len(), 12);
+            // Ordered by bucket, then number.
+            let keys: Vec<_> = m.iter().map(|x| (x.number % 3, x.number)).collect();
+            let mut sorted = keys.clone();
+            sorted.sort();
+            assert_eq!(keys, sorted);
+            for x in &m {
+                assert!(nums.contains(&x.number));
+                let mess = x.file(Part::Mess).unwrap();
+                assert_eq!(mess.inode(), x.number);
+                if x.has(Part::Todo) {
+                    let todo = x.todo.as_ref().unwrap().as_ref().unwrap();
+                    assert_eq!(todo.recipients, vec![b"c@d".to_vec()]);
+                    assert!(x.intd.is_none(), "same inode: intd not read twice");
+                    assert_eq!(x.file(Part::Todo).unwrap().stat.unwrap().nlink, 2);
+                } else {
+                    assert_eq!(x.info.as_ref().unwrap().as_ref().unwrap().sender, b"a@b");
+                    let r = x.remote.as_ref().unwrap().as_ref().unwrap();
+                    assert_eq!((r.list.len(), r.dropped), (1, 4));
+                }
+            }
+            // Same result with one thread.
+            let (m1, _, _) = run(t.path(), big, 1);
+            assert_eq!(m1.iter().map(|x| x.number).collect::<Vec<_>>(), m.iter().map(|x| x.number).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn misplaced_files_join_their_message_and_strays_are_reported() {
+        let t = queue(false);
+        let q = t.path();
+        let n = add_message(q, true, false);
+        let right = (n % 3).to_string();
+        let wrong = ((n + 1) % 3).to_string();
+        std::fs::rename(
+            q.join("info").join(&right).join(n.to_string()),
+            q.join("info").join(&wrong).join(n.to_string()),
+        )
+        .unwrap();
+        // Extra bucket holding the remote file.
+        std::fs::create_dir(q.join("remote/7")).unwrap();
+        std::fs::rename(q.join("remote").join(&right).join(n.to_string()), q.join("remote/7").join(n.to_string()))
+            .unwrap();
+        // Strays.
+        std::fs::write(q.join("mess/0/core"), b"x").unwrap();
+        std::fs::write(q.join("mess/0/bad\nname"), b"x").unwrap();
+        symlink("/etc/passwd", q.join("mess/1/999")).unwrap();
+        std::fs::create_dir(q.join("info/1/12")).unwrap();
+        std::fs::write(q.join("junk"), b"x").unwrap();
+        std::fs::write(q.join("pid/123"), b"x").unwrap();
+        nix::unistd::mkfifo(&q.join("todo/55"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (m, s, e) = run(q, false, 2);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(m.len(), 1);
+        let x = &m[0];
+        assert_eq!(x.file(Part::Info).unwrap().bucket, Some(((n + 1) % 3) as u32));
+        assert_eq!(x.file(Part::Remote).unwrap().bucket, Some(7));
+        assert!(x.info.as_ref().unwrap().is_ok());
+        let mut got: Vec<(String, StrayWhy)> =
+            s.iter().map(|s| (s.path.to_string_lossy().into_owned(), s.why)).collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            vec![
+                ("info/1/12".to_string(), StrayWhy::NotRegular),
+                ("junk".to_string(), StrayWhy::UnknownTopLevel),
+                ("mess/0/bad\nname".to_string(), StrayWhy::NotNumeric),
+                ("mess/0/core".to_string(), StrayWhy::NotNumeric),
+                ("mess/1/999".to_string(), StrayWhy::NotRegular),
+                ("pid/123".to_string(), StrayWhy::PidLeftover),
+                ("remote/7".to_string(), StrayWhy::ExtraBucket(7)),
+                ("todo/55".to_string(), StrayWhy::NotRegular),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_symlinked_bucket_is_not_entered() {
+        let t = queue(false);
+        let q = t.path();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("3"), b"Fx\0").unwrap();
+        std::fs::remove_dir(q.join("info/0")).unwrap();
+        symlink(outside.path(), q.join("info/0")).unwrap();
+        let (m, s, _) = run(q, false, 2);
+        assert!(m.is_empty());
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].path, PathBuf::from("info/0"));
+        assert_eq!(s[0].stat.unwrap().kind, FileKind::Symlink);
+    }
+}
