@@ -13,5 +13,6 @@ pub mod lock;
 pub mod mutator;
 pub mod procs;
 pub mod queue;
+pub mod remove;
 pub mod scan;
 pub mod showctl;
