@@ -7,6 +7,7 @@ pub mod error;
 pub mod safe_fs;
 
 pub use error::{Error, Result};
+pub mod cli;
 pub mod envelope;
 pub mod layout;
 pub mod lock;

@@ -1,0 +1,138 @@
+//! What every tool's command line shares: how the queue is named, the
+//! overrides for split and ids, and the report header of decisions. Only
+//! data and text here; the tools print.
+
+use std::path::PathBuf;
+
+use crate::layout::{Layout, LayoutOptions};
+use crate::queue::Ids;
+
+/// The options that say which queue and how it was built.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct QueueArgs {
+    /// The queue directory (default: QMAIL_HOME/queue).
+    #[arg(long, value_name = "DIR", conflicts_with = "qmail_home")]
+    pub queue: Option<PathBuf>,
+    /// qmail's home; the queue is DIR/queue.
+    #[arg(long, value_name = "DIR", default_value = None)]
+    pub qmail_home: Option<PathBuf>,
+    /// conf-split qmail was built with (default: from qmail-showctl, else
+    /// from the buckets on disk).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub split: Option<u32>,
+    /// qmail's numeric ids as QMAILQ:QMAILS:QMAILR:QMAILGID (default: from
+    /// qmail-showctl, else from the passwd and group files).
+    #[arg(long, value_name = "Q:S:R:G", value_parser = parse_ids)]
+    pub ids: Option<Ids>,
+}
+
+impl QueueArgs {
+    /// The layout options these arguments give.
+    pub fn layout_options(&self) -> LayoutOptions {
+        LayoutOptions {
+            queue: self.queue.clone(),
+            qmail_home: self.qmail_home.clone(),
+            split: self.split,
+            ids: self.ids,
+            run_showctl: true,
+        }
+    }
+}
+
+/// Parses `Q:S:R:G` (uids of qmailq, qmails, qmailr; gid of qmail).
+pub fn parse_ids(s: &str) -> Result<Ids, String> {
+    let v: Vec<&str> = s.split(':').collect();
+    if v.len() != 4 {
+        return Err(format!("{s:?}: expected QMAILQ:QMAILS:QMAILR:QMAILGID, four numbers"));
+    }
+    let n = |x: &str| x.trim().parse::<u32>().map_err(|_| format!("{s:?}: {x:?} is not a number"));
+    Ok(Ids { qmailq: n(v[0])?, qmails: n(v[1])?, qmailr: n(v[2])?, qmail_gid: n(v[3])? })
+}
+
+/// The lines of the report header that describe the layout, as
+/// `(label, value)`; values are escaped for a terminal.
+pub fn layout_header(layout: &Layout) -> Vec<(&'static str, String)> {
+    let mut v = Vec::new();
+    let mut q = crate::error::escape_path(&layout.queue);
+    if layout.queue_is_symlink {
+        q.push_str(" (a symbolic link)");
+    }
+    v.push(("queue", q));
+    v.push(("split", format!("{} ({})", layout.split.value, layout.source_text(&layout.split.source))));
+    v.push((
+        "ids",
+        match &layout.ids {
+            Ok(d) => format!(
+                "qmailq={} qmails={} qmailr={} qmail gid={} ({})",
+                d.value.qmailq,
+                d.value.qmails,
+                d.value.qmailr,
+                d.value.qmail_gid,
+                layout.source_text(&d.source)
+            ),
+            Err(e) => format!("unknown: {e}"),
+        },
+    ));
+    v.push((
+        "todo",
+        format!(
+            "{} ({})",
+            if layout.big_todo.value { "big-todo (split)" } else { "flat" },
+            layout.source_text(&layout.big_todo.source)
+        ),
+    ));
+    v
+}
+
+/// Use of the filesystem holding a path (statvfs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FsUsage {
+    /// Percentage of blocks used (of those available to root).
+    pub blocks_pct: f64,
+    /// Percentage of inodes used.
+    pub inodes_pct: f64,
+    /// Free bytes for an unprivileged user.
+    pub avail_bytes: u64,
+    /// Free inodes.
+    pub free_inodes: u64,
+}
+
+/// The level at which a full filesystem is warned about.
+pub const FULL_WARNING_PCT: f64 = 95.0;
+
+/// statvfs of the filesystem holding `path`.
+pub fn fs_usage(path: &std::path::Path) -> crate::Result<FsUsage> {
+    let s = nix::sys::statvfs::statvfs(path).map_err(|e| crate::Error::sys("statvfs", path, e))?;
+    let pct = |used: f64, total: f64| if total > 0.0 { 100.0 * used / total } else { 0.0 };
+    let blocks = s.blocks() as f64;
+    let bfree = s.blocks_free() as f64;
+    let bavail = s.blocks_available() as f64;
+    // As df: used / (used + available to users).
+    let used = blocks - bfree;
+    let files = s.files() as f64;
+    Ok(FsUsage {
+        blocks_pct: pct(used, used + bavail),
+        inodes_pct: pct(files - s.files_free() as f64, files),
+        avail_bytes: s.blocks_available() as u64 * s.fragment_size() as u64,
+        free_inodes: s.files_free() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse() {
+        assert_eq!(parse_ids("1:2:3:4").unwrap(), Ids { qmailq: 1, qmails: 2, qmailr: 3, qmail_gid: 4 });
+        assert!(parse_ids("1:2:3").is_err());
+        assert!(parse_ids("1:2:x:4").unwrap_err().contains("\"x\""));
+    }
+
+    #[test]
+    fn usage_of_tmp() {
+        let u = fs_usage(std::path::Path::new("/")).unwrap();
+        assert!(u.blocks_pct >= 0.0 && u.blocks_pct <= 100.0);
+        assert!(u.inodes_pct >= 0.0 && u.inodes_pct <= 100.0);
+    }
+}
