@@ -598,6 +598,31 @@ fn wait_until(child: &mut Child, deadline: Instant) -> std::result::Result<ExitS
     }
 }
 
+/// A queue opened and checked, with nothing else decided.
+#[derive(Debug)]
+pub struct OpenedQueue {
+    /// The queue root (a symbolic link there is followed, as in [`Layout::open_queue`]).
+    pub dir: Dir,
+    /// The queue path, as given or derived from qmail's home.
+    pub path: PathBuf,
+    /// qmail's home, when known (same rules as [`discover`]).
+    pub home: Option<PathBuf>,
+}
+
+/// Locates and opens the queue named by `opts` and checks that it is a
+/// qmail queue (it holds at least one of qmail's directories), deciding
+/// nothing else: no split, ids or big-todo, no `qmail-showctl`. For tools
+/// that only count files and must work even when the split is undecidable.
+///
+/// Fails as [`discover`] does when the queue cannot be opened or is not a
+/// qmail queue.
+pub fn open_queue_checked(opts: &LayoutOptions) -> Result<OpenedQueue> {
+    let (path, home) = locate(opts);
+    let dir = Dir::open(&path, SymlinkBehavior::Follow)?;
+    check_is_queue(&dir)?;
+    Ok(OpenedQueue { dir, path, home })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,14 @@ pub enum Step {
         /// To.
         to: PathBuf,
     },
+    /// Rename, replacing what `to` names (a rebuilt envelope taking the
+    /// place of a broken one: one atomic step).
+    Replace {
+        /// From.
+        from: PathBuf,
+        /// To.
+        to: PathBuf,
+    },
     /// Hard-link `to` to `from`.
     Link {
         /// Existing name.
@@ -113,7 +121,7 @@ impl Step {
     /// The path the step changes (the target for a rename or link).
     pub fn path(&self) -> &Path {
         match self {
-            Step::Rename { to, .. } | Step::Link { to, .. } => to,
+            Step::Rename { to, .. } | Step::Replace { to, .. } | Step::Link { to, .. } => to,
             Step::Unlink { path, .. }
             | Step::Rmdir { path }
             | Step::Mkdir { path, .. }
@@ -129,6 +137,7 @@ impl Step {
     pub fn verb(&self) -> &'static str {
         match self {
             Step::Rename { .. } => "rename",
+            Step::Replace { .. } => "replace",
             Step::Link { .. } => "link",
             Step::Unlink { .. } => "unlink",
             Step::Rmdir { .. } => "rmdir",
@@ -148,6 +157,7 @@ impl fmt::Display for Step {
         let e = |p: &Path| escape_path(p);
         match self {
             Step::Rename { from, to } => write!(f, "rename {} -> {}", e(from), e(to)),
+            Step::Replace { from, to } => write!(f, "rename {} -> {} (replacing it)", e(from), e(to)),
             Step::Link { from, to } => write!(f, "link {} -> {}", e(from), e(to)),
             Step::Unlink { path, .. } => write!(f, "unlink {}", e(path)),
             Step::Rmdir { path } => write!(f, "rmdir {}", e(path)),
@@ -309,6 +319,14 @@ impl Mutator {
                 self.forget(from);
                 Ok(())
             }
+            Step::Replace { from, to } => {
+                let (fd, fname) = split(from)?;
+                let (td, tname) = split(to)?;
+                self.with_two(&fd, &td, |a, b| a.rename_replace(fname, b, tname))?;
+                self.forget(from);
+                self.forget(to);
+                Ok(())
+            }
             Step::Link { from, to } => {
                 let (fd, fname) = split(from)?;
                 let (td, tname) = split(to)?;
@@ -428,7 +446,11 @@ fn fix_new(dir: &Dir, name: &OsStr, perm: u32, owner: Option<(u32, u32)>) -> Res
     dir.fsync()
 }
 
+/// The parent directory and the name; `.` is the queue root itself.
 fn split(p: &Path) -> Result<(PathBuf, &OsStr)> {
+    if p == Path::new(".") {
+        return Ok((PathBuf::new(), OsStr::new(".")));
+    }
     let name = p.file_name().ok_or_else(|| Error::Other(format!("bad path {}", escape_path(p))))?;
     let parent = p.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok((parent, name))

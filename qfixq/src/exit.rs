@@ -1,0 +1,75 @@
+//! qfixq's exit status, as REPAIR-POLICY.md gives it.
+
+/// How a run of qfixq ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Nothing wrong.
+    Clean,
+    /// Problems found and all fixed.
+    Fixed,
+    /// Problems left unfixed (every check that finds any).
+    Unfixed,
+    /// Operational error: queue unreadable, qmail running, ids or split undecidable.
+    Operational,
+    /// Usage error.
+    Usage,
+    /// Interrupted by a signal.
+    Interrupted,
+}
+
+impl ExitCode {
+    /// The number the process exits with.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitCode::Clean => 0,
+            ExitCode::Fixed => 1,
+            ExitCode::Unfixed => 4,
+            ExitCode::Operational => 8,
+            ExitCode::Usage => 16,
+            ExitCode::Interrupted => 32,
+        }
+    }
+
+    /// The status of a run from what it found and did.
+    pub fn from_outcome(found: u64, unfixed: u64, live: bool) -> ExitCode {
+        match (found, unfixed, live) {
+            (0, 0, _) => ExitCode::Clean,
+            (_, _, false) => ExitCode::Unfixed,
+            (_, 0, true) => ExitCode::Fixed,
+            _ => ExitCode::Unfixed,
+        }
+    }
+}
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(c: ExitCode) -> Self {
+        std::process::ExitCode::from(c.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_policy() {
+        let all = [
+            ExitCode::Clean,
+            ExitCode::Fixed,
+            ExitCode::Unfixed,
+            ExitCode::Operational,
+            ExitCode::Usage,
+            ExitCode::Interrupted,
+        ];
+        assert_eq!(all.map(ExitCode::code), [0, 1, 4, 8, 16, 32]);
+    }
+
+    #[test]
+    fn outcome_decides_status() {
+        assert_eq!(ExitCode::from_outcome(0, 0, false), ExitCode::Clean);
+        assert_eq!(ExitCode::from_outcome(0, 0, true), ExitCode::Clean);
+        assert_eq!(ExitCode::from_outcome(3, 3, false), ExitCode::Unfixed);
+        assert_eq!(ExitCode::from_outcome(3, 0, true), ExitCode::Fixed);
+        assert_eq!(ExitCode::from_outcome(3, 1, true), ExitCode::Unfixed);
+    }
+}

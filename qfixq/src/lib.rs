@@ -1,0 +1,462 @@
+//! qfixq: checks a qmail queue (read-only by default), repairs it
+//! (`qfixq live`) or empties it while still repairing its structure
+//! (`qfixq live empty`). One data path serves all three: scan the queue
+//! into messages, plan findings and their steps by REPAIR-POLICY.md, then
+//! print the plan (check) or carry it out (live).
+
+pub mod exit;
+pub mod finding;
+pub mod message;
+pub mod output;
+pub mod structure;
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{CommandFactory, Parser};
+use qcommon::cli::{fs_usage, layout_header, QueueArgs, FULL_WARNING_PCT};
+use qcommon::layout::{discover, Layout};
+use qcommon::lock::{acquire_sendmutex, LockState, SendLock};
+use qcommon::mutator::{Mode, Mutator};
+use qcommon::procs::{find_queue_processes_locking, real_path, QueueProcess, Reason};
+use qcommon::remove::Quarantine;
+use qcommon::safe_fs::Dir;
+use qcommon::scan::{scan, ScanEvent, ScanLayout, ScanOptions};
+
+pub use exit::ExitCode;
+use finding::Finding;
+use message::MessageCtx;
+use output::{Report, StepStatus};
+use structure::StructureCtx;
+
+/// Check and repair a qmail queue, saving every message that can be saved.
+#[derive(Debug, Parser)]
+#[command(
+    name = "qfixq",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("QTOOLS_GIT_REV"), ")"),
+    about = "Check and repair a qmail queue, saving every message that can be saved",
+    long_about = "Check and repair a qmail queue, saving every message that can be saved.\n\n\
+        Without a mode word qfixq only checks: it changes nothing and prints the exact plan a repair \
+        would carry out. `qfixq live` repairs the queue; `qfixq live empty` removes every message but \
+        still repairs the structure, owners and modes. qmail-send must be stopped for a live run: \
+        qfixq takes qmail-send's own lock (lock/sendmutex) and holds it while it works."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    queue: QueueArgs,
+    /// Repair even while a process has its working directory in the queue
+    /// (a qmail-queue in flight). Never overrides the qmail-send lock.
+    #[arg(long)]
+    force: bool,
+    /// Delete what cannot be saved instead of moving it to lost+found.
+    #[arg(long)]
+    no_quarantine: bool,
+    /// Print the report as one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// Print the summary only (and failures).
+    #[arg(short, long)]
+    quiet: bool,
+    /// Threads that stat and read message files.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    threads: u32,
+    /// Same as the mode word `live`.
+    #[arg(long)]
+    live: bool,
+    /// With --live, same as `live empty`.
+    #[arg(long, requires = "live")]
+    empty: bool,
+    /// Mode: nothing (check), `live` (repair) or `live empty` (remove every message).
+    #[arg(value_name = "MODE", num_args = 0..=2)]
+    mode: Vec<String>,
+}
+
+/// The clap command: the single source of --help, man pages and completions.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunMode {
+    Check,
+    Live,
+    Empty,
+}
+
+impl RunMode {
+    fn words(self) -> &'static str {
+        match self {
+            RunMode::Check => "check (read only)",
+            RunMode::Live => "live repair",
+            RunMode::Empty => "live empty (every message removed)",
+        }
+    }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn install_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let sa = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        let _ = unsafe { sigaction(s, &sa) };
+    }
+}
+
+/// Runs qfixq with these arguments (the first is the program name).
+pub fn main_with<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::Clean,
+                _ => ExitCode::Usage,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let mode = match (cli.mode.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), cli.live, cli.empty) {
+        ([], false, _) => RunMode::Check,
+        ([], true, false) | (["live"], _, false) => RunMode::Live,
+        ([], true, true) | (["live"], _, true) | (["live", "empty"], _, _) => RunMode::Empty,
+        (other, _, _) => {
+            eprintln!("qfixq: unknown mode {:?}: use nothing (check), `live` or `live empty`", other.join(" "));
+            return ExitCode::Usage;
+        }
+    };
+    let stdout = std::io::stdout();
+    let out = stdout.lock();
+    match run(&cli, mode, out) {
+        Ok(code) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::Clean,
+        Err(e) => {
+            eprintln!("qfixq: writing the report: {e}");
+            ExitCode::Operational
+        }
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("qfixq: {}", output::escape_text(&msg.to_string()));
+    ExitCode::Operational
+}
+
+fn process_text(p: &QueueProcess) -> String {
+    let why = match &p.reason {
+        Reason::CwdInQueue(d) => format!("working in {}", qcommon::error::escape_path(d)),
+        Reason::QmailName => "qmail program".to_string(),
+        Reason::HoldsSendmutex => "holds lock/sendmutex".to_string(),
+    };
+    format!("{} pid {} ({why})", p.name, p.pid)
+}
+
+fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> {
+    let layout = match discover(&cli.queue.layout_options()) {
+        Ok(l) => l,
+        Err(e) => return Ok(fail(e)),
+    };
+    let ids = match &layout.ids {
+        Ok(d) => d.value,
+        Err(e) => return Ok(fail(format!("cannot decide qmail's ids: {e}"))),
+    };
+    let root = match layout.open_queue() {
+        Ok(d) => d,
+        Err(e) => return Ok(fail(e)),
+    };
+    let mut report = Report::new(out, cli.json, cli.quiet);
+    let mut header = layout_header(&layout);
+    let sendmutex_inode = root
+        .open_dir(std::ffi::OsStr::new("lock"))
+        .and_then(|d| d.stat(std::ffi::OsStr::new("sendmutex")))
+        .ok()
+        .map(|s| (s.dev, s.ino));
+    let procs = real_path(&layout.queue)
+        .and_then(|rp| find_queue_processes_locking(&rp, sendmutex_inode, std::path::Path::new("/proc")))
+        .unwrap_or_default();
+    header.push((
+        "processes",
+        if procs.is_empty() {
+            "none".to_string()
+        } else {
+            procs.iter().map(process_text).collect::<Vec<_>>().join(", ")
+        },
+    ));
+    let mut notes = Vec::new();
+    match fs_usage(&layout.queue) {
+        Ok(u) => {
+            let mut s = format!("blocks {:.1}% used, inodes {:.1}% used", u.blocks_pct, u.inodes_pct);
+            if u.blocks_pct >= FULL_WARNING_PCT || u.inodes_pct >= FULL_WARNING_PCT {
+                s.push_str(
+                    " -- WARNING: 95% or more: qmail cannot write there and a repair may fail; free space first",
+                );
+            }
+            header.push(("disk", s));
+        }
+        Err(e) => header.push(("disk", format!("unknown: {e}"))),
+    }
+    report.header(mode.words(), &header)?;
+
+    let live = mode != RunMode::Check;
+    let sctx = StructureCtx { root: &root, split: layout.split.value, big_todo: layout.big_todo.value, ids };
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let mut quarantine = match Quarantine::new(&root, now, std::process::id()) {
+        Ok(q) => q,
+        Err(e) => return Ok(fail(e)),
+    };
+
+    // Live: refuse while qmail runs; take and hold qmail-send's lock.
+    let mut _lock: Option<SendLock> = None;
+    let mut first_findings: Vec<Finding> = Vec::new();
+    if live {
+        if let Some(p) = procs.iter().find(|p| matches!(p.reason, Reason::HoldsSendmutex)) {
+            return Ok(fail(format!(
+                "qmail-send is running ({}): stop it first; nothing was changed",
+                process_text(p)
+            )));
+        }
+        let busy: Vec<&QueueProcess> = procs.iter().filter(|p| matches!(p.reason, Reason::CwdInQueue(_))).collect();
+        if !busy.is_empty() && !cli.force {
+            let list: Vec<String> = busy.iter().map(|p| process_text(p)).collect();
+            return Ok(fail(format!(
+                "processes work inside the queue: {}; stop them (or use --force); nothing was changed",
+                list.join(", ")
+            )));
+        }
+        match acquire_sendmutex(&root) {
+            Ok(Ok(l)) => _lock = Some(l),
+            Ok(Err(LockState::Held)) => {
+                return Ok(fail("qmail-send holds lock/sendmutex: stop it first; nothing was changed"));
+            }
+            Ok(Err(_)) | Err(_) => {
+                if procs.iter().any(|p| p.name == "qmail-send") {
+                    return Ok(fail(
+                        "lock/sendmutex is damaged while a qmail-send runs: stop it first; nothing was changed",
+                    ));
+                }
+                // Restore the lock file first, then hold it.
+                first_findings = structure::plan_sendmutex(&sctx, &mut quarantine);
+            }
+        }
+        install_signals();
+    } else {
+        first_findings = structure::plan_sendmutex(&sctx, &mut quarantine);
+    }
+
+    let mut mutator = match layout.open_queue() {
+        Ok(d) => Mutator::new(d, if live { Mode::Live } else { Mode::DryRun }),
+        Err(e) => return Ok(fail(e)),
+    };
+    let mut tally = Tally::default();
+    for f in first_findings {
+        apply(&mut report, &mut mutator, &f, live, &mut tally)?;
+    }
+    if live && _lock.is_none() {
+        match acquire_sendmutex(&root) {
+            Ok(Ok(l)) => _lock = Some(l),
+            _ => return Ok(fail("could not take lock/sendmutex after restoring it; stopped")),
+        }
+    }
+
+    let opts = ScanOptions { threads: cli.threads as usize, stat: true, read_envelopes: true, chunk: 256 };
+    let outcome =
+        plan_and_apply(&root, &layout, mode, cli.no_quarantine, &opts, &mut quarantine, &mut |f: &Finding| {
+            apply(&mut report, &mut mutator, f, live, &mut tally)
+        });
+    let scanned = match outcome {
+        Ok(n) => n,
+        Err(PlanError::Io(e)) => return Err(e),
+        Err(PlanError::Queue(e)) => return Ok(fail(e)),
+        Err(PlanError::Interrupted) => {
+            let _ = report.summary(
+                tally.problems,
+                tally.unfixed + 1,
+                live,
+                &["interrupted: stopped between two steps; run qfixq live again to finish".into()],
+                32,
+            );
+            return Ok(ExitCode::Interrupted);
+        }
+    };
+    let _ = scanned;
+
+    let mut code = ExitCode::from_outcome(tally.problems, tally.unfixed, live);
+    if live && tally.problems > 0 {
+        // A second check must find nothing.
+        let mut again = 0u64;
+        let mut q2 = match Quarantine::new(&root, now, std::process::id()) {
+            Ok(q) => q,
+            Err(e) => return Ok(fail(e)),
+        };
+        let verify =
+            plan_and_apply(&root, &layout, RunMode::Check, cli.no_quarantine, &opts, &mut q2, &mut |f: &Finding| {
+                if f.kind.is_problem() {
+                    again += 1;
+                }
+                Ok(())
+            });
+        if let Ok(_) | Err(PlanError::Interrupted) = verify {
+            let _ = structure::plan_sendmutex(&sctx, &mut q2);
+        }
+        if again > 0 && tally.unfixed == 0 {
+            notes.push(format!(
+                "after the repair a second check still finds {again} problems: something else is writing to the queue"
+            ));
+            code = ExitCode::Unfixed;
+        }
+    }
+    if tally.unfixed > 0 {
+        notes.push(format!("{} problems were left as they are; see the lines above", tally.unfixed));
+    }
+    report.summary(tally.problems, tally.unfixed, live, &notes, code.code())?;
+    Ok(code)
+}
+
+#[derive(Default)]
+struct Tally {
+    problems: u64,
+    unfixed: u64,
+}
+
+fn apply<W: Write>(
+    report: &mut Report<W>,
+    m: &mut Mutator,
+    f: &Finding,
+    live: bool,
+    t: &mut Tally,
+) -> std::io::Result<()> {
+    report.finding(f)?;
+    if f.kind.is_problem() {
+        t.problems += 1;
+        if f.left {
+            t.unfixed += 1;
+        }
+    }
+    if !live {
+        for s in &f.action.steps {
+            report.step(s, StepStatus::Planned)?;
+        }
+        return Ok(());
+    }
+    let mut io_err = None;
+    let outcome = m.run_action(&f.action, &mut |s, r| {
+        let st = match r {
+            Ok(()) => StepStatus::Done,
+            Err(e) => StepStatus::Failed(e),
+        };
+        if let Err(e) = report.step(s, st) {
+            io_err.get_or_insert(e);
+        }
+    });
+    if let Some(e) = io_err {
+        return Err(e);
+    }
+    if outcome.failed.is_some() {
+        t.unfixed += 1;
+    }
+    Ok(())
+}
+
+enum PlanError {
+    Io(std::io::Error),
+    Queue(qcommon::Error),
+    Interrupted,
+}
+
+/// The one data path: structure, then the scan's strays and messages,
+/// then the second half of renumbering and the extra buckets. Each
+/// finding goes to `sink` as soon as it is planned (check: printed; live:
+/// printed and carried out).
+fn plan_and_apply(
+    root: &Dir,
+    layout: &Layout,
+    mode: RunMode,
+    no_quarantine: bool,
+    opts: &ScanOptions,
+    quarantine: &mut Quarantine,
+    sink: &mut dyn FnMut(&Finding) -> std::io::Result<()>,
+) -> Result<u64, PlanError> {
+    let split = layout.split.value;
+    let big_todo = layout.big_todo.value;
+    let ids = layout.ids.as_ref().map(|d| d.value).map_err(|e| PlanError::Queue(qcommon::Error::Layout(e.clone())))?;
+    let sctx = StructureCtx { root, split, big_todo, ids };
+    for f in structure::plan_structure(&sctx, quarantine) {
+        sink(&f).map_err(PlanError::Io)?;
+    }
+    let mut ctx = MessageCtx {
+        split,
+        big_todo,
+        ids,
+        empty: mode == RunMode::Empty,
+        no_quarantine,
+        doomed_links: HashMap::new(),
+        pending: Vec::new(),
+        extra_buckets: Vec::new(),
+    };
+    let progress = std::io::stderr().is_terminal();
+    let mut messages = 0u64;
+    let mut failure: Option<PlanError> = None;
+    let mut buf: Vec<Finding> = Vec::new();
+    let r = scan(root, ScanLayout { split, big_todo }, opts, &mut |ev| {
+        if failure.is_some() {
+            return;
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            failure = Some(PlanError::Interrupted);
+            return;
+        }
+        buf.clear();
+        match ev {
+            ScanEvent::Message(m) => {
+                messages += 1;
+                if progress && messages % 10_000 == 0 {
+                    eprint!("\rqfixq: {messages} messages scanned");
+                }
+                message::plan_message(&mut ctx, quarantine, &m, &mut buf);
+            }
+            ScanEvent::Stray(s) => {
+                message::note_doomed_link(&mut ctx, &s);
+                message::plan_stray(&mut ctx, quarantine, &s, &mut buf);
+            }
+            ScanEvent::Error(e) => {
+                buf.push(Finding::leave(
+                    finding::Kind::Unreadable,
+                    std::path::PathBuf::from("."),
+                    e.to_string(),
+                    "left as it is",
+                ));
+            }
+        }
+        for f in &buf {
+            if let Err(e) = sink(f) {
+                failure = Some(PlanError::Io(e));
+                return;
+            }
+        }
+    });
+    if progress && messages >= 10_000 {
+        eprintln!("\rqfixq: {messages} messages scanned");
+    }
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    r.map_err(PlanError::Queue)?;
+    let mut tail = Vec::new();
+    message::plan_pending(&mut ctx, &mut tail);
+    message::plan_extra_buckets(&mut ctx, &mut tail);
+    for f in &tail {
+        sink(f).map_err(PlanError::Io)?;
+    }
+    Ok(messages)
+}

@@ -1,0 +1,696 @@
+//! The per-message policy of REPAIR-POLICY.md: given what the scan saw of
+//! one message, the findings and the crash-safe steps that save it (or set
+//! it aside). Also the strays found among the messages.
+//!
+//! Renumbering is done in two halves so that new numbers can never collide
+//! with old names: first every file of a misnumbered message is renamed to
+//! `.qfixq-renum-K` in the directory (and bucket) of its new number K (the
+//! mess last); after every message has been seen, those names are renamed to
+//! K. A rerun after a crash finds the `.qfixq-renum-K` names and finishes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use qcommon::envelope::Info;
+use qcommon::mutator::{Action, Step};
+use qcommon::queue::{bucket_of, Ids, Part};
+use qcommon::remove::{removal_action, Quarantine};
+use qcommon::safe_fs::{parse_number, Expect, FileKind, NewFile};
+use qcommon::scan::{Found, Parsed, ReadProblem, ScannedMessage, Stray, StrayWhy};
+
+use crate::finding::{Finding, Kind};
+use crate::structure::covered_by_structure;
+
+/// Prefix of the temporary names of renumbered files.
+pub const RENUM_PREFIX: &str = ".qfixq-renum-";
+/// Prefix of the temporary link made while a todo is rebuilt from intd.
+pub const TODO_PREFIX: &str = ".qfixq-todo-";
+/// Prefix of the mutator's temporary files (left only by a crash).
+pub const WRITE_PREFIX: &str = ".qtools-tmp.";
+
+/// What message planning needs besides the message.
+#[derive(Debug)]
+pub struct MessageCtx {
+    /// conf-split.
+    pub split: u32,
+    /// todo and intd are split.
+    pub big_todo: bool,
+    /// qmail's ids.
+    pub ids: Ids,
+    /// `live empty`: every message goes.
+    pub empty: bool,
+    /// Delete instead of moving to lost+found.
+    pub no_quarantine: bool,
+    /// Inodes that have extra names which this run removes before the
+    /// messages are handled (pid/ leftovers, temporary links), with how
+    /// many.
+    pub doomed_links: HashMap<u64, u64>,
+    /// Renumbered files waiting for their second half: (new number, parts).
+    pub pending: Vec<(u64, u8)>,
+    /// Extra buckets seen, removed at the end.
+    pub extra_buckets: Vec<PathBuf>,
+}
+
+impl MessageCtx {
+    /// The right path of `part` of message `n`.
+    pub fn right_path(&self, part: Part, n: u64) -> PathBuf {
+        let mut p = PathBuf::from(part.dir());
+        if part.is_split(self.big_todo) {
+            p.push(bucket_of(n, self.split).to_string());
+        }
+        p.push(n.to_string());
+        p
+    }
+
+    /// Where `part` of a message being renumbered to `k` waits.
+    pub fn temp_path(&self, part: Part, k: u64) -> PathBuf {
+        let mut p = PathBuf::from(part.dir());
+        if part.is_split(self.big_todo) {
+            p.push(bucket_of(k, self.split).to_string());
+        }
+        p.push(format!("{RENUM_PREFIX}{k}"));
+        p
+    }
+}
+
+/// The state of one envelope file in the working view. `Valid(None)`
+/// is a file this run writes anew.
+enum Env<'m, T> {
+    Absent,
+    Valid(Option<&'m T>),
+    Broken(String),
+}
+
+fn env<'m, T>(slot: Option<&Slot<'m>>, parsed: &'m Option<Parsed<T>>) -> Env<'m, T> {
+    match (slot, parsed) {
+        (None, _) => Env::Absent,
+        (Some(s), _) if s.rewritten => Env::Valid(None),
+        (Some(_), Some(Ok(v))) => Env::Valid(Some(v)),
+        (Some(_), Some(Err(e))) => Env::Broken(e.to_string()),
+        (Some(_), None) => Env::Broken("not read".into()),
+    }
+}
+
+/// One file of the message as planning goes on.
+#[derive(Clone)]
+struct Slot<'m> {
+    found: Option<&'m Found>,
+    path: PathBuf,
+    rewritten: bool,
+}
+
+struct Planner<'c, 'm> {
+    ctx: &'c mut MessageCtx,
+    q: &'c mut Quarantine,
+    msg: &'m ScannedMessage,
+    slots: [Option<Slot<'m>>; 7],
+    steps: Vec<Step>,
+    notes: Vec<(Kind, PathBuf, String, String)>,
+}
+
+fn mask(part: Part) -> u8 {
+    1 << part.index()
+}
+
+impl<'c, 'm> Planner<'c, 'm> {
+    fn n(&self) -> u64 {
+        self.msg.number
+    }
+
+    fn note(&mut self, kind: Kind, path: PathBuf, problem: impl Into<String>, remedy: impl Into<String>) {
+        self.notes.push((kind, path, problem.into(), remedy.into()));
+    }
+
+    fn path(&self, part: Part) -> PathBuf {
+        match &self.slots[part.index()] {
+            Some(s) => s.path.clone(),
+            None => self.ctx.right_path(part, self.n()),
+        }
+    }
+
+    fn has(&self, part: Part) -> bool {
+        self.slots[part.index()].is_some()
+    }
+
+    /// Moves files out of the queue (or deletes them with --no-quarantine).
+    fn set_aside(&mut self, files: Vec<(PathBuf, Part, Option<Expect>)>, reason: &str) {
+        if files.is_empty() {
+            return;
+        }
+        if self.ctx.no_quarantine {
+            let mut files = files;
+            files.sort_by_key(|(_, part, _)| Part::REMOVAL_ORDER.iter().position(|p| p == part));
+            for (path, _, expect) in files {
+                self.steps.push(Step::Unlink { path, expect });
+            }
+        } else {
+            let list: Vec<(PathBuf, Part)> = files.into_iter().map(|(p, part, _)| (p, part)).collect();
+            let steps = self.q.message_steps(self.n(), &list, reason);
+            self.steps.extend(steps);
+        }
+    }
+
+    fn expect(f: Option<&Found>) -> Option<Expect> {
+        f.and_then(|f| f.stat.map(|s| Expect { ino: s.ino, kind: s.kind, max_nlink: u64::MAX }))
+    }
+
+    /// Sets aside one part.
+    fn drop_part(&mut self, part: Part, reason: &str) {
+        if let Some(s) = self.slots[part.index()].take() {
+            let ex = Self::expect(s.found);
+            self.set_aside(vec![(s.path, part, ex)], reason);
+        }
+    }
+
+    /// Sets aside every file of the message: it cannot be saved.
+    fn drop_all(&mut self, reason: &str) {
+        let mut files = Vec::new();
+        for part in Part::ALL {
+            if let Some(s) = self.slots[part.index()].take() {
+                files.push((s.path, part, Self::expect(s.found)));
+            }
+        }
+        self.set_aside(files, reason);
+    }
+
+    fn write(&mut self, part: Part, data: Vec<u8>, mtime: Option<i64>) {
+        let path = self.path(part);
+        let replace = self.has(part);
+        let uid = self.ctx.ids.uid(part.file_owner());
+        let gid = self.ctx.ids.qmail_gid;
+        self.steps.push(Step::WriteFile {
+            path: path.clone(),
+            data,
+            spec: NewFile { perm: part.file_perm(), owner: Some((uid, gid)), mtime, replace },
+        });
+        self.slots[part.index()] = Some(Slot { found: None, path, rewritten: true });
+    }
+
+    /// A todo made anew as a hard link of a valid intd: link to a
+    /// temporary name, then rename over the todo (one atomic step each).
+    fn todo_from_intd(&mut self) {
+        let n = self.n();
+        let intd = self.path(Part::Intd);
+        let todo = self.path(Part::Todo);
+        if self.has(Part::Todo) {
+            let mut tmp = todo.clone();
+            tmp.set_file_name(format!("{TODO_PREFIX}{n}"));
+            self.steps.push(Step::Link { from: intd, to: tmp.clone() });
+            self.steps.push(Step::Replace { from: tmp, to: todo.clone() });
+        } else {
+            self.steps.push(Step::Link { from: intd, to: todo.clone() });
+        }
+        self.slots[Part::Todo.index()] = Some(Slot { found: None, path: todo, rewritten: true });
+    }
+}
+
+/// Plans one message; pushes its findings (the first carries the steps).
+pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, out: &mut Vec<Finding>) {
+    let n = msg.number;
+    let mess_path = msg.file(Part::Mess).map(|f| f.rel_path(n)).unwrap_or_else(|| ctx.right_path(Part::Mess, n));
+
+    // Anything that could not be read: leave the message as it is.
+    let io = msg.io_errors.first().map(|e| e.to_string()).or_else(|| {
+        [
+            msg.todo.as_ref().and_then(|r| r.as_ref().err()),
+            msg.intd.as_ref().and_then(|r| r.as_ref().err()),
+            msg.info.as_ref().and_then(|r| r.as_ref().err()),
+            msg.local.as_ref().and_then(|r| r.as_ref().err()),
+            msg.remote.as_ref().and_then(|r| r.as_ref().err()),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|p| match p {
+            ReadProblem::Io(e) => Some(e.to_string()),
+            ReadProblem::Bad(_) => None,
+        })
+    });
+    if let Some(e) = io {
+        out.push(Finding::leave(Kind::Unreadable, mess_path, e, "message left as it is"));
+        return;
+    }
+    if msg.all_files().any(|f| f.stat.is_none()) {
+        out.push(Finding::leave(Kind::Unreadable, mess_path, "not stated", "message left as it is"));
+        return;
+    }
+
+    if ctx.empty {
+        out.push(Finding::fix(Kind::Emptied, mess_path, "message", "removed (live empty)", removal_action(msg)));
+        return;
+    }
+
+    let mut slots: [Option<Slot>; 7] = Default::default();
+    for f in msg.files.iter().flatten() {
+        slots[f.part.index()] = Some(Slot { found: Some(f), path: f.rel_path(n), rewritten: false });
+    }
+    let mut p = Planner { ctx, q, msg, slots, steps: Vec::new(), notes: Vec::new() };
+
+    // Second copies of a part: keep the one in its place.
+    for f in &msg.extra {
+        let path = f.rel_path(n);
+        p.note(Kind::Duplicate, path.clone(), format!("second {} file of message {n}", f.part.dir()), "set aside");
+        let ex = Planner::expect(Some(f));
+        p.set_aside(vec![(path, f.part, ex)], &format!("second copy of the {} file of message {n}", f.part.dir()));
+    }
+
+    // Extra hard links: never chown or chmod such a file; set it aside.
+    let same_inode = |a: Part, b: Part| match (msg.file(a), msg.file(b)) {
+        (Some(x), Some(y)) => x.inode() == y.inode(),
+        _ => false,
+    };
+    let todo_intd_shared = same_inode(Part::Todo, Part::Intd);
+    let mut relinked: Vec<Part> = Vec::new();
+    for part in Part::ALL {
+        let Some(f) = msg.file(part) else { continue };
+        let st = f.stat.expect("stated above");
+        let base = if todo_intd_shared && matches!(part, Part::Todo | Part::Intd) { 2 } else { 1 };
+        let allowed = base + p.ctx.doomed_links.get(&st.ino).copied().unwrap_or(0);
+        if st.nlink > allowed {
+            relinked.push(part);
+            let path = f.rel_path(n);
+            let problem = format!("{} hard links, {base} expected: it may be linked from outside the queue", st.nlink);
+            if part == Part::Mess {
+                p.note(Kind::ExtraLinks, path, problem, "whole message set aside, owner and mode untouched");
+                p.drop_all("the mess file had extra hard links (it may be linked from outside the queue)");
+                return flush(p, out, mess_path);
+            }
+            p.note(Kind::ExtraLinks, path, problem, "set aside (owner and mode untouched); rebuilt when valid");
+            p.drop_part(part, "extra hard links: it may be linked from outside the queue");
+        }
+    }
+    // Rebuild from their parsed contents the envelopes set aside above.
+    for part in relinked {
+        match part {
+            Part::Todo => {
+                if let Some(Ok(t)) = &msg.todo {
+                    let data = t.to_bytes();
+                    p.write(Part::Todo, data, None);
+                }
+            }
+            Part::Info => {
+                if let Some(Ok(i)) = &msg.info {
+                    let m = msg.file(Part::Info).and_then(|f| f.stat).map(|s| s.mtime);
+                    p.write(Part::Info, i.to_bytes(), m);
+                }
+            }
+            Part::Local | Part::Remote => {
+                let r = if part == Part::Local { &msg.local } else { &msg.remote };
+                if let Some(Ok(r)) = r {
+                    p.write(part, r.to_bytes(), None);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // The message's state.
+    let mess = match msg.file(Part::Mess) {
+        Some(m) if p.has(Part::Mess) => m,
+        _ => {
+            let any = p.slots.iter().flatten().next().map(|s| s.path.clone()).unwrap_or(mess_path.clone());
+            p.note(Kind::Unsalvageable, any, format!("files of message {n} without its mess file"), "set aside");
+            p.drop_all("mess missing: no message content to deliver");
+            return flush(p, out, mess_path);
+        }
+    };
+    let mess_st = mess.stat.expect("stated");
+    if mess_st.size == 0 {
+        p.note(Kind::Unsalvageable, mess.rel_path(n), "mess is empty (0 bytes)", "message set aside");
+        p.drop_all("mess empty: nothing to deliver");
+        return flush(p, out, mess_path);
+    }
+
+    let todo = env(p.slots[Part::Todo.index()].as_ref(), &msg.todo);
+    let intd_valid = p.has(Part::Intd)
+        && if todo_intd_shared { matches!(msg.todo, Some(Ok(_))) } else { matches!(msg.intd, Some(Ok(_))) };
+    let info = env(p.slots[Part::Info.index()].as_ref(), &msg.info);
+    let local = env(p.slots[Part::Local.index()].as_ref(), &msg.local);
+    let remote = env(p.slots[Part::Remote.index()].as_ref(), &msg.remote);
+    let valid_lists = [&local, &remote].iter().filter(|e| matches!(e, Env::Valid(_))).count();
+    let broken_lists = [&local, &remote].iter().filter(|e| matches!(e, Env::Broken(_))).count();
+    let any_pre = p.has(Part::Info) || p.has(Part::Local) || p.has(Part::Remote);
+    let pre_complete = matches!(info, Env::Valid(_)) && valid_lists > 0 && broken_lists == 0;
+    let pre_usable = valid_lists > 0 || (matches!(info, Env::Valid(_)) && !p.has(Part::Local) && !p.has(Part::Remote));
+
+    let mut s5 = false;
+    match (&todo, p.has(Part::Intd)) {
+        (Env::Valid(_), _) => {
+            if p.has(Part::Bounce) {
+                let path = p.path(Part::Bounce);
+                p.note(Kind::StaleBounce, path.clone(), "bounce file beside a not yet preprocessed message", "removed");
+                let ex = Planner::expect(msg.file(Part::Bounce));
+                p.steps.push(Step::Unlink { path, expect: ex });
+                p.slots[Part::Bounce.index()] = None;
+            }
+        }
+        (Env::Broken(why), _) => {
+            let path = p.path(Part::Todo);
+            if intd_valid && !todo_intd_shared {
+                p.note(Kind::Envelope, path, format!("todo broken: {why}"), "made anew from the valid intd");
+                p.todo_from_intd();
+                drop_stale_bounce(&mut p);
+            } else if pre_complete {
+                p.note(
+                    Kind::Envelope,
+                    path,
+                    format!("todo broken: {why}"),
+                    "set aside; the message goes on as preprocessed",
+                );
+                p.drop_part(Part::Todo, "broken todo beside a complete preprocessed envelope");
+                p.drop_part(Part::Intd, "intd of a broken todo beside a complete preprocessed envelope");
+                s5 = true;
+            } else {
+                p.note(
+                    Kind::Unsalvageable,
+                    path,
+                    format!("todo broken: {why}; no complete envelope elsewhere"),
+                    "message set aside",
+                );
+                p.drop_all("broken todo and no complete envelope anywhere: recipients unknown");
+                return flush(p, out, mess_path);
+            }
+        }
+        (Env::Absent, true) => {
+            let path = p.path(Part::Intd);
+            if any_pre && pre_usable {
+                p.note(Kind::Leftover, path, "intd left beside a preprocessed message", "set aside");
+                p.drop_part(Part::Intd, "intd left beside a preprocessed message");
+                s5 = true;
+            } else if any_pre && intd_valid {
+                p.note(
+                    Kind::Envelope,
+                    path,
+                    "preprocessed envelope broken",
+                    "todo made anew from the valid intd; qmail-send preprocesses it again",
+                );
+                p.todo_from_intd();
+                drop_stale_bounce(&mut p);
+            } else if any_pre {
+                p.note(Kind::Unsalvageable, path, "no valid envelope anywhere", "message set aside");
+                p.drop_all("no valid envelope: recipients unknown");
+                return flush(p, out, mess_path);
+            } else {
+                p.note(
+                    Kind::Leftover,
+                    mess.rel_path(n),
+                    "mess and intd without todo (qmail-queue never finished)",
+                    "set aside",
+                );
+                p.drop_all("S3: qmail-queue never committed this message");
+                return flush(p, out, mess_path);
+            }
+        }
+        (Env::Absent, false) => {
+            if !any_pre {
+                let why = if p.has(Part::Bounce) {
+                    "mess and a bounce report, without envelope"
+                } else {
+                    "mess alone (qmail-queue never finished)"
+                };
+                p.note(Kind::Leftover, mess.rel_path(n), why, "set aside");
+                p.drop_all("S2: a mess file without any envelope");
+                return flush(p, out, mess_path);
+            }
+            s5 = true;
+        }
+    }
+
+    if s5 {
+        if valid_lists == 0 && !pre_usable {
+            let path = p.path(Part::Info);
+            p.note(Kind::Unsalvageable, path, "no valid recipient list and no valid sender", "message set aside");
+            p.drop_all("preprocessed envelope broken beyond repair: recipients unknown");
+            return flush(p, out, mess_path);
+        }
+        for (part, e) in [(Part::Local, &local), (Part::Remote, &remote)] {
+            match e {
+                Env::Broken(why) => {
+                    let path = p.path(part);
+                    p.note(
+                        Kind::Envelope,
+                        path,
+                        format!("{} broken: {why}", part.dir()),
+                        "set aside; its recipients cannot be recovered",
+                    );
+                    p.drop_part(part, &format!("unparsable {} file", part.dir()));
+                }
+                Env::Valid(Some(r)) if r.dropped > 0 => {
+                    let path = p.path(part);
+                    p.note(
+                        Kind::PartialRecord,
+                        path,
+                        format!("partial last record ({} bytes)", r.dropped),
+                        format!("dropped; {} complete records kept", r.list.len()),
+                    );
+                    p.write(part, r.to_bytes(), None);
+                }
+                _ => {}
+            }
+        }
+        match &info {
+            Env::Valid(_) => {}
+            other => {
+                let path = p.path(Part::Info);
+                let problem = match other {
+                    Env::Broken(why) => format!("info broken: {why}"),
+                    _ => "info missing".to_string(),
+                };
+                let birth = msg.file(Part::Info).and_then(|f| f.stat).map(|s| s.mtime).unwrap_or(mess_st.mtime);
+                p.note(
+                    Kind::SenderLost,
+                    path,
+                    problem,
+                    format!("written with the null sender, birth time {birth} kept (sender lost)"),
+                );
+                p.write(Part::Info, Info::default().to_bytes(), Some(birth));
+            }
+        }
+    }
+
+    // Owners and modes of the files kept as they are.
+    let ids = p.ctx.ids;
+    let mut seen_inodes: Vec<u64> = Vec::new();
+    for part in Part::ALL {
+        let Some(slot) = p.slots[part.index()].clone() else { continue };
+        let Some(f) = slot.found else { continue };
+        if slot.rewritten {
+            continue;
+        }
+        let st = f.stat.expect("stated");
+        if seen_inodes.contains(&st.ino) {
+            continue;
+        }
+        seen_inodes.push(st.ino);
+        let uid = ids.uid(part.file_owner());
+        let gid = if part.group_is_qmail() { ids.qmail_gid } else { st.gid };
+        let perm = part.file_perm();
+        let max_nlink = if todo_intd_shared && matches!(part, Part::Todo | Part::Intd) { 2 } else { 1 };
+        let ex = Expect { ino: st.ino, kind: FileKind::Regular, max_nlink };
+        if st.uid != uid || st.gid != gid {
+            p.note(
+                Kind::Owner,
+                slot.path.clone(),
+                format!("owner {}:{}, should be {uid}:{gid}", st.uid, st.gid),
+                "chown",
+            );
+            p.steps.push(Step::Chown { path: slot.path.clone(), expect: ex, uid, gid });
+        }
+        if st.perm != perm || ((st.uid != uid || st.gid != gid) && st.perm & 0o6000 != 0) {
+            p.note(Kind::Mode, slot.path.clone(), format!("mode {:04o}, should be {perm:04o}", st.perm), "chmod");
+            p.steps.push(Step::Chmod { path: slot.path.clone(), expect: ex, perm });
+        }
+    }
+
+    // Moves: renumbering, or files into their right buckets; mess last.
+    let order = [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce, Part::Mess];
+    if mess_st.ino != n {
+        let k = mess_st.ino;
+        p.note(
+            Kind::Renumber,
+            mess.rel_path(n),
+            format!("name differs from its inode {k}"),
+            format!("renumbered to {k}"),
+        );
+        let mut parts = 0u8;
+        for part in order {
+            let Some(slot) = p.slots[part.index()].clone() else { continue };
+            let to = p.ctx.temp_path(part, k);
+            p.steps.push(Step::Rename { from: slot.path, to });
+            parts |= mask(part);
+        }
+        p.ctx.pending.push((k, parts));
+    } else {
+        for part in order {
+            let Some(slot) = p.slots[part.index()].clone() else { continue };
+            let right = p.ctx.right_path(part, n);
+            if slot.path != right {
+                p.note(
+                    Kind::WrongBucket,
+                    slot.path.clone(),
+                    "in the wrong bucket",
+                    format!("moved to {}", qcommon::error::escape_path(&right)),
+                );
+                p.steps.push(Step::Rename { from: slot.path, to: right });
+            }
+        }
+    }
+    flush(p, out, mess_path)
+}
+
+fn drop_stale_bounce(p: &mut Planner<'_, '_>) {
+    if p.has(Part::Bounce) {
+        let path = p.path(Part::Bounce);
+        p.note(Kind::StaleBounce, path.clone(), "bounce file beside a not yet preprocessed message", "removed");
+        let ex = Planner::expect(p.msg.file(Part::Bounce));
+        p.steps.push(Step::Unlink { path, expect: ex });
+        p.slots[Part::Bounce.index()] = None;
+    }
+}
+
+fn flush(p: Planner<'_, '_>, out: &mut Vec<Finding>, mess_path: PathBuf) {
+    let Planner { steps, notes, msg, .. } = p;
+    let mut action = Some(Action { message: Some(msg.number), steps });
+    for (kind, path, problem, remedy) in notes {
+        let a = action.take().unwrap_or(Action { message: Some(msg.number), steps: Vec::new() });
+        out.push(Finding::fix(kind, path, problem, remedy, a));
+    }
+    if let Some(a) = action {
+        if !a.steps.is_empty() {
+            out.push(Finding::fix(Kind::Structure, mess_path, "message", "steps", a));
+        }
+    }
+}
+
+/// Plans one stray from the scan.
+pub fn plan_stray(ctx: &mut MessageCtx, q: &mut Quarantine, stray: &Stray, out: &mut Vec<Finding>) {
+    let path = stray.path.clone();
+    let Some(st) = stray.stat else { return }; // vanished
+    let name = path.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+    let ex = Expect { ino: st.ino, kind: st.kind, max_nlink: u64::MAX };
+    match stray.why {
+        StrayWhy::NotADirectory => return,
+        StrayWhy::NotABucket if covered_by_structure(&path, ctx.split, ctx.big_todo) => return,
+        StrayWhy::UnknownTopLevel => {
+            out.push(Finding::leave(Kind::Note, path, "unknown entry in the queue (qmail ignores it)", "left alone"));
+            return;
+        }
+        StrayWhy::ExtraBucket(_) if st.kind == FileKind::Directory => {
+            ctx.extra_buckets.push(path);
+            return;
+        }
+        StrayWhy::PidLeftover if st.kind != FileKind::Directory => {
+            out.push(Finding::fix(
+                Kind::PidLeftover,
+                path.clone(),
+                "leftover in pid/ (a qmail-queue that died)",
+                "removed",
+                Action { message: None, steps: vec![Step::Unlink { path, expect: Some(ex) }] },
+            ));
+            return;
+        }
+        _ => {}
+    }
+    if st.kind == FileKind::Regular {
+        // Our own temporary names, left by a crash.
+        if let Some(k) = name.strip_prefix(RENUM_PREFIX.as_bytes()).and_then(parse_number) {
+            if let Some(part) = stray.part {
+                if ctx.temp_path(part, k) == path {
+                    ctx.pending.push((k, mask(part)));
+                    return;
+                }
+            }
+        }
+        if name.starts_with(TODO_PREFIX.as_bytes()) || name.starts_with(WRITE_PREFIX.as_bytes()) {
+            out.push(Finding::fix(
+                Kind::Stray,
+                path.clone(),
+                "temporary file of an interrupted repair",
+                "removed",
+                Action { message: None, steps: vec![Step::Unlink { path, expect: Some(ex) }] },
+            ));
+            return;
+        }
+    }
+    let what = stray.why.describe();
+    match st.kind {
+        FileKind::Regular | FileKind::Directory => {
+            let steps = if ctx.no_quarantine && st.kind == FileKind::Regular {
+                vec![Step::Unlink { path: path.clone(), expect: Some(ex) }]
+            } else {
+                q.stray_steps(&path, &format!("{} ({what})", st.kind.name()))
+            };
+            let how = if ctx.no_quarantine && st.kind == FileKind::Regular { "removed" } else { "moved to lost+found" };
+            let kind = if stray.why == StrayWhy::PidLeftover { Kind::PidLeftover } else { Kind::Stray };
+            out.push(Finding::fix(
+                kind,
+                path,
+                format!("{} ({what})", st.kind.name()),
+                how,
+                Action { message: None, steps },
+            ));
+        }
+        k => out.push(Finding::fix(
+            Kind::Stray,
+            path.clone(),
+            format!("{} ({what})", k.name()),
+            "removed, never followed or opened",
+            Action { message: None, steps: vec![Step::Unlink { path, expect: Some(ex) }] },
+        )),
+    }
+}
+
+/// Counts extra names that strays give to message inodes (pid/ leftovers
+/// and temporary links), before any message is judged.
+pub fn note_doomed_link(ctx: &mut MessageCtx, stray: &Stray) {
+    let Some(st) = stray.stat else { return };
+    if st.kind != FileKind::Regular {
+        return;
+    }
+    let name = stray.path.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+    if stray.why == StrayWhy::PidLeftover || name.starts_with(TODO_PREFIX.as_bytes()) {
+        *ctx.doomed_links.entry(st.ino).or_insert(0) += 1;
+    }
+}
+
+/// The second half of renumbering: every waiting file to its new name.
+pub fn plan_pending(ctx: &mut MessageCtx, out: &mut Vec<Finding>) {
+    let mut pending = std::mem::take(&mut ctx.pending);
+    pending.sort_unstable();
+    let mut merged: Vec<(u64, u8)> = Vec::new();
+    for (k, m) in pending {
+        match merged.last_mut() {
+            Some((lk, lm)) if *lk == k => *lm |= m,
+            _ => merged.push((k, m)),
+        }
+    }
+    let order = [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce, Part::Mess];
+    for (k, m) in merged {
+        let mut steps = Vec::new();
+        for part in order {
+            if m & mask(part) != 0 {
+                steps.push(Step::Rename { from: ctx.temp_path(part, k), to: ctx.right_path(part, k) });
+            }
+        }
+        let path = ctx.right_path(Part::Mess, k);
+        out.push(Finding::fix(
+            Kind::RenumberFinish,
+            path,
+            format!("message {k} waits under its temporary names"),
+            "given its new number",
+            Action { message: Some(k), steps },
+        ));
+    }
+}
+
+/// Removes the extra buckets once emptied.
+pub fn plan_extra_buckets(ctx: &mut MessageCtx, out: &mut Vec<Finding>) {
+    for path in std::mem::take(&mut ctx.extra_buckets) {
+        out.push(Finding::fix(
+            Kind::ExtraBucket,
+            path.clone(),
+            "extra bucket (beyond the split)",
+            "emptied into the right buckets and removed",
+            Action { message: None, steps: vec![Step::Rmdir { path }] },
+        ));
+    }
+}
