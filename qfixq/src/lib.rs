@@ -219,6 +219,7 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
     // Live: refuse while qmail runs; take and hold qmail-send's lock.
     let mut _lock: Option<SendLock> = None;
     let mut first_findings: Vec<Finding> = Vec::new();
+    // lock/ and lock/sendmutex come first: live, the lock is taken right after.
     if live {
         if let Some(p) = procs.iter().find(|p| matches!(p.reason, Reason::HoldsSendmutex)) {
             return Ok(fail(format!(
@@ -245,14 +246,12 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
                         "lock/sendmutex is damaged while a qmail-send runs: stop it first; nothing was changed",
                     ));
                 }
-                // Restore the lock file first, then hold it.
-                first_findings = structure::plan_sendmutex(&sctx, &mut quarantine);
+                // Restore the lock file first (below), then hold it.
             }
         }
         install_signals();
-    } else {
-        first_findings = structure::plan_sendmutex(&sctx, &mut quarantine);
     }
+    first_findings.extend(structure::plan_sendmutex(&sctx, &mut quarantine));
 
     let mut mutator = match layout.open_queue() {
         Ok(d) => Mutator::new(d, if live { Mode::Live } else { Mode::DryRun }),
@@ -420,7 +419,7 @@ fn plan_and_apply(
         match ev {
             ScanEvent::Message(m) => {
                 messages += 1;
-                if progress && messages % 10_000 == 0 {
+                if progress && messages.is_multiple_of(10_000) {
                     eprint!("\rqfixq: {messages} messages scanned");
                 }
                 message::plan_message(&mut ctx, quarantine, &m, &mut buf);
