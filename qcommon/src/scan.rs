@@ -235,9 +235,27 @@ pub struct ScanLayout {
 const TOP_LEVEL: [&str; 10] =
     ["pid", "intd", "todo", "bounce", "mess", "info", "local", "remote", "lock", LOST_AND_FOUND];
 
+/// A listed message file, before it is stated: small, since a whole
+/// bucket of them is held at once.
 struct Entry {
     number: u64,
-    found: Found,
+    ino: u64,
+    bucket: u32,
+    part: Part,
+}
+
+/// `Entry::bucket` of a file directly in its part's directory.
+const NO_BUCKET: u32 = u32::MAX;
+
+impl Entry {
+    fn new(number: u64, part: Part, bucket: Option<u32>, ino: u64) -> Entry {
+        Entry { number, ino, bucket: bucket.unwrap_or(NO_BUCKET), part }
+    }
+
+    fn found(&self) -> Found {
+        let bucket = (self.bucket != NO_BUCKET).then_some(self.bucket);
+        Found { part: self.part, bucket, ino: self.ino, stat: None }
+    }
 }
 
 /// Scans the queue at `root`, calling `sink` for each event in order.
@@ -325,7 +343,7 @@ pub fn scan(
             let is_split = part.is_split(layout.big_todo);
             match (num, kind) {
                 (Some(n), Some(FileKind::Regular)) => {
-                    let ent = Entry { number: n, found: Found { part, bucket: None, ino: e.ino, stat: None } };
+                    let ent = Entry::new(n, part, None, e.ino);
                     let b = bucket_of(n, split) as usize;
                     if is_split {
                         misplaced[b].push(ent);
@@ -374,8 +392,7 @@ pub fn scan(
                 if let Some(n) = parse_number(name.to_bytes()) {
                     let right = bucket_of(n, split);
                     if extra || right != b {
-                        misplaced[right as usize]
-                            .push(Entry { number: n, found: Found { part, bucket: Some(b), ino, stat: None } });
+                        misplaced[right as usize].push(Entry::new(n, part, Some(b), ino));
                     }
                 }
             });
@@ -435,8 +452,7 @@ pub fn scan(
                         }
                         if let Some(n) = parse_number(name.to_bytes()) {
                             if bucket_of(n, split) == b {
-                                entries
-                                    .push(Entry { number: n, found: Found { part, bucket: Some(b), ino, stat: None } });
+                                entries.push(Entry::new(n, part, Some(b), ino));
                             }
                         }
                     });
@@ -445,21 +461,34 @@ pub fn scan(
                     }
                     bucket_dirs[part.index()] = Some(Arc::new(d));
                 }
-                let skeletons = group(entries, split);
-                let ctx = Arc::new(BucketCtx { bucket: b, big_todo: layout.big_todo, dirs: bucket_dirs });
-                // Hand out chunks; take results back in order.
-                let n_chunks = skeletons.len().div_ceil(opts.chunk.max(1));
-                {
+                entries.sort_unstable_by_key(|e| (e.number, e.part));
+                let ctx = Arc::new(BucketCtx { bucket: b, big_todo: layout.big_todo, split, dirs: bucket_dirs });
+                // Hand out chunks of whole messages; take results back in order.
+                let n_chunks = {
                     let (m, cv) = &*shared;
                     let mut pool = m.lock().expect("scan pool");
-                    let mut it = skeletons.into_iter();
-                    for i in 0..n_chunks {
-                        let chunk: Vec<ScannedMessage> = it.by_ref().take(opts.chunk.max(1)).collect();
+                    let mut i = 0;
+                    let mut chunk: Vec<Entry> = Vec::new();
+                    let mut in_chunk = 0;
+                    for e in entries {
+                        if chunk.last().is_some_and(|l: &Entry| l.number != e.number) {
+                            in_chunk += 1;
+                            if in_chunk >= opts.chunk.max(1) {
+                                pool.jobs.push_back((i, ctx.clone(), std::mem::take(&mut chunk)));
+                                i += 1;
+                                in_chunk = 0;
+                            }
+                        }
+                        chunk.push(e);
+                    }
+                    if !chunk.is_empty() {
                         pool.jobs.push_back((i, ctx.clone(), chunk));
+                        i += 1;
                     }
                     pool.next_emit = 0;
                     cv.notify_all();
-                }
+                    i
+                };
                 for i in 0..n_chunks {
                     let msgs = {
                         let (m, cv) = &*shared;
@@ -529,26 +558,26 @@ fn stray_at(dir: &Dir, rel: PathBuf, part: Option<Part>, why: StrayWhy) -> Stray
     Stray { stat: dir.stat(&name).ok(), path: rel, part, why }
 }
 
-/// Groups entries into messages, sorted by number.
-fn group(mut entries: Vec<Entry>, split: u32) -> Vec<ScannedMessage> {
-    entries.sort_by_key(|e| (e.number, e.found.part, e.found.bucket.is_none(), e.found.bucket));
+/// Groups entries (sorted by number) into messages.
+fn group(entries: Vec<Entry>, split: u32) -> Vec<ScannedMessage> {
     let mut out: Vec<ScannedMessage> = Vec::new();
     for e in entries {
         if out.last().map(|m| m.number) != Some(e.number) {
             out.push(ScannedMessage { number: e.number, ..Default::default() });
         }
         let m = out.last_mut().expect("pushed");
-        let slot = &mut m.files[e.found.part.index()];
+        let found = e.found();
+        let slot = &mut m.files[found.part.index()];
         match slot {
-            None => *slot = Some(e.found),
+            None => *slot = Some(found),
             Some(cur) => {
                 // Prefer the file in its right place.
-                let right = right_place(e.found.part, e.found.bucket, e.number, split);
+                let right = right_place(found.part, found.bucket, e.number, split);
                 if right && !right_place(cur.part, cur.bucket, e.number, split) {
-                    let old = std::mem::replace(cur, e.found);
+                    let old = std::mem::replace(cur, found);
                     m.extra.push(old);
                 } else {
-                    m.extra.push(e.found);
+                    m.extra.push(found);
                 }
             }
         }
@@ -566,10 +595,11 @@ fn right_place(part: Part, bucket: Option<u32>, n: u64, split: u32) -> bool {
 struct BucketCtx {
     bucket: u32,
     big_todo: bool,
+    split: u32,
     dirs: [Option<Arc<Dir>>; 7],
 }
 
-type Job = (usize, Arc<BucketCtx>, Vec<ScannedMessage>);
+type Job = (usize, Arc<BucketCtx>, Vec<Entry>);
 
 #[derive(Default)]
 struct Pool {
@@ -599,7 +629,8 @@ fn worker(root: &Dir, shared: &(Mutex<Pool>, Condvar), opts: &ScanOptions) {
                 pool = cv.wait(pool).expect("scan pool");
             }
         };
-        let (idx, ctx, mut msgs) = job;
+        let (idx, ctx, entries) = job;
+        let mut msgs = group(entries, ctx.split);
         for msg in &mut msgs {
             examine(root, &ctx, &mut cache, msg, opts);
         }
@@ -638,7 +669,8 @@ fn dir_for<'a>(
     entry.as_ref()
 }
 
-/// Stats and reads one message's files.
+/// Stats and reads one message's files. A file whose contents are read
+/// gets its stat from the open descriptor: one path lookup per file.
 fn examine(
     root: &Dir,
     ctx: &BucketCtx,
@@ -648,18 +680,15 @@ fn examine(
 ) {
     let name = msg.number.to_string();
     let name = OsStr::new(&name);
+    let reads =
+        |part: Part| opts.read_envelopes && matches!(part, Part::Todo | Part::Info | Part::Local | Part::Remote);
     if opts.stat {
         for slot in msg.files.iter_mut() {
             let Some(f) = slot.as_mut() else { continue };
-            let Some(d) = dir_for(root, ctx, cache, f) else {
-                *slot = None;
+            if reads(f.part) || (opts.read_envelopes && f.part == Part::Intd) {
                 continue;
-            };
-            match d.stat(name) {
-                Ok(st) => f.stat = Some(st),
-                Err(e) if e.is_not_found() => *slot = None,
-                Err(e) => msg.io_errors.push(e),
             }
+            stat_into(root, ctx, cache, name, slot, &mut msg.io_errors);
         }
         let mut extra = std::mem::take(&mut msg.extra);
         extra.retain_mut(|f| {
@@ -681,34 +710,94 @@ fn examine(
     if !opts.read_envelopes {
         return;
     }
-    let mut read =
-        |part: Part, cap: usize, msg: &mut ScannedMessage| -> Option<std::result::Result<Vec<u8>, ReadProblem>> {
-            let f = msg.files[part.index()].clone()?;
-            let d = dir_for(root, ctx, cache, &f)?;
-            match d.read_file(name, cap) {
-                Ok(c) if c.truncated => Some(Err(ReadProblem::Bad(EnvelopeError::TooLarge { cap }))),
-                Ok(c) => Some(Ok(c.data)),
-                Err(e) if e.is_not_found() => {
-                    msg.files[part.index()] = None;
-                    None
-                }
-                Err(e) => Some(Err(ReadProblem::Io(e))),
-            }
+    let keep_stat = opts.stat;
+    type Cache = HashMap<PathBuf, Option<Dir>>;
+    let read = |part: Part,
+                cap: usize,
+                msg: &mut ScannedMessage,
+                cache: &mut Cache|
+     -> Option<std::result::Result<Vec<u8>, ReadProblem>> {
+        let f = msg.files[part.index()].clone()?;
+        let Some(d) = dir_for(root, ctx, cache, &f) else {
+            msg.files[part.index()] = None;
+            return None;
         };
-    msg.todo = read(Part::Todo, ENVELOPE_CAP, msg).map(|r| r.and_then(|d| Todo::parse(&d).map_err(ReadProblem::Bad)));
-    let same_inode = match (msg.file(Part::Todo), msg.file(Part::Intd)) {
-        (Some(t), Some(i)) => t.inode() == i.inode() && t.stat.map(|s| s.dev) == i.stat.map(|s| s.dev),
-        _ => false,
+        match d.read_file(name, cap) {
+            Ok(c) => {
+                if keep_stat {
+                    if let Some(slot) = msg.files[part.index()].as_mut() {
+                        slot.stat = Some(c.stat);
+                    }
+                }
+                if c.truncated {
+                    Some(Err(ReadProblem::Bad(EnvelopeError::TooLarge { cap })))
+                } else {
+                    Some(Ok(c.data))
+                }
+            }
+            Err(e) if e.is_not_found() => {
+                msg.files[part.index()] = None;
+                None
+            }
+            Err(e) => {
+                if keep_stat {
+                    msg.io_errors.push(Error::Other(e.to_string()));
+                }
+                Some(Err(ReadProblem::Io(e)))
+            }
+        }
     };
-    if !same_inode {
-        msg.intd =
-            read(Part::Intd, ENVELOPE_CAP, msg).map(|r| r.and_then(|d| Todo::parse(&d).map_err(ReadProblem::Bad)));
+    msg.todo =
+        read(Part::Todo, ENVELOPE_CAP, msg, cache).map(|r| r.and_then(|d| Todo::parse(&d).map_err(ReadProblem::Bad)));
+    // intd is usually the same inode as todo: then it is stated, not read.
+    let todo_ino = msg.file(Part::Todo).map(|t| t.stat.map_or(t.ino, |s| s.ino));
+    if let Some(intd) = msg.file(Part::Intd) {
+        let same = todo_ino == Some(intd.ino);
+        if same {
+            if opts.stat {
+                stat_into(root, ctx, cache, name, &mut msg.files[Part::Intd.index()], &mut msg.io_errors);
+            }
+            let still_same = match (msg.file(Part::Todo), msg.file(Part::Intd)) {
+                (Some(t), Some(i)) => t.inode() == i.inode(),
+                _ => false,
+            };
+            if !still_same && msg.has(Part::Intd) {
+                msg.intd = read(Part::Intd, ENVELOPE_CAP, msg, cache)
+                    .map(|r| r.and_then(|d| Todo::parse(&d).map_err(ReadProblem::Bad)));
+            }
+        } else {
+            msg.intd = read(Part::Intd, ENVELOPE_CAP, msg, cache)
+                .map(|r| r.and_then(|d| Todo::parse(&d).map_err(ReadProblem::Bad)));
+        }
     }
-    msg.info = read(Part::Info, INFO_CAP, msg).map(|r| r.and_then(|d| Info::parse(&d).map_err(ReadProblem::Bad)));
-    msg.local = read(Part::Local, ENVELOPE_CAP, msg)
+    msg.info =
+        read(Part::Info, INFO_CAP, msg, cache).map(|r| r.and_then(|d| Info::parse(&d).map_err(ReadProblem::Bad)));
+    msg.local = read(Part::Local, ENVELOPE_CAP, msg, cache)
         .map(|r| r.and_then(|d| Recipients::parse_salvaging(&d).map_err(ReadProblem::Bad)));
-    msg.remote = read(Part::Remote, ENVELOPE_CAP, msg)
+    msg.remote = read(Part::Remote, ENVELOPE_CAP, msg, cache)
         .map(|r| r.and_then(|d| Recipients::parse_salvaging(&d).map_err(ReadProblem::Bad)));
+}
+
+/// A no-follow stat of one file into its slot; a vanished file empties
+/// the slot.
+fn stat_into(
+    root: &Dir,
+    ctx: &BucketCtx,
+    cache: &mut HashMap<PathBuf, Option<Dir>>,
+    name: &OsStr,
+    slot: &mut Option<Found>,
+    errors: &mut Vec<Error>,
+) {
+    let Some(f) = slot.as_mut() else { return };
+    let Some(d) = dir_for(root, ctx, cache, f) else {
+        *slot = None;
+        return;
+    };
+    match d.stat(name) {
+        Ok(st) => f.stat = Some(st),
+        Err(e) if e.is_not_found() => *slot = None,
+        Err(e) => errors.push(e),
+    }
 }
 
 #[cfg(test)]
