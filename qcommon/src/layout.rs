@@ -360,6 +360,39 @@ impl Seen {
     }
 }
 
+/// The split that the message names in the buckets of `mess/` fit:
+/// `Some(split)` when at least half of a sample of names `N` in bucket `b`
+/// have `N mod split == b`; else the smallest split that fits nine in ten
+/// of them (at most `split`); `None` when there are too few names to tell.
+fn names_fit(queue: &Dir, split: u32) -> Result<Option<u32>> {
+    const SAMPLE: usize = 400;
+    let mess = match open_sub(queue, "mess")? {
+        Sub::Open(d) => d,
+        _ => return Ok(None),
+    };
+    let mut sample: Vec<(u64, u32)> = Vec::new();
+    let per_bucket = (SAMPLE / split as usize).max(4);
+    for b in 0..split {
+        let Ok(d) = mess.open_dir(std::ffi::OsStr::new(&b.to_string())) else { continue };
+        let mut taken = 0;
+        d.for_each_entry_while(|name, _, _| {
+            if let Some(n) = crate::safe_fs::parse_number(name.to_bytes()) {
+                sample.push((n, b));
+                taken += 1;
+            }
+            taken < per_bucket
+        })?;
+    }
+    if sample.len() < 8 {
+        return Ok(None);
+    }
+    let fits = |s: u32| sample.iter().filter(|(n, b)| n % u64::from(s) == u64::from(*b)).count();
+    if fits(split) * 2 >= sample.len() {
+        return Ok(Some(split));
+    }
+    Ok((1..split).find(|s| fits(*s) * 10 >= sample.len() * 9).or(Some(split)))
+}
+
 /// The split as the buckets of mess, info, local and remote show it: the
 /// highest numeric bucket directory plus one, when every one of those
 /// directories that has buckets agrees. A bucket missing inside the range
@@ -369,7 +402,8 @@ impl Seen {
 ///
 /// Fails with [`Error::Layout`] when the directories disagree (the message
 /// says what each one holds and suggests `--split`), or with the error of a
-/// directory that cannot be read.
+/// directory that cannot be read, or when the message names in the buckets
+/// fit a smaller split (extra buckets made by hand).
 pub fn split_from_disk(queue: &Dir) -> Result<Option<Decision<u32>>> {
     let mut seen = Vec::with_capacity(SPLIT_PARTS.len());
     for part in SPLIT_PARTS {
@@ -406,6 +440,23 @@ pub fn split_from_disk(queue: &Dir) -> Result<Option<Decision<u32>>> {
         )));
     }
     let split = first + 1;
+    // The buckets agree; the message names inside must agree too. Extra
+    // buckets made by hand (or by a copy) in every directory would
+    // otherwise pass for a larger split.
+    if let Some(fit) = names_fit(queue, split)? {
+        if fit != split {
+            let list: Vec<String> = seen.iter().map(|(d, s)| s.describe(d)).collect();
+            return Err(Error::Layout(format!(
+                "{}: cannot tell the split from the buckets on disk: {} buckets exist ({}), but the message \
+                 names in them fit a split of {fit}, so buckets {fit}..{} look extra; give the split with \
+                 --split N (qmail's conf-split, which qmail-showctl prints as \"subdirectory split\")",
+                escape_path(queue.path()),
+                split,
+                list.join(", "),
+                split - 1
+            )));
+        }
+    }
     let with: Vec<&str> = seen.iter().filter(|(_, s)| matches!(s, Seen::Buckets { .. })).map(|(d, _)| *d).collect();
     let mut text = format!("{}: {split} buckets", with.join("/"));
     for (d, s) in &seen {

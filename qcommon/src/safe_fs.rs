@@ -233,6 +233,15 @@ impl Dir {
     /// `d_type` and `d_ino`; no stat per entry. Streams: memory does not
     /// grow with the directory.
     pub fn for_each_entry(&self, mut f: impl FnMut(&CStr, Option<FileKind>, u64)) -> Result<()> {
+        self.for_each_entry_while(|n, k, i| {
+            f(n, k, i);
+            true
+        })
+    }
+
+    /// Like [`Dir::for_each_entry`], stopping as soon as `f` returns false
+    /// (a sample of a huge directory costs only what it reads).
+    pub fn for_each_entry_while(&self, mut f: impl FnMut(&CStr, Option<FileKind>, u64) -> bool) -> Result<()> {
         let mut d = nix::dir::Dir::openat(
             Some(self.as_raw_fd()),
             ".",
@@ -248,7 +257,9 @@ impl Dir {
                 continue;
             }
             let kind = ent.file_type().and_then(|t| FileKind::from_dtype(dtype_of(t)));
-            f(name, kind, ent.ino());
+            if !f(name, kind, ent.ino()) {
+                break;
+            }
         }
         Ok(())
     }

@@ -14,7 +14,10 @@
 //!
 //! A first pass lists every bucket without stat to find files that sit in
 //! another bucket than their number says, so a message whose files are
-//! spread over two buckets is still seen as one message.
+//! spread over two buckets is still seen as one message. It also reports
+//! every stray, so all strays come before the first message: a tool knows
+//! them (its own temporary names left by a crash, say) when it judges the
+//! messages.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ffi::OsStr;
@@ -370,7 +373,9 @@ pub fn scan(
             }
         }
     }
-    // Misplaced files inside buckets (including extra buckets).
+    // Every bucket (extra ones too): files in another bucket than their
+    // number says, and the strays, all reported before any message so a
+    // tool knows them when it judges the messages.
     for part in Part::ALL {
         if !part.is_split(layout.big_todo) {
             continue;
@@ -382,31 +387,37 @@ pub fn scan(
         for b in buckets {
             let d = match pd.open_dir(OsStr::new(&b.to_string())) {
                 Ok(d) => d,
-                Err(_) => continue, // reported in the second pass (or missing: structure)
+                Err(_) => continue, // missing, or not a directory: reported with the split directory
             };
+            let base = PathBuf::from(part.dir()).join(b.to_string());
             let extra = b >= split;
+            let mut strays: Vec<(PathBuf, StrayWhy)> = Vec::new();
             let r = d.for_each_entry(|name, kind, ino| {
-                if kind.is_some() && kind != Some(FileKind::Regular) {
-                    return;
-                }
-                if let Some(n) = parse_number(name.to_bytes()) {
-                    let right = bucket_of(n, split);
-                    if extra || right != b {
-                        misplaced[right as usize].push(Entry::new(n, part, Some(b), ino));
+                let bytes = name.to_bytes();
+                let kind = kind.or_else(|| d.stat(OsStr::from_bytes(bytes)).ok().map(|s| s.kind));
+                match (parse_number(bytes), kind) {
+                    (Some(n), Some(FileKind::Regular)) => {
+                        let right = bucket_of(n, split);
+                        if extra || right != b {
+                            misplaced[right as usize].push(Entry::new(n, part, Some(b), ino));
+                        }
                     }
+                    (Some(_), None) => {} // vanished
+                    (Some(_), Some(_)) => strays.push((base.join(OsStr::from_bytes(bytes)), StrayWhy::NotRegular)),
+                    (None, _) => strays.push((base.join(OsStr::from_bytes(bytes)), StrayWhy::NotNumeric)),
                 }
             });
-            if let (Err(err), true) = (r, extra) {
+            if let Err(err) = r {
                 emit(ScanEvent::Error(err), &mut summary);
             }
-        }
-    }
-    // Strays inside extra buckets (their message files are misplaced, above).
-    for (part, b) in &extra_buckets {
-        let pd = part_dirs[part.index()].clone().expect("listed above");
-        if let Ok(d) = pd.open_dir(OsStr::new(&b.to_string())) {
-            let base = PathBuf::from(part.dir()).join(b.to_string());
-            list_bucket_strays(&d, &base, *part, split, None, &mut |ev| emit(ev, &mut summary));
+            strays.sort_by(|a, b| a.0.cmp(&b.0));
+            for (path, why) in strays {
+                let name = path.file_name().expect("joined").to_owned();
+                let stat = d.stat(&name).ok();
+                if stat.is_some() || why == StrayWhy::NotNumeric {
+                    emit(ScanEvent::Stray(Stray { path, part: Some(part), stat, why }), &mut summary);
+                }
+            }
         }
     }
 
@@ -434,7 +445,6 @@ pub fn scan(
                         continue;
                     }
                     let bname = b.to_string();
-                    let base = PathBuf::from(part.dir()).join(&bname);
                     let d = match pd.open_dir(OsStr::new(&bname)) {
                         Ok(d) => d,
                         // Missing: structure damage; a link or a file: reported
@@ -445,7 +455,6 @@ pub fn scan(
                             continue;
                         }
                     };
-                    list_bucket_strays(&d, &base, part, split, Some(b), &mut |ev| emit(ev, &mut summary));
                     let r = d.for_each_entry(|name, kind, ino| {
                         if kind.is_some() && kind != Some(FileKind::Regular) {
                             return;
@@ -516,41 +525,6 @@ pub fn scan(
         Ok(())
     })?;
     Ok(summary)
-}
-
-/// Reports the strays of one bucket directory: non-numeric names and
-/// numeric names that are not regular files.
-fn list_bucket_strays(
-    d: &Dir,
-    base: &std::path::Path,
-    part: Part,
-    _split: u32,
-    _b: Option<u32>,
-    emit: &mut dyn FnMut(ScanEvent),
-) {
-    let mut found: Vec<(PathBuf, StrayWhy)> = Vec::new();
-    let r = d.for_each_entry(|name, kind, _| {
-        let num = parse_number(name.to_bytes());
-        let kind = kind.or_else(|| d.stat(OsStr::from_bytes(name.to_bytes())).ok().map(|s| s.kind));
-        let why = match (num, kind) {
-            (None, _) => StrayWhy::NotNumeric,
-            (Some(_), Some(FileKind::Regular)) | (Some(_), None) => return,
-            (Some(_), Some(_)) => StrayWhy::NotRegular,
-        };
-        found.push((base.join(OsStr::from_bytes(name.to_bytes())), why));
-    });
-    if let Err(e) = r {
-        emit(ScanEvent::Error(e));
-    }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    for (path, why) in found {
-        let name = path.file_name().expect("joined").to_owned();
-        let stat = d.stat(&name).ok();
-        if stat.is_none() && why != StrayWhy::NotNumeric {
-            continue; // vanished
-        }
-        emit(ScanEvent::Stray(Stray { path, part: Some(part), stat, why }));
-    }
 }
 
 fn stray_at(dir: &Dir, rel: PathBuf, part: Option<Part>, why: StrayWhy) -> Stray {

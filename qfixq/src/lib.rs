@@ -303,11 +303,10 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
                 if f.kind.is_problem() {
                     again += 1;
                 }
-                Ok(())
+                Ok(true)
             });
-        if let Ok(_) | Err(PlanError::Interrupted) = verify {
-            let _ = structure::plan_sendmutex(&sctx, &mut q2);
-        }
+        let _ = verify;
+        again += structure::plan_sendmutex(&sctx, &mut q2).iter().filter(|f| f.kind.is_problem()).count() as u64;
         if again > 0 && tally.unfixed == 0 {
             notes.push(format!(
                 "after the repair a second check still finds {again} problems: something else is writing to the queue"
@@ -334,7 +333,7 @@ fn apply<W: Write>(
     f: &Finding,
     live: bool,
     t: &mut Tally,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     report.finding(f)?;
     if f.kind.is_problem() {
         t.problems += 1;
@@ -346,7 +345,7 @@ fn apply<W: Write>(
         for s in &f.action.steps {
             report.step(s, StepStatus::Planned)?;
         }
-        return Ok(());
+        return Ok(true);
     }
     let mut io_err = None;
     let outcome = m.run_action(&f.action, &mut |s, r| {
@@ -363,8 +362,9 @@ fn apply<W: Write>(
     }
     if outcome.failed.is_some() {
         t.unfixed += 1;
+        return Ok(false);
     }
-    Ok(())
+    Ok(true)
 }
 
 enum PlanError {
@@ -384,7 +384,7 @@ fn plan_and_apply(
     no_quarantine: bool,
     opts: &ScanOptions,
     quarantine: &mut Quarantine,
-    sink: &mut dyn FnMut(&Finding) -> std::io::Result<()>,
+    sink: &mut dyn FnMut(&Finding) -> std::io::Result<bool>,
 ) -> Result<u64, PlanError> {
     let split = layout.split.value;
     let big_todo = layout.big_todo.value;
@@ -401,6 +401,9 @@ fn plan_and_apply(
         no_quarantine,
         doomed_links: HashMap::new(),
         pending: Vec::new(),
+        waiting: HashMap::new(),
+        waiting_mess: Default::default(),
+        fresh: HashMap::new(),
         extra_buckets: Vec::new(),
     };
     let progress = std::io::stderr().is_terminal();
@@ -416,12 +419,14 @@ fn plan_and_apply(
             return;
         }
         buf.clear();
+        let mut number = None;
         match ev {
             ScanEvent::Message(m) => {
                 messages += 1;
                 if progress && messages.is_multiple_of(10_000) {
                     eprint!("\rqfixq: {messages} messages scanned");
                 }
+                number = Some(m.number);
                 message::plan_message(&mut ctx, quarantine, &m, &mut buf);
             }
             ScanEvent::Stray(s) => {
@@ -438,9 +443,18 @@ fn plan_and_apply(
             }
         }
         for f in &buf {
-            if let Err(e) = sink(f) {
-                failure = Some(PlanError::Io(e));
-                return;
+            match sink(f) {
+                Ok(true) => {}
+                // The first half of a renumbering failed: no second half.
+                Ok(false) => {
+                    if let Some(n) = number {
+                        message::forget_pending(&mut ctx, n);
+                    }
+                }
+                Err(e) => {
+                    failure = Some(PlanError::Io(e));
+                    return;
+                }
             }
         }
     });
@@ -453,6 +467,7 @@ fn plan_and_apply(
     r.map_err(PlanError::Queue)?;
     let mut tail = Vec::new();
     message::plan_pending(&mut ctx, &mut tail);
+    message::plan_leftover_fresh(&mut ctx, &mut tail);
     message::plan_extra_buckets(&mut ctx, &mut tail);
     for f in &tail {
         sink(f).map_err(PlanError::Io)?;

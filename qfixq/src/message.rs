@@ -3,19 +3,22 @@
 //! it aside). Also the strays found among the messages.
 //!
 //! Renumbering is done in two halves so that new numbers can never collide
-//! with old names: first every file of a misnumbered message is renamed to
-//! `.qfixq-renum-K` in the directory (and bucket) of its new number K (the
-//! mess last); after every message has been seen, those names are renamed to
-//! K. A rerun after a crash finds the `.qfixq-renum-K` names and finishes.
+//! with old names: first every file of message N whose mess has inode K is
+//! renamed to `.qfixq-renum-N-K` beside where it belongs (the mess last);
+//! after every message has been seen, those names are renamed to K (the mess
+//! last again). The scanner reports every stray before the first message, so
+//! a rerun after a crash knows all waiting names when it judges a message:
+//! files of N already waiting join message N, and the files of a message
+//! whose mess still waits are left for the second half to finish.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use qcommon::envelope::Info;
 use qcommon::mutator::{Action, Step};
 use qcommon::queue::{bucket_of, Ids, Part};
 use qcommon::remove::{removal_action, Quarantine};
-use qcommon::safe_fs::{parse_number, Expect, FileKind, NewFile};
+use qcommon::safe_fs::{parse_number, Expect, FileKind, NewFile, Stat};
 use qcommon::scan::{Found, Parsed, ReadProblem, ScannedMessage, Stray, StrayWhy};
 
 use crate::finding::{Finding, Kind};
@@ -25,6 +28,9 @@ use crate::structure::covered_by_structure;
 pub const RENUM_PREFIX: &str = ".qfixq-renum-";
 /// Prefix of the temporary link made while a todo is rebuilt from intd.
 pub const TODO_PREFIX: &str = ".qfixq-todo-";
+/// Prefix of a fresh copy of an envelope that had extra hard links, written
+/// before the old file is set aside.
+pub const FRESH_PREFIX: &str = ".qfixq-fresh-";
 /// Prefix of the mutator's temporary files (left only by a crash).
 pub const WRITE_PREFIX: &str = ".qtools-tmp.";
 
@@ -45,8 +51,15 @@ pub struct MessageCtx {
     /// messages are handled (pid/ leftovers, temporary links), with how
     /// many.
     pub doomed_links: HashMap<u64, u64>,
-    /// Renumbered files waiting for their second half: (new number, parts).
-    pub pending: Vec<(u64, u8)>,
+    /// Renumbered messages waiting for their second half.
+    pub pending: Vec<Pending>,
+    /// Waiting files found on disk (left by an interrupted run), by old number.
+    pub waiting: HashMap<u64, Vec<Waiting>>,
+    /// New numbers whose mess file is still waiting: their files already
+    /// under the new number belong to a renumbering in progress.
+    pub waiting_mess: HashSet<u64>,
+    /// Fresh copies found on disk (left by an interrupted run), by number.
+    pub fresh: HashMap<u64, Vec<(Part, Stat)>>,
     /// Extra buckets seen, removed at the end.
     pub extra_buckets: Vec<PathBuf>,
 }
@@ -62,15 +75,35 @@ impl MessageCtx {
         p
     }
 
-    /// Where `part` of a message being renumbered to `k` waits.
-    pub fn temp_path(&self, part: Part, k: u64) -> PathBuf {
-        let mut p = PathBuf::from(part.dir());
-        if part.is_split(self.big_todo) {
-            p.push(bucket_of(k, self.split).to_string());
-        }
-        p.push(format!("{RENUM_PREFIX}{k}"));
+    /// Where `part` of message `old`, renumbered to `new`, waits between
+    /// the two halves: beside where it belongs under its old number.
+    pub fn temp_path(&self, part: Part, old: u64, new: u64) -> PathBuf {
+        let mut p = self.right_path(part, old);
+        p.set_file_name(format!("{RENUM_PREFIX}{old}-{new}"));
         p
     }
+}
+
+/// A renumbered message between its two halves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pending {
+    /// The new number.
+    pub new: u64,
+    /// The old number (its files wait under `.qfixq-renum-OLD-NEW`).
+    pub old: u64,
+    /// Which parts wait (bit `1 << Part::index`).
+    pub parts: u8,
+}
+
+/// A waiting file of an interrupted renumbering, found by the scan.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    /// Which file of the message.
+    pub part: Part,
+    /// Its new number.
+    pub new: u64,
+    /// What the scan saw.
+    pub stat: Stat,
 }
 
 /// The state of one envelope file in the working view. `Valid(None)`
@@ -84,7 +117,7 @@ enum Env<'m, T> {
 fn env<'m, T>(slot: Option<&Slot<'m>>, parsed: &'m Option<Parsed<T>>) -> Env<'m, T> {
     match (slot, parsed) {
         (None, _) => Env::Absent,
-        (Some(s), _) if s.rewritten => Env::Valid(None),
+        (Some(s), _) if s.rewritten || s.waiting.is_some() => Env::Valid(None),
         (Some(_), Some(Ok(v))) => Env::Valid(Some(v)),
         (Some(_), Some(Err(e))) => Env::Broken(e.to_string()),
         (Some(_), None) => Env::Broken("not read".into()),
@@ -96,7 +129,11 @@ fn env<'m, T>(slot: Option<&Slot<'m>>, parsed: &'m Option<Parsed<T>>) -> Env<'m,
 struct Slot<'m> {
     found: Option<&'m Found>,
     path: PathBuf,
+    /// Written anew by this run.
     rewritten: bool,
+    /// Already waiting under its renumbering name (an interrupted run had
+    /// repaired and moved it).
+    waiting: Option<Stat>,
 }
 
 struct Planner<'c, 'm> {
@@ -104,7 +141,12 @@ struct Planner<'c, 'm> {
     q: &'c mut Quarantine,
     msg: &'m ScannedMessage,
     slots: [Option<Slot<'m>>; 7],
+    /// Fresh copies an interrupted run left for this message.
+    fresh: Vec<(Part, Stat)>,
     steps: Vec<Step>,
+    /// Where owner and mode steps go: before envelope repairs, so a link
+    /// made by a repair cannot make them refuse.
+    owner_at: usize,
     notes: Vec<(Kind, PathBuf, String, String)>,
 }
 
@@ -183,7 +225,31 @@ impl<'c, 'm> Planner<'c, 'm> {
             data,
             spec: NewFile { perm: part.file_perm(), owner: Some((uid, gid)), mtime, replace },
         });
-        self.slots[part.index()] = Some(Slot { found: None, path, rewritten: true });
+        self.slots[part.index()] = Some(Slot { found: None, path, rewritten: true, waiting: None });
+    }
+
+    /// Replaces a file that has extra hard links by a fresh copy: the copy
+    /// is written under a temporary name first, then the old file is set
+    /// aside by a rename (nothing of its inode changes), then the copy
+    /// takes its place. A crash anywhere leaves a state a rerun finishes.
+    fn replace_fresh(&mut self, part: Part, data: Vec<u8>, mtime: Option<i64>, reason: &str) {
+        let n = self.n();
+        let right = self.ctx.right_path(part, n);
+        let tmp = fresh_path(&right, n);
+        if let Some(i) = self.fresh.iter().position(|(x, _)| *x == part) {
+            self.fresh.remove(i); // written by the interrupted run
+        } else {
+            let uid = self.ctx.ids.uid(part.file_owner());
+            let gid = self.ctx.ids.qmail_gid;
+            self.steps.push(Step::WriteFile {
+                path: tmp.clone(),
+                data,
+                spec: NewFile { perm: part.file_perm(), owner: Some((uid, gid)), mtime, replace: false },
+            });
+        }
+        self.drop_part(part, reason);
+        self.steps.push(Step::Rename { from: tmp, to: right.clone() });
+        self.slots[part.index()] = Some(Slot { found: None, path: right, rewritten: true, waiting: None });
     }
 
     /// A todo made anew as a hard link of a valid intd: link to a
@@ -200,7 +266,7 @@ impl<'c, 'm> Planner<'c, 'm> {
         } else {
             self.steps.push(Step::Link { from: intd, to: todo.clone() });
         }
-        self.slots[Part::Todo.index()] = Some(Slot { found: None, path: todo, rewritten: true });
+        self.slots[Part::Todo.index()] = Some(Slot { found: None, path: todo, rewritten: true, waiting: None });
     }
 }
 
@@ -239,11 +305,40 @@ pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessa
         return;
     }
 
+    // Files under this number while the mess of a renumbering to this
+    // number still waits: the second half of that renumbering finishes them.
+    if !msg.has(Part::Mess) && ctx.waiting_mess.contains(&n) {
+        return;
+    }
+
     let mut slots: [Option<Slot>; 7] = Default::default();
     for f in msg.files.iter().flatten() {
-        slots[f.part.index()] = Some(Slot { found: Some(f), path: f.rel_path(n), rewritten: false });
+        slots[f.part.index()] = Some(Slot { found: Some(f), path: f.rel_path(n), rewritten: false, waiting: None });
     }
-    let mut p = Planner { ctx, q, msg, slots, steps: Vec::new(), notes: Vec::new() };
+    // Files of this message an interrupted run had already moved aside for
+    // renumbering: they were repaired before they were moved.
+    let mess_ino = msg.file(Part::Mess).and_then(|f| f.stat).map(|s| s.ino);
+    if let Some(k) = mess_ino.filter(|k| *k != n) {
+        if let Some(list) = ctx.waiting.get(&n) {
+            if list.iter().all(|w| w.new == k && slots[w.part.index()].is_none()) {
+                for w in ctx.waiting.remove(&n).unwrap_or_default() {
+                    let path = ctx.temp_path(w.part, n, k);
+                    slots[w.part.index()] = Some(Slot { found: None, path, rewritten: false, waiting: Some(w.stat) });
+                }
+            }
+        }
+    }
+    let fresh = ctx.fresh.remove(&n).unwrap_or_default();
+    let mut p = Planner { ctx, q, msg, slots, fresh, steps: Vec::new(), owner_at: 0, notes: Vec::new() };
+    // A fresh copy whose old file is already set aside: put it in place.
+    for (part, _) in p.fresh.clone() {
+        if !p.has(part) {
+            let right = p.ctx.right_path(part, n);
+            p.steps.push(Step::Rename { from: fresh_path(&right, n), to: right.clone() });
+            p.slots[part.index()] = Some(Slot { found: None, path: right, rewritten: true, waiting: None });
+            p.fresh.retain(|(x, _)| *x != part);
+        }
+    }
 
     // Second copies of a part: keep the one in its place.
     for f in &msg.extra {
@@ -253,55 +348,80 @@ pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessa
         p.set_aside(vec![(path, f.part, ex)], &format!("second copy of the {} file of message {n}", f.part.dir()));
     }
 
-    // Extra hard links: never chown or chmod such a file; set it aside.
-    let same_inode = |a: Part, b: Part| match (msg.file(a), msg.file(b)) {
-        (Some(x), Some(y)) => x.inode() == y.inode(),
-        _ => false,
+    // Extra hard links: never chown or chmod such a file.
+    let inode_of = |p: &Planner, part: Part| -> Option<u64> {
+        let s = p.slots[part.index()].as_ref()?;
+        s.waiting.map(|w| w.ino).or_else(|| s.found.and_then(|f| f.stat).map(|st| st.ino))
     };
-    let todo_intd_shared = same_inode(Part::Todo, Part::Intd);
-    let mut relinked: Vec<Part> = Vec::new();
+    let todo_intd_shared = matches!((inode_of(&p, Part::Todo), inode_of(&p, Part::Intd)), (Some(a), Some(b)) if a == b);
+    let mut extra_linked: Vec<Part> = Vec::new();
     for part in Part::ALL {
-        let Some(f) = msg.file(part) else { continue };
-        let st = f.stat.expect("stated above");
+        let Some(slot) = p.slots[part.index()].as_ref() else { continue };
+        let Some(st) = slot.waiting.or_else(|| slot.found.and_then(|f| f.stat)) else { continue };
         let base = if todo_intd_shared && matches!(part, Part::Todo | Part::Intd) { 2 } else { 1 };
         let allowed = base + p.ctx.doomed_links.get(&st.ino).copied().unwrap_or(0);
         if st.nlink > allowed {
-            relinked.push(part);
-            let path = f.rel_path(n);
+            extra_linked.push(part);
+            let path = slot.path.clone();
             let problem = format!("{} hard links, {base} expected: it may be linked from outside the queue", st.nlink);
             if part == Part::Mess {
                 p.note(Kind::ExtraLinks, path, problem, "whole message set aside, owner and mode untouched");
                 p.drop_all("the mess file had extra hard links (it may be linked from outside the queue)");
                 return flush(p, out, mess_path);
             }
-            p.note(Kind::ExtraLinks, path, problem, "set aside (owner and mode untouched); rebuilt when valid");
-            p.drop_part(part, "extra hard links: it may be linked from outside the queue");
+            p.note(
+                Kind::ExtraLinks,
+                path,
+                problem,
+                "owner and mode untouched; replaced by a fresh copy when valid, else set aside",
+            );
         }
     }
-    // Rebuild from their parsed contents the envelopes set aside above.
-    for part in relinked {
-        match part {
-            Part::Todo => {
-                if let Some(Ok(t)) = &msg.todo {
-                    let data = t.to_bytes();
-                    p.write(Part::Todo, data, None);
-                }
+    // A valid envelope with extra links is replaced, in one atomic rename,
+    // by a fresh copy of what was read (the old inode keeps its other
+    // names); an invalid one is set aside by a rename.
+    for part in extra_linked {
+        let waiting = p.slots[part.index()].as_ref().is_some_and(|s| s.waiting.is_some());
+        let fresh: Option<(Vec<u8>, Option<i64>)> = if waiting {
+            None
+        } else {
+            match part {
+                Part::Todo | Part::Intd => match (&msg.todo, &msg.intd) {
+                    (Some(Ok(t)), _) | (_, Some(Ok(t))) => Some((t.to_bytes(), None)),
+                    _ => None,
+                },
+                Part::Info => match &msg.info {
+                    Some(Ok(i)) => Some((i.to_bytes(), msg.file(Part::Info).and_then(|f| f.stat).map(|s| s.mtime))),
+                    _ => None,
+                },
+                Part::Local => msg.local.as_ref().and_then(|r| r.as_ref().ok()).map(|r| (r.to_bytes(), None)),
+                Part::Remote => msg.remote.as_ref().and_then(|r| r.as_ref().ok()).map(|r| (r.to_bytes(), None)),
+                _ => None,
             }
-            Part::Info => {
-                if let Some(Ok(i)) = &msg.info {
-                    let m = msg.file(Part::Info).and_then(|f| f.stat).map(|s| s.mtime);
-                    p.write(Part::Info, i.to_bytes(), m);
-                }
+        };
+        let todo_ok = p.slots[Part::Todo.index()].as_ref().is_some_and(|s| s.rewritten)
+            || (matches!(msg.todo, Some(Ok(_))) && !extra_linked_has(&p, Part::Todo, todo_intd_shared));
+        match (part, fresh) {
+            (Part::Intd, _) if !p.has(Part::Todo) || todo_ok => {
+                p.drop_part(Part::Intd, "extra hard links: it may be linked from outside the queue");
             }
-            Part::Local | Part::Remote => {
-                let r = if part == Part::Local { &msg.local } else { &msg.remote };
-                if let Some(Ok(r)) = r {
-                    p.write(part, r.to_bytes(), None);
-                }
+            (Part::Intd, Some((data, _))) => {
+                p.replace_fresh(Part::Todo, data, None, "extra hard links: it may be linked from outside the queue");
+                p.drop_part(Part::Intd, "extra hard links: it may be linked from outside the queue");
             }
-            _ => {}
+            (_, _) if p.slots[part.index()].as_ref().is_some_and(|s| s.rewritten) => {}
+            (_, Some((data, mtime))) => {
+                p.replace_fresh(part, data, mtime, "extra hard links: it may be linked from outside the queue")
+            }
+            (_, None) => p.drop_part(part, "extra hard links: it may be linked from outside the queue"),
         }
     }
+    // Fresh copies left by an interrupted run that are not needed now.
+    for (part, st) in std::mem::take(&mut p.fresh) {
+        let path = fresh_path(&p.ctx.right_path(part, n), n);
+        p.steps.push(Step::Unlink { path, expect: Some(Expect { ino: st.ino, kind: st.kind, max_nlink: 1 }) });
+    }
+    p.owner_at = p.steps.len();
 
     // The message's state.
     let mess = match msg.file(Part::Mess) {
@@ -467,8 +587,10 @@ pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessa
         }
     }
 
-    // Owners and modes of the files kept as they are.
+    // Owners and modes of the files kept as they are, set before any
+    // envelope repair (a link made by a repair must not make them refuse).
     let ids = p.ctx.ids;
+    let mut owner_steps = Vec::new();
     let mut seen_inodes: Vec<u64> = Vec::new();
     for part in Part::ALL {
         let Some(slot) = p.slots[part.index()].clone() else { continue };
@@ -493,13 +615,15 @@ pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessa
                 format!("owner {}:{}, should be {uid}:{gid}", st.uid, st.gid),
                 "chown",
             );
-            p.steps.push(Step::Chown { path: slot.path.clone(), expect: ex, uid, gid });
+            owner_steps.push(Step::Chown { path: slot.path.clone(), expect: ex, uid, gid });
         }
         if st.perm != perm || ((st.uid != uid || st.gid != gid) && st.perm & 0o6000 != 0) {
             p.note(Kind::Mode, slot.path.clone(), format!("mode {:04o}, should be {perm:04o}", st.perm), "chmod");
-            p.steps.push(Step::Chmod { path: slot.path.clone(), expect: ex, perm });
+            owner_steps.push(Step::Chmod { path: slot.path.clone(), expect: ex, perm });
         }
     }
+    let at = p.owner_at;
+    p.steps.splice(at..at, owner_steps);
 
     // Moves: renumbering, or files into their right buckets; mess last.
     let order = [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce, Part::Mess];
@@ -514,11 +638,13 @@ pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessa
         let mut parts = 0u8;
         for part in order {
             let Some(slot) = p.slots[part.index()].clone() else { continue };
-            let to = p.ctx.temp_path(part, k);
-            p.steps.push(Step::Rename { from: slot.path, to });
+            if slot.waiting.is_none() {
+                let to = p.ctx.temp_path(part, n, k);
+                p.steps.push(Step::Rename { from: slot.path, to });
+            }
             parts |= mask(part);
         }
-        p.ctx.pending.push((k, parts));
+        p.ctx.pending.push(Pending { new: k, old: n, parts });
     } else {
         for part in order {
             let Some(slot) = p.slots[part.index()].clone() else { continue };
@@ -535,6 +661,15 @@ pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessa
         }
     }
     flush(p, out, mess_path)
+}
+
+/// Whether the todo has more links than it may (used when both todo and
+/// intd of a pair are judged).
+fn extra_linked_has(p: &Planner<'_, '_>, part: Part, shared: bool) -> bool {
+    let Some(slot) = p.slots[part.index()].as_ref() else { return false };
+    let Some(st) = slot.found.and_then(|f| f.stat) else { return false };
+    let base = if shared { 2 } else { 1 };
+    st.nlink > base + p.ctx.doomed_links.get(&st.ino).copied().unwrap_or(0)
 }
 
 fn drop_stale_bounce(p: &mut Planner<'_, '_>) {
@@ -592,10 +727,21 @@ pub fn plan_stray(ctx: &mut MessageCtx, q: &mut Quarantine, stray: &Stray, out: 
     }
     if st.kind == FileKind::Regular {
         // Our own temporary names, left by a crash.
-        if let Some(k) = name.strip_prefix(RENUM_PREFIX.as_bytes()).and_then(parse_number) {
+        if let Some((old, new)) = name.strip_prefix(RENUM_PREFIX.as_bytes()).and_then(parse_pair) {
             if let Some(part) = stray.part {
-                if ctx.temp_path(part, k) == path {
-                    ctx.pending.push((k, mask(part)));
+                if ctx.temp_path(part, old, new) == path && !ctx.empty {
+                    if part == Part::Mess {
+                        ctx.waiting_mess.insert(new);
+                    }
+                    ctx.waiting.entry(old).or_default().push(Waiting { part, new, stat: st });
+                    return;
+                }
+            }
+        }
+        if let Some(n) = name.strip_prefix(FRESH_PREFIX.as_bytes()).and_then(parse_number) {
+            if let Some(part) = stray.part {
+                if fresh_path(&ctx.right_path(part, n), n) == path && !ctx.empty {
+                    ctx.fresh.entry(n).or_default().push((part, st));
                     return;
                 }
             }
@@ -652,33 +798,77 @@ pub fn note_doomed_link(ctx: &mut MessageCtx, stray: &Stray) {
     }
 }
 
-/// The second half of renumbering: every waiting file to its new name.
+/// Where the fresh copy of the file at `right` (of message `n`) is written.
+fn fresh_path(right: &std::path::Path, n: u64) -> PathBuf {
+    right.with_file_name(format!("{FRESH_PREFIX}{n}"))
+}
+
+/// `OLD-NEW` of a waiting name.
+fn parse_pair(b: &[u8]) -> Option<(u64, u64)> {
+    let dash = b.iter().position(|&c| c == b'-')?;
+    Some((parse_number(&b[..dash])?, parse_number(&b[dash + 1..])?))
+}
+
+/// Drops the second half of renumberings whose first half failed (live).
+pub fn forget_pending(ctx: &mut MessageCtx, old: u64) {
+    ctx.pending.retain(|p| p.old != old);
+}
+
+/// The second half of renumbering: every waiting file to its new name,
+/// the mess last. Waiting files found on disk and not taken up by their
+/// message are finished here too.
 pub fn plan_pending(ctx: &mut MessageCtx, out: &mut Vec<Finding>) {
     let mut pending = std::mem::take(&mut ctx.pending);
-    pending.sort_unstable();
-    let mut merged: Vec<(u64, u8)> = Vec::new();
-    for (k, m) in pending {
-        match merged.last_mut() {
-            Some((lk, lm)) if *lk == k => *lm |= m,
-            _ => merged.push((k, m)),
+    for (old, list) in std::mem::take(&mut ctx.waiting) {
+        let mut by_new: HashMap<u64, u8> = HashMap::new();
+        for w in list {
+            *by_new.entry(w.new).or_insert(0) |= mask(w.part);
+        }
+        for (new, parts) in by_new {
+            pending.push(Pending { new, old, parts });
         }
     }
+    pending.sort_unstable();
+    pending.dedup();
     let order = [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce, Part::Mess];
-    for (k, m) in merged {
-        let mut steps = Vec::new();
-        for part in order {
-            if m & mask(part) != 0 {
-                steps.push(Step::Rename { from: ctx.temp_path(part, k), to: ctx.right_path(part, k) });
-            }
-        }
-        let path = ctx.right_path(Part::Mess, k);
+    for pd in pending {
+        let steps: Vec<Step> = order
+            .iter()
+            .filter(|part| pd.parts & mask(**part) != 0)
+            .map(|part| Step::Rename { from: ctx.temp_path(*part, pd.old, pd.new), to: ctx.right_path(*part, pd.new) })
+            .collect();
         out.push(Finding::fix(
             Kind::RenumberFinish,
-            path,
-            format!("message {k} waits under its temporary names"),
+            ctx.right_path(Part::Mess, pd.new),
+            format!("message {} waits under its renumbering names", pd.new),
             "given its new number",
-            Action { message: Some(k), steps },
+            Action { message: Some(pd.new), steps },
         ));
+    }
+}
+
+/// Fresh copies left by an interrupted run whose message is gone: they
+/// are copies of envelopes, removed.
+pub fn plan_leftover_fresh(ctx: &mut MessageCtx, out: &mut Vec<Finding>) {
+    let mut left: Vec<(u64, Vec<(Part, Stat)>)> = std::mem::take(&mut ctx.fresh).into_iter().collect();
+    left.sort_by_key(|(n, _)| *n);
+    for (n, list) in left {
+        for (part, st) in list {
+            let path = fresh_path(&ctx.right_path(part, n), n);
+            out.push(Finding::fix(
+                Kind::Stray,
+                path.clone(),
+                "copy of an envelope left by an interrupted repair, its message gone",
+                "removed",
+                Action {
+                    message: None,
+                    steps: vec![Step::Unlink {
+                        path,
+                        expect: Some(Expect { ino: st.ino, kind: st.kind, max_nlink: 1 }),
+                    }],
+                },
+            ));
+        }
     }
 }
 

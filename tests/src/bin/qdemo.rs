@@ -31,7 +31,10 @@ fn tool(name: &str) -> PathBuf {
 fn show(title: &str, bin: &str, args: &[&str], lines: usize) -> anyhow::Result<i32> {
     println!("\n== {title}\n$ {bin} {}", args.join(" "));
     let out = Command::new(tool(bin)).args(args).output().map_err(|e| {
-        anyhow::anyhow!("cannot run {}: {e} (build the workspace first: cargo build --release --workspace)", tool(bin).display())
+        anyhow::anyhow!(
+            "cannot run {}: {e} (build the workspace first: cargo build --release --workspace)",
+            tool(bin).display()
+        )
     })?;
     let text = String::from_utf8_lossy(&out.stdout);
     let all: Vec<&str> = text.lines().collect();
@@ -96,7 +99,10 @@ fn main() -> anyhow::Result<()> {
     run("Remove them", "qkillns", vec!["--queue".into(), q.into(), "-q".into()])?;
     run("Counts after the clean-up", "qstat", vec!["--queue".into(), q.into()])?;
     let lf = queue.join("lost+found");
-    println!("\nWhat could not be saved is in {} (qfixq moves mail, it never deletes it; only qkillns deleted the bounces).", lf.display());
+    println!(
+        "\nWhat could not be saved is in {} (qfixq moves mail, it never deletes it; only qkillns deleted the bounces).",
+        lf.display()
+    );
     if a.keep {
         let kept = dir.keep();
         println!("Practice queue kept in {}", kept.join("queue").display());

@@ -1,0 +1,297 @@
+//! Crash safety (REPAIR-POLICY.md, ground rule 3): qfixq killed right after
+//! any one of its steps, then run again, must end with the same queue as an
+//! uninterrupted run, and lose no message.
+//!
+//! With qcommon's `fault-injection` feature (enabled for these tests by
+//! qfixq's dev-dependencies), `QTOOLS_ABORT_AFTER_STEP=k` makes qfixq kill
+//! itself with SIGKILL right after its k-th step. For each damage, an
+//! uninterrupted live run on a fresh copy counts the steps; then for each k
+//! (every k up to 40, then every 7th, then the last) the same damaged queue
+//! is built afresh, a live run dies after step k, a second live run must
+//! finish (exit 0 or 1), and a check must find nothing (exit 0). The result
+//! is compared with the policy's outcome for that queue and, when the two
+//! builds hold the same mail (victims and contents are seeded, but inode
+//! numbers differ), with the uninterrupted run's: the same messages by
+//! content with the same envelopes and the same lost+found contents.
+//!
+//! A last test kills a live run on 2,000 messages at a seeded random moment.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use qtests::rng::Rng;
+use qtests::snapshot::{hash_bytes, snapshot};
+use qtests::Damage;
+
+const MESSAGES: usize = 12;
+const SPLIT: u32 = 7;
+
+/// Removes finished fixtures in the background: removing directories is
+/// slow on some disks (journal waits), and the next build need not wait.
+struct Reaper(Vec<std::thread::JoinHandle<()>>);
+
+impl Reaper {
+    fn bury(&mut self, fx: Fixture) {
+        self.0.push(std::thread::spawn(move || drop(fx)));
+        if self.0.len() > 8 {
+            let h = self.0.remove(0);
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for h in self.0.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// `--split` when the buckets on disk cannot tell it.
+fn split_args(queue: &Path) -> Vec<String> {
+    let unclear = ["mess", "info", "local", "remote"].iter().any(|d| {
+        let dir = queue.join(d);
+        !std::fs::symlink_metadata(dir.join((SPLIT - 1).to_string())).is_ok_and(|m| m.is_dir())
+            || std::fs::symlink_metadata(dir.join(SPLIT.to_string())).is_ok()
+    });
+    if unclear {
+        vec!["--split".into(), SPLIT.to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// What lost+found holds, by content: (file name without a `.k` suffix,
+/// content hash) -> count; `reason` files (which name message numbers)
+/// left out.
+fn lost_found_contents(queue: &Path) -> BTreeMap<(String, u64), usize> {
+    let mut out = BTreeMap::new();
+    for f in regular_files(&queue.join("lost+found")) {
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name == "reason" {
+            continue;
+        }
+        let base = match name.split_once('.') {
+            Some((b, k)) if k.bytes().all(|c| c.is_ascii_digit()) && !k.is_empty() => b.to_string(),
+            _ => name,
+        };
+        let data = read_nofollow(&f).unwrap_or_default();
+        *out.entry((base, hash_bytes(&data))).or_insert(0) += 1;
+    }
+    out
+}
+
+/// The end state compared across runs.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    envs: BTreeMap<u64, Vec<Env>>,
+    lost: BTreeMap<(String, u64), usize>,
+}
+
+fn outcome(queue: &Path, big_todo: bool) -> Outcome {
+    Outcome {
+        envs: actual_envs(queue, big_todo).unwrap_or_else(|e| panic!("repaired queue: {e:?}")),
+        lost: lost_found_contents(queue),
+    }
+}
+
+/// The k to try out of `total` steps.
+fn sample(total: usize) -> Vec<usize> {
+    let mut ks: Vec<usize> = (1..=total.min(40)).collect();
+    ks.extend((47..total).step_by(7));
+    if total > 40 {
+        ks.push(total);
+    }
+    ks.dedup();
+    ks
+}
+
+fn crash_test(d: Damage, big_todo: bool) {
+    if !root_or_skip(d.name()) {
+        return;
+    }
+    let seed = 500 + d as u64;
+    let what = format!("{} ({})", d.name(), if big_todo { "big-todo" } else { "flat" });
+    let mut reaper = Reaper(Vec::new());
+
+    // The uninterrupted run.
+    let fx = build(MESSAGES, SPLIT, big_todo, seed, &[d]);
+    let q = fx.queue();
+    let args = split_args(q);
+    let mut live: Vec<&str> = args.iter().map(String::as_str).collect();
+    let check = live.clone();
+    live.push("live");
+    let ref_fates = expected_fates(q, big_todo);
+    let ref_census = census(q, big_todo).files;
+    let run = qfixq(q, &live);
+    run.expect(1, &format!("{what}: uninterrupted live"));
+    let total = run.done_steps();
+    assert!(total > 0, "{what}: no steps\n{}", run.show());
+    qfixq(q, &check).expect(0, &format!("{what}: check after the uninterrupted run"));
+    assert_none(&check_fates(&ref_fates, q, big_todo), &format!("{what}: uninterrupted run"), Some(&run));
+    let reference = outcome(q, big_todo);
+    reaper.bury(fx);
+
+    let started = Instant::now();
+    let ks = sample(total);
+    let mut compared = 0;
+    for &k in &ks {
+        let what = format!("{what}, killed after step {k} of {total}");
+        let fx = build(MESSAGES, SPLIT, big_todo, seed, &[d]);
+        let q = fx.queue();
+        let fates = expected_fates(q, big_todo);
+        let census = census(q, big_todo);
+        let before = snapshot(q);
+        let outside = snapshot(&fx.outside);
+
+        let ks = k.to_string();
+        let first = qfixq_env(q, &live, &[("QTOOLS_ABORT_AFTER_STEP", ks.as_str())]);
+        match first.signal() {
+            Some(9) => {}
+            _ => assert!(
+                first.code() == Some(1) && first.done_steps() < k,
+                "{what}: expected death by SIGKILL\n{}",
+                first.show()
+            ),
+        }
+        let second = qfixq(q, &live);
+        assert!(
+            matches!(second.code(), Some(0 | 1)),
+            "{what}: the run after the crash must finish\n{}\n{}",
+            first.show(),
+            second.show()
+        );
+        let third = qfixq(q, &check);
+        if third.code() != Some(0) {
+            panic!("{what}: check after the rerun\n{}\n{}\n{}", first.show(), second.show(), third.show());
+        }
+        let ctx = format!("{}\n{}", first.show(), second.show());
+        let fail = |errors: Vec<String>, title: &str| {
+            if !errors.is_empty() {
+                panic!("{what}: {title}:\n  {}\n{ctx}", errors.join("\n  "));
+            }
+        };
+        fail(check_fates(&fates, q, big_todo), "messages");
+        fail(check_census(&census, q), "file contents");
+        fail(check_healthy(q, SPLIT, big_todo, &before), "queue health");
+        fail(snapshot(&fx.outside).diff(&outside), "outside the queue");
+        // The damage picks its victims by number, so two builds hold the
+        // same mail only when the numbers came out in the same order.
+        if fates == ref_fates && census.files == ref_census {
+            let got = outcome(q, big_todo);
+            if got != reference {
+                panic!("{what}: differs from the uninterrupted run\nwant {reference:?}\ngot {got:?}\n{ctx}");
+            }
+            compared += 1;
+        }
+        reaper.bury(fx);
+    }
+    println!(
+        "{what}: {total} steps, killed after {} of them ({:?}), {compared} compared with the uninterrupted run, in {:?}",
+        ks.len(),
+        if ks.len() == total { "all".to_string() } else { "k <= 40, then every 7th, and the last".to_string() },
+        started.elapsed()
+    );
+}
+
+macro_rules! crash_tests {
+    ($($name:ident => $damage:ident, $big:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                crash_test(Damage::$damage, $big);
+            }
+        )*
+    };
+}
+
+crash_tests! {
+    crash_wrong_bucket => WrongBucket, false;
+    crash_wrong_bucket_big_todo => WrongBucket, true;
+    crash_extra_buckets => ExtraBuckets, false;
+    crash_garbled_info => GarbledInfo, false;
+    crash_empty_info => EmptyInfo, false;
+    crash_missing_bucket => MissingBucket, false;
+    crash_truncated_remote => TruncatedRemote, false;
+    crash_truncated_local => TruncatedLocal, false;
+    crash_broken_todo_with_intd => BrokenTodoWithIntd, false;
+    crash_broken_todo_preprocessed => BrokenTodoPreprocessed, false;
+    crash_pid_leftovers => PidLeftovers, false;
+    crash_missing_lock_files => MissingLockFiles, false;
+    crash_wrong_lock_files => WrongLockFiles, false;
+    crash_bad_owners_modes => BadOwnersModes, false;
+    crash_stray_names => StrayNames, false;
+    crash_stray_subdirs => StraySubdirs, false;
+    crash_symlink_trap => SymlinkTrap, false;
+    crash_fifo_trap => FifoTrap, false;
+    crash_zero_byte_mess => ZeroByteMess, false;
+    crash_orphan_info => OrphanInfo, false;
+    crash_orphan_todo => OrphanTodo, false;
+    crash_s3_leftover => S3Leftover, false;
+    crash_s2_leftover => S2Leftover, false;
+    crash_orphan_local => OrphanLocal, false;
+    crash_orphan_remote => OrphanRemote, false;
+    crash_orphan_bounce => OrphanBounce, false;
+    crash_extra_buckets_big_todo => ExtraBuckets, true;
+    crash_broken_todo_with_intd_big_todo => BrokenTodoWithIntd, true;
+    crash_stale_bounce_beside_todo => StaleBounceBesideTodo, false;
+}
+
+#[test]
+fn crash_copied_to_other_fs() {
+    crash_test(Damage::CopiedToOtherFs, false);
+}
+
+#[test]
+fn crash_copied_to_other_fs_broken_links() {
+    crash_test(Damage::CopiedToOtherFsBrokenLinks, true);
+}
+
+#[test]
+fn crash_extra_hard_link() {
+    crash_test(Damage::ExtraHardLink, false);
+}
+
+/// Kills a live run on 2,000 renumbered messages at a seeded random moment
+/// between 20 and 300 ms, then reruns it: every message is intact.
+#[test]
+fn sigkill_at_a_random_moment() {
+    if !root_or_skip("sigkill_at_a_random_moment") {
+        return;
+    }
+    let seed = 2024;
+    let fx = build(2000, 23, false, seed, &[Damage::CopiedToOtherFs]);
+    let q = fx.queue();
+    let fates = expected_fates(q, false);
+    let census = census(q, false);
+    let before = snapshot(q);
+    let delay = Rng::new(seed).range(20, 300);
+
+    let mut child = std::process::Command::new(binary())
+        .arg("--queue")
+        .arg(q)
+        .args(["--ids", IDS_ARG, "live"])
+        .env_remove("QTOOLS_ABORT_AFTER_STEP")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start qfixq");
+    std::thread::sleep(Duration::from_millis(delay));
+    let finished = child.try_wait().expect("wait").is_some();
+    let _ = child.kill();
+    let status = child.wait().expect("wait");
+    println!("killed after {delay} ms: {status:?} (finished before the kill: {finished})");
+
+    let second = qfixq(q, &["live"]);
+    assert!(matches!(second.code(), Some(0 | 1)), "rerun after SIGKILL\n{}", second.show());
+    qfixq(q, &[]).expect(0, "check after the rerun");
+    assert_none(&check_fates(&fates, q, false), "messages after SIGKILL and rerun", Some(&second));
+    assert_none(&check_census(&census, q), "file contents after SIGKILL and rerun", Some(&second));
+    assert_none(&check_healthy(q, 23, false, &before), "queue health after SIGKILL and rerun", Some(&second));
+}
