@@ -316,16 +316,30 @@ impl Dir {
     /// Reads at most `cap` bytes of a regular file (see [`Dir::open_regular`]).
     /// A 10 GB junk file costs `cap` bytes, not 10 GB.
     pub fn read_file(&self, name: &OsStr, cap: usize) -> Result<Contents> {
-        let (file, stat) = self.open_regular(name)?;
-        let want = (stat.size as usize).min(cap);
-        let mut data = Vec::with_capacity(want + 1);
-        // Read one byte more than the cap to learn whether there is more.
-        file.take(cap as u64 + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| Error::sys("read", self.child_path(name), io_errno(&e)))?;
-        let truncated = data.len() > cap;
-        data.truncate(cap);
-        Ok(Contents { data, stat, truncated })
+        let (mut file, stat) = self.open_regular(name)?;
+        if stat.size as usize > cap {
+            // Larger than the cap: read the cap's worth, no more.
+            let mut data = Vec::with_capacity(cap);
+            (&mut file)
+                .take(cap as u64)
+                .read_to_end(&mut data)
+                .map_err(|e| Error::sys("read", self.child_path(name), io_errno(&e)))?;
+            return Ok(Contents { data, stat, truncated: true });
+        }
+        // The size is known: one read usually does, without a read at EOF.
+        let size = stat.size as usize;
+        let mut data = vec![0u8; size];
+        let mut got = 0;
+        while got < size {
+            match file.read(&mut data[got..]) {
+                Ok(0) => break, // shrank since the stat: what is there is all
+                Ok(k) => got += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::sys("read", self.child_path(name), io_errno(&e))),
+            }
+        }
+        data.truncate(got);
+        Ok(Contents { data, stat, truncated: false })
     }
 
     /// Opens `name` as an `O_PATH` descriptor (nothing is read, nothing can
