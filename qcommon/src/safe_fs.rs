@@ -174,6 +174,21 @@ pub struct Expect {
 
 static NOATIME_OK: AtomicBool = AtomicBool::new(true);
 
+/// `openat` with `O_NOATIME` where permitted (the owner, or root): a
+/// read-only run must not change access times. Falls back without it, once
+/// and for all, where it is refused.
+fn openat_noatime<P: ?Sized + nix::NixPath>(dirfd: Option<RawFd>, path: &P, flags: OFlag) -> nix::Result<RawFd> {
+    loop {
+        let noatime = NOATIME_OK.load(Ordering::Relaxed);
+        let f = if noatime { flags | OFlag::O_NOATIME } else { flags };
+        match nix::fcntl::openat(dirfd, path, f, Mode::empty()) {
+            Err(Errno::EPERM) if noatime => NOATIME_OK.store(false, Ordering::Relaxed),
+            Err(Errno::EINTR) => continue,
+            r => return r,
+        }
+    }
+}
+
 fn cstr(name: &OsStr) -> Result<CString> {
     CString::new(name.as_bytes()).map_err(|_| Error::Other(format!("name holds a NUL byte: {name:?}")))
 }
@@ -193,7 +208,7 @@ impl Dir {
         if follow == SymlinkBehavior::NoFollow {
             flags |= OFlag::O_NOFOLLOW;
         }
-        let fd = nix::fcntl::open(path, flags, Mode::empty()).map_err(|e| Error::sys("open directory", path, e))?;
+        let fd = openat_noatime(None, path, flags).map_err(|e| Error::sys("open directory", path, e))?;
         // SAFETY: `open` returned a new descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Dir { fd, path: path.to_path_buf() })
@@ -217,11 +232,10 @@ impl Dir {
     /// Opens a sub-directory, never following a link.
     pub fn open_dir(&self, name: &OsStr) -> Result<Dir> {
         let path = self.child_path(name);
-        let fd = nix::fcntl::openat(
+        let fd = openat_noatime(
             Some(self.as_raw_fd()),
             name,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
         )
         .map_err(|e| Error::sys("open directory", &path, e))?;
         // SAFETY: a fresh descriptor from openat.
@@ -242,13 +256,9 @@ impl Dir {
     /// Like [`Dir::for_each_entry`], stopping as soon as `f` returns false
     /// (a sample of a huge directory costs only what it reads).
     pub fn for_each_entry_while(&self, mut f: impl FnMut(&CStr, Option<FileKind>, u64) -> bool) -> Result<()> {
-        let mut d = nix::dir::Dir::openat(
-            Some(self.as_raw_fd()),
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::sys("open directory", &self.path, e))?;
+        let fd = openat_noatime(Some(self.as_raw_fd()), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .map_err(|e| Error::sys("open directory", &self.path, e))?;
+        let mut d = nix::dir::Dir::from_fd(fd).map_err(|e| Error::sys("open directory", &self.path, e))?;
         for ent in d.iter() {
             let ent = ent.map_err(|e| Error::sys("read directory", &self.path, e))?;
             let name = ent.file_name();

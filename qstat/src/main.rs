@@ -1,1 +1,5 @@
-fn main(){}
+//! The `qstat` command: see the library for everything.
+
+fn main() -> std::process::ExitCode {
+    qstat::run(std::env::args_os()).into()
+}

@@ -1,0 +1,166 @@
+//! The command line: this module owns qstat's options and their help text
+//! (the single source of `--help`, and later of the man page and shell
+//! completions).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+use qcommon::cli::QueueArgs;
+
+use crate::check::Threshold;
+
+const ABOUT: &str = "Count the messages of a qmail queue, as qmail-qstat does, and more";
+
+const LONG_ABOUT: &str = "\
+Count the messages of a qmail queue. Without options, the output is qmail-qstat's, byte for byte:
+
+  messages in queue: N
+  messages in queue but not yet preprocessed: M
+
+counted as qmail-qstat counts (entries below the buckets of mess/, and in todo/), but faster and without \
+touching a file. qstat only reads: it never changes a byte, a mode, an owner or a time stamp, it needs no \
+qmail program, and it may run while qmail-send works (files that vanish while they are counted are no error).";
+
+const AFTER_HELP: &str = "\
+Exit status: 0 done; 4 printed, but part of the queue could not be read (the errors are on stderr, the \
+counts may be low); 8 the queue is unreadable or not a qmail queue, or its split is undecidable for \
+--detail/--top (give --split); 16 usage error.
+With --check (a Nagios/Icinga plugin): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (queue unreadable, part of \
+it unreadable, bad options), and one line on stdout.";
+
+/// qstat's options.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "qstat",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("QTOOLS_GIT_REV"), ")"),
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Which queue.
+    #[command(flatten)]
+    pub queue: QueueArgs,
+
+    /// Break the queue down by a full scan: preprocessed messages, recipients still to do (local, remote),
+    /// pending bounces, null-sender and double-bounce messages, the oldest message, messages past
+    /// control/queuelifetime, damaged messages.
+    #[arg(long)]
+    pub detail: bool,
+
+    /// List the N most frequent envelope senders and recipient domains (where a flood comes from).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: Option<u32>,
+
+    /// Print one JSON document (one line) with everything computed.
+    #[arg(long, conflicts_with = "prometheus")]
+    pub json: bool,
+
+    /// Print the figures in Prometheus text format (metrics qmail_queue_*), for node_exporter's textfile
+    /// collector; with FILE, write it there atomically (a temporary file, then a rename).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    pub prometheus: Option<PathBuf>,
+
+    /// Act as a Nagios/Icinga plugin: one line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    #[arg(long, conflicts_with_all = ["json", "prometheus", "watch", "top"])]
+    pub check: bool,
+
+    /// --check: WARNING when the number of messages in queue is outside RANGE ([@]start:end; N means
+    /// 0:N, i.e. above N).
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub warning: Option<Threshold>,
+
+    /// --check: CRITICAL when the number of messages in queue is outside RANGE.
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub critical: Option<Threshold>,
+
+    /// --check: WARNING when the number of messages not yet preprocessed is outside RANGE.
+    #[arg(
+        long,
+        value_name = "RANGE",
+        requires = "check",
+        allow_hyphen_values = true,
+        value_parser = Threshold::parse,
+        visible_alias = "warning-unprocessed"
+    )]
+    pub warning_unpreprocessed: Option<Threshold>,
+
+    /// --check: CRITICAL when the number of messages not yet preprocessed is outside RANGE.
+    #[arg(
+        long,
+        value_name = "RANGE",
+        requires = "check",
+        allow_hyphen_values = true,
+        value_parser = Threshold::parse,
+        visible_alias = "critical-unprocessed"
+    )]
+    pub critical_unpreprocessed: Option<Threshold>,
+
+    /// Print again every SECS seconds (fractions allowed), each time after a line with the local time.
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    pub watch: Option<Duration>,
+
+    /// With --watch: exit 0 as soon as no message is left unpreprocessed (todo is empty).
+    #[arg(long, requires = "watch")]
+    pub until_preprocessed: bool,
+}
+
+/// Parses a positive number of seconds.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(v.is_finite() && v > 0.0 && v <= 86_400.0 * 366.0) {
+        return Err(format!("{s:?}: the interval must be above 0 seconds (and at most a year)"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// The clap command (for `--help`, man pages and completions).
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("qstat").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn options() {
+        let c = parse(&["--queue", "/q", "--detail", "--top", "5", "--json"]).unwrap();
+        assert_eq!(c.queue.queue.as_deref(), Some(std::path::Path::new("/q")));
+        assert!(c.detail && c.json);
+        assert_eq!(c.top, Some(5));
+        let c = parse(&["--prometheus"]).unwrap();
+        assert_eq!(c.prometheus.as_deref(), Some(std::path::Path::new("-")));
+        let c = parse(&["--prometheus", "/tmp/x.prom", "--detail"]).unwrap();
+        assert_eq!(c.prometheus.as_deref(), Some(std::path::Path::new("/tmp/x.prom")));
+        let c = parse(&["--check", "--warning", "10", "--critical", "@-5:20", "--warning-unprocessed", "3"]).unwrap();
+        assert_eq!(c.critical.unwrap().text(), "@-5:20");
+        assert_eq!(c.warning_unpreprocessed.unwrap().text(), "3");
+        let c = parse(&["--watch", "0.25", "--until-preprocessed"]).unwrap();
+        assert_eq!(c.watch, Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn bad_combinations() {
+        assert!(parse(&["--json", "--prometheus"]).is_err());
+        assert!(parse(&["--check", "--json"]).is_err());
+        assert!(parse(&["--check", "--watch", "1"]).is_err());
+        assert!(parse(&["--warning", "1"]).is_err());
+        assert!(parse(&["--until-preprocessed"]).is_err());
+        assert!(parse(&["--watch", "0"]).is_err());
+        assert!(parse(&["--watch", "-1"]).is_err());
+        assert!(parse(&["--top", "0"]).is_err());
+        assert!(parse(&["--check", "--warning", "x"]).is_err());
+        assert!(parse(&["--queue", "/a", "--qmail-home", "/b"]).is_err());
+    }
+}

@@ -1,0 +1,359 @@
+//! The detailed breakdown (`--detail`) and the top lists (`--top`): this
+//! module owns what is learnt from a full scan of the queue with
+//! [`qcommon::scan`] (a stat of every message file, the envelopes read and
+//! parsed).
+//!
+//! Each message number the scan finds is in one state:
+//! - not yet preprocessed: it has a `todo` file (its sender and recipients
+//!   come from todo's `F` and `T` records);
+//! - preprocessed: no `todo` but an `info` file (the sender comes from
+//!   info, the recipients still to do are the `T` records of `local` and
+//!   `remote`, the birth time is info's mtime, as qmail-send uses it);
+//! - other: neither (a message being queued right now, or leftovers).
+//!
+//! A message with damaged files is counted as damaged, with the reasons,
+//! and as much of it as can be read is still counted.
+
+use std::collections::BTreeMap;
+
+use qcommon::envelope::is_double_bounce;
+use qcommon::layout::Layout;
+use qcommon::queue::{bucket_of, Part};
+use qcommon::safe_fs::Dir;
+use qcommon::scan::{scan, ReadProblem, ScanEvent, ScanLayout, ScanOptions, ScannedMessage};
+use qcommon::{Error, Result};
+
+use crate::lifetime::Lifetime;
+use crate::top::{domain_of, TopCounter, DEFAULT_CAPACITY};
+
+/// Null-sender or double-bounce messages, by where the sender was read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BySource {
+    /// Preprocessed messages, sender from info.
+    pub info: u64,
+    /// Messages not yet preprocessed, sender from todo's `F` record.
+    pub todo: u64,
+}
+
+impl BySource {
+    /// Both.
+    pub fn total(&self) -> u64 {
+        self.info + self.todo
+    }
+}
+
+/// Which time stamp a birth time is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// The mtime of info (preprocessed messages; qmail-send's own).
+    InfoMtime,
+    /// The mtime of mess (messages not yet preprocessed, and others).
+    MessMtime,
+}
+
+impl Basis {
+    /// Words for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Basis::InfoMtime => "info mtime",
+            Basis::MessMtime => "mess mtime",
+        }
+    }
+}
+
+/// The oldest message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oldest {
+    /// Its number.
+    pub number: u64,
+    /// Its birth time (seconds since the epoch).
+    pub birth: i64,
+    /// Which time stamp that is.
+    pub basis: Basis,
+}
+
+/// The breakdown of a queue.
+#[derive(Debug, Clone, Default)]
+pub struct Detail {
+    /// The split the scan used, and where it came from.
+    pub split: u32,
+    /// Where the split came from.
+    pub split_source: String,
+    /// Whether todo/intd were scanned as split (big-todo).
+    pub big_todo: bool,
+    /// Distinct message numbers seen.
+    pub messages: u64,
+    /// Messages with a todo file.
+    pub unpreprocessed: u64,
+    /// Messages with info and no todo.
+    pub preprocessed: u64,
+    /// Messages with neither.
+    pub other: u64,
+    /// `T` records in local files.
+    pub local_pending: u64,
+    /// `T` records in remote files.
+    pub remote_pending: u64,
+    /// `T` records in todo files.
+    pub todo_recipients: u64,
+    /// Messages with a bounce file.
+    pub pending_bounce: u64,
+    /// Null-sender messages.
+    pub null_sender: BySource,
+    /// Double-bounce messages (sender `#@[]`).
+    pub double_bounce: BySource,
+    /// The oldest message, if any.
+    pub oldest: Option<Oldest>,
+    /// The queuelifetime used.
+    pub lifetime: Option<Lifetime>,
+    /// Preprocessed messages whose info mtime is more than queuelifetime ago.
+    pub past_lifetime: u64,
+    /// Damaged messages.
+    pub damaged: u64,
+    /// Damaged messages by reason (a message may have several).
+    pub damage: BTreeMap<&'static str, u64>,
+    /// Entries the scan found that are not message files.
+    pub strays: u64,
+    /// Messages some file of which could not be read.
+    pub unreadable: u64,
+}
+
+/// The top lists.
+#[derive(Debug, Clone, Default)]
+pub struct TopLists {
+    /// Most frequent envelope senders, by messages (empty: null sender).
+    pub senders: Vec<(Vec<u8>, u64)>,
+    /// Messages whose sender was counted.
+    pub sender_total: u64,
+    /// How low any sender count may be (0: exact).
+    pub sender_undercount: u64,
+    /// Most frequent recipient domains, by recipients still to do.
+    pub domains: Vec<(Vec<u8>, u64)>,
+    /// Recipients counted.
+    pub domain_total: u64,
+    /// How low any domain count may be (0: exact).
+    pub domain_undercount: u64,
+}
+
+/// Damage reasons, as reported.
+pub mod reason {
+    /// Files of the message exist but not its mess file.
+    pub const NO_MESS: &str = "no mess file";
+    /// The mess file is empty.
+    pub const EMPTY_MESS: &str = "empty mess file";
+    /// The mess file's inode is not the message number.
+    pub const INODE: &str = "mess inode differs from its number";
+    /// A file in the wrong bucket or directory, or two copies.
+    pub const MISPLACED: &str = "file in a wrong bucket";
+    /// todo cannot be parsed.
+    pub const BAD_TODO: &str = "unusable todo";
+    /// info cannot be parsed.
+    pub const BAD_INFO: &str = "unusable info";
+    /// local or remote cannot be parsed.
+    pub const BAD_RECIPIENTS: &str = "unusable local or remote";
+    /// local or remote ends in a partial record.
+    pub const TRUNCATED: &str = "truncated local or remote";
+    /// A bounce file beside a todo file.
+    pub const BOUNCE_BEFORE: &str = "bounce file before preprocessing";
+    /// Some file could not be read.
+    pub const UNREADABLE: &str = "unreadable file";
+}
+
+/// What to gather.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    /// Length of the top lists, when wanted.
+    pub top: Option<usize>,
+    /// Now (seconds since the epoch), for ages and queuelifetime.
+    pub now: i64,
+    /// The queuelifetime.
+    pub lifetime: Lifetime,
+}
+
+/// Scans the queue `root` as `layout` says; `on_error` gets every error
+/// (a directory or file that could not be read). Fails only when the
+/// queue root cannot be listed.
+pub fn gather(
+    root: &Dir,
+    layout: &Layout,
+    wanted: &Wanted,
+    on_error: &mut dyn FnMut(Error),
+) -> Result<(Detail, Option<TopLists>)> {
+    let mut d = Detail {
+        split: layout.split.value,
+        split_source: layout.source_text(&layout.split.source),
+        big_todo: layout.big_todo.value,
+        lifetime: Some(wanted.lifetime.clone()),
+        ..Detail::default()
+    };
+    let mut senders = wanted.top.map(|_| TopCounter::new(DEFAULT_CAPACITY));
+    let mut domains = wanted.top.map(|_| TopCounter::new(DEFAULT_CAPACITY));
+    let sl = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
+    scan(root, sl, &ScanOptions::default(), &mut |ev| match ev {
+        ScanEvent::Message(m) => examine(&mut d, &m, wanted, sl, senders.as_mut().zip(domains.as_mut()), on_error),
+        ScanEvent::Stray(_) => d.strays += 1,
+        ScanEvent::Error(e) => on_error(e),
+    })?;
+    let tops = match (wanted.top, senders, domains) {
+        (Some(n), Some(s), Some(dm)) => Some(TopLists {
+            senders: s.top(n),
+            sender_total: s.total(),
+            sender_undercount: s.undercount(),
+            domains: dm.top(n),
+            domain_total: dm.total(),
+            domain_undercount: dm.undercount(),
+        }),
+        _ => None,
+    };
+    Ok((d, tops))
+}
+
+fn examine(
+    d: &mut Detail,
+    m: &ScannedMessage,
+    wanted: &Wanted,
+    sl: ScanLayout,
+    mut tops: Option<(&mut TopCounter, &mut TopCounter)>,
+    on_error: &mut dyn FnMut(Error),
+) {
+    d.messages += 1;
+    let mut reasons: Vec<&'static str> = Vec::new();
+    let mut unreadable = false;
+    for e in &m.io_errors {
+        on_error(Error::Other(e.to_string()));
+        unreadable = true;
+    }
+    let mut io = |p: &ReadProblem, bad: &'static str, reasons: &mut Vec<&'static str>| match p {
+        ReadProblem::Io(e) => {
+            on_error(Error::Other(e.to_string()));
+            unreadable = true;
+        }
+        ReadProblem::Bad(_) => reasons.push(bad),
+    };
+
+    // Where the files are.
+    match m.file(Part::Mess) {
+        None => reasons.push(reason::NO_MESS),
+        Some(f) => {
+            if let Some(st) = f.stat {
+                if st.size == 0 {
+                    reasons.push(reason::EMPTY_MESS);
+                }
+                if st.ino != m.number {
+                    reasons.push(reason::INODE);
+                }
+            }
+        }
+    }
+    let right = bucket_of(m.number, sl.split);
+    let misplaced =
+        !m.extra.is_empty()
+            || m.all_files().any(|f| {
+                if f.part.is_split(sl.big_todo) {
+                    f.bucket != Some(right)
+                } else {
+                    f.bucket.is_some()
+                }
+            });
+    if misplaced {
+        reasons.push(reason::MISPLACED);
+    }
+
+    let mess_mtime = m.file(Part::Mess).and_then(|f| f.stat).map(|s| s.mtime);
+    let mut birth: Option<(i64, Basis)> = mess_mtime.map(|t| (t, Basis::MessMtime));
+
+    if m.has(Part::Todo) {
+        d.unpreprocessed += 1;
+        if m.has(Part::Bounce) {
+            d.pending_bounce += 1;
+            reasons.push(reason::BOUNCE_BEFORE);
+        }
+        match &m.todo {
+            Some(Ok(t)) => {
+                if t.sender.is_empty() {
+                    d.null_sender.todo += 1;
+                } else if is_double_bounce(&t.sender) {
+                    d.double_bounce.todo += 1;
+                }
+                d.todo_recipients += t.recipients.len() as u64;
+                if let Some((s, dm)) = tops.as_mut() {
+                    s.add(&t.sender);
+                    for r in &t.recipients {
+                        dm.add(&domain_of(r));
+                    }
+                }
+            }
+            Some(Err(p)) => io(p, reason::BAD_TODO, &mut reasons),
+            None => {}
+        }
+    } else if m.has(Part::Info) {
+        d.preprocessed += 1;
+        match &m.info {
+            Some(Ok(i)) => {
+                if i.sender.is_empty() {
+                    d.null_sender.info += 1;
+                } else if is_double_bounce(&i.sender) {
+                    d.double_bounce.info += 1;
+                }
+                if let Some((s, _)) = tops.as_mut() {
+                    s.add(&i.sender);
+                }
+            }
+            Some(Err(p)) => io(p, reason::BAD_INFO, &mut reasons),
+            None => {}
+        }
+        for (list, pending) in [(&m.local, &mut d.local_pending), (&m.remote, &mut d.remote_pending)] {
+            match list {
+                Some(Ok(r)) => {
+                    *pending += r.pending() as u64;
+                    if r.dropped > 0 {
+                        reasons.push(reason::TRUNCATED);
+                    }
+                    if let Some((_, dm)) = tops.as_mut() {
+                        for rc in r.list.iter().filter(|rc| !rc.done) {
+                            dm.add(&domain_of(&rc.address));
+                        }
+                    }
+                }
+                Some(Err(p)) => io(p, reason::BAD_RECIPIENTS, &mut reasons),
+                None => {}
+            }
+        }
+        if m.has(Part::Bounce) {
+            d.pending_bounce += 1;
+        }
+        if let Some(t) = m.file(Part::Info).and_then(|f| f.stat).map(|s| s.mtime) {
+            birth = Some((t, Basis::InfoMtime));
+            let lifetime = i64::try_from(wanted.lifetime.seconds).unwrap_or(i64::MAX);
+            if wanted.now > t.saturating_add(lifetime) {
+                d.past_lifetime += 1;
+            }
+        }
+    } else {
+        d.other += 1;
+        if m.has(Part::Bounce) {
+            d.pending_bounce += 1;
+        }
+    }
+
+    if let Some((t, basis)) = birth {
+        let older = match d.oldest {
+            None => true,
+            Some(o) => (t, m.number) < (o.birth, o.number),
+        };
+        if older {
+            d.oldest = Some(Oldest { number: m.number, birth: t, basis });
+        }
+    }
+    if unreadable {
+        d.unreadable += 1;
+        reasons.push(reason::UNREADABLE);
+    }
+    if !reasons.is_empty() {
+        reasons.sort_unstable();
+        reasons.dedup();
+        d.damaged += 1;
+        for r in reasons {
+            *d.damage.entry(r).or_default() += 1;
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! `qstat`: counts the messages of a qmail queue, as qmail-qstat does and
+//! faster, and optionally breaks the queue down (`--detail`), lists the
+//! top senders and recipient domains (`--top`), prints JSON, Prometheus
+//! textfile-collector metrics, or acts as a Nagios/Icinga plugin
+//! (`--check`), once or every few seconds (`--watch`).
+//!
+//! qstat only reads the queue (QUEUE-FORMAT.md, REPAIR-POLICY.md): no
+//! byte, mode, owner or time stamp changes; it works while qmail-send
+//! runs. The binary (`main.rs`) only calls [`run`].
+//!
+//! Modules: [`cli`] (options), [`count`] (qmail-qstat's numbers, with
+//! [`words`] for its `wc -w` and [`listing`] for atime-free listings),
+//! [`detail`] (the full scan, with [`top`] and [`lifetime`]), [`report`]
+//! (one look at the queue), the outputs [`text`], [`json`], [`prom`],
+//! [`check`], [`clock`] for time, [`exit`] for exit statuses.
+
+pub mod check;
+pub mod cli;
+pub mod clock;
+pub mod count;
+pub mod detail;
+pub mod exit;
+pub mod json;
+pub mod lifetime;
+pub mod listing;
+pub mod prom;
+pub mod report;
+pub mod text;
+pub mod top;
+pub mod words;
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+pub use cli::{command, Cli};
+pub use exit::ExitCode;
+
+use crate::check::Thresholds;
+use crate::report::{Fatal, Report, Request};
+use crate::words::WordRules;
+
+/// Runs qstat with these arguments (the first is the program name),
+/// printing to stdout and stderr.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // In --check mode even a bad command line gets the plugin's UNKNOWN.
+    let check_mode = args.iter().skip(1).take_while(|a| *a != "--").any(|a| a == "--check");
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e, check_mode),
+    };
+    let words = WordRules::from_environment();
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let mut err = io::stderr();
+    execute(&cli, words, &mut out, &mut err)
+}
+
+fn usage_error(e: &clap::Error, check_mode: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::Ok
+        }
+        _ if check_mode => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("bad options");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let _ = io::stdout().write_all(check::unknown(&format!("usage: {first}")).as_bytes());
+            ExitCode::Unknown
+        }
+        _ => {
+            let _ = e.print();
+            ExitCode::Usage
+        }
+    }
+}
+
+/// Threads for the count: both cores at least, more on a bigger machine
+/// (a cold disk likes more reads in flight), at most 4.
+fn count_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4)
+}
+
+/// Runs a parsed command line, writing to `out` and `err`.
+pub fn execute(cli: &Cli, words: WordRules, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let req = Request {
+        layout: cli.queue.layout_options(),
+        detail: cli.detail,
+        top: cli.top.map(|n| n as usize),
+        words,
+        threads: count_threads(),
+    };
+    let result = match cli.watch {
+        Some(interval) => watch(cli, &req, interval, out, err),
+        None => emit(cli, report::take(&req, clock::now()), out, err),
+    };
+    match result {
+        Ok(code) => code,
+        // A closed pipe (`qstat | head -1`) is not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::Ok,
+        Err(e) => {
+            let _ = writeln!(err, "qstat: cannot write the output: {e}");
+            ExitCode::Operational
+        }
+    }
+}
+
+/// Prints one look at the queue in the form asked; an error writing `out`
+/// is returned, everything else decides the exit status.
+fn emit(cli: &Cli, res: Result<Report, Fatal>, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<ExitCode> {
+    let r = match res {
+        Ok(r) => r,
+        Err(f) => {
+            if cli.check {
+                out.write_all(check::unknown(&f.0).as_bytes())?;
+                out.flush()?;
+                return Ok(ExitCode::Unknown);
+            }
+            let _ = writeln!(err, "qstat: {f}");
+            return Ok(ExitCode::Operational);
+        }
+    };
+    for w in &r.warnings {
+        let _ = writeln!(err, "qstat: warning: {w}");
+    }
+    for e in &r.errors {
+        let _ = writeln!(err, "qstat: {e}");
+    }
+    let mut code = if r.complete() { ExitCode::Ok } else { ExitCode::Incomplete };
+    if cli.check {
+        let th = Thresholds {
+            warning: cli.warning.clone(),
+            critical: cli.critical.clone(),
+            warning_unpreprocessed: cli.warning_unpreprocessed.clone(),
+            critical_unpreprocessed: cli.critical_unpreprocessed.clone(),
+        };
+        let (line, state) = check::render(&r, &th);
+        out.write_all(line.as_bytes())?;
+        code = state;
+    } else if cli.json {
+        out.write_all(json::render(&r).as_bytes())?;
+    } else if let Some(path) = &cli.prometheus {
+        let text = prom::render(&r);
+        if path == Path::new("-") {
+            out.write_all(text.as_bytes())?;
+        } else if let Err(e) = prom::write_atomically(path, &text) {
+            let _ = writeln!(err, "qstat: cannot write {}: {e}", qcommon::error::escape_path(path));
+            code = ExitCode::Operational;
+        }
+    } else {
+        text::write_report(out, &r)?;
+    }
+    out.flush()?;
+    Ok(code)
+}
+
+/// `--watch`: a look every `interval`, until killed, or until nothing is
+/// left unpreprocessed with `--until-preprocessed`.
+fn watch(
+    cli: &Cli,
+    req: &Request,
+    interval: Duration,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<ExitCode> {
+    let stamp = !cli.json && cli.prometheus.is_none();
+    loop {
+        let started = Instant::now();
+        let now = clock::now();
+        let res = report::take(req, now);
+        let done = cli.until_preprocessed && matches!(&res, Ok(r) if r.complete() && r.counts.unpreprocessed == 0);
+        if stamp {
+            writeln!(out, "{}", clock::local_stamp(now))?;
+        }
+        emit(cli, res, out, err)?;
+        if done {
+            return Ok(ExitCode::Ok);
+        }
+        if let Some(rest) = interval.checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! `--prometheus`: the report in the Prometheus text exposition format, as
+//! node_exporter's textfile collector reads it, and the atomic write of
+//! that file. This module owns the metric names (`qmail_queue_*`).
+//!
+//! Label values (senders, domains) are the bytes read as UTF-8 with
+//! invalid sequences replaced by U+FFFD, then escaped as the format
+//! requires (`\\`, `\"`, `\n`).
+
+use std::fmt::Write as _;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::report::Report;
+
+struct Out(String);
+
+impl Out {
+    fn head(&mut self, name: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} gauge");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", label_value(val.as_bytes()));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {v}");
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, v: impl std::fmt::Display) {
+        self.head(name, help);
+        self.sample(name, &[], v);
+    }
+}
+
+/// A label value, escaped.
+pub fn label_value(b: &[u8]) -> String {
+    let mut s = String::new();
+    for c in String::from_utf8_lossy(b).chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// The report as a textfile.
+pub fn render(r: &Report) -> String {
+    let mut o = Out(String::new());
+    o.gauge(
+        "qmail_queue_messages",
+        "Messages in the queue, as qmail-qstat counts them (entries below the mess buckets).",
+        r.counts.messages,
+    );
+    o.gauge(
+        "qmail_queue_unpreprocessed_messages",
+        "Messages not yet preprocessed by qmail-send, as qmail-qstat counts them (entries in todo).",
+        r.counts.unpreprocessed,
+    );
+    o.gauge(
+        "qmail_queue_read_complete",
+        "1 when the whole queue could be read, 0 when some of it could not (the other figures may be low).",
+        u8::from(r.complete()),
+    );
+    o.gauge("qmail_queue_scan_timestamp_seconds", "When these figures were taken, in seconds since the epoch.", r.time);
+    if let Some(d) = &r.detail {
+        o.gauge(
+            "qmail_queue_preprocessed_messages",
+            "Messages preprocessed by qmail-send (info, no todo).",
+            d.preprocessed,
+        );
+        o.gauge(
+            "qmail_queue_other_messages",
+            "Messages with neither todo nor info (being queued, or leftovers).",
+            d.other,
+        );
+        let name = "qmail_queue_pending_recipients";
+        o.head(name, "Recipients still to do: T records of local, remote and (not yet preprocessed) todo files.");
+        o.sample(name, &[("channel", "local")], d.local_pending);
+        o.sample(name, &[("channel", "remote")], d.remote_pending);
+        o.sample(name, &[("channel", "todo")], d.todo_recipients);
+        o.gauge("qmail_queue_pending_bounce_messages", "Messages with a bounce file waiting.", d.pending_bounce);
+        for (name, help, b) in [
+            (
+                "qmail_queue_null_sender_messages",
+                "Messages with the null envelope sender, by where the sender was read.",
+                d.null_sender,
+            ),
+            (
+                "qmail_queue_double_bounce_messages",
+                "Messages with the double-bounce sender #@[], by where the sender was read.",
+                d.double_bounce,
+            ),
+        ] {
+            o.head(name, help);
+            o.sample(name, &[("source", "info")], b.info);
+            o.sample(name, &[("source", "todo")], b.todo);
+        }
+        let name = "qmail_queue_oldest_message_birth_timestamp_seconds";
+        o.head(name, "Birth time of the oldest message (info mtime; mess mtime before preprocessing).");
+        if let Some(old) = &d.oldest {
+            o.sample(name, &[], old.birth);
+        }
+        let name = "qmail_queue_oldest_message_age_seconds";
+        o.head(name, "Age of the oldest message when these figures were taken.");
+        if let Some(old) = &d.oldest {
+            o.sample(name, &[], r.time - old.birth);
+        }
+        if let Some(l) = &d.lifetime {
+            o.gauge(
+                "qmail_queue_lifetime_seconds",
+                "queuelifetime in use (control/queuelifetime or 604800).",
+                l.seconds,
+            );
+        }
+        o.gauge(
+            "qmail_queue_expired_messages",
+            "Preprocessed messages older than queuelifetime (qmail-send gives up on them at the next try).",
+            d.past_lifetime,
+        );
+        o.gauge("qmail_queue_damaged_messages", "Messages with damaged, missing or misplaced files.", d.damaged);
+        let name = "qmail_queue_damaged_messages_by_reason";
+        o.head(name, "Damaged messages by reason (a message may have several).");
+        for (reason, n) in &d.damage {
+            o.sample(name, &[("reason", reason)], n);
+        }
+        o.gauge("qmail_queue_stray_entries", "Entries in the queue that are not message files.", d.strays);
+        o.gauge("qmail_queue_unreadable_messages", "Messages some file of which could not be read.", d.unreadable);
+    }
+    if let Some(t) = &r.top {
+        let name = "qmail_queue_top_sender_messages";
+        o.head(name, "Messages of the most frequent envelope senders (empty: the null sender).");
+        for (i, (s, n)) in t.senders.iter().enumerate() {
+            let rank = (i + 1).to_string();
+            o.sample(name, &[("rank", &rank), ("sender", &String::from_utf8_lossy(s))], n);
+        }
+        let name = "qmail_queue_top_recipient_domain_recipients";
+        o.head(name, "Recipients still to do of the most frequent recipient domains.");
+        for (i, (s, n)) in t.domains.iter().enumerate() {
+            let rank = (i + 1).to_string();
+            o.sample(name, &[("rank", &rank), ("domain", &String::from_utf8_lossy(s))], n);
+        }
+    }
+    o.0
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same
+/// directory (a name the textfile collector ignores: it does not end in
+/// `.prom`), fsynced, mode 0644, then renamed over `path`.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let res = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::count::Counts;
+    use crate::detail::{Detail, TopLists};
+
+    fn report() -> Report {
+        Report {
+            queue: "/q".into(),
+            time: 100,
+            counts: Counts { messages: 7, unpreprocessed: 2 },
+            big_todo: false,
+            detail: None,
+            top: None,
+            errors: vec![],
+            warnings: vec![],
+        }
+    }
+
+    /// Every sample line belongs to a metric announced by HELP and TYPE.
+    fn check_format(text: &str) {
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert_eq!(kind, "gauge");
+                assert!(typed.insert(name.to_string()), "TYPE twice: {name}");
+            } else if line.starts_with("# HELP ") {
+            } else {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert!(typed.contains(name), "sample before its TYPE: {line}");
+                assert!(name.starts_with("qmail_queue_"), "{line}");
+                let value = line.rsplit(' ').next().unwrap();
+                assert!(value.parse::<f64>().is_ok(), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn basic_metrics() {
+        let t = render(&report());
+        assert!(t.contains("\nqmail_queue_messages 7\n"), "{t}");
+        assert!(t.contains("\nqmail_queue_unpreprocessed_messages 2\n"), "{t}");
+        assert!(t.contains("# TYPE qmail_queue_messages gauge\n"), "{t}");
+        assert!(t.contains("\nqmail_queue_read_complete 1\n"), "{t}");
+        check_format(&t);
+    }
+
+    #[test]
+    fn detail_and_top_metrics() {
+        let mut r = report();
+        let mut d = Detail::default();
+        d.damage.insert("no mess file", 2);
+        r.detail = Some(d);
+        r.top = Some(TopLists {
+            senders: vec![(b"a\"b\\c\nd\xff".to_vec(), 3)],
+            domains: vec![(b"example.org".to_vec(), 4)],
+            ..TopLists::default()
+        });
+        let t = render(&r);
+        check_format(&t);
+        assert!(t.contains("qmail_queue_pending_recipients{channel=\"remote\"} 0\n"), "{t}");
+        assert!(t.contains("qmail_queue_damaged_messages_by_reason{reason=\"no mess file\"} 2\n"), "{t}");
+        assert!(
+            t.contains("qmail_queue_top_sender_messages{rank=\"1\",sender=\"a\\\"b\\\\c\\nd\u{fffd}\"} 3\n"),
+            "{t}"
+        );
+        assert!(t.contains("qmail_queue_top_recipient_domain_recipients{rank=\"1\",domain=\"example.org\"} 4\n"));
+        assert!(!t.lines().any(|l| l.starts_with("qmail_queue_oldest_message_age_seconds")), "no sample: no message");
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("qmail.prom");
+        std::fs::write(&p, "old").unwrap();
+        write_atomically(&p, "new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new\n");
+        let names: Vec<_> = std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(write_atomically(&t.path().join("nodir/x.prom"), "x").is_err());
+    }
+}

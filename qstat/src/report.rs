@@ -1,0 +1,112 @@
+//! One look at the queue: this module owns putting together what a run
+//! (or one round of `--watch`) shows — qmail-qstat's counts, and the
+//! breakdown and top lists when asked — and the errors met on the way.
+//! It reads only; it prints nothing.
+
+use std::path::PathBuf;
+
+use qcommon::error::Escaped;
+use qcommon::layout::{discover, open_queue_checked, LayoutOptions};
+
+use crate::count::{count, Counts};
+use crate::detail::{gather, Detail, TopLists, Wanted};
+use crate::lifetime::read_lifetime;
+use crate::words::WordRules;
+
+/// What to look at.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Which queue.
+    pub layout: LayoutOptions,
+    /// The breakdown.
+    pub detail: bool,
+    /// Top lists of this length.
+    pub top: Option<usize>,
+    /// `wc -w` rules for the qmail-qstat count.
+    pub words: WordRules,
+    /// Threads for the count.
+    pub threads: usize,
+}
+
+/// What was seen.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The queue path.
+    pub queue: PathBuf,
+    /// When (seconds since the epoch).
+    pub time: i64,
+    /// qmail-qstat's counts.
+    pub counts: Counts,
+    /// todo was counted as big-todo.
+    pub big_todo: bool,
+    /// The breakdown, when asked.
+    pub detail: Option<Detail>,
+    /// The top lists, when asked.
+    pub top: Option<TopLists>,
+    /// Errors (escaped for a terminal, each once): the counts may be low.
+    pub errors: Vec<String>,
+    /// Warnings (escaped): nothing was missed, but something is odd.
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// Whether the whole queue could be read.
+    pub fn complete(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Why nothing could be reported (escaped for a terminal; names the path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fatal(pub String);
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn escaped(e: &impl std::fmt::Display) -> String {
+    Escaped(e.to_string().as_bytes()).to_string()
+}
+
+/// Looks at the queue once. `now` is the time of the look.
+pub fn take(req: &Request, now: i64) -> Result<Report, Fatal> {
+    let opened = open_queue_checked(&req.layout).map_err(|e| Fatal(escaped(&e)))?;
+    let outcome = count(&opened.dir, req.words, req.threads);
+    let mut errors: Vec<String> = Vec::new();
+    fn push(errors: &mut Vec<String>, text: String) {
+        if !errors.contains(&text) {
+            errors.push(text);
+        }
+    }
+    for e in &outcome.errors {
+        push(&mut errors, escaped(e));
+    }
+    let mut report = Report {
+        queue: opened.path.clone(),
+        time: now,
+        counts: outcome.counts,
+        big_todo: outcome.big_todo,
+        detail: None,
+        top: None,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    if req.detail || req.top.is_some() {
+        let layout = discover(&req.layout).map_err(|e| Fatal(escaped(&e)))?;
+        let (lifetime, warning) = read_lifetime(layout.home.as_deref());
+        if let Some(w) = warning {
+            report.warnings.push(Escaped(w.as_bytes()).to_string());
+        }
+        let wanted = Wanted { top: req.top, now, lifetime };
+        let (detail, top) = gather(&opened.dir, &layout, &wanted, &mut |e| push(&mut errors, escaped(&e)))
+            .map_err(|e| Fatal(escaped(&e)))?;
+        if req.detail {
+            report.detail = Some(detail);
+        }
+        report.top = top;
+    }
+    report.errors = errors;
+    Ok(report)
+}
