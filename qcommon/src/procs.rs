@@ -76,10 +76,12 @@ pub fn find_queue_processes_locking(
         let Some(info) = look_at(proc_root, pid) else {
             continue;
         };
-        let reason = if let Some(cwd) = info.cwd.as_deref().filter(|c| is_inside(c, queue_real_path)) {
-            Reason::CwdInQueue(cwd.to_path_buf())
-        } else if holders.binary_search(&pid).is_ok() {
+        // Holding the lock says most: that is qmail-send (which also works
+        // in the queue).
+        let reason = if holders.binary_search(&pid).is_ok() {
             Reason::HoldsSendmutex
+        } else if let Some(cwd) = info.cwd.as_deref().filter(|c| is_inside(c, queue_real_path)) {
+            Reason::CwdInQueue(cwd.to_path_buf())
         } else if info.comm.as_deref().is_some_and(is_qmail_name) {
             Reason::QmailName
         } else {

@@ -68,7 +68,7 @@ pub struct Cli {
     #[arg(long, requires = "live")]
     empty: bool,
     /// Mode: nothing (check), `live` (repair) or `live empty` (remove every message).
-    #[arg(value_name = "MODE", num_args = 0..=2)]
+    #[arg(value_name = "MODE", num_args = 0..=2, value_parser = ["live", "empty"])]
     mode: Vec<String>,
 }
 
