@@ -24,12 +24,15 @@ use crate::safe_fs::{Dir, Expect, NewFile};
 /// One atomic change. Paths are relative to the queue root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Rename, never replacing an existing name.
+    /// Rename, never replacing an existing name. When `expect` is given
+    /// the name must still hold that inode.
     Rename {
         /// From.
         from: PathBuf,
         /// To.
         to: PathBuf,
+        /// What the scan saw at `from`.
+        expect: Option<Expect>,
     },
     /// Rename, replacing what `to` names (a rebuilt envelope taking the
     /// place of a broken one: one atomic step).
@@ -156,7 +159,7 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = |p: &Path| escape_path(p);
         match self {
-            Step::Rename { from, to } => write!(f, "rename {} -> {}", e(from), e(to)),
+            Step::Rename { from, to, .. } => write!(f, "rename {} -> {}", e(from), e(to)),
             Step::Replace { from, to } => write!(f, "rename {} -> {} (replacing it)", e(from), e(to)),
             Step::Link { from, to } => write!(f, "link {} -> {}", e(from), e(to)),
             Step::Unlink { path, .. } => write!(f, "unlink {}", e(path)),
@@ -312,9 +315,12 @@ impl Mutator {
 
     fn execute(&mut self, step: &Step) -> Result<()> {
         match step {
-            Step::Rename { from, to } => {
+            Step::Rename { from, to, expect } => {
                 let (fd, fname) = split(from)?;
                 let (td, tname) = split(to)?;
+                if let Some(ex) = expect {
+                    check_unchanged(self.dir(&fd)?, fname, ex, "rename")?;
+                }
                 self.with_two(&fd, &td, |a, b| a.rename_noreplace(fname, b, tname))?;
                 self.forget(from);
                 Ok(())
@@ -336,20 +342,7 @@ impl Mutator {
                 let (d, name) = split(path)?;
                 let dir = self.dir(&d)?;
                 if let Some(ex) = expect {
-                    let st = dir.stat(name)?;
-                    if st.ino != ex.ino || st.kind != ex.kind {
-                        return Err(Error::Changed {
-                            op: "unlink",
-                            path: dir.child_path(name),
-                            detail: format!(
-                                "inode {} ({}) now, {} ({}) scanned",
-                                st.ino,
-                                st.kind.name(),
-                                ex.ino,
-                                ex.kind.name()
-                            ),
-                        });
-                    }
+                    check_unchanged(dir, name, ex, "unlink")?;
                 }
                 dir.unlink(name)
             }
@@ -433,6 +426,28 @@ impl Mutator {
     }
 }
 
+/// Refuses a change when `name` no longer holds what the scan saw (a
+/// stat just before the change: it narrows a race to a few microseconds;
+/// chown, chmod and time changes, made on the opened file, have none).
+fn check_unchanged(dir: &Dir, name: &OsStr, ex: &Expect, op: &'static str) -> Result<()> {
+    let st = dir.stat(name)?;
+    if st.ino != ex.ino || st.kind != ex.kind || st.nlink > ex.max_nlink {
+        return Err(Error::Changed {
+            op,
+            path: dir.child_path(name),
+            detail: format!(
+                "inode {} ({}, {} links) now, {} ({}) scanned",
+                st.ino,
+                st.kind.name(),
+                st.nlink,
+                ex.ino,
+                ex.kind.name()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// mkdir and mkfifo honour the umask; set the exact mode and owner.
 fn fix_new(dir: &Dir, name: &OsStr, perm: u32, owner: Option<(u32, u32)>) -> Result<()> {
     let st = dir.stat(name)?;
@@ -485,7 +500,7 @@ mod tests {
             message: Some(10),
             steps: vec![
                 Step::Mkdir { path: "mess/2".into(), perm: 0o750, owner: None },
-                Step::Rename { from: "mess/1/10".into(), to: "mess/2/10".into() },
+                Step::Rename { from: "mess/1/10".into(), to: "mess/2/10".into(), expect: None },
                 Step::WriteFile {
                     path: "mess/2/info".into(),
                     data: b"F\0".to_vec(),
@@ -548,7 +563,7 @@ mod tests {
         let mut m = Mutator::new(d, Mode::Live);
         let e = m.apply(&Step::Unlink { path: "mess/3/5".into(), expect: None }).unwrap_err();
         assert!(e.to_string().contains("mess/3"), "{e}");
-        let e = m.apply(&Step::Rename { from: "mess/1/10".into(), to: "mess/3/10".into() }).unwrap_err();
+        let e = m.apply(&Step::Rename { from: "mess/1/10".into(), to: "mess/3/10".into(), expect: None }).unwrap_err();
         assert!(e.to_string().contains("mess/3"), "{e}");
         assert_eq!(std::fs::read(outside.path().join("5")).unwrap(), b"canary");
         assert!(!outside.path().join("10").exists());

@@ -102,30 +102,32 @@ impl Quarantine {
     /// Steps moving `files` of message `n` (each with its path relative to
     /// the queue) into `<session>/<n>/`, beside a `reason` file. The reason
     /// is written first, then files are moved in removal order, mess last.
-    pub fn message_steps(&mut self, n: u64, files: &[(PathBuf, Part)], reason: &str) -> Vec<Step> {
+    pub fn message_steps(&mut self, n: u64, files: &[(PathBuf, Part, Option<Expect>)], reason: &str) -> Vec<Step> {
         let mut steps = Vec::new();
         self.session_steps(&mut steps);
         let dir = self.slot(&n.to_string());
         steps.push(Self::mkdir(dir.clone()));
-        steps.push(reason_step(&dir, reason, files.iter().map(|(p, _)| p.as_path())));
-        let mut ordered: Vec<&(PathBuf, Part)> = files.iter().collect();
-        ordered.sort_by_key(|(_, part)| Part::REMOVAL_ORDER.iter().position(|p| p == part));
+        steps.push(reason_step(&dir, reason, files.iter().map(|(p, _, _)| p.as_path())));
+        let mut ordered: Vec<&(PathBuf, Part, Option<Expect>)> = files.iter().collect();
+        ordered.sort_by_key(|(_, part, _)| Part::REMOVAL_ORDER.iter().position(|p| p == part));
         let mut names = HashSet::new();
-        for (path, part) in ordered {
+        for (path, part, expect) in ordered {
             let mut name = part.dir().to_string();
             let mut k = 1;
             while !names.insert(name.clone()) {
                 k += 1;
                 name = format!("{}.{k}", part.dir());
             }
-            steps.push(Step::Rename { from: path.clone(), to: dir.join(name) });
+            steps.push(Step::Rename { from: path.clone(), to: dir.join(name), expect: *expect });
         }
         steps
     }
 
     /// Steps moving one stray (a file or a whole directory) into
     /// `<session>/stray-<k>/`, beside a `reason` file naming where it was.
-    pub fn stray_steps(&mut self, path: &Path, reason: &str) -> Vec<Step> {
+    /// `expect` is what the scan saw there: the move is refused if the
+    /// name now holds something else.
+    pub fn stray_steps(&mut self, path: &Path, expect: Option<Expect>, reason: &str) -> Vec<Step> {
         let mut steps = Vec::new();
         self.session_steps(&mut steps);
         let mut k = self.used.len() + 1;
@@ -139,7 +141,7 @@ impl Quarantine {
         steps.push(Self::mkdir(dir.clone()));
         steps.push(reason_step(&dir, reason, std::iter::once(path)));
         let base = path.file_name().map(|n| n.to_owned()).unwrap_or_else(|| "entry".into());
-        steps.push(Step::Rename { from: path.to_path_buf(), to: dir.join(base) });
+        steps.push(Step::Rename { from: path.to_path_buf(), to: dir.join(base), expect });
         steps
     }
 }
@@ -205,10 +207,10 @@ mod tests {
         let mut qu = Quarantine::new(&root, 0, 77).unwrap();
         let mut steps = qu.message_steps(
             46,
-            &[("mess/0/46".into(), Part::Mess), ("info/0/46".into(), Part::Info)],
+            &[("mess/0/46".into(), Part::Mess, None), ("info/0/46".into(), Part::Info, None)],
             "mess empty: unsalvageable",
         );
-        steps.extend(qu.stray_steps(Path::new("mess/0/junk\n"), "name is not a message number"));
+        steps.extend(qu.stray_steps(Path::new("mess/0/junk\n"), None, "name is not a message number"));
         // The mess moves last.
         let renames: Vec<_> = steps.iter().filter(|s| matches!(s, Step::Rename { .. })).collect();
         assert!(matches!(renames[1], Step::Rename { from, .. } if from == Path::new("mess/0/46")));

@@ -414,6 +414,11 @@ pub fn scan(
             for (path, why) in strays {
                 let name = path.file_name().expect("joined").to_owned();
                 let stat = d.stat(&name).ok();
+                // A numeric name that is a regular file by now is no stray:
+                // the second pass lists it again as a message file.
+                if why == StrayWhy::NotRegular && stat.is_some_and(|s| s.kind == FileKind::Regular) {
+                    continue;
+                }
                 if stat.is_some() || why == StrayWhy::NotNumeric {
                     emit(ScanEvent::Stray(Stray { path, part: Some(part), stat, why }), &mut summary);
                 }
@@ -713,12 +718,8 @@ fn examine(
                 msg.files[part.index()] = None;
                 None
             }
-            Err(e) => {
-                if keep_stat {
-                    msg.io_errors.push(Error::Other(e.to_string()));
-                }
-                Some(Err(ReadProblem::Io(e)))
-            }
+            // Reported once, as the envelope's problem.
+            Err(e) => Some(Err(ReadProblem::Io(e))),
         }
     };
     msg.todo =

@@ -102,6 +102,10 @@ pub struct Finding {
     pub action: Action,
     /// True when the finding is left as it is (it counts as unfixed).
     pub left: bool,
+    /// True when this finding's repair is carried out by the action of the
+    /// finding before it (one message's findings share one action): when
+    /// that action fails, this finding is not fixed either.
+    pub follows: bool,
 }
 
 impl Finding {
@@ -113,7 +117,7 @@ impl Finding {
         remedy: impl Into<String>,
         action: Action,
     ) -> Self {
-        Finding { kind, path, problem: problem.into(), remedy: remedy.into(), action, left: false }
+        Finding { kind, path, problem: problem.into(), remedy: remedy.into(), action, left: false, follows: false }
     }
 
     /// A finding left alone.
@@ -125,6 +129,7 @@ impl Finding {
             remedy: why.into(),
             action: Action { message: None, steps: Vec::new() },
             left: true,
+            follows: false,
         }
     }
 }

@@ -325,8 +325,12 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
 struct Tally {
     problems: u64,
     unfixed: u64,
+    /// The last action failed: findings that follow it are not fixed.
+    last_failed: bool,
 }
 
+/// Reports a finding and, live, carries out its action; tells whether the
+/// action was carried out whole.
 fn apply<W: Write>(
     report: &mut Report<W>,
     m: &mut Mutator,
@@ -337,7 +341,7 @@ fn apply<W: Write>(
     report.finding(f)?;
     if f.kind.is_problem() {
         t.problems += 1;
-        if f.left {
+        if f.left || (live && f.follows && t.last_failed) {
             t.unfixed += 1;
         }
     }
@@ -346,6 +350,9 @@ fn apply<W: Write>(
             report.step(s, StepStatus::Planned)?;
         }
         return Ok(true);
+    }
+    if f.follows {
+        return Ok(!t.last_failed);
     }
     let mut io_err = None;
     let outcome = m.run_action(&f.action, &mut |s, r| {
@@ -360,8 +367,13 @@ fn apply<W: Write>(
     if let Some(e) = io_err {
         return Err(e);
     }
-    if outcome.failed.is_some() {
-        t.unfixed += 1;
+    t.last_failed = outcome.failed.is_some();
+    if t.last_failed {
+        // Also a failed second half of a renumbering: the message is left
+        // under its waiting names.
+        if !f.left {
+            t.unfixed += 1;
+        }
         return Ok(false);
     }
     Ok(true)

@@ -186,8 +186,7 @@ impl<'c, 'm> Planner<'c, 'm> {
                 self.steps.push(Step::Unlink { path, expect });
             }
         } else {
-            let list: Vec<(PathBuf, Part)> = files.into_iter().map(|(p, part, _)| (p, part)).collect();
-            let steps = self.q.message_steps(self.n(), &list, reason);
+            let steps = self.q.message_steps(self.n(), &files, reason);
             self.steps.extend(steps);
         }
     }
@@ -248,7 +247,7 @@ impl<'c, 'm> Planner<'c, 'm> {
             });
         }
         self.drop_part(part, reason);
-        self.steps.push(Step::Rename { from: tmp, to: right.clone() });
+        self.steps.push(Step::Rename { from: tmp, to: right.clone(), expect: None });
         self.slots[part.index()] = Some(Slot { found: None, path: right, rewritten: true, waiting: None });
     }
 
@@ -334,7 +333,7 @@ pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessa
     for (part, _) in p.fresh.clone() {
         if !p.has(part) {
             let right = p.ctx.right_path(part, n);
-            p.steps.push(Step::Rename { from: fresh_path(&right, n), to: right.clone() });
+            p.steps.push(Step::Rename { from: fresh_path(&right, n), to: right.clone(), expect: None });
             p.slots[part.index()] = Some(Slot { found: None, path: right, rewritten: true, waiting: None });
             p.fresh.retain(|(x, _)| *x != part);
         }
@@ -640,7 +639,8 @@ pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessa
             let Some(slot) = p.slots[part.index()].clone() else { continue };
             if slot.waiting.is_none() {
                 let to = p.ctx.temp_path(part, n, k);
-                p.steps.push(Step::Rename { from: slot.path, to });
+                let expect = Planner::expect(slot.found);
+                p.steps.push(Step::Rename { from: slot.path, to, expect });
             }
             parts |= mask(part);
         }
@@ -656,7 +656,8 @@ pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessa
                     "in the wrong bucket",
                     format!("moved to {}", qcommon::error::escape_path(&right)),
                 );
-                p.steps.push(Step::Rename { from: slot.path, to: right });
+                let expect = Planner::expect(slot.found);
+                p.steps.push(Step::Rename { from: slot.path, to: right, expect });
             }
         }
     }
@@ -686,8 +687,13 @@ fn flush(p: Planner<'_, '_>, out: &mut Vec<Finding>, mess_path: PathBuf) {
     let Planner { steps, notes, msg, .. } = p;
     let mut action = Some(Action { message: Some(msg.number), steps });
     for (kind, path, problem, remedy) in notes {
-        let a = action.take().unwrap_or(Action { message: Some(msg.number), steps: Vec::new() });
-        out.push(Finding::fix(kind, path, problem, remedy, a));
+        let (a, follows) = match action.take() {
+            Some(a) => (a, false),
+            None => (Action { message: Some(msg.number), steps: Vec::new() }, true),
+        };
+        let mut f = Finding::fix(kind, path, problem, remedy, a);
+        f.follows = follows;
+        out.push(f);
     }
     if let Some(a) = action {
         if !a.steps.is_empty() {
@@ -763,7 +769,7 @@ pub fn plan_stray(ctx: &mut MessageCtx, q: &mut Quarantine, stray: &Stray, out: 
             let steps = if ctx.no_quarantine && st.kind == FileKind::Regular {
                 vec![Step::Unlink { path: path.clone(), expect: Some(ex) }]
             } else {
-                q.stray_steps(&path, &format!("{} ({what})", st.kind.name()))
+                q.stray_steps(&path, Some(ex), &format!("{} ({what})", st.kind.name()))
             };
             let how = if ctx.no_quarantine && st.kind == FileKind::Regular { "removed" } else { "moved to lost+found" };
             let kind = if stray.why == StrayWhy::PidLeftover { Kind::PidLeftover } else { Kind::Stray };
@@ -835,7 +841,11 @@ pub fn plan_pending(ctx: &mut MessageCtx, out: &mut Vec<Finding>) {
         let steps: Vec<Step> = order
             .iter()
             .filter(|part| pd.parts & mask(**part) != 0)
-            .map(|part| Step::Rename { from: ctx.temp_path(*part, pd.old, pd.new), to: ctx.right_path(*part, pd.new) })
+            .map(|part| Step::Rename {
+                from: ctx.temp_path(*part, pd.old, pd.new),
+                to: ctx.right_path(*part, pd.new),
+                expect: None,
+            })
             .collect();
         out.push(Finding::fix(
             Kind::RenumberFinish,

@@ -82,9 +82,10 @@ fn owner_mode(out: &mut Vec<Finding>, rel: &Path, st: &Stat, uid: u32, gid: u32,
 /// directories go to lost+found.
 fn clear_steps(q: &mut Quarantine, rel: &Path, st: &Stat, what: &str) -> (Vec<Step>, &'static str) {
     match st.kind {
-        FileKind::Regular | FileKind::Directory => {
-            (q.stray_steps(rel, &format!("{} where {what} belongs", st.kind.name())), "moved to lost+found")
-        }
+        FileKind::Regular | FileKind::Directory => (
+            q.stray_steps(rel, Some(dir_expect(st)), &format!("{} where {what} belongs", st.kind.name())),
+            "moved to lost+found",
+        ),
         _ => (
             vec![Step::Unlink { path: rel.to_path_buf(), expect: Some(dir_expect(st)) }],
             "removed (never followed or opened)",

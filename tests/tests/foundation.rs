@@ -57,7 +57,7 @@ fn traps_leave_everything_outside_untouched() {
         for s in &strays {
             let steps = match s.stat.map(|st| st.kind) {
                 Some(qcommon::safe_fs::FileKind::Regular | qcommon::safe_fs::FileKind::Directory) => {
-                    q.stray_steps(&s.path, "test")
+                    q.stray_steps(&s.path, None, "test")
                 }
                 _ => vec![Step::Unlink { path: s.path.clone(), expect: None }],
             };
@@ -98,7 +98,7 @@ fn dry_run_changes_nothing() {
         assert!(m.run_action(&a, &mut |_, _| {}).failed.is_none());
     }
     for s in &strays {
-        let a = Action { message: None, steps: q.stray_steps(&s.path, "test") };
+        let a = Action { message: None, steps: q.stray_steps(&s.path, None, "test") };
         planned += a.steps.len();
         m.run_action(&a, &mut |_, _| {});
     }

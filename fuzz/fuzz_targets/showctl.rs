@@ -1,0 +1,4 @@
+//! cargo-fuzz target: see `qtools_fuzz::check_showctl`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| qtools_fuzz::check_showctl(data));
