@@ -1,0 +1,243 @@
+//! The command line: this module owns the options, their help text and
+//! their parsing. Regular expressions, durations and header filters are
+//! compiled here, once; a bad one is a usage error that names the option.
+
+use clap::FromArgMatches as _;
+use qcommon::cli::QueueArgs;
+
+use crate::duration;
+
+const ABOUT: &str = "Remove null-sender messages (bounces) from a qmail queue, or let qmail-send give up on them";
+
+const LONG_ABOUT: &str = "\
+Selects the messages whose envelope sender is null (bounces): `F` followed by \
+nothing in info/, or in the todo/ envelope of a message not yet preprocessed. \
+--double adds double bounces (sender #@[]); --sender RE selects by sender \
+instead. --recipient, --header, --older-than and --younger-than narrow the \
+selection (all must match).
+
+Default: removes the selected messages. qmail-send must be stopped: qkillns \
+takes qmail-send's lock (queue/lock/sendmutex) for the whole run and refuses \
+(exit 8) while qmail-send holds it, or while another process works in the \
+queue (unless --force). Each message's files are removed in the order todo, \
+intd, bounce, local, remote, info, mess, so that after a crash a rerun finishes \
+the job, leaving at worst lone mess files, which qmail-send deletes after 36 hours \
+and `qfixq live` quarantines.
+
+--expire works beside a running qmail-send: it backdates each selected \
+preprocessed message's info time stamp past control/queuelifetime and sends \
+qmail-send SIGALRM, so that qmail-send gives up on them itself. Each \
+null-sender message it gives up on becomes a double bounce to the postmaster.
+
+-n lists what would be done and changes nothing.";
+
+const AFTER_HELP: &str = "\
+Durations: 36h, 2d, 90m, 30s, 1w, or combined: 1d12h.
+Exit status: 0 done (also when nothing matched; unreadable messages are \
+reported on stderr and left alone), 8 operational error (qmail-send running, \
+queue unreadable, a step failed), 16 usage error.";
+
+/// A header filter: `Name: RE`.
+#[derive(Debug, Clone)]
+pub struct HeaderFilter {
+    /// The header name, matched without regard to case.
+    pub name: String,
+    /// The expression, matched against the decoded, unfolded value.
+    pub regex: regex::Regex,
+}
+
+/// qkillns's options.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "qkillns",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("QTOOLS_GIT_REV"), ")"),
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP
+)]
+pub struct Args {
+    /// Which queue.
+    #[command(flatten)]
+    pub queue: QueueArgs,
+
+    /// List what would be done; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Also select double bounces (envelope sender #@[]).
+    #[arg(long, conflicts_with = "sender")]
+    pub double: bool,
+
+    /// Select by envelope sender instead of the null sender (regular
+    /// expression over the sender's bytes; the null sender is the empty
+    /// string, so '^$' selects it).
+    #[arg(long, value_name = "RE", value_parser = parse_bytes_regex)]
+    pub sender: Option<regex::bytes::Regex>,
+
+    /// Only messages with at least one recipient matching RE (every
+    /// recipient counts, delivered or not).
+    #[arg(long, value_name = "RE", value_parser = parse_bytes_regex)]
+    pub recipient: Option<regex::bytes::Regex>,
+
+    /// Only messages with a header NAME whose decoded value matches RE, as
+    /// in 'Subject: ^failure' (name without regard to case; any occurrence
+    /// of the header may match). May be given more than once: all must match.
+    #[arg(long, value_name = "NAME: RE", value_parser = parse_header_filter)]
+    pub header: Vec<HeaderFilter>,
+
+    /// Only messages at least this old (age from the info time stamp, or
+    /// from the mess time stamp before preprocessing).
+    #[arg(long, value_name = "DUR", value_parser = duration::parse)]
+    pub older_than: Option<u64>,
+
+    /// Only messages younger than this.
+    #[arg(long, value_name = "DUR", value_parser = duration::parse)]
+    pub younger_than: Option<u64>,
+
+    /// Beside a running qmail-send: backdate the selected messages past
+    /// queuelifetime and send qmail-send SIGALRM, instead of removing.
+    #[arg(long)]
+    pub expire: bool,
+
+    /// With --expire: the qmail-send to signal (default: the holder of
+    /// lock/sendmutex, else a qmail-send working in the queue).
+    #[arg(long, value_name = "PID", requires = "expire", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pid: Option<u32>,
+
+    /// Remove even while another process works in the queue (never while
+    /// qmail-send holds its lock).
+    #[arg(long, conflicts_with = "expire")]
+    pub force: bool,
+
+    /// Print one JSON document instead of text.
+    #[arg(long, conflicts_with = "quiet")]
+    pub json: bool,
+
+    /// Print the summary only.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Also print every step (unlink, set time) under its message.
+    #[arg(short = 'v', long, conflicts_with = "quiet")]
+    pub verbose: bool,
+}
+
+fn parse_bytes_regex(s: &str) -> Result<regex::bytes::Regex, String> {
+    // Unicode off: an address is bytes, and `.` must match any byte.
+    regex::bytes::RegexBuilder::new(s).unicode(false).build().map_err(|e| one_line(&e.to_string()))
+}
+
+fn parse_header_filter(s: &str) -> Result<HeaderFilter, String> {
+    let Some((name, re)) = s.split_once(':') else {
+        return Err(format!("{s:?}: expected 'Name: RE', e.g. 'Subject: ^failure'"));
+    };
+    let name = name.trim();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+        return Err(format!("{s:?}: {name:?} is not a header name"));
+    }
+    let re = re.trim_start_matches([' ', '\t']);
+    let regex = regex::Regex::new(re).map_err(|e| one_line(&e.to_string()))?;
+    Ok(HeaderFilter { name: name.to_string(), regex })
+}
+
+fn one_line(s: &str) -> String {
+    s.split('\n').map(str::trim_end).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" / ")
+}
+
+/// The clap command: the single source of `--help`, man pages and
+/// completions.
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+}
+
+/// What parsing the command line gave.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Options to run with.
+    Run(Box<Args>),
+    /// Help or version was printed (or failed to print): exit with this.
+    Exit(crate::exit::ExitCode),
+}
+
+/// Parses `argv` (with the program name first). Help and version are
+/// printed here; a usage error is printed to stderr and gives exit 16.
+pub fn parse<I, T>(argv: I) -> Parsed
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use crate::exit::ExitCode;
+    match command().try_get_matches_from(argv) {
+        Ok(m) => match Args::from_arg_matches(&m) {
+            Ok(a) => Parsed::Run(Box::new(a)),
+            Err(e) => {
+                let _ = e.print();
+                Parsed::Exit(ExitCode::Usage)
+            }
+        },
+        Err(e) => {
+            let _ = e.print();
+            match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Parsed::Exit(ExitCode::Done),
+                _ => Parsed::Exit(ExitCode::Usage),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Result<Args, clap::Error> {
+        let m = command().try_get_matches_from(std::iter::once("qkillns").chain(v.iter().copied()))?;
+        Args::from_arg_matches(&m)
+    }
+
+    #[test]
+    fn command_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn header_filters_parse() {
+        let a = args(&["--header", "Subject: ^failure", "--header", "x-mailer:bulk"]).unwrap();
+        assert_eq!(a.header.len(), 2);
+        assert_eq!(a.header[0].name, "Subject");
+        assert!(a.header[0].regex.is_match("failure notice"));
+        assert!(!a.header[0].regex.is_match(" failure"));
+        assert_eq!(a.header[1].name, "x-mailer");
+        assert!(args(&["--header", "Subject ^failure"]).is_err());
+        assert!(args(&["--header", ": x"]).is_err());
+        assert!(args(&["--header", "Sub ject: x"]).is_err());
+        assert!(args(&["--header", "Subject: ("]).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_their_option() {
+        let e = args(&["--sender", "a("]).unwrap_err().to_string();
+        assert!(e.contains("--sender"), "{e}");
+        let e = args(&["--older-than", "7"]).unwrap_err().to_string();
+        assert!(e.contains("--older-than"), "{e}");
+        let e = args(&["--recipient", "[z-a]"]).unwrap_err().to_string();
+        assert!(e.contains("--recipient"), "{e}");
+    }
+
+    #[test]
+    fn conflicts() {
+        assert!(args(&["--double", "--sender", "x"]).is_err());
+        assert!(args(&["--pid", "5"]).is_err());
+        assert!(args(&["--expire", "--pid", "5"]).is_ok());
+        assert!(args(&["--expire", "--force"]).is_err());
+        assert!(args(&["--json", "-q"]).is_err());
+        assert!(args(&["--pid", "0", "--expire"]).is_err());
+    }
+
+    #[test]
+    fn address_regexes_work_on_bytes() {
+        let a = args(&["--sender", "^.$"]).unwrap();
+        assert!(a.sender.unwrap().is_match(b"\xff"));
+    }
+}

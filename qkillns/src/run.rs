@@ -1,0 +1,795 @@
+//! One run of qkillns, start to end: this module owns the order of
+//! things. Discover the layout; check what must be checked (the lock and
+//! the processes for a removal, the qmail-send to signal for `--expire`);
+//! stream the scan (`qcommon::scan`, stat and envelopes) through the
+//! envelope stage of the selection; gather the messages that pass into
+//! batches of `BATCH` (256); for each batch read the headers a filter or the
+//! listing needs (several reads in flight), build the batch's `Plan`
+//! (removal, or backdating), and either list it (`-n`) or carry it out
+//! through live mutators and list it as done. `-n` prints exactly the
+//! actions a live run carries out (`-v` shows their steps). Memory holds
+//! one batch, never the whole selection.
+//!
+//! A live run carries a batch's actions out with up to `WORKERS` (4) threads,
+//! each with its own mutator; a message's steps stay in order in one
+//! thread, so a crash leaves at most one partly removed message per thread,
+//! each missing a prefix of the removal order.
+//!
+//! A removal holds qmail-send's lock from before the scan until the end.
+//! `--expire` takes no lock: it is made to run beside qmail-send.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use qcommon::error::escape_path;
+use qcommon::layout::{discover, Layout};
+use qcommon::mutator::{Action, Mode, Mutator, Plan, Step};
+use qcommon::queue::Part;
+use qcommon::safe_fs::Dir;
+use qcommon::scan::{scan, ScanEvent, ScanLayout, ScanOptions, ScannedMessage};
+
+use crate::args::Args;
+use crate::exit::ExitCode;
+use crate::guard::{self, Target};
+use crate::headers;
+use crate::json;
+use crate::plan::{self, Expiry, Lifetime};
+use crate::report::{self, Entry, Output, Status};
+use crate::select::{classify, Classified, Criteria, Stage, View};
+
+/// Totals of a run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Messages the scan delivered.
+    pub scanned: u64,
+    /// Messages selected (all filters matched).
+    pub selected: u64,
+    /// Removed (or, dry, would be).
+    pub removed: u64,
+    /// Bytes removed (or, dry, would be).
+    pub bytes: u64,
+    /// Backdated (or, dry, would be).
+    pub expired: u64,
+    /// Already past queuelifetime.
+    pub already_past: u64,
+    /// `--expire`: selected but not yet preprocessed.
+    pub not_preprocessed: u64,
+    /// A step failed.
+    pub failed: u64,
+    /// Gone while the run worked on them (qmail-send finished them).
+    pub vanished: u64,
+    /// Could not be read; left alone.
+    pub unreadable: u64,
+    /// No envelope (lone mess, or mess and an incomplete intd).
+    pub no_envelope: u64,
+    /// Errors that kept part of the queue from being scanned.
+    pub scan_errors: u64,
+}
+
+/// Removal or expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    Remove,
+    Expire { target: i64 },
+}
+
+struct Runner<'a> {
+    args: &'a Args,
+    criteria: Criteria,
+    work: Work,
+    root: &'a Dir,
+    mutators: Option<Vec<Mutator>>,
+    out: Output,
+    counts: Counts,
+    exit: ExitCode,
+    first_json: bool,
+    batch: Vec<ScannedMessage>,
+}
+
+/// Selected messages waiting for their headers to be read together, and
+/// then removed together.
+const BATCH: usize = 256;
+
+/// Threads carrying out a batch's actions (each with its own mutator): a
+/// removal waits on the disk for metadata, and several in flight keep it
+/// busy. Each message's steps stay in order in one thread; only different
+/// messages are worked on at the same time.
+const WORKERS: usize = 4;
+
+/// A selected message of a batch.
+struct Chosen<'m> {
+    msg: &'m ScannedMessage,
+    header_read: bool,
+    subject: Option<String>,
+    /// A status without an action (expire: already past, not preprocessed).
+    fixed: Option<Status>,
+    /// Its action's index in the batch's plan.
+    action: Option<usize>,
+    /// Bytes of the message (expire listings).
+    bytes: u64,
+}
+
+/// What carrying out one action gave.
+#[derive(Debug, Clone)]
+struct Outcome {
+    status: Status,
+    bytes: u64,
+    error: Option<String>,
+}
+
+/// Carries out the plan's actions with the mutators, one thread each, the
+/// actions dealt out in contiguous runs; outcomes in plan order.
+fn execute(mutators: &mut [Mutator], plan: &Plan, sizes: &[Vec<u64>], work: Work) -> Vec<Outcome> {
+    let n = plan.actions.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let threads = n.div_ceil(8).clamp(1, mutators.len());
+    if threads == 1 {
+        let m = &mut mutators[0];
+        return plan.actions.iter().zip(sizes).map(|(a, sz)| carry_out(m, a, sz, work)).collect();
+    }
+    let per = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = plan
+            .actions
+            .chunks(per)
+            .zip(sizes.chunks(per))
+            .zip(mutators.iter_mut())
+            .map(|((acts, szs), m)| {
+                let h =
+                    s.spawn(move || acts.iter().zip(szs).map(|(a, sz)| carry_out(m, a, sz, work)).collect::<Vec<_>>());
+                (acts.len(), h)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(len, h)| {
+                h.join().unwrap_or_else(|_| {
+                    vec![
+                        Outcome { status: Status::Failed, bytes: 0, error: Some("worker thread panicked".into()) };
+                        len
+                    ]
+                })
+            })
+            .collect()
+    })
+}
+
+/// Carries out `action` step by step. A file already gone is what a
+/// removal wants (and, for a time stamp, means qmail-send finished the
+/// message meanwhile); any other failure stops the action, which leaves
+/// the message in a state a rerun finishes (mess is last).
+fn carry_out(m: &mut Mutator, action: &Action, sizes: &[u64], work: Work) -> Outcome {
+    let mut bytes = 0;
+    let mut vanished = false;
+    for (i, step) in action.steps.iter().enumerate() {
+        match m.apply(step) {
+            Ok(()) => bytes += sizes.get(i).copied().unwrap_or(0),
+            Err(e) if e.is_not_found() => match step {
+                Step::Unlink { .. } => {}
+                _ => vanished = true,
+            },
+            Err(e) => return Outcome { status: Status::Failed, bytes, error: Some(e.to_string()) },
+        }
+    }
+    let status = match work {
+        Work::Remove => Status::Removed,
+        Work::Expire { .. } if vanished => Status::Vanished,
+        Work::Expire { .. } => Status::Expired,
+    };
+    Outcome { status, bytes, error: None }
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Runs qkillns with parsed options.
+pub fn run(args: &Args) -> ExitCode {
+    let now = now();
+    let mut out = Output::new();
+    let refuse = |out: &mut Output, msg: &str| -> ExitCode {
+        report::error(msg);
+        if args.json {
+            out.line(&format!("{{\"tool\":\"qkillns\",\"error\":{}}}", json::string(msg)));
+            out.flush();
+        }
+        ExitCode::Operational
+    };
+
+    let layout = match discover(&args.queue.layout_options()) {
+        Ok(l) => l,
+        Err(e) => return refuse(&mut out, &e.to_string()),
+    };
+    let root = match layout.open_queue() {
+        Ok(d) => d,
+        Err(e) => return refuse(&mut out, &e.to_string()),
+    };
+    let dry = args.dry_run;
+    let mut notes: Vec<String> = Vec::new();
+    let mut header: Vec<(&str, String)> = qcommon::cli::layout_header(&layout);
+
+    // What must hold before anything is changed.
+    let mut _lock = None;
+    let mut targets: Vec<Target> = Vec::new();
+    let mut lifetime: Option<Lifetime> = None;
+    let work = if args.expire {
+        match guard::expire_targets(&root, &layout.queue, args.pid) {
+            Ok(t) => targets = t,
+            Err(r) => return refuse(&mut out, &r.0),
+        }
+        let l = plan::queuelifetime(layout.control_file("queuelifetime").as_deref());
+        if let Some(w) = &l.warning {
+            report::error(w);
+        }
+        let target = plan::expire_target(now, l.seconds);
+        header.push(("queuelifetime", format!("{} s ({})", l.seconds, l.source)));
+        header.push(("backdate to", format!("{target} ({})", qcommon::remove::utc_stamp(target))));
+        header.push((
+            "qmail-send",
+            if targets.is_empty() {
+                "none found running on this queue".to_string()
+            } else {
+                targets.iter().map(|t| format!("pid {} ({}, {})", t.pid, t.name, t.how)).collect::<Vec<_>>().join(", ")
+            },
+        ));
+        lifetime = Some(l);
+        Work::Expire { target }
+    } else if dry {
+        header.push(("qmail-send", guard::lock_state_text(&root)));
+        Work::Remove
+    } else {
+        let lock = match guard::lock_for_removal(&root) {
+            Ok(l) => l,
+            Err(r) => return refuse(&mut out, &r.0),
+        };
+        match guard::processes(&layout.queue, &lock) {
+            Ok(p) => {
+                if !p.in_queue.is_empty() {
+                    let list = p.in_queue.join("; ");
+                    if !args.force {
+                        return refuse(
+                            &mut out,
+                            &format!(
+                                "{list}: a message may be being queued; wait for it, or use --force to remove anyway"
+                            ),
+                        );
+                    }
+                    notes.push(format!("--force: going ahead although {list}"));
+                }
+                if !p.others.is_empty() {
+                    notes.push(format!(
+                        "qmail programs running: {} (new mail may arrive meanwhile; it is not touched)",
+                        p.others.join(", ")
+                    ));
+                }
+            }
+            Err(e) => return refuse(&mut out, &format!("cannot list the processes using the queue: {e}")),
+        }
+        header.push(("qmail-send", "stopped; its lock is held by this run".to_string()));
+        _lock = Some(lock);
+        Work::Remove
+    };
+
+    let mutators = if dry {
+        None
+    } else {
+        let mut v = Vec::with_capacity(WORKERS);
+        for _ in 0..WORKERS {
+            match open_again(&layout, &root) {
+                Ok(d) => v.push(Mutator::new(d, Mode::Live)),
+                Err(e) => return refuse(&mut out, &e),
+            }
+        }
+        Some(v)
+    };
+    let criteria = Criteria::from_args(args, now);
+    header.push(("selection", criteria.describe(&args.header)));
+    header.push((
+        "mode",
+        match (work, dry) {
+            (Work::Remove, true) => "remove, dry run: nothing is changed".into(),
+            (Work::Remove, false) => "remove".into(),
+            (Work::Expire { .. }, true) => "expire, dry run: nothing is changed, nothing is signalled".into(),
+            (Work::Expire { .. }, false) => "expire".into(),
+        },
+    ));
+
+    let mut runner = Runner {
+        args,
+        criteria,
+        work,
+        root: &root,
+        mutators,
+        out,
+        counts: Counts::default(),
+        exit: ExitCode::Done,
+        first_json: true,
+        batch: Vec::with_capacity(BATCH),
+    };
+    runner.print_header(&layout, &header, now);
+
+    let scan_layout = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
+    let result = scan(&root, scan_layout, &ScanOptions::default(), &mut |ev| runner.on_event(ev));
+    runner.flush();
+    if let Err(e) = result {
+        report::error(&format!("cannot scan the queue: {e}"));
+        runner.exit = ExitCode::Operational;
+        runner.counts.scan_errors += 1;
+    }
+
+    // Signal qmail-send.
+    let mut signalled: Vec<&Target> = Vec::new();
+    if let Work::Expire { .. } = work {
+        let due = runner.counts.expired + runner.counts.already_past;
+        if dry {
+            // A dry run signals nothing.
+        } else if due == 0 {
+            notes.push("nothing to expire: qmail-send was not signalled".into());
+        } else if targets.is_empty() {
+            notes.push(
+                "no qmail-send found running on this queue, none was signalled: the change takes effect when \
+                 qmail-send runs (it gives up on each message at its next failed delivery attempt)"
+                    .into(),
+            );
+        } else {
+            for t in &targets {
+                match guard::alarm(t) {
+                    Ok(()) => signalled.push(t),
+                    Err(e) => {
+                        report::error(&e);
+                        runner.exit = ExitCode::Operational;
+                    }
+                }
+            }
+        }
+        if due > 0 || dry {
+            notes.extend(expire_notes(&layout, &args.sender, args.double));
+        }
+    }
+    let c = runner.counts;
+    if c.no_envelope > 0 {
+        notes.push(format!(
+            "{} message(s) have neither todo, info nor a complete intd (a lone mess file, e.g. left by an \
+             interrupted qkillns): not judged; qmail-send deletes such a file after 36 hours, `qfixq live` \
+             quarantines it",
+            c.no_envelope
+        ));
+    }
+    if c.scan_errors > 0 {
+        runner.exit = ExitCode::Operational;
+    }
+    runner.print_summary(&notes, &signalled, lifetime.as_ref());
+    runner.out.flush();
+    if runner.out.failed() {
+        runner.exit = ExitCode::Operational;
+    }
+    runner.exit
+}
+
+/// A second handle on the queue root for the mutator, checked to be the
+/// same directory as the first (the root may be a link, which could be
+/// swapped between two opens).
+fn open_again(layout: &Layout, root: &Dir) -> Result<Dir, String> {
+    let d = layout.open_queue().map_err(|e| e.to_string())?;
+    let a = root.stat_self().map_err(|e| e.to_string())?;
+    let b = d.stat_self().map_err(|e| e.to_string())?;
+    if (a.dev, a.ino) != (b.dev, b.ino) {
+        return Err(format!("{} changed while it was being opened", escape_path(&layout.queue)));
+    }
+    Ok(d)
+}
+
+/// What `--expire` must say plainly about bounces.
+fn expire_notes(layout: &Layout, sender: &Option<regex::bytes::Regex>, double: bool) -> Vec<String> {
+    let home = layout.home.as_deref().unwrap_or(Path::new(qcommon::layout::DEFAULT_HOME));
+    let control = escape_path(&home.join("control"));
+    let mut v =
+        vec!["qmail-send now gives up on each expired message at its next delivery attempt that does not succeed \
+         (a deferral becomes a permanent failure: \"this message has been in the queue too long\"); a recipient \
+         whose delivery succeeds still gets the message. The info time stamp, shown by qmail-qread as the queue \
+         date, no longer tells when the message arrived."
+            .to_string()];
+    if sender.is_none() {
+        v.push(format!(
+            "Each null-sender message qmail-send gives up on becomes one DOUBLE BOUNCE to the postmaster: the \
+             address in {control}/doublebounceto (default postmaster) at {control}/doublebouncehost. qmail-send \
+             reads doublebounceto only when it starts (SIGHUP does not reread it). To discard them instead, \
+             before running --expire: `echo devnull > {control}/doublebounceto` and `echo '# discard' > \
+             ~alias/.qmail-devnull` (a .qmail file holding only a comment delivers nowhere; ~alias is usually \
+             {}), with doublebouncehost a local domain (by default it is control/me), then restart qmail-send. \
+             (A lone '#' in doublebounceto, a common recipe, sends them to #@doublebouncehost: they vanish only \
+             because that delivery fails and a failed double bounce is discarded, unless ~alias/.qmail-default \
+             takes it.)",
+            escape_path(&home.join("alias"))
+        ));
+        if double {
+            v.push(
+                "Double bounces (sender #@[]) that qmail-send gives up on are discarded by qmail-send (logged as \
+                 \"triple bounce: discarding\")."
+                    .into(),
+            );
+        }
+    } else {
+        v.push(
+            "Messages selected by --sender bounce to their sender when qmail-send gives up on them (null-sender \
+             ones become double bounces to the postmaster, see control/doublebounceto)."
+                .into(),
+        );
+    }
+    v
+}
+
+impl Runner<'_> {
+    fn dry(&self) -> bool {
+        self.mutators.is_none()
+    }
+
+    fn json(&self) -> bool {
+        self.args.json
+    }
+
+    fn print_header(&mut self, layout: &Layout, header: &[(&str, String)], now: i64) {
+        if self.json() {
+            let mut s = String::from("{\"tool\":\"qkillns\",\"version\":");
+            json::push_str(&mut s, env!("CARGO_PKG_VERSION"));
+            s.push_str(&format!(
+                ",\"mode\":\"{}\",\"dry_run\":{},\"now\":{now},\"queue\":",
+                match self.work {
+                    Work::Remove => "remove",
+                    Work::Expire { .. } => "expire",
+                },
+                self.dry()
+            ));
+            json::push_bytes(&mut s, std::os::unix::ffi::OsStrExt::as_bytes(layout.queue.as_os_str()));
+            s.push_str(&format!(",\"split\":{},\"big_todo\":{}", layout.split.value, layout.big_todo.value));
+            if let Work::Expire { target } = self.work {
+                s.push_str(&format!(",\"expire_to\":{target}"));
+            }
+            s.push_str(",\"header\":{");
+            for (i, (k, v)) in header.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                json::push_str(&mut s, k);
+                s.push(':');
+                json::push_str(&mut s, v);
+            }
+            s.push_str("},\"messages\":[");
+            self.out.write(s.as_bytes());
+        } else if !self.args.quiet {
+            for (k, v) in header {
+                self.out.line(&format!("{k}: {v}"));
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: ScanEvent) {
+        match ev {
+            ScanEvent::Message(m) => {
+                self.counts.scanned += 1;
+                self.consider(m);
+            }
+            ScanEvent::Stray(_) => {}
+            ScanEvent::Error(e) => {
+                self.counts.scan_errors += 1;
+                report::error(&format!("{e}; the messages there were not looked at"));
+            }
+        }
+        if self.out.broken() && self.dry() {
+            // Nobody reads the listing any more, and a dry run has nothing
+            // to finish.
+            std::process::exit(if self.out.failed() { ExitCode::Operational } else { ExitCode::Done }.code().into());
+        }
+    }
+
+    fn unreadable(&mut self, number: u64, problems: &[String]) {
+        self.counts.unreadable += 1;
+        for p in problems {
+            report::error(&format!("message {number}: {p}; left alone"));
+        }
+        if self.json() {
+            let j = report::json_unreadable(number, problems);
+            self.json_item(&j);
+        }
+    }
+
+    fn json_item(&mut self, j: &str) {
+        if !self.first_json {
+            self.out.write(b",");
+        }
+        self.first_json = false;
+        self.out.write(j.as_bytes());
+    }
+
+    /// The envelope stage of the selection; a message that passes waits
+    /// in the batch for its header.
+    fn consider(&mut self, msg: Box<ScannedMessage>) {
+        match classify(&msg) {
+            Classified::NoEnvelope => self.counts.no_envelope += 1,
+            Classified::Unreadable(p) => self.unreadable(msg.number, &p),
+            Classified::Message(view) => {
+                if !self.criteria.sender_matches(view.sender) || !self.criteria.rest_matches(&view) {
+                    return;
+                }
+                if !view.problems.is_empty() {
+                    return self.unreadable(msg.number, &view.problems);
+                }
+                self.batch.push(*msg);
+                if self.batch.len() >= BATCH {
+                    self.flush();
+                }
+            }
+        }
+    }
+
+    /// Finishes the waiting messages: reads their headers (in parallel,
+    /// when a filter or the listing needs them), builds the batch's plan,
+    /// carries it out (live) and lists each message in order.
+    fn flush(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        if batch.is_empty() {
+            return;
+        }
+        let filters = &self.args.header;
+        let looked = if filters.is_empty() && !self.wants_subject() {
+            vec![headers::Looked::Skipped; batch.len()]
+        } else {
+            let paths: Vec<_> = batch.iter().map(|m| m.file(Part::Mess).map(|f| f.rel_path(m.number))).collect();
+            headers::look_all(self.root, &paths, filters)
+        };
+
+        // The plan of this batch.
+        let mut plan = Plan::default();
+        let mut sizes: Vec<Vec<u64>> = Vec::new();
+        let mut chosen: Vec<Chosen<'_>> = Vec::new();
+        for (msg, looked) in batch.iter().zip(looked) {
+            if let Some(c) = self.choose(msg, looked, &mut plan, &mut sizes) {
+                chosen.push(c);
+            }
+        }
+
+        // Carried out (live), or only listed.
+        let outcomes: Vec<Outcome> = match &mut self.mutators {
+            Some(ms) => execute(ms, &plan, &sizes, self.work),
+            None => plan
+                .actions
+                .iter()
+                .zip(&sizes)
+                .map(|(_, sz)| Outcome {
+                    status: match self.work {
+                        Work::Remove => Status::WouldRemove,
+                        Work::Expire { .. } => Status::WouldExpire,
+                    },
+                    bytes: sz.iter().sum(),
+                    error: None,
+                })
+                .collect(),
+        };
+
+        for c in chosen {
+            let Classified::Message(view) = classify(c.msg) else {
+                continue;
+            };
+            let (status, bytes, error, action) = match (c.fixed, c.action) {
+                (Some(status), _) => (status, c.bytes, None, None),
+                (None, Some(k)) => {
+                    let o = &outcomes[k];
+                    (o.status, o.bytes, o.error.clone(), Some(&plan.actions[k]))
+                }
+                (None, None) => continue,
+            };
+            if let Some(e) = &error {
+                report::error(&format!("message {}: {e}; the message is left as it is now", c.msg.number));
+                self.exit = self.exit.worst(ExitCode::Operational);
+            }
+            match status {
+                Status::WouldRemove | Status::Removed => {
+                    self.counts.removed += 1;
+                    self.counts.bytes += bytes;
+                }
+                Status::Failed => {
+                    self.counts.failed += 1;
+                    self.counts.bytes += bytes;
+                }
+                Status::WouldExpire | Status::Expired => self.counts.expired += 1,
+                Status::AlreadyPast => self.counts.already_past += 1,
+                Status::NotPreprocessed => self.counts.not_preprocessed += 1,
+                Status::Vanished => self.counts.vanished += 1,
+            }
+            let bytes = if matches!(self.work, Work::Expire { .. }) { c.bytes } else { bytes };
+            self.list(&view, (c.header_read, c.subject.as_deref()), status, action, bytes, error);
+        }
+    }
+
+    /// The listing shows the Subject: in a dry run's listing (text or
+    /// JSON). A live run reads the message only for a header filter: on a
+    /// cold cache each read waits for the disk.
+    fn wants_subject(&self) -> bool {
+        self.mutators.is_none() && !self.args.quiet
+    }
+
+    /// The header stage of the selection, and the message's action (added
+    /// to `plan`) or its fixed status.
+    fn choose<'m>(
+        &mut self,
+        msg: &'m ScannedMessage,
+        looked: headers::Looked,
+        plan: &mut Plan,
+        sizes: &mut Vec<Vec<u64>>,
+    ) -> Option<Chosen<'m>> {
+        let Classified::Message(view) = classify(msg) else {
+            return None;
+        };
+        let filtering = !self.args.header.is_empty();
+        let header_read = matches!(looked, headers::Looked::Read { .. });
+        let subject = match looked {
+            headers::Looked::Read { matches, subject } => {
+                if filtering && !matches {
+                    return None;
+                }
+                subject
+            }
+            headers::Looked::Error(e) if filtering => {
+                self.unreadable(msg.number, &[e]);
+                return None;
+            }
+            // No message text: no header can match.
+            headers::Looked::NoMessage if filtering => return None,
+            _ => None,
+        };
+        self.counts.selected += 1;
+        let mut c = Chosen { msg, header_read, subject, fixed: None, action: None, bytes: 0 };
+        match self.work {
+            Work::Remove => {
+                let (action, sz) = plan::removal(msg);
+                c.action = Some(plan.actions.len());
+                plan.actions.push(action);
+                sizes.push(sz);
+            }
+            Work::Expire { target } => {
+                c.bytes = qcommon::remove::message_bytes(msg);
+                if view.stage != Stage::Preprocessed {
+                    c.fixed = Some(Status::NotPreprocessed);
+                    c.bytes = 0;
+                } else {
+                    match plan::expiry(msg, target) {
+                        Expiry::NoInfo => {
+                            self.counts.selected -= 1;
+                            self.unreadable(msg.number, &["no stat of its info file".into()]);
+                            return None;
+                        }
+                        Expiry::AlreadyPast => c.fixed = Some(Status::AlreadyPast),
+                        Expiry::Set(action) => {
+                            c.action = Some(plan.actions.len());
+                            plan.actions.push(action);
+                            sizes.push(vec![0]);
+                        }
+                    }
+                }
+            }
+        }
+        Some(c)
+    }
+
+    fn list(
+        &mut self,
+        view: &View<'_>,
+        subject: (bool, Option<&str>),
+        status: Status,
+        action: Option<&Action>,
+        bytes: u64,
+        error: Option<String>,
+    ) {
+        if self.args.quiet {
+            return;
+        }
+        let e = Entry { view, header_read: subject.0, subject: subject.1, status, action, bytes, error };
+        if self.json() {
+            let j = report::json_entry(&e, self.criteria.now);
+            self.json_item(&j);
+        } else {
+            self.out.line(&report::text_line(&e, self.criteria.now));
+            if self.args.verbose {
+                if let Some(a) = action {
+                    for s in &a.steps {
+                        self.out.line(&format!("    {s}"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn print_summary(&mut self, notes: &[String], signalled: &[&Target], lifetime: Option<&Lifetime>) {
+        let c = self.counts;
+        let dry = self.dry();
+        if self.json() {
+            let mut s = String::from("],\"summary\":{");
+            s.push_str(&format!(
+                "\"scanned\":{},\"selected\":{},\"removed\":{},\"bytes\":{},\"expired\":{},\"already_expired\":{},\
+                 \"not_preprocessed\":{},\"failed\":{},\"vanished\":{},\"unreadable\":{},\"no_envelope\":{},\
+                 \"scan_errors\":{}",
+                c.scanned,
+                c.selected,
+                c.removed,
+                c.bytes,
+                c.expired,
+                c.already_past,
+                c.not_preprocessed,
+                c.failed,
+                c.vanished,
+                c.unreadable,
+                c.no_envelope,
+                c.scan_errors
+            ));
+            if let Some(l) = lifetime {
+                s.push_str(&format!(",\"queuelifetime\":{}", l.seconds));
+            }
+            s.push_str("},\"signalled\":[");
+            for (i, t) in signalled.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str(&format!("{{\"pid\":{},\"name\":{}}}", t.pid, json::string(&t.name)));
+            }
+            s.push_str("],\"notes\":[");
+            for (i, n) in notes.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                json::push_str(&mut s, n);
+            }
+            s.push_str("]}");
+            self.out.line(&s);
+            return;
+        }
+        let mut lines = Vec::new();
+        match self.work {
+            Work::Remove if dry => lines
+                .push(format!("would remove {} message(s), {} bytes (of {} scanned)", c.removed, c.bytes, c.scanned)),
+            Work::Remove => lines
+                .push(format!("removed {} message(s), {} bytes freed (of {} scanned)", c.removed, c.bytes, c.scanned)),
+            Work::Expire { .. } => {
+                lines.push(format!(
+                    "{} {} message(s) past queuelifetime; {} already past it (of {} scanned)",
+                    if dry { "would backdate" } else { "backdated" },
+                    c.expired,
+                    c.already_past,
+                    c.scanned
+                ));
+                if c.not_preprocessed > 0 {
+                    lines.push(format!(
+                        "skipped {} selected message(s) not yet preprocessed (todo): run again once qmail-send has \
+                         preprocessed them",
+                        c.not_preprocessed
+                    ));
+                }
+                if c.vanished > 0 {
+                    lines.push(format!("{} message(s) finished by qmail-send meanwhile", c.vanished));
+                }
+                for t in signalled {
+                    lines.push(format!("sent SIGALRM to pid {} ({}, {})", t.pid, t.name, t.how));
+                }
+            }
+        }
+        if c.failed > 0 {
+            lines.push(format!("FAILED: {} message(s), left as they are (see the errors above); exit 8", c.failed));
+        }
+        if c.unreadable > 0 {
+            lines.push(format!("could not read {} message(s): left alone (see the errors above)", c.unreadable));
+        }
+        if c.scan_errors > 0 {
+            lines.push(format!(
+                "{} part(s) of the queue could not be read (see the errors above); exit 8",
+                c.scan_errors
+            ));
+        }
+        for n in notes {
+            lines.push(format!("note: {n}"));
+        }
+        for l in lines {
+            self.out.line(&l);
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Which messages go: this module owns reading a scanned message as an
+//! envelope (sender, recipients, birth time, stage) and the selection
+//! rules (null sender, double bounces, sender, recipient, age). Header
+//! filters need the message text and live in [`crate::headers`].
+//!
+//! Where the envelope comes from:
+//! - not yet preprocessed (a `todo` file): the todo's `F` and `T` records;
+//!   birth is the mess time stamp;
+//! - preprocessed (`info`, no todo): info's `F` record, the `T` and `D`
+//!   records of local and remote; birth is the info time stamp (qmail-send
+//!   bounces a message when now > birth + queuelifetime);
+//! - uncommitted (mess and intd, neither todo nor info): the intd's
+//!   records, when it parses. This is what a run of qkillns interrupted
+//!   between the todo and the intd of a message leaves (or a queueing that
+//!   never finished, which qmail has not accepted); selecting it lets a
+//!   rerun finish the job.
+//!
+//! A message with none of those (a lone mess) cannot be judged and is only
+//! counted.
+
+use qcommon::envelope::{is_double_bounce, Recipients};
+use qcommon::queue::Part;
+use qcommon::scan::{Parsed, ReadProblem, ScannedMessage};
+
+use crate::args::Args;
+
+/// Where a message is in qmail's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// todo exists: qmail-send has not preprocessed it.
+    Todo,
+    /// info exists (and no todo).
+    Preprocessed,
+    /// mess and a complete intd only.
+    Uncommitted,
+}
+
+impl Stage {
+    /// A word for listings and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Todo => "todo",
+            Stage::Preprocessed => "preprocessed",
+            Stage::Uncommitted => "uncommitted",
+        }
+    }
+}
+
+/// Which list a recipient is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// A `T` record of todo or intd.
+    Todo,
+    /// `local/B/N`.
+    Local,
+    /// `remote/B/N`.
+    Remote,
+}
+
+impl Channel {
+    /// A word for JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Todo => "todo",
+            Channel::Local => "local",
+            Channel::Remote => "remote",
+        }
+    }
+}
+
+/// One recipient.
+#[derive(Debug, Clone, Copy)]
+pub struct Rcpt<'a> {
+    /// The address.
+    pub address: &'a [u8],
+    /// Its list.
+    pub channel: Channel,
+    /// Delivered already (`D` record).
+    pub done: bool,
+}
+
+/// A message read as an envelope.
+#[derive(Debug)]
+pub struct View<'a> {
+    /// The message number.
+    pub number: u64,
+    /// Its stage.
+    pub stage: Stage,
+    /// The envelope sender (empty: null).
+    pub sender: &'a [u8],
+    /// Every recipient.
+    pub recipients: Vec<Rcpt<'a>>,
+    /// Birth time (seconds since the epoch).
+    pub birth: i64,
+    /// Size of the mess file, when there is one.
+    pub mess_size: Option<u64>,
+    /// Problems reading parts of the message other than its sender: when
+    /// it is selected, it is left alone and these are reported.
+    pub problems: Vec<String>,
+}
+
+/// What a scanned message is, for qkillns.
+#[derive(Debug)]
+pub enum Classified<'a> {
+    /// Its envelope could be read.
+    Message(View<'a>),
+    /// Its sender cannot be told (the envelope that holds it cannot be
+    /// read): reported, left alone.
+    Unreadable(Vec<String>),
+    /// No envelope at all (a lone mess, or a mess with an incomplete intd).
+    NoEnvelope,
+}
+
+fn problem<T>(msg: &ScannedMessage, part: Part, p: &Option<Parsed<T>>) -> Option<String> {
+    match p {
+        Some(Err(ReadProblem::Io(e))) => Some(e.to_string()),
+        Some(Err(ReadProblem::Bad(e))) => {
+            let path = msg.file(part).map(|f| f.rel_path(msg.number)).unwrap_or_default();
+            Some(format!("{}: {e}", qcommon::error::escape_path(&path)))
+        }
+        _ => None,
+    }
+}
+
+/// Reads `msg` as an envelope (see the module notes).
+pub fn classify(msg: &ScannedMessage) -> Classified<'_> {
+    let mut problems: Vec<String> = msg.io_errors.iter().map(ToString::to_string).collect();
+    let mtime = |p: Part| msg.file(p).and_then(|f| f.stat).map(|s| s.mtime);
+    let fallback_birth = || mtime(Part::Mess).or(mtime(Part::Todo)).or(mtime(Part::Intd)).or(mtime(Part::Info));
+    let mess_size = msg.file(Part::Mess).and_then(|f| f.stat).map(|s| s.size);
+    let view = |stage, sender, recipients, birth: Option<i64>, problems| View {
+        number: msg.number,
+        stage,
+        sender,
+        recipients,
+        birth: birth.or_else(fallback_birth).unwrap_or(0),
+        mess_size,
+        problems,
+    };
+
+    if msg.has(Part::Todo) {
+        return match &msg.todo {
+            Some(Ok(t)) => {
+                let rc =
+                    t.recipients.iter().map(|a| Rcpt { address: a, channel: Channel::Todo, done: false }).collect();
+                Classified::Message(view(Stage::Todo, &t.sender[..], rc, mtime(Part::Mess), problems))
+            }
+            Some(Err(_)) => {
+                problems.extend(problem(msg, Part::Todo, &msg.todo));
+                Classified::Unreadable(problems)
+            }
+            None if problems.is_empty() => Classified::NoEnvelope,
+            None => Classified::Unreadable(problems),
+        };
+    }
+    if msg.has(Part::Info) {
+        return match &msg.info {
+            Some(Ok(info)) => {
+                let mut rc = Vec::new();
+                for (part, parsed, channel) in
+                    [(Part::Local, &msg.local, Channel::Local), (Part::Remote, &msg.remote, Channel::Remote)]
+                {
+                    match parsed {
+                        Some(Ok(Recipients { list, .. })) => {
+                            rc.extend(list.iter().map(|r| Rcpt { address: &r.address[..], channel, done: r.done }))
+                        }
+                        Some(Err(_)) => problems.extend(problem(msg, part, parsed)),
+                        None => {}
+                    }
+                }
+                Classified::Message(view(Stage::Preprocessed, &info.sender[..], rc, mtime(Part::Info), problems))
+            }
+            Some(Err(_)) => {
+                problems.extend(problem(msg, Part::Info, &msg.info));
+                Classified::Unreadable(problems)
+            }
+            None if problems.is_empty() => Classified::NoEnvelope,
+            None => Classified::Unreadable(problems),
+        };
+    }
+    if let (true, Some(Ok(t))) = (msg.has(Part::Intd), &msg.intd) {
+        let rc = t.recipients.iter().map(|a| Rcpt { address: a, channel: Channel::Todo, done: false }).collect();
+        return Classified::Message(view(Stage::Uncommitted, &t.sender[..], rc, mtime(Part::Mess), problems));
+    }
+    if problems.is_empty() {
+        Classified::NoEnvelope
+    } else {
+        Classified::Unreadable(problems)
+    }
+}
+
+/// The selection rules that need only the envelope.
+#[derive(Debug, Clone)]
+pub struct Criteria {
+    /// Sender rule.
+    pub sender: SenderRule,
+    /// At least one recipient matches.
+    pub recipient: Option<regex::bytes::Regex>,
+    /// Age at least this (seconds).
+    pub older_than: Option<u64>,
+    /// Age less than this (seconds).
+    pub younger_than: Option<u64>,
+    /// The time ages are measured from.
+    pub now: i64,
+}
+
+/// How the sender selects.
+#[derive(Debug, Clone)]
+pub enum SenderRule {
+    /// The null sender, and with `double` also `#@[]`.
+    Null {
+        /// Add double bounces.
+        double: bool,
+    },
+    /// A regular expression over the sender.
+    Regex(regex::bytes::Regex),
+}
+
+impl Criteria {
+    /// The criteria the options give, ages measured from `now`.
+    pub fn from_args(a: &Args, now: i64) -> Criteria {
+        Criteria {
+            sender: match &a.sender {
+                Some(re) => SenderRule::Regex(re.clone()),
+                None => SenderRule::Null { double: a.double },
+            },
+            recipient: a.recipient.clone(),
+            older_than: a.older_than,
+            younger_than: a.younger_than,
+            now,
+        }
+    }
+
+    /// Whether the sender alone selects the message.
+    pub fn sender_matches(&self, sender: &[u8]) -> bool {
+        match &self.sender {
+            SenderRule::Null { double } => sender.is_empty() || (*double && is_double_bounce(sender)),
+            SenderRule::Regex(re) => re.is_match(sender),
+        }
+    }
+
+    /// Whether the recipient and age rules keep the message (the sender
+    /// is checked by [`Criteria::sender_matches`]).
+    pub fn rest_matches(&self, v: &View<'_>) -> bool {
+        if let Some(re) = &self.recipient {
+            if !v.recipients.iter().any(|r| re.is_match(r.address)) {
+                return false;
+            }
+        }
+        let age = self.now.saturating_sub(v.birth);
+        if let Some(min) = self.older_than {
+            if age < min as i64 {
+                return false;
+            }
+        }
+        if let Some(max) = self.younger_than {
+            if age >= max as i64 {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// A description for the report header.
+    pub fn describe(&self, headers: &[crate::args::HeaderFilter]) -> String {
+        let mut v = vec![match &self.sender {
+            SenderRule::Null { double: false } => "null sender (bounces)".to_string(),
+            SenderRule::Null { double: true } => "null sender (bounces) and double bounces (#@[])".to_string(),
+            SenderRule::Regex(re) => format!("sender ~ /{}/", escape_str(re.as_str())),
+        }];
+        if let Some(re) = &self.recipient {
+            v.push(format!("a recipient ~ /{}/", escape_str(re.as_str())));
+        }
+        for h in headers {
+            v.push(format!("header {} ~ /{}/", escape_str(&h.name), escape_str(h.regex.as_str())));
+        }
+        if let Some(d) = self.older_than {
+            v.push(format!("at least {} old", crate::duration::format_age(d as i64)));
+        }
+        if let Some(d) = self.younger_than {
+            v.push(format!("younger than {}", crate::duration::format_age(d as i64)));
+        }
+        v.join(", ")
+    }
+}
+
+fn escape_str(s: &str) -> String {
+    qcommon::error::Escaped(s.as_bytes()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crit(sender: SenderRule) -> Criteria {
+        Criteria { sender, recipient: None, older_than: None, younger_than: None, now: 1_000_000 }
+    }
+
+    fn view<'a>(sender: &'a [u8], rc: &[&'a [u8]], birth: i64) -> View<'a> {
+        View {
+            number: 1,
+            stage: Stage::Preprocessed,
+            sender,
+            recipients: rc.iter().map(|a| Rcpt { address: a, channel: Channel::Remote, done: false }).collect(),
+            birth,
+            mess_size: None,
+            problems: vec![],
+        }
+    }
+
+    #[test]
+    fn null_and_double() {
+        let c = crit(SenderRule::Null { double: false });
+        assert!(c.sender_matches(b""));
+        assert!(!c.sender_matches(b"#@[]"));
+        assert!(!c.sender_matches(b"a@b"));
+        let c = crit(SenderRule::Null { double: true });
+        assert!(c.sender_matches(b""));
+        assert!(c.sender_matches(b"#@[]"));
+        assert!(!c.sender_matches(b"a@b"));
+    }
+
+    #[test]
+    fn sender_regex_replaces_null() {
+        let c = crit(SenderRule::Regex(regex::bytes::Regex::new("@flood\\.example$").unwrap()));
+        assert!(c.sender_matches(b"x@flood.example"));
+        assert!(!c.sender_matches(b""));
+    }
+
+    #[test]
+    fn recipients_and_age_narrow() {
+        let mut c = crit(SenderRule::Null { double: false });
+        c.recipient = Some(regex::bytes::Regex::new("^postmaster@").unwrap());
+        assert!(c.rest_matches(&view(b"", &[b"a@x", b"postmaster@y"], 0)));
+        assert!(!c.rest_matches(&view(b"", &[b"a@x"], 0)));
+        c.recipient = None;
+        c.older_than = Some(100);
+        assert!(c.rest_matches(&view(b"", &[], 1_000_000 - 100)));
+        assert!(!c.rest_matches(&view(b"", &[], 1_000_000 - 99)));
+        c.older_than = None;
+        c.younger_than = Some(100);
+        assert!(!c.rest_matches(&view(b"", &[], 1_000_000 - 100)));
+        assert!(c.rest_matches(&view(b"", &[], 1_000_000 - 99)));
+    }
+}
