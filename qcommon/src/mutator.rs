@@ -323,6 +323,20 @@ impl Mutator {
                 }
                 self.with_two(&fd, &td, |a, b| a.rename_noreplace(fname, b, tname))?;
                 self.forget(from);
+                if let Some(ex) = expect {
+                    // Something may have been swapped in between the check
+                    // and the rename: look at what moved, and put anything
+                    // else back where it was.
+                    let moved = self.dir(&td)?.stat(tname)?;
+                    if moved.ino != ex.ino || moved.kind != ex.kind {
+                        self.with_two(&td, &fd, |b, a| b.rename_noreplace(tname, a, fname))?;
+                        return Err(Error::Changed {
+                            op: "rename",
+                            path: self.dir(&fd)?.child_path(fname),
+                            detail: format!("inode {} swapped in during the rename; moved back", moved.ino),
+                        });
+                    }
+                }
                 Ok(())
             }
             Step::Replace { from, to } => {
@@ -340,11 +354,27 @@ impl Mutator {
             }
             Step::Unlink { path, expect } => {
                 let (d, name) = split(path)?;
+                let Some(ex) = expect else {
+                    return self.dir(&d)?.unlink(name);
+                };
+                // Checked: rename to a private name first, look at what
+                // moved (put anything else back), then unlink that name.
+                self.tmp_counter += 1;
+                let tmp = format!(".qtools-tmp.{}.{}", std::process::id(), self.tmp_counter);
+                let tmp = OsStr::new(&tmp);
                 let dir = self.dir(&d)?;
-                if let Some(ex) = expect {
-                    check_unchanged(dir, name, ex, "unlink")?;
+                check_unchanged(dir, name, ex, "unlink")?;
+                dir.rename_noreplace(name, dir, tmp)?;
+                let moved = dir.stat(tmp)?;
+                if moved.ino != ex.ino || moved.kind != ex.kind {
+                    dir.rename_noreplace(tmp, dir, name)?;
+                    return Err(Error::Changed {
+                        op: "unlink",
+                        path: dir.child_path(name),
+                        detail: format!("inode {} swapped in during the removal; put back", moved.ino),
+                    });
                 }
-                dir.unlink(name)
+                dir.unlink(tmp)
             }
             Step::Rmdir { path } => {
                 let (d, name) = split(path)?;

@@ -312,6 +312,14 @@ mod tests {
             Ok(c) => c,
             Err(_) => return,
         };
+        // Until it has exec'd, the child still bears this test's name.
+        let comm = proc_root.join(child.id().to_string()).join("comm");
+        for _ in 0..200 {
+            if std::fs::read(&comm).is_ok_and(|c| c == b"sleep\n") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let found = find_queue_processes(&q, proc_root);
         let _ = child.kill();
         let _ = child.wait();
