@@ -19,7 +19,7 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{escape_path, Error, Result};
-use crate::safe_fs::{Dir, Expect, NewFile};
+use crate::safe_fs::{Dir, Expect, FileKind, NewFile};
 
 /// One atomic change. Paths are relative to the queue root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,8 +357,17 @@ impl Mutator {
                 let Some(ex) = expect else {
                     return self.dir(&d)?.unlink(name);
                 };
-                // Checked: rename to a private name first, look at what
-                // moved (put anything else back), then unlink that name.
+                if ex.kind == FileKind::Regular {
+                    // A message file: checked by a stat just before (a
+                    // window of microseconds), so that a crash never leaves
+                    // anything but the queue's own names behind.
+                    let dir = self.dir(&d)?;
+                    check_unchanged(dir, name, ex, "unlink")?;
+                    return dir.unlink(name);
+                }
+                // A link, pipe, socket or device: rename it to a private
+                // name first, look at what moved (put anything else back),
+                // then unlink that name.
                 self.tmp_counter += 1;
                 let tmp = format!(".qtools-tmp.{}.{}", std::process::id(), self.tmp_counter);
                 let tmp = OsStr::new(&tmp);
