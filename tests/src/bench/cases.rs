@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use qtests::Damage;
+use qtests::{apply_damage, BuiltQueue, Damage};
 
 use crate::measure::{self, Sample};
 use crate::queues::{self, Mix, Scratch, Size};
@@ -39,6 +39,7 @@ pub const CASE_NAMES: &[(&str, &[Case])] = &[
     ("live-copy", &[Case::LiveCopy]),
     ("live-owners", &[Case::LiveOwners]),
     ("killns", &[Case::KillnsDry, Case::Killns]),
+    ("killns-n", &[Case::KillnsDry]),
 ];
 
 /// The stat-every-file walk (as a shell command on `q`).
@@ -254,9 +255,13 @@ pub fn warm(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group>
 
 /// A destructive group: per run, a freshly built (and damaged) queue, on
 /// which the counterpart runs first (it changes nothing), then our tool.
-/// At 1M messages one run only.
+/// At 1M messages one run only, on the kept queue itself (see
+/// [`destructive_in_place`]).
 pub fn destructive(cx: &mut Ctx<'_>, case: Case, size: Size) -> Result<Group> {
-    let runs = if size.is_huge() { 1 } else { cx.runs };
+    if size.is_huge() {
+        return destructive_in_place(cx, case, size);
+    }
+    let runs = cx.runs;
     let load = measure::loadavg()[0];
     let scratch = scratch_dir(cx.dir)?;
     let mut a: Option<Series> = None;
@@ -284,12 +289,60 @@ pub fn destructive(cx: &mut Ctx<'_>, case: Case, size: Size) -> Result<Group> {
         b.get_or_insert_with(|| Series { cmd: reference, samples: Vec::new() }).samples.push(rs);
         s.remove()?;
     }
-    let mut notes = vec!["a freshly built queue per run (just written and synced: warm)".to_string()];
-    if size.is_huge() {
-        notes.push("one run only at this size (each needs a fresh 12 GB queue)".into());
-    }
+    let notes = vec!["a freshly built queue per run (just written and synced: warm)".to_string()];
     let (Some(a), Some(b)) = (a, b) else { bail!("no runs") };
     Ok(Group { size, case, cold: false, ours: vec![a], reference: b, load, notes })
+}
+
+/// One destructive run at 1M messages on the kept queue itself, which a
+/// second 12 GB (and 3.5 million inodes) queue would not fit beside on a
+/// shared machine: the damage is applied to the kept queue in place, the
+/// counterpart runs, then our tool. A live repair leaves a healthy queue of
+/// the same messages (renumbered), reused afterwards; a removal leaves
+/// fewer messages, so that queue's marker is removed and the next run
+/// rebuilds it. Run these cases last: the order of `--cases` does so.
+pub fn destructive_in_place(cx: &mut Ctx<'_>, case: Case, size: Size) -> Result<Group> {
+    let q = base_queue(cx, case, size)?;
+    let load = measure::loadavg()[0];
+    let scratch = scratch_dir(cx.dir)?;
+    if let Some(d) = case.damage() {
+        (cx.log)(&format!("  {} {}: damaging {} in place ({})", size.label(), case.name(), q.display(), d.name()));
+        let built = BuiltQueue {
+            queue: q.clone(),
+            spec_split: qcommon::queue::DEFAULT_SPLIT,
+            big_todo: false,
+            messages: Vec::new(),
+            counts: Default::default(),
+            ids: None,
+        };
+        apply_damage(&built, d, 1, &scratch.join("outside"))?;
+        measure::sync();
+    }
+    let ours = case.ours(cx.tools, &q, false).expect("every case has our tool");
+    let reference = case.reference(cx.tools, &q);
+    let marker = q.parent().map(|h| h.join("qbench-marker"));
+    let rs = run_checked(&reference, &scratch)?;
+    let os = run_checked(&ours, &scratch);
+    if case == Case::Killns || os.as_ref().map_or(true, |s| s.status != 0 && s.status != 1) {
+        if let Some(m) = &marker {
+            let _ = std::fs::remove_file(m);
+        }
+    }
+    let os = os?;
+    (cx.log)(&format!("  {} {} (one run): {:.3} s vs {:.3} s", size.label(), case.name(), os.wall, rs.wall));
+    let notes = vec![format!(
+        "one run only at this size, on the kept queue damaged in place{}",
+        if case == Case::Killns { " (removal: that queue is rebuilt next time)" } else { "" }
+    )];
+    Ok(Group {
+        size,
+        case,
+        cold: false,
+        ours: vec![Series { cmd: ours, samples: vec![os] }],
+        reference: Series { cmd: reference, samples: vec![rs] },
+        load,
+        notes,
+    })
 }
 
 /// A cold group: the page cache dropped before every run of every command;

@@ -149,7 +149,7 @@ pub fn base(dir: &Path, size: Size, mix: Mix, log: &mut dyn FnMut(&str)) -> Resu
     if have_queue {
         let count = count_messages(&queue)?;
         match fs::read_to_string(&marker) {
-            Ok(m) if m == want && count == size.0 as u64 => {
+            Ok(m) if m.starts_with(&want) && count == size.0 as u64 => {
                 log(&format!("reusing {} ({count} messages, marker matches)", queue.display()));
                 return Ok(queue);
             }
@@ -242,6 +242,18 @@ mod tests {
         assert_eq!(Size(100_000).label(), "100k");
         assert_eq!(Size(1_000_000).label(), "1m");
         assert_eq!(Size(2500).label(), "2500");
+    }
+
+    #[test]
+    fn a_qbuild_queue_is_adopted_once_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        build_queue(&dir.path().join("300/queue"), &spec(Size(300), Mix::Default)).unwrap();
+        let mut log = Vec::new();
+        for _ in 0..2 {
+            base(dir.path(), Size(300), Mix::Default, &mut |s| log.push(s.to_string())).unwrap();
+        }
+        assert!(log[0].starts_with("adopting"), "{log:?}");
+        assert!(log[1].starts_with("reusing"), "{log:?}");
     }
 
     #[test]

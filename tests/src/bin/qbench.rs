@@ -53,7 +53,7 @@ struct Args {
     /// queues made.
     #[arg(long, value_name = "DIR", default_value = "/work/bench-queues")]
     dir: PathBuf,
-    /// Cases to run.
+    /// Cases to run (killns: qkillns -n and removal; killns-n: -n only).
     #[arg(long, value_delimiter = ',', value_parser = parse_case,
           default_value = "qstat,detail,check,live-copy,live-owners,killns")]
     cases: Vec<&'static [Case]>,
@@ -74,11 +74,15 @@ struct Args {
     /// Count system calls per message under `strace -f -c` at this size.
     #[arg(long, value_name = "SIZE", value_parser = Size::parse)]
     strace: Option<Size>,
+    /// Skip the warm cases (run only --cold and --strace).
+    #[arg(long)]
+    no_warm: bool,
     /// Before measuring, wait (up to 20 minutes, polling every 30 s) for
     /// the 1-minute load average to drop below 1.5.
     #[arg(long)]
     wait_quiet: bool,
-    /// Directory holding qstat, qfixq and qkillns (default: this program's).
+    /// Directory holding qstat, qfixq and qkillns (default: this program's);
+    /// they are copied to DIR/bin and run from there.
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
     /// Also write the report as Markdown to FILE.
@@ -150,6 +154,11 @@ fn run(args: Args) -> Result<()> {
         Some(b) => b,
         None => std::env::current_exe()?.parent().map(Path::to_path_buf).context("no directory of qbench")?,
     };
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("mkdir -p {}", args.dir.display()))?;
+    // The binaries are copied first, so that a rebuild during a long run
+    // cannot swap the tool being measured half way.
+    let snapshot = args.dir.join("bin");
+    std::fs::create_dir_all(&snapshot).with_context(|| format!("mkdir -p {}", snapshot.display()))?;
     for t in ["qstat", "qfixq", "qkillns"] {
         if !bin.join(t).is_file() {
             bail!(
@@ -157,7 +166,12 @@ fn run(args: Args) -> Result<()> {
                 bin.join(t).display()
             );
         }
+        let tmp = snapshot.join(format!(".{t}.tmp"));
+        std::fs::copy(bin.join(t), &tmp)
+            .with_context(|| format!("copy {} to {}", bin.join(t).display(), tmp.display()))?;
+        std::fs::rename(&tmp, snapshot.join(t))?;
     }
+    let bin = snapshot;
     let root = nix::unistd::geteuid().is_root();
     if args.cold && !root {
         bail!("--cold drops the page cache: root only");
@@ -170,11 +184,8 @@ fn run(args: Args) -> Result<()> {
     sizes.dedup();
     let mut selected: Vec<Case> = args.cases.iter().flat_map(|c| c.iter().copied()).collect();
     selected.dedup();
-    let tools = Tools {
-        bin: bin.clone(),
-        ids: format!("{0}:{0}:{0}:{1}", nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw()),
-    };
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("mkdir -p {}", args.dir.display()))?;
+    let tools =
+        Tools { bin, ids: format!("{0}:{0}:{0}:{1}", nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw()) };
     queues::clear_scratch(&args.dir)?;
     let mut logf = |s: &str| log(s);
 
@@ -197,7 +208,8 @@ fn run(args: Args) -> Result<()> {
     let date = now_utc();
     let mut groups: Vec<Group> = Vec::new();
     let mut cx = Ctx { tools: &tools, dir: &args.dir, runs: args.runs, log: &mut logf };
-    for &size in &sizes {
+    let warm_sizes: &[Size] = if args.no_warm { &[] } else { &sizes };
+    for &size in warm_sizes {
         cx.runs = if size.is_huge() { args.huge_runs } else { args.runs };
         for &case in &selected {
             log(&format!("{} {}", size.label(), case.name()));
