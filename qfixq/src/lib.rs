@@ -115,6 +115,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    qcommon::cli::limit_malloc_arenas();
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {

@@ -50,6 +50,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    qcommon::cli::limit_malloc_arenas();
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     // In --check mode even a bad command line gets the plugin's UNKNOWN.
     let check_mode = args.iter().skip(1).take_while(|a| *a != "--").any(|a| a == "--check");
