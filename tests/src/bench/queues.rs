@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use qcommon::queue::DEFAULT_SPLIT;
-use qtests::{apply_damage, build_queue, BuildSpec, BuiltQueue, Counts, Damage};
+use qtests::{apply_damage, build_queue, BuildSpec, BuiltQueue, Damage};
 
 use crate::measure;
 
@@ -167,7 +167,7 @@ pub fn base(dir: &Path, size: Size, mix: Mix, log: &mut dyn FnMut(&str)) -> Resu
     ensure_space(&home, size, "base queue")?;
     log(&format!("building {} ({} messages, null sender {})", queue.display(), size.0, s.null_sender));
     let t0 = Instant::now();
-    build_queue(&queue, &s)?;
+    measure::in_child("build", || build_queue(&queue, &s).map(drop))?;
     measure::sync();
     fs::File::create(&marker)?.write_all(want.as_bytes())?;
     log(&format!("built {} in {:.0} s", queue.display(), t0.elapsed().as_secs_f64()));
@@ -181,8 +181,8 @@ pub struct Scratch {
     pub home: PathBuf,
     /// The queue inside it.
     pub queue: PathBuf,
-    /// What the builder made.
-    pub counts: Counts,
+    /// Messages in it after the damage (as qmail-qstat counts them).
+    pub messages: u64,
 }
 
 impl Scratch {
@@ -196,12 +196,17 @@ impl Scratch {
         fs::create_dir_all(&home)?;
         ensure_space(&home, size, "scratch queue")?;
         let queue = home.join("queue");
-        let built: BuiltQueue = build_queue(&queue, &spec(size, mix))?;
-        if let Some(d) = damage {
-            apply_damage(&built, d, 1, &home.join("outside"))?;
-        }
+        let outside = home.join("outside");
+        measure::in_child("build and damage", || {
+            let built: BuiltQueue = build_queue(&queue, &spec(size, mix))?;
+            if let Some(d) = damage {
+                apply_damage(&built, d, 1, &outside)?;
+            }
+            Ok(())
+        })?;
         measure::sync();
-        Ok(Scratch { home, queue, counts: built.counts })
+        let messages = count_messages(&queue)?;
+        Ok(Scratch { home, queue, messages })
     }
 
     /// Removes the scratch queue.

@@ -167,7 +167,8 @@ pub fn markdown(groups: &[&Group]) -> String {
     let _ = writeln!(out, "| {} |", HEAD.join(" | "));
     let _ = writeln!(out, "|{}", ["---|"; 3].concat() + &["--:|"; 11].concat());
     for r in rows(groups) {
-        let _ = writeln!(out, "| {} |", r.join(" | "));
+        let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     out
 }

@@ -72,8 +72,14 @@ pub fn markdown(size: Size, rows: &[Summary]) -> String {
     let _ = writeln!(out, "|---|--:|--:|---|");
     for s in rows {
         let top: Vec<String> = s.top.iter().map(|(n, c)| format!("{n} {:.2}", *c as f64 / size.0 as f64)).collect();
-        let _ =
-            writeln!(out, "| {} | {} | {:.2} | {} |", s.label, s.total, s.total as f64 / size.0 as f64, top.join(", "));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {} |",
+            s.label.replace('|', "\\|"),
+            s.total,
+            s.total as f64 / size.0 as f64,
+            top.join(", ")
+        );
     }
     out
 }

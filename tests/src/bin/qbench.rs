@@ -45,7 +45,7 @@ struct Args {
     /// Queue sizes (messages): 10k, 100k, 1m or plain numbers.
     #[arg(long, value_delimiter = ',', value_parser = Size::parse, default_value = "10k,100k,1m")]
     sizes: Vec<Size>,
-    /// Measured runs per command (after one warm-up run); destructive
+    /// Measured runs per command (after one warm-up run, none at 1M); destructive
     /// cases run once at 1M messages.
     #[arg(long, value_name = "N", default_value_t = 5)]
     runs: usize,
@@ -62,7 +62,7 @@ struct Args {
     #[arg(long)]
     cold: bool,
     /// Measured runs per non-destructive command at 1M messages and more
-    /// (each takes up to a minute there).
+    /// (each takes one to three minutes there).
     #[arg(long, value_name = "N", default_value_t = 3)]
     huge_runs: usize,
     /// Runs per command in the cold variant (one at 1M messages).
@@ -124,10 +124,8 @@ fn warm_cache_notes(groups: &mut [Group]) {
         for s in g.ours.iter().chain(std::iter::once(&g.reference)) {
             let st = report::Stats::of(s);
             if st.disk_mb >= 1.0 {
-                let line = format!(
-                    "{}: {:.0} MB per run came from storage (median): partly cold despite the warm-up",
-                    s.cmd.label, st.disk_mb
-                );
+                let line =
+                    format!("{}: {:.0} MB per run came from storage (median): partly cold", s.cmd.label, st.disk_mb);
                 g.notes.push(line);
             }
         }
