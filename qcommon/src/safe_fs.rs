@@ -301,7 +301,7 @@ impl Dir {
     /// access time where `O_NOATIME` is permitted. Anything but a regular
     /// file is refused with [`Error::WrongKind`].
     pub fn open_regular(&self, name: &OsStr) -> Result<(File, Stat)> {
-        let path = self.child_path(name);
+        // The path is built only for an error: this runs for every envelope.
         let base = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
         let fd = loop {
             let noatime = NOATIME_OK.load(Ordering::Relaxed);
@@ -310,15 +310,20 @@ impl Dir {
                 Ok(fd) => break fd,
                 Err(Errno::EPERM) if noatime => NOATIME_OK.store(false, Ordering::Relaxed),
                 Err(Errno::EINTR) => continue,
-                Err(e) => return Err(Error::sys("open", &path, e)),
+                Err(e) => return Err(Error::sys("open", self.child_path(name), e)),
             }
         };
         // SAFETY: a fresh descriptor from openat.
         let file = unsafe { File::from_raw_fd(fd) };
-        let st = nix::sys::stat::fstat(file.as_raw_fd()).map_err(|e| Error::sys("stat", &path, e))?;
+        let st = nix::sys::stat::fstat(file.as_raw_fd()).map_err(|e| Error::sys("stat", self.child_path(name), e))?;
         let st = Stat::from_raw(&st);
         if st.kind != FileKind::Regular {
-            return Err(Error::WrongKind { op: "open", path, expected: "regular file", found: st.kind.name() });
+            return Err(Error::WrongKind {
+                op: "open",
+                path: self.child_path(name),
+                expected: "regular file",
+                found: st.kind.name(),
+            });
         }
         Ok((file, st))
     }
@@ -326,30 +331,39 @@ impl Dir {
     /// Reads at most `cap` bytes of a regular file (see [`Dir::open_regular`]).
     /// A 10 GB junk file costs `cap` bytes, not 10 GB.
     pub fn read_file(&self, name: &OsStr, cap: usize) -> Result<Contents> {
+        let mut data = Vec::new();
+        let (stat, truncated) = self.read_file_into(name, cap, &mut data)?;
+        Ok(Contents { data, stat, truncated })
+    }
+
+    /// Like [`Dir::read_file`], into `buf` (cleared first), so that a
+    /// scan reading millions of small files reuses one buffer. Returns the
+    /// stat taken on the open descriptor and whether the file held more
+    /// than `cap` bytes.
+    pub fn read_file_into(&self, name: &OsStr, cap: usize, buf: &mut Vec<u8>) -> Result<(Stat, bool)> {
+        buf.clear();
         let (mut file, stat) = self.open_regular(name)?;
+        let read_err = |e: &std::io::Error| Error::sys("read", self.child_path(name), io_errno(e));
         if stat.size as usize > cap {
             // Larger than the cap: read the cap's worth, no more.
-            let mut data = Vec::with_capacity(cap);
-            (&mut file)
-                .take(cap as u64)
-                .read_to_end(&mut data)
-                .map_err(|e| Error::sys("read", self.child_path(name), io_errno(&e)))?;
-            return Ok(Contents { data, stat, truncated: true });
+            buf.reserve(cap);
+            (&mut file).take(cap as u64).read_to_end(buf).map_err(|e| read_err(&e))?;
+            return Ok((stat, true));
         }
         // The size is known: one read usually does, without a read at EOF.
         let size = stat.size as usize;
-        let mut data = vec![0u8; size];
+        buf.resize(size, 0);
         let mut got = 0;
         while got < size {
-            match file.read(&mut data[got..]) {
+            match file.read(&mut buf[got..]) {
                 Ok(0) => break, // shrank since the stat: what is there is all
                 Ok(k) => got += k,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::sys("read", self.child_path(name), io_errno(&e))),
+                Err(e) => return Err(read_err(&e)),
             }
         }
-        data.truncate(got);
-        Ok(Contents { data, stat, truncated: false })
+        buf.truncate(got);
+        Ok((stat, false))
     }
 
     /// Opens `name` as an `O_PATH` descriptor (nothing is read, nothing can

@@ -376,6 +376,9 @@ pub fn scan(
     // Every bucket (extra ones too): files in another bucket than their
     // number says, and the strays, all reported before any message so a
     // tool knows them when it judges the messages.
+    // The listings run on the scan's threads; their findings are
+    // delivered in the order of the tasks, whatever thread finished first.
+    let mut tasks: Vec<(Part, Arc<Dir>, u32)> = Vec::new();
     for part in Part::ALL {
         if !part.is_split(layout.big_todo) {
             continue;
@@ -384,152 +387,231 @@ pub fn scan(
             continue;
         };
         let buckets = (0..split).chain(extra_buckets.iter().filter(|(p, _)| *p == part).map(|(_, b)| *b));
-        for b in buckets {
-            let d = match pd.open_dir(OsStr::new(&b.to_string())) {
-                Ok(d) => d,
-                Err(_) => continue, // missing, or not a directory: reported with the split directory
-            };
-            let base = PathBuf::from(part.dir()).join(b.to_string());
-            let extra = b >= split;
-            let mut strays: Vec<(PathBuf, StrayWhy)> = Vec::new();
-            let r = d.for_each_entry(|name, kind, ino| {
-                let bytes = name.to_bytes();
-                let kind = kind.or_else(|| d.stat(OsStr::from_bytes(bytes)).ok().map(|s| s.kind));
-                match (parse_number(bytes), kind) {
-                    (Some(n), Some(FileKind::Regular)) => {
-                        let right = bucket_of(n, split);
-                        if extra || right != b {
-                            misplaced[right as usize].push(Entry::new(n, part, Some(b), ino));
-                        }
-                    }
-                    (Some(_), None) => {} // vanished
-                    (Some(_), Some(_)) => strays.push((base.join(OsStr::from_bytes(bytes)), StrayWhy::NotRegular)),
-                    (None, _) => strays.push((base.join(OsStr::from_bytes(bytes)), StrayWhy::NotNumeric)),
-                }
+        tasks.extend(buckets.map(|b| (part, pd.clone(), b)));
+    }
+    let surveys: Vec<Mutex<Option<Survey>>> = tasks.iter().map(|_| Mutex::new(None)).collect();
+    let next_task = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..opts.threads.clamp(1, tasks.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next_task.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((part, pd, b)) = tasks.get(i) else { return };
+                let survey = survey_bucket(*part, pd, *b, split);
+                *surveys[i].lock().expect("survey") = Some(survey);
             });
-            if let Err(err) = r {
-                emit(ScanEvent::Error(err), &mut summary);
-            }
-            strays.sort_by(|a, b| a.0.cmp(&b.0));
-            for (path, why) in strays {
-                let name = path.file_name().expect("joined").to_owned();
-                let stat = d.stat(&name).ok();
-                // A numeric name that is a regular file by now is no stray:
-                // the second pass lists it again as a message file.
-                if why == StrayWhy::NotRegular && stat.is_some_and(|s| s.kind == FileKind::Regular) {
-                    continue;
-                }
-                if stat.is_some() || why == StrayWhy::NotNumeric {
-                    emit(ScanEvent::Stray(Stray { path, part: Some(part), stat, why }), &mut summary);
-                }
-            }
+        }
+    });
+    for survey in surveys {
+        let Some(survey) = survey.into_inner().expect("survey") else { continue };
+        if let Some(err) = survey.error {
+            emit(ScanEvent::Error(err), &mut summary);
+        }
+        for (right, e) in survey.misplaced {
+            misplaced[right as usize].push(e);
+        }
+        for stray in survey.strays {
+            emit(ScanEvent::Stray(stray), &mut summary);
         }
     }
 
-    // Second pass, bucket by bucket.
+    // Second pass, bucket by bucket: the workers list the next buckets
+    // while they examine the messages of this one; this thread only
+    // delivers, in order.
     let threads = opts.threads.max(1);
-    let shared = Arc::new((Mutex::new(Pool::default()), Condvar::new()));
+    let lookahead = LOOKAHEAD.min(split);
+    let shared = Arc::new(Shared::default());
+    {
+        let mut pool = shared.pool.lock().expect("scan pool");
+        pool.jobs.extend((0..lookahead).map(Job::List));
+    }
+    let setup = Arc::new(Setup { part_dirs, misplaced: Mutex::new(misplaced), flat: Mutex::new(flat), layout, split });
     std::thread::scope(|s| -> Result<()> {
         for _ in 0..threads {
             let shared = shared.clone();
+            let setup = setup.clone();
             let opts = opts.clone();
-            s.spawn(move || worker(root, &shared, &opts));
+            s.spawn(move || worker(root, &shared, &setup, &opts));
         }
-        {
-            for b in 0..split {
-                summary.buckets += 1;
-                let mut entries: Vec<Entry> = std::mem::take(&mut flat[b as usize]);
-                entries.append(&mut misplaced[b as usize]);
-                let mut bucket_dirs: [Option<Arc<Dir>>; 7] = Default::default();
-                for part in Part::ALL {
-                    let Some(pd) = &part_dirs[part.index()] else {
-                        continue;
-                    };
-                    if !part.is_split(layout.big_todo) {
-                        bucket_dirs[part.index()] = Some(pd.clone());
-                        continue;
+        for b in 0..split {
+            summary.buckets += 1;
+            let listed = {
+                let mut pool = shared.pool.lock().expect("scan pool");
+                loop {
+                    if let Some(l) = pool.listed.remove(&b) {
+                        break l;
                     }
-                    let bname = b.to_string();
-                    let d = match pd.open_dir(OsStr::new(&bname)) {
-                        Ok(d) => d,
-                        // Missing: structure damage; a link or a file: reported
-                        // with the split directory's entries above.
-                        Err(e) if matches!(e.errno(), Some(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP)) => continue,
-                        Err(e) => {
-                            emit(ScanEvent::Error(e), &mut summary);
-                            continue;
-                        }
-                    };
-                    let r = d.for_each_entry(|name, kind, ino| {
-                        if kind.is_some() && kind != Some(FileKind::Regular) {
-                            return;
-                        }
-                        if let Some(n) = parse_number(name.to_bytes()) {
-                            if bucket_of(n, split) == b {
-                                entries.push(Entry::new(n, part, Some(b), ino));
-                            }
-                        }
-                    });
-                    if let Err(e) = r {
-                        emit(ScanEvent::Error(e), &mut summary);
-                    }
-                    bucket_dirs[part.index()] = Some(Arc::new(d));
+                    pool = shared.ready.wait(pool).expect("scan pool");
                 }
-                entries.sort_unstable_by_key(|e| (e.number, e.part));
-                let ctx = Arc::new(BucketCtx { bucket: b, big_todo: layout.big_todo, split, dirs: bucket_dirs });
-                // Hand out chunks of whole messages; take results back in order.
-                let n_chunks = {
-                    let (m, cv) = &*shared;
-                    let mut pool = m.lock().expect("scan pool");
-                    let mut i = 0;
-                    let mut chunk: Vec<Entry> = Vec::new();
-                    let mut in_chunk = 0;
-                    for e in entries {
-                        if chunk.last().is_some_and(|l: &Entry| l.number != e.number) {
-                            in_chunk += 1;
-                            if in_chunk >= opts.chunk.max(1) {
-                                pool.jobs.push_back((i, ctx.clone(), std::mem::take(&mut chunk)));
-                                i += 1;
-                                in_chunk = 0;
-                            }
+            };
+            for err in listed.errors {
+                emit(ScanEvent::Error(err), &mut summary);
+            }
+            for i in 0..listed.chunks {
+                let msgs = {
+                    let mut pool = shared.pool.lock().expect("scan pool");
+                    loop {
+                        if let Some(r) = pool.results.remove(&(b, i)) {
+                            // The window moved by one chunk: one more job may start.
+                            pool.next = (b, i + 1);
+                            shared.work.notify_one();
+                            break r;
                         }
-                        chunk.push(e);
+                        pool = shared.ready.wait(pool).expect("scan pool");
                     }
-                    if !chunk.is_empty() {
-                        pool.jobs.push_back((i, ctx.clone(), chunk));
-                        i += 1;
-                    }
-                    pool.next_emit = 0;
-                    cv.notify_all();
-                    i
                 };
-                for i in 0..n_chunks {
-                    let msgs = {
-                        let (m, cv) = &*shared;
-                        let mut pool = m.lock().expect("scan pool");
-                        loop {
-                            if let Some(r) = pool.results.remove(&i) {
-                                pool.next_emit = i + 1;
-                                cv.notify_all();
-                                break r;
-                            }
-                            pool = cv.wait(pool).expect("scan pool");
-                        }
-                    };
-                    for m in msgs {
-                        if m.files.iter().any(Option::is_some) {
-                            emit(ScanEvent::Message(Box::new(m)), &mut summary);
-                        }
+                for m in msgs {
+                    if m.files.iter().any(Option::is_some) {
+                        emit(ScanEvent::Message(Box::new(m)), &mut summary);
                     }
                 }
             }
+            let mut pool = shared.pool.lock().expect("scan pool");
+            pool.next = (b + 1, 0);
+            if b + lookahead < split {
+                pool.jobs.push_back(Job::List(b + lookahead));
+            }
+            shared.work.notify_all();
         }
-        let (m, cv) = &*shared;
-        m.lock().expect("scan pool").done = true;
-        cv.notify_all();
+        shared.pool.lock().expect("scan pool").done = true;
+        shared.work.notify_all();
         Ok(())
     })?;
     Ok(summary)
+}
+
+/// Buckets listed ahead of the one being delivered.
+const LOOKAHEAD: u32 = 2;
+
+/// What the first pass leaves for the second.
+struct Setup {
+    part_dirs: [Option<Arc<Dir>>; 7],
+    /// Per bucket: files found in another bucket (or an extra one).
+    misplaced: Mutex<Vec<Vec<Entry>>>,
+    /// Per bucket: the files of unsplit directories.
+    flat: Mutex<Vec<Vec<Entry>>>,
+    layout: ScanLayout,
+    split: u32,
+}
+
+/// One bucket, listed: how many chunks its messages make, and the errors
+/// met listing it (delivered before its messages).
+struct Listed {
+    chunks: usize,
+    errors: Vec<Error>,
+}
+
+/// Lists bucket `b` of every split directory and cuts its messages into
+/// chunks of whole messages.
+fn list_bucket(b: u32, setup: &Setup, opts: &ScanOptions) -> (Listed, Vec<Job>) {
+    let split = setup.split;
+    let mut errors = Vec::new();
+    let mut entries: Vec<Entry> = std::mem::take(&mut setup.flat.lock().expect("scan setup")[b as usize]);
+    entries.append(&mut setup.misplaced.lock().expect("scan setup")[b as usize]);
+    let mut bucket_dirs: [Option<Arc<Dir>>; 7] = Default::default();
+    let mut digits = NumberName::default();
+    for part in Part::ALL {
+        let Some(pd) = &setup.part_dirs[part.index()] else {
+            continue;
+        };
+        if !part.is_split(setup.layout.big_todo) {
+            bucket_dirs[part.index()] = Some(pd.clone());
+            continue;
+        }
+        let d = match pd.open_dir(digits.of(u64::from(b))) {
+            Ok(d) => d,
+            // Missing: structure damage; a link or a file: reported with
+            // the split directory's entries in the first pass.
+            Err(e) if matches!(e.errno(), Some(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP)) => continue,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let r = d.for_each_entry(|name, kind, ino| {
+            if kind.is_some() && kind != Some(FileKind::Regular) {
+                return;
+            }
+            if let Some(n) = parse_number(name.to_bytes()) {
+                if bucket_of(n, split) == b {
+                    entries.push(Entry::new(n, part, Some(b), ino));
+                }
+            }
+        });
+        if let Err(e) = r {
+            errors.push(e);
+        }
+        bucket_dirs[part.index()] = Some(Arc::new(d));
+    }
+    entries.sort_unstable_by_key(|e| (e.number, e.part));
+    let ctx = Arc::new(BucketCtx { bucket: b, big_todo: setup.layout.big_todo, split, dirs: bucket_dirs });
+    let mut jobs = Vec::new();
+    let mut chunk: Vec<Entry> = Vec::new();
+    let mut in_chunk = 0;
+    for e in entries {
+        if chunk.last().is_some_and(|l: &Entry| l.number != e.number) {
+            in_chunk += 1;
+            if in_chunk >= opts.chunk.max(1) {
+                jobs.push(Job::Examine(b, jobs.len(), ctx.clone(), std::mem::take(&mut chunk)));
+                in_chunk = 0;
+            }
+        }
+        chunk.push(e);
+    }
+    if !chunk.is_empty() {
+        jobs.push(Job::Examine(b, jobs.len(), ctx.clone(), chunk));
+    }
+    (Listed { chunks: jobs.len(), errors }, jobs)
+}
+
+/// What the first pass finds in one bucket: files of other buckets (with
+/// the bucket they belong in) and strays, sorted by name.
+struct Survey {
+    misplaced: Vec<(u32, Entry)>,
+    strays: Vec<Stray>,
+    error: Option<Error>,
+}
+
+/// Lists bucket `b` of the split directory `pd` without stat, for the first
+/// pass.
+fn survey_bucket(part: Part, pd: &Dir, b: u32, split: u32) -> Survey {
+    let mut survey = Survey { misplaced: Vec::new(), strays: Vec::new(), error: None };
+    let d = match pd.open_dir(OsStr::new(&b.to_string())) {
+        Ok(d) => d,
+        Err(_) => return survey, // missing, or not a directory: reported with the split directory
+    };
+    let base = PathBuf::from(part.dir()).join(b.to_string());
+    let extra = b >= split;
+    let mut strays: Vec<(PathBuf, StrayWhy)> = Vec::new();
+    let r = d.for_each_entry(|name, kind, ino| {
+        let bytes = name.to_bytes();
+        let kind = kind.or_else(|| d.stat(OsStr::from_bytes(bytes)).ok().map(|s| s.kind));
+        match (parse_number(bytes), kind) {
+            (Some(n), Some(FileKind::Regular)) => {
+                let right = bucket_of(n, split);
+                if extra || right != b {
+                    survey.misplaced.push((right, Entry::new(n, part, Some(b), ino)));
+                }
+            }
+            (Some(_), None) => {} // vanished
+            (Some(_), Some(_)) => strays.push((base.join(OsStr::from_bytes(bytes)), StrayWhy::NotRegular)),
+            (None, _) => strays.push((base.join(OsStr::from_bytes(bytes)), StrayWhy::NotNumeric)),
+        }
+    });
+    survey.error = r.err();
+    strays.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, why) in strays {
+        let name = path.file_name().expect("joined").to_owned();
+        let stat = d.stat(&name).ok();
+        // A numeric name that is a regular file by now is no stray: the
+        // second pass lists it again as a message file.
+        if why == StrayWhy::NotRegular && stat.is_some_and(|s| s.kind == FileKind::Regular) {
+            continue;
+        }
+        if stat.is_some() || why == StrayWhy::NotNumeric {
+            survey.strays.push(Stray { path, part: Some(part), stat, why });
+        }
+    }
+    survey
 }
 
 fn stray_at(dir: &Dir, rel: PathBuf, part: Option<Part>, why: StrayWhy) -> Stray {
@@ -578,22 +660,60 @@ struct BucketCtx {
     dirs: [Option<Arc<Dir>>; 7],
 }
 
-type Job = (usize, Arc<BucketCtx>, Vec<Entry>);
+/// Work for the pool: list a bucket, or examine a chunk of its messages.
+enum Job {
+    List(u32),
+    Examine(u32, usize, Arc<BucketCtx>, Vec<Entry>),
+}
 
 #[derive(Default)]
 struct Pool {
     jobs: VecDeque<Job>,
-    results: BTreeMap<usize, Vec<ScannedMessage>>,
-    next_emit: usize,
+    /// Finished chunks by (bucket, chunk).
+    results: BTreeMap<(u32, usize), Vec<ScannedMessage>>,
+    /// Listed buckets not yet taken by the consumer.
+    listed: HashMap<u32, Listed>,
+    /// The chunk the consumer waits for next.
+    next: (u32, usize),
     done: bool,
 }
 
-/// How many chunks a worker may run ahead of the consumer.
+impl Pool {
+    /// Whether a job may start: a listing always; a chunk when it is
+    /// within the window of the one the consumer waits for, so finished
+    /// work held in memory stays bounded.
+    fn may_start(&self, job: &Job) -> bool {
+        match job {
+            Job::List(_) => true,
+            Job::Examine(b, i, ..) => {
+                let (nb, ni) = self.next;
+                if *b == nb {
+                    *i < ni + WINDOW
+                } else {
+                    *i < WINDOW
+                }
+            }
+        }
+    }
+}
+
+/// How many chunks of a bucket may be done ahead of the consumer.
 const WINDOW: usize = 16;
 
-fn worker(root: &Dir, shared: &(Mutex<Pool>, Condvar), opts: &ScanOptions) {
-    let (m, cv) = shared;
+/// The pool and its two wake-up calls: workers wait on `work` (a job they
+/// may start), the consumer on `ready` (a finished chunk or bucket
+/// listing), so that neither wakes the other side for nothing.
+#[derive(Default)]
+struct Shared {
+    pool: Mutex<Pool>,
+    work: Condvar,
+    ready: Condvar,
+}
+
+fn worker(root: &Dir, shared: &Shared, setup: &Setup, opts: &ScanOptions) {
+    let m = &shared.pool;
     let mut cache: HashMap<PathBuf, Option<Dir>> = HashMap::new();
+    let mut buf = Vec::with_capacity(4096);
     loop {
         let job = {
             let mut pool = m.lock().expect("scan pool");
@@ -601,21 +721,37 @@ fn worker(root: &Dir, shared: &(Mutex<Pool>, Condvar), opts: &ScanOptions) {
                 if pool.done {
                     return;
                 }
-                let ready = pool.jobs.front().map(|j| j.0 < pool.next_emit + WINDOW).unwrap_or(false);
-                if ready {
-                    break pool.jobs.pop_front().expect("front");
+                if let Some(at) = pool.jobs.iter().position(|j| pool.may_start(j)) {
+                    break pool.jobs.remove(at).expect("position");
                 }
-                pool = cv.wait(pool).expect("scan pool");
+                pool = shared.work.wait(pool).expect("scan pool");
             }
         };
-        let (idx, ctx, entries) = job;
-        let mut msgs = group(entries, ctx.split);
-        for msg in &mut msgs {
-            examine(root, &ctx, &mut cache, msg, opts);
+        match job {
+            Job::List(b) => {
+                let (listed, jobs) = list_bucket(b, setup, opts);
+                let mut pool = m.lock().expect("scan pool");
+                pool.listed.insert(b, listed);
+                let n = jobs.len();
+                pool.jobs.extend(jobs);
+                shared.ready.notify_one();
+                if n > 0 {
+                    shared.work.notify_all();
+                }
+            }
+            Job::Examine(b, idx, ctx, entries) => {
+                let mut msgs = group(entries, ctx.split);
+                for msg in &mut msgs {
+                    examine(root, &ctx, &mut cache, msg, opts, &mut buf);
+                }
+                let mut pool = m.lock().expect("scan pool");
+                let wanted = (b, idx) == pool.next;
+                pool.results.insert((b, idx), msgs);
+                if wanted {
+                    shared.ready.notify_one();
+                }
+            }
         }
-        let mut pool = m.lock().expect("scan pool");
-        pool.results.insert(idx, msgs);
-        cv.notify_all();
     }
 }
 
@@ -656,9 +792,10 @@ fn examine(
     cache: &mut HashMap<PathBuf, Option<Dir>>,
     msg: &mut ScannedMessage,
     opts: &ScanOptions,
+    buf: &mut Vec<u8>,
 ) {
-    let name = msg.number.to_string();
-    let name = OsStr::new(&name);
+    let mut digits = NumberName::default();
+    let name = digits.of(msg.number);
     let reads =
         |part: Part| opts.read_envelopes && matches!(part, Part::Todo | Part::Info | Part::Local | Part::Remote);
     if opts.stat {
@@ -691,27 +828,29 @@ fn examine(
     }
     let keep_stat = opts.stat;
     type Cache = HashMap<PathBuf, Option<Dir>>;
+    // Reads into the worker's buffer; the parsers copy out what they keep.
     let read = |part: Part,
                 cap: usize,
                 msg: &mut ScannedMessage,
-                cache: &mut Cache|
-     -> Option<std::result::Result<Vec<u8>, ReadProblem>> {
-        let f = msg.files[part.index()].clone()?;
-        let Some(d) = dir_for(root, ctx, cache, &f) else {
+                cache: &mut Cache,
+                buf: &mut Vec<u8>|
+     -> Option<std::result::Result<(), ReadProblem>> {
+        let f = msg.files[part.index()].as_ref()?;
+        let Some(d) = dir_for(root, ctx, cache, f) else {
             msg.files[part.index()] = None;
             return None;
         };
-        match d.read_file(name, cap) {
-            Ok(c) => {
+        match d.read_file_into(name, cap, buf) {
+            Ok((stat, truncated)) => {
                 if keep_stat {
                     if let Some(slot) = msg.files[part.index()].as_mut() {
-                        slot.stat = Some(c.stat);
+                        slot.stat = Some(stat);
                     }
                 }
-                if c.truncated {
+                if truncated {
                     Some(Err(ReadProblem::Bad(EnvelopeError::TooLarge { cap })))
                 } else {
-                    Some(Ok(c.data))
+                    Some(Ok(()))
                 }
             }
             Err(e) if e.is_not_found() => {
@@ -722,8 +861,10 @@ fn examine(
             Err(e) => Some(Err(ReadProblem::Io(e))),
         }
     };
-    msg.todo =
-        read(Part::Todo, ENVELOPE_CAP, msg, cache).map(|r| r.and_then(|d| Todo::parse(&d).map_err(ReadProblem::Bad)));
+    let todo = |r: std::result::Result<(), ReadProblem>, buf: &[u8]| {
+        r.and_then(|()| Todo::parse(buf).map_err(ReadProblem::Bad))
+    };
+    msg.todo = read(Part::Todo, ENVELOPE_CAP, msg, cache, buf).map(|r| todo(r, buf));
     // intd is usually the same inode as todo: then it is stated, not read.
     let todo_ino = msg.file(Part::Todo).map(|t| t.stat.map_or(t.ino, |s| s.ino));
     if let Some(intd) = msg.file(Part::Intd) {
@@ -737,20 +878,47 @@ fn examine(
                 _ => false,
             };
             if !still_same && msg.has(Part::Intd) {
-                msg.intd = read(Part::Intd, ENVELOPE_CAP, msg, cache)
-                    .map(|r| r.and_then(|d| Todo::parse(&d).map_err(ReadProblem::Bad)));
+                msg.intd = read(Part::Intd, ENVELOPE_CAP, msg, cache, buf).map(|r| todo(r, buf));
             }
         } else {
-            msg.intd = read(Part::Intd, ENVELOPE_CAP, msg, cache)
-                .map(|r| r.and_then(|d| Todo::parse(&d).map_err(ReadProblem::Bad)));
+            msg.intd = read(Part::Intd, ENVELOPE_CAP, msg, cache, buf).map(|r| todo(r, buf));
         }
     }
-    msg.info =
-        read(Part::Info, INFO_CAP, msg, cache).map(|r| r.and_then(|d| Info::parse(&d).map_err(ReadProblem::Bad)));
-    msg.local = read(Part::Local, ENVELOPE_CAP, msg, cache)
-        .map(|r| r.and_then(|d| Recipients::parse_salvaging(&d).map_err(ReadProblem::Bad)));
-    msg.remote = read(Part::Remote, ENVELOPE_CAP, msg, cache)
-        .map(|r| r.and_then(|d| Recipients::parse_salvaging(&d).map_err(ReadProblem::Bad)));
+    msg.info = read(Part::Info, INFO_CAP, msg, cache, buf)
+        .map(|r| r.and_then(|()| Info::parse(buf).map_err(ReadProblem::Bad)));
+    let recipients = |r: std::result::Result<(), ReadProblem>, buf: &[u8]| {
+        r.and_then(|()| Recipients::parse_salvaging(buf).map_err(ReadProblem::Bad))
+    };
+    msg.local = read(Part::Local, ENVELOPE_CAP, msg, cache, buf).map(|r| recipients(r, buf));
+    msg.remote = read(Part::Remote, ENVELOPE_CAP, msg, cache, buf).map(|r| recipients(r, buf));
+    // A flood's huge recipient list must not stay resident in every worker.
+    if buf.capacity() > KEPT_BUFFER {
+        *buf = Vec::with_capacity(KEPT_BUFFER);
+    }
+}
+
+/// Largest read buffer a worker keeps between messages.
+const KEPT_BUFFER: usize = 64 << 10;
+
+/// A message number as a file name, formatted on the stack.
+#[derive(Default)]
+struct NumberName {
+    digits: [u8; 20],
+}
+
+impl NumberName {
+    fn of(&mut self, mut n: u64) -> &OsStr {
+        let mut i = self.digits.len();
+        loop {
+            i -= 1;
+            self.digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        OsStr::from_bytes(&self.digits[i..])
+    }
 }
 
 /// A no-follow stat of one file into its slot; a vanished file empties

@@ -478,8 +478,8 @@ fn plan_and_apply(
         return Err(f);
     }
     r.map_err(PlanError::Queue)?;
+    message::plan_pending(&mut ctx, &mut |f| sink(f).map(|_| ())).map_err(PlanError::Io)?;
     let mut tail = Vec::new();
-    message::plan_pending(&mut ctx, &mut tail);
     message::plan_leftover_fresh(&mut ctx, &mut tail);
     message::plan_extra_buckets(&mut ctx, &mut tail);
     for f in &tail {

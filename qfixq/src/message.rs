@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use qcommon::envelope::Info;
+use qcommon::envelope::{Info, Recipients};
 use qcommon::mutator::{Action, Step};
 use qcommon::queue::{bucket_of, Ids, Part};
 use qcommon::remove::{removal_action, Quarantine};
@@ -271,6 +271,58 @@ impl<'c, 'm> Planner<'c, 'm> {
 
 /// Plans one message; pushes its findings (the first carries the steps).
 pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, out: &mut Vec<Finding>) {
+    if is_healthy_preprocessed(ctx, msg) {
+        // Tests build with debug assertions: there the full planner runs
+        // too and must agree that there is nothing to do.
+        if cfg!(debug_assertions) {
+            let before = out.len();
+            plan_in_full(ctx, q, msg, out);
+            debug_assert_eq!(out.len(), before, "fast path judged message {} healthy", msg.number);
+        }
+        return;
+    }
+    plan_in_full(ctx, q, msg, out);
+}
+
+/// True for a preprocessed message (state S5) with nothing to repair: the
+/// bulk of any large queue. It is judged on the scan alone, without the
+/// paths and steps the full planner builds, and it is conservative: any
+/// doubt (a todo or intd, a second copy, a partial record, an error, a
+/// link count above one, a file an interrupted run left) sends the message
+/// to the full planner.
+fn is_healthy_preprocessed(ctx: &MessageCtx, msg: &ScannedMessage) -> bool {
+    let n = msg.number;
+    if ctx.empty || !msg.io_errors.is_empty() || !msg.extra.is_empty() || ctx.fresh.contains_key(&n) {
+        return false;
+    }
+    if !msg.has(Part::Mess) || !msg.has(Part::Info) || msg.has(Part::Todo) || msg.has(Part::Intd) {
+        return false;
+    }
+    let bucket = bucket_of(n, ctx.split);
+    for f in msg.all_files() {
+        let Some(st) = f.stat else { return false };
+        let right_bucket = if f.part.is_split(ctx.big_todo) { Some(bucket) } else { None };
+        let gid_ok = !f.part.group_is_qmail() || st.gid == ctx.ids.qmail_gid;
+        if f.bucket != right_bucket
+            || st.kind != FileKind::Regular
+            || st.nlink != 1
+            || st.uid != ctx.ids.uid(f.part.file_owner())
+            || !gid_ok
+            || st.perm != f.part.file_perm()
+        {
+            return false;
+        }
+        if f.part == Part::Mess && (st.ino != n || st.size == 0) {
+            return false;
+        }
+    }
+    let list_ok = |part: Part, parsed: &Option<Parsed<Recipients>>| {
+        !msg.has(part) || matches!(parsed, Some(Ok(r)) if r.dropped == 0)
+    };
+    matches!(msg.info, Some(Ok(_))) && list_ok(Part::Local, &msg.local) && list_ok(Part::Remote, &msg.remote)
+}
+
+fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, out: &mut Vec<Finding>) {
     let n = msg.number;
     let mess_path = msg.file(Part::Mess).map(|f| f.rel_path(n)).unwrap_or_else(|| ctx.right_path(Part::Mess, n));
 
@@ -822,8 +874,13 @@ pub fn forget_pending(ctx: &mut MessageCtx, old: u64) {
 
 /// The second half of renumbering: every waiting file to its new name,
 /// the mess last. Waiting files found on disk and not taken up by their
-/// message are finished here too.
-pub fn plan_pending(ctx: &mut MessageCtx, out: &mut Vec<Finding>) {
+/// message are finished here too. Each finding goes to `sink` as it is
+/// made: after a copy to another filesystem every message is pending, and
+/// their findings are never all held at once.
+pub fn plan_pending(
+    ctx: &mut MessageCtx,
+    sink: &mut dyn FnMut(&Finding) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let mut pending = std::mem::take(&mut ctx.pending);
     for (old, list) in std::mem::take(&mut ctx.waiting) {
         let mut by_new: HashMap<u64, u8> = HashMap::new();
@@ -836,6 +893,7 @@ pub fn plan_pending(ctx: &mut MessageCtx, out: &mut Vec<Finding>) {
     }
     pending.sort_unstable();
     pending.dedup();
+    pending.shrink_to_fit();
     let order = [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce, Part::Mess];
     for pd in pending {
         let steps: Vec<Step> = order
@@ -847,14 +905,15 @@ pub fn plan_pending(ctx: &mut MessageCtx, out: &mut Vec<Finding>) {
                 expect: None,
             })
             .collect();
-        out.push(Finding::fix(
+        sink(&Finding::fix(
             Kind::RenumberFinish,
             ctx.right_path(Part::Mess, pd.new),
             format!("message {} waits under its renumbering names", pd.new),
             "given its new number",
             Action { message: Some(pd.new), steps },
-        ));
+        ))?;
     }
+    Ok(())
 }
 
 /// Fresh copies left by an interrupted run whose message is gone: they
@@ -892,5 +951,105 @@ pub fn plan_extra_buckets(ctx: &mut MessageCtx, out: &mut Vec<Finding>) {
             "emptied into the right buckets and removed",
             Action { message: None, steps: vec![Step::Rmdir { path }] },
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qcommon::envelope::Recipient;
+    use qcommon::scan::Found;
+
+    const SPLIT: u32 = 23;
+    const IDS: Ids = Ids { qmailq: 7001, qmails: 7002, qmailr: 7003, qmail_gid: 7004 };
+
+    fn ctx() -> MessageCtx {
+        MessageCtx {
+            split: SPLIT,
+            big_todo: false,
+            ids: IDS,
+            empty: false,
+            no_quarantine: false,
+            doomed_links: HashMap::new(),
+            pending: Vec::new(),
+            waiting: HashMap::new(),
+            waiting_mess: HashSet::new(),
+            fresh: HashMap::new(),
+            extra_buckets: Vec::new(),
+        }
+    }
+
+    fn found(part: Part, n: u64, ino: u64) -> Found {
+        let stat = Stat {
+            dev: 1,
+            ino,
+            kind: FileKind::Regular,
+            perm: part.file_perm(),
+            uid: IDS.uid(part.file_owner()),
+            gid: if part.group_is_qmail() { IDS.qmail_gid } else { 100 },
+            nlink: 1,
+            size: 40,
+            mtime: 1_700_000_000,
+            mtime_nsec: 0,
+            atime: 1_700_000_000,
+        };
+        Found { part, bucket: Some(bucket_of(n, SPLIT)), ino, stat: Some(stat) }
+    }
+
+    /// A preprocessed message as qmail-send leaves it.
+    fn healthy(n: u64) -> ScannedMessage {
+        let mut m = ScannedMessage { number: n, ..Default::default() };
+        m.files[Part::Mess.index()] = Some(found(Part::Mess, n, n));
+        m.files[Part::Info.index()] = Some(found(Part::Info, n, n + 1));
+        m.files[Part::Remote.index()] = Some(found(Part::Remote, n, n + 2));
+        m.info = Some(Ok(Info { sender: b"a@b".to_vec() }));
+        let list = vec![Recipient { address: b"c@d".to_vec(), done: false }];
+        m.remote = Some(Ok(Recipients { list, dropped: 0 }));
+        m
+    }
+
+    #[test]
+    fn a_healthy_preprocessed_message_takes_the_fast_path() {
+        assert!(is_healthy_preprocessed(&ctx(), &healthy(1000)));
+    }
+
+    fn stat(m: &mut ScannedMessage, p: Part) -> &mut Stat {
+        m.files[p.index()].as_mut().unwrap().stat.as_mut().unwrap()
+    }
+
+    #[test]
+    fn any_doubt_goes_to_the_full_planner() {
+        type Damage = fn(&mut ScannedMessage);
+        let cases: Vec<(&str, Damage)> = vec![
+            ("mess missing", |m| m.files[Part::Mess.index()] = None),
+            ("info missing", |m| m.files[Part::Info.index()] = None),
+            ("todo present", |m| m.files[Part::Todo.index()] = Some(found(Part::Todo, m.number, 5))),
+            ("mess renumbered", |m| stat(m, Part::Mess).ino = 77),
+            ("mess empty", |m| stat(m, Part::Mess).size = 0),
+            ("info mode", |m| stat(m, Part::Info).perm = 0o644),
+            ("info owner", |m| stat(m, Part::Info).uid = 0),
+            ("info group", |m| stat(m, Part::Info).gid = 0),
+            ("remote links", |m| stat(m, Part::Remote).nlink = 2),
+            ("mess not stated", |m| m.files[Part::Mess.index()].as_mut().unwrap().stat = None),
+            ("wrong bucket", |m| m.files[Part::Remote.index()].as_mut().unwrap().bucket = Some(0)),
+            ("partial record", |m| {
+                if let Some(Ok(r)) = m.remote.as_mut() {
+                    r.dropped = 3;
+                }
+            }),
+            ("broken info", |m| m.info = Some(Err(ReadProblem::Bad(qcommon::envelope::EnvelopeError::Empty)))),
+            ("second copy", |m| m.extra.push(found(Part::Info, m.number, 9))),
+        ];
+        for (what, damage) in cases {
+            let mut m = healthy(1000);
+            damage(&mut m);
+            assert!(!is_healthy_preprocessed(&ctx(), &m), "{what}");
+        }
+        let mut c = ctx();
+        c.empty = true;
+        assert!(!is_healthy_preprocessed(&c, &healthy(1000)), "live empty");
+        let mut c = ctx();
+        c.fresh.insert(1000, Vec::new());
+        assert!(!is_healthy_preprocessed(&c, &healthy(1000)), "fresh copy waiting");
     }
 }
