@@ -1,4 +1,5 @@
-//! Records the git revision for `--version` (env QTOOLS_GIT_REV).
+//! Records the git revision for `--version` (env QTOOLS_GIT_REV). The build
+//! script of qfixq, qstat and qkillns (each names this file in Cargo.toml).
 //!
 //! A build outside a git checkout (a source tarball, `cargo install` from a
 //! registry) says "unknown revision" instead of failing.
@@ -25,6 +26,6 @@ fn main() {
             println!("cargo:rerun-if-changed={p}");
         }
     } else {
-        println!("cargo:rerun-if-changed=build.rs");
+        println!("cargo:rerun-if-changed=../build-support/git_rev.rs");
     }
 }
