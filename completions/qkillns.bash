@@ -24,7 +24,7 @@ _qkillns() {
 
     case "${cmd}" in
         qkillns)
-            opts="-n -q -v -h -V --queue --qmail-home --split --ids --dry-run --double --sender --recipient --header --older-than --younger-than --expire --pid --force --json --quiet --verbose --help --version"
+            opts="-n -q -v -h -V --queue --qmail-home --split --ids --dry-run --double --sender --recipient --header --older-than --younger-than --expire --pid --force --json --quiet --verbose --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -67,6 +67,10 @@ _qkillns() {
                     return 0
                     ;;
                 --pid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

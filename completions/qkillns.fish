@@ -9,6 +9,7 @@ complete -c qkillns -l header -d 'Only messages with a header NAME whose decoded
 complete -c qkillns -l older-than -d 'Only messages at least this old (age from the info time stamp, or from the mess time stamp before preprocessing)' -r
 complete -c qkillns -l younger-than -d 'Only messages younger than this' -r
 complete -c qkillns -l pid -d 'With --expire: the qmail-send to signal (default: the holder of lock/sendmutex, else a qmail-send working in the queue)' -r
+complete -c qkillns -l threads -d 'Threads that stat and read message files (on a cold cache each is a read in flight)' -r
 complete -c qkillns -s n -l dry-run -d 'List what would be done; change nothing'
 complete -c qkillns -l double -d 'Also select double bounces (envelope sender #@[])'
 complete -c qkillns -l expire -d 'Beside a running qmail-send: backdate the selected messages past queuelifetime and send qmail-send SIGALRM, instead of removing'

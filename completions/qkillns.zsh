@@ -26,6 +26,7 @@ _qkillns() {
 '--older-than=[Only messages at least this old (age from the info time stamp, or from the mess time stamp before preprocessing)]:DUR:_default' \
 '--younger-than=[Only messages younger than this]:DUR:_default' \
 '--pid=[With --expire\: the qmail-send to signal (default\: the holder of lock/sendmutex, else a qmail-send working in the queue)]:PID:_default' \
+'--threads=[Threads that stat and read message files (on a cold cache each is a read in flight)]:N:_default' \
 '-n[List what would be done; change nothing]' \
 '--dry-run[List what would be done; change nothing]' \
 '(--sender)--double[Also select double bounces (envelope sender #@\[\])]' \

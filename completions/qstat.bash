@@ -24,7 +24,7 @@ _qstat() {
 
     case "${cmd}" in
         qstat)
-            opts="-h -V --queue --qmail-home --split --ids --detail --top --json --prometheus --check --warning --critical --warning-unprocessed --warning-unpreprocessed --critical-unprocessed --critical-unpreprocessed --watch --until-preprocessed --help --version"
+            opts="-h -V --queue --qmail-home --split --ids --detail --threads --top --json --prometheus --check --warning --critical --warning-unprocessed --warning-unpreprocessed --critical-unprocessed --critical-unpreprocessed --watch --until-preprocessed --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -43,6 +43,10 @@ _qstat() {
                     return 0
                     ;;
                 --ids)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -3,6 +3,7 @@ complete -c qstat -l queue -d 'The queue directory (default: QMAIL_HOME/queue)' 
 complete -c qstat -l qmail-home -d 'qmail\'s home; the queue is DIR/queue' -r -F
 complete -c qstat -l split -d 'conf-split qmail was built with (default: from qmail-showctl, else from the buckets on disk)' -r
 complete -c qstat -l ids -d 'qmail\'s numeric ids as QMAILQ:QMAILS:QMAILR:QMAILGID (default: from qmail-showctl, else from the passwd and group files)' -r
+complete -c qstat -l threads -d 'Threads that stat and read message files for --detail and --top (on a cold cache each is a read in flight)' -r
 complete -c qstat -l top -d 'List the N most frequent envelope senders and recipient domains (where a flood comes from)' -r
 complete -c qstat -l prometheus -d 'Print the figures in Prometheus text format (metrics qmail_queue_*), for node_exporter\'s textfile collector; with FILE, write it there atomically (a temporary file, then a rename)' -r -F
 complete -c qstat -l warning -d '--check: WARNING when the number of messages in queue is outside RANGE ([@]start:end; N means 0:N, i.e. above N)' -r

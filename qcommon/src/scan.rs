@@ -40,8 +40,8 @@ pub const ENVELOPE_CAP: usize = 16 << 20;
 /// What the scan does per message.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
-    /// Threads that stat and read (8 keeps a cold disk busy; 1 for a
-    /// single-threaded baseline).
+    /// Threads that stat and read ([`DEFAULT_THREADS`] keeps a cold disk
+    /// busy; 1 for a single-threaded baseline).
     pub threads: usize,
     /// Stat every message file (owners, modes, link counts, sizes, times).
     pub stat: bool,
@@ -51,9 +51,16 @@ pub struct ScanOptions {
     pub chunk: usize,
 }
 
+/// Threads the scan uses by default. On a cold cache every thread is a
+/// read in flight: measured on a 100,000-message queue on a 2-core VM
+/// right after dropping the page cache, 1 thread 10.2 s, 8 threads 4.0 s,
+/// 16 threads 3.4 s, 32 threads 3.4 s. On a warm cache the extra threads
+/// cost nothing measurable.
+pub const DEFAULT_THREADS: usize = 16;
+
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { threads: 8, stat: true, read_envelopes: true, chunk: 256 }
+        ScanOptions { threads: DEFAULT_THREADS, stat: true, read_envelopes: true, chunk: 256 }
     }
 }
 

@@ -59,7 +59,7 @@ pub struct Cli {
     #[arg(short, long)]
     quiet: bool,
     /// Threads that stat and read message files.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, value_name = "N", default_value_t = qcommon::scan::DEFAULT_THREADS as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
     threads: u32,
     /// Same as the mode word `live`.
     #[arg(long)]

@@ -120,6 +120,11 @@ pub struct Args {
     /// Also print every step (unlink, set time) under its message.
     #[arg(short = 'v', long, conflicts_with = "quiet")]
     pub verbose: bool,
+
+    /// Threads that stat and read message files (on a cold cache each is
+    /// a read in flight).
+    #[arg(long, value_name = "N", default_value_t = qcommon::scan::DEFAULT_THREADS as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: u32,
 }
 
 fn parse_bytes_regex(s: &str) -> Result<regex::bytes::Regex, String> {

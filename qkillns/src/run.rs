@@ -311,7 +311,8 @@ pub fn run(args: &Args) -> ExitCode {
     runner.print_header(&layout, &header, now);
 
     let scan_layout = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
-    let result = scan(&root, scan_layout, &ScanOptions::default(), &mut |ev| runner.on_event(ev));
+    let opts = ScanOptions { threads: args.threads as usize, ..ScanOptions::default() };
+    let result = scan(&root, scan_layout, &opts, &mut |ev| runner.on_event(ev));
     runner.flush();
     if let Err(e) = result {
         report::error(&format!("cannot scan the queue: {e}"));

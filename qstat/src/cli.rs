@@ -49,6 +49,11 @@ pub struct Cli {
     #[arg(long)]
     pub detail: bool,
 
+    /// Threads that stat and read message files for --detail and --top
+    /// (on a cold cache each is a read in flight).
+    #[arg(long, value_name = "N", default_value_t = qcommon::scan::DEFAULT_THREADS as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: u32,
+
     /// List the N most frequent envelope senders and recipient domains (where a flood comes from).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub top: Option<u32>,

@@ -167,6 +167,8 @@ pub struct Wanted {
     pub now: i64,
     /// The queuelifetime.
     pub lifetime: Lifetime,
+    /// Threads of the scan.
+    pub threads: usize,
 }
 
 /// Scans the queue `root` as `layout` says; `on_error` gets every error
@@ -188,7 +190,8 @@ pub fn gather(
     let mut senders = wanted.top.map(|_| TopCounter::new(DEFAULT_CAPACITY));
     let mut domains = wanted.top.map(|_| TopCounter::new(DEFAULT_CAPACITY));
     let sl = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
-    scan(root, sl, &ScanOptions::default(), &mut |ev| match ev {
+    let opts = ScanOptions { threads: wanted.threads, ..ScanOptions::default() };
+    scan(root, sl, &opts, &mut |ev| match ev {
         ScanEvent::Message(m) => examine(&mut d, &m, wanted, sl, senders.as_mut().zip(domains.as_mut()), on_error),
         ScanEvent::Stray(_) => d.strays += 1,
         ScanEvent::Error(e) => on_error(e),

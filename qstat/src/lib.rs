@@ -100,6 +100,7 @@ pub fn execute(cli: &Cli, words: WordRules, out: &mut dyn Write, err: &mut dyn W
         top: cli.top.map(|n| n as usize),
         words,
         threads: count_threads(),
+        scan_threads: cli.threads as usize,
     };
     let result = match cli.watch {
         Some(interval) => watch(cli, &req, interval, out, err),

@@ -26,6 +26,8 @@ pub struct Request {
     pub words: WordRules,
     /// Threads for the count.
     pub threads: usize,
+    /// Threads of the scan behind the breakdown.
+    pub scan_threads: usize,
 }
 
 /// What was seen.
@@ -99,7 +101,7 @@ pub fn take(req: &Request, now: i64) -> Result<Report, Fatal> {
         if let Some(w) = warning {
             report.warnings.push(Escaped(w.as_bytes()).to_string());
         }
-        let wanted = Wanted { top: req.top, now, lifetime };
+        let wanted = Wanted { top: req.top, now, lifetime, threads: req.scan_threads };
         let (detail, top) = gather(&opened.dir, &layout, &wanted, &mut |e| push(&mut errors, escaped(&e)))
             .map_err(|e| Fatal(escaped(&e)))?;
         if req.detail {

@@ -139,10 +139,16 @@ impl Case {
         let (label, argv, ok): (&str, Vec<String>, &'static [i32]) = match (self, one_thread) {
             (Case::Qstat, false) => ("qstat", t.tool("qstat", &[], q), &[0]),
             (Case::Detail, false) => ("qstat --detail", t.tool("qstat", &["--detail"], q), &[0]),
+            (Case::Detail, true) => {
+                ("qstat --detail --threads 1", t.tool("qstat", &["--detail", "--threads", "1"], q), &[0])
+            }
             (Case::Check, false) => ("qfixq", t.check(q, &[]), &[0]),
             (Case::Check, true) => ("qfixq --threads 1", t.check(q, &["--threads", "1"]), &[0]),
             (Case::LiveCopy | Case::LiveOwners, false) => ("qfixq live", t.check(q, &["live"]), &[0, 1]),
             (Case::KillnsDry, false) => ("qkillns -n", t.tool("qkillns", &["-n"], q), &[0]),
+            (Case::KillnsDry, true) => {
+                ("qkillns -n --threads 1", t.tool("qkillns", &["-n", "--threads", "1"], q), &[0])
+            }
             (Case::Killns, false) => ("qkillns", t.tool("qkillns", &[], q), &[0]),
             _ => return None,
         };
