@@ -269,7 +269,7 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
         }
     }
 
-    let opts = ScanOptions { threads: cli.threads as usize, stat: true, read_envelopes: true, chunk: 256 };
+    let opts = ScanOptions { threads: cli.threads as usize, stat: true, read_envelopes: true, chunk: 128 };
     let outcome =
         plan_and_apply(&root, &layout, mode, cli.no_quarantine, &opts, &mut quarantine, &mut |f: &Finding| {
             apply(&mut report, &mut mutator, f, live, &mut tally)
@@ -413,7 +413,7 @@ fn plan_and_apply(
         empty: mode == RunMode::Empty,
         no_quarantine,
         doomed_links: HashMap::new(),
-        pending: Vec::new(),
+        pending: Default::default(),
         waiting: HashMap::new(),
         waiting_mess: Default::default(),
         fresh: HashMap::new(),

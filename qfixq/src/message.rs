@@ -52,7 +52,7 @@ pub struct MessageCtx {
     /// many.
     pub doomed_links: HashMap<u64, u64>,
     /// Renumbered messages waiting for their second half.
-    pub pending: Vec<Pending>,
+    pub pending: PendingList,
     /// Waiting files found on disk (left by an interrupted run), by old number.
     pub waiting: HashMap<u64, Vec<Waiting>>,
     /// New numbers whose mess file is still waiting: their files already
@@ -84,15 +84,49 @@ impl MessageCtx {
     }
 }
 
-/// A renumbered message between its two halves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Pending {
-    /// The new number.
-    pub new: u64,
-    /// The old number (its files wait under `.qfixq-renum-OLD-NEW`).
-    pub old: u64,
-    /// Which parts wait (bit `1 << Part::index`).
-    pub parts: u8,
+/// Renumbered messages between their two halves. After a copy to another
+/// filesystem every message of the queue is one, so each takes 16 bytes:
+/// the new number, and the old number shifted left by 8 with the waiting
+/// parts (bit `1 << Part::index`) in the low byte. An old number of more
+/// than 56 bits (no filesystem in use hands out such inode numbers) is
+/// kept whole, apart.
+#[derive(Debug, Default)]
+pub struct PendingList {
+    packed: Vec<(u64, u64)>,
+    wide: Vec<(u64, u64, u8)>,
+}
+
+impl PendingList {
+    /// Message `old` waits to become `new`; `parts` wait under their
+    /// renumbering names (`.qfixq-renum-OLD-NEW`).
+    pub fn push(&mut self, new: u64, old: u64, parts: u8) {
+        if old >> 56 == 0 {
+            self.packed.push((new, old << 8 | u64::from(parts)));
+        } else {
+            self.wide.push((new, old, parts));
+        }
+    }
+
+    /// Forgets the renumbering of `old` when it is the last one pushed:
+    /// a message's first half is carried out right after it is planned,
+    /// so one that failed is always the last (no list scan per failure).
+    pub fn forget_last(&mut self, old: u64) {
+        if self.packed.last().is_some_and(|&(_, op)| op >> 8 == old) {
+            self.packed.pop();
+        } else if self.wide.last().is_some_and(|&(_, o, _)| o == old) {
+            self.wide.pop();
+        }
+    }
+
+    /// Every renumbering as (new, old, parts), sorted by new number and
+    /// without repeats.
+    fn into_sorted(mut self) -> impl Iterator<Item = (u64, u64, u8)> {
+        self.packed.sort_unstable();
+        self.packed.dedup();
+        self.wide.sort_unstable();
+        self.wide.dedup();
+        self.packed.into_iter().map(|(new, op)| (new, op >> 8, op as u8)).chain(self.wide)
+    }
 }
 
 /// A waiting file of an interrupted renumbering, found by the scan.
@@ -696,7 +730,7 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
             }
             parts |= mask(part);
         }
-        p.ctx.pending.push(Pending { new: k, old: n, parts });
+        p.ctx.pending.push(k, n, parts);
     } else {
         for part in order {
             let Some(slot) = p.slots[part.index()].clone() else { continue };
@@ -869,7 +903,7 @@ fn parse_pair(b: &[u8]) -> Option<(u64, u64)> {
 
 /// Drops the second half of renumberings whose first half failed (live).
 pub fn forget_pending(ctx: &mut MessageCtx, old: u64) {
-    ctx.pending.retain(|p| p.old != old);
+    ctx.pending.forget_last(old);
 }
 
 /// The second half of renumbering: every waiting file to its new name,
@@ -888,29 +922,26 @@ pub fn plan_pending(
             *by_new.entry(w.new).or_insert(0) |= mask(w.part);
         }
         for (new, parts) in by_new {
-            pending.push(Pending { new, old, parts });
+            pending.push(new, old, parts);
         }
     }
-    pending.sort_unstable();
-    pending.dedup();
-    pending.shrink_to_fit();
     let order = [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce, Part::Mess];
-    for pd in pending {
+    for (new, old, parts) in pending.into_sorted() {
         let steps: Vec<Step> = order
             .iter()
-            .filter(|part| pd.parts & mask(**part) != 0)
+            .filter(|part| parts & mask(**part) != 0)
             .map(|part| Step::Rename {
-                from: ctx.temp_path(*part, pd.old, pd.new),
-                to: ctx.right_path(*part, pd.new),
+                from: ctx.temp_path(*part, old, new),
+                to: ctx.right_path(*part, new),
                 expect: None,
             })
             .collect();
         sink(&Finding::fix(
             Kind::RenumberFinish,
-            ctx.right_path(Part::Mess, pd.new),
-            format!("message {} waits under its renumbering names", pd.new),
+            ctx.right_path(Part::Mess, new),
+            format!("message {new} waits under its renumbering names"),
             "given its new number",
-            Action { message: Some(pd.new), steps },
+            Action { message: Some(new), steps },
         ))?;
     }
     Ok(())
@@ -971,7 +1002,7 @@ mod tests {
             empty: false,
             no_quarantine: false,
             doomed_links: HashMap::new(),
-            pending: Vec::new(),
+            pending: PendingList::default(),
             waiting: HashMap::new(),
             waiting_mess: HashSet::new(),
             fresh: HashMap::new(),
@@ -1006,6 +1037,19 @@ mod tests {
         let list = vec![Recipient { address: b"c@d".to_vec(), done: false }];
         m.remote = Some(Ok(Recipients { list, dropped: 0 }));
         m
+    }
+
+    #[test]
+    fn pending_renumberings_pack_and_come_back_sorted() {
+        let mut l = PendingList::default();
+        l.push(30, 7, 0b1000_0001);
+        l.push(10, u64::MAX - 1, 0b11);
+        l.push(20, (1 << 56) - 1, 0b111_1111);
+        l.push(5, 99, 1);
+        l.forget_last(99);
+        l.forget_last(7); // not the last one: kept
+        let got: Vec<_> = l.into_sorted().collect();
+        assert_eq!(got, vec![(20, (1 << 56) - 1, 0b111_1111), (30, 7, 0b1000_0001), (10, u64::MAX - 1, 0b11)]);
     }
 
     #[test]

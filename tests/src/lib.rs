@@ -7,6 +7,7 @@
 //! - [`snapshot`](mod@snapshot) records a directory tree without following links, to
 //!   prove that a run changed nothing (or what it changed), and maps
 //!   messages by content to compare queues across renumbering.
+//! - [`json`] checks the tools' `--json` output strictly.
 //! - [`rng`] is the small seeded generator everything random here uses.
 //! - [`content`] holds the pools of addresses and the message text
 //!   generator the builder uses (its constants name the flood sender and
@@ -21,6 +22,7 @@
 pub mod builder;
 pub mod content;
 pub mod damage;
+pub mod json;
 pub mod rng;
 pub mod snapshot;
 

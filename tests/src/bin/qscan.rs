@@ -20,8 +20,11 @@ struct Args {
     #[arg(long)]
     big_todo: bool,
     /// Threads that stat and read.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = qcommon::scan::DEFAULT_THREADS)]
     threads: usize,
+    /// Messages per unit of work handed to a thread.
+    #[arg(long, default_value_t = 128)]
+    chunk: usize,
     /// Do not stat message files.
     #[arg(long)]
     no_stat: bool,
@@ -33,7 +36,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let root = Dir::open(&a.queue, SymlinkBehavior::Follow)?;
-    let opts = ScanOptions { threads: a.threads, stat: !a.no_stat, read_envelopes: !a.no_read, chunk: 256 };
+    let opts = ScanOptions { threads: a.threads, stat: !a.no_stat, read_envelopes: !a.no_read, chunk: a.chunk };
     let t = Instant::now();
     let (mut files, mut envelopes_ok) = (0u64, 0u64);
     let summary = scan(&root, ScanLayout { split: a.split, big_todo: a.big_todo }, &opts, &mut |ev| {
