@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use qcommon::queue::Part;
+use qtests::json::check_json;
 use qtests::{build_queue, message_path, BuildSpec};
 
 fn files_of(queue: &Path, n: u64) -> Vec<PathBuf> {

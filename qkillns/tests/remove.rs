@@ -5,6 +5,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
+use qtests::json::check_json;
 
 const DAY: i64 = 86_400;
 

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use qcommon::queue::Part;
+use qtests::json::check_json;
 use qtests::{apply_damage, message_path, BuiltQueue, BuiltState, Damage};
 
 const SPLIT: u32 = 7;

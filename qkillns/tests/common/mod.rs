@@ -412,5 +412,3 @@ impl Drop for StandIn {
 fn rand_tag() -> String {
     format!("{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos())
 }
-
-pub use qtests::json::check_json;

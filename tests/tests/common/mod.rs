@@ -805,8 +805,6 @@ impl Drop for StandIn {
     }
 }
 
-pub use qtests::json::check_json;
-
 /// Regular files directly in the buckets of a split part directory (or
 /// in the directory itself), by number, for counting what a queue holds.
 pub fn numeric_files(dir: &Path) -> Vec<(u64, PathBuf)> {
