@@ -425,8 +425,9 @@ impl Mutator {
     }
 
     fn with_two<T>(&mut self, a: &Path, b: &Path, f: impl FnOnce(&Dir, &Dir) -> Result<T>) -> Result<T> {
-        self.dir(a)?;
-        self.dir(b)?;
+        self.open_dir_keeping(a, None)?;
+        // Opening `b` may make room in the cache: never at `a`'s expense.
+        self.open_dir_keeping(b, Some(a))?;
         let da = self.lookup(a);
         let db = self.lookup(b);
         f(da, db)
@@ -436,6 +437,7 @@ impl Mutator {
         if rel.as_os_str().is_empty() {
             &self.root
         } else {
+            // Present: `with_two` opened both and evicted neither.
             &self.dirs[rel]
         }
     }
@@ -443,21 +445,32 @@ impl Mutator {
     /// The directory at `rel` (relative to the root), opened component by
     /// component without following links, cached.
     pub fn dir(&mut self, rel: &Path) -> Result<&Dir> {
-        if rel.as_os_str().is_empty() {
-            return Ok(&self.root);
+        self.open_dir_keeping(rel, None)?;
+        Ok(self.lookup(rel))
+    }
+
+    /// Opens `rel` into the cache. When the cache is full it is emptied,
+    /// except for `keep` and its ancestors: a caller holding two
+    /// directories (a rename from one bucket to another) keeps the first
+    /// while the second is opened, whatever the number of buckets.
+    fn open_dir_keeping(&mut self, rel: &Path, keep: Option<&Path>) -> Result<()> {
+        if rel.as_os_str().is_empty() || self.dirs.contains_key(rel) {
+            return Ok(());
         }
-        if !self.dirs.contains_key(rel) {
-            if self.dirs.len() >= DIR_CACHE_MAX {
-                self.dirs.clear();
-            }
-            let (parent, name) = split(rel)?;
-            if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-                return Err(Error::Other(format!("bad relative path {}", escape_path(rel))));
-            }
-            let d = self.dir(&parent)?.open_dir(name)?;
-            self.dirs.insert(rel.to_path_buf(), d);
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(Error::Other(format!("bad relative path {}", escape_path(rel))));
         }
-        Ok(&self.dirs[rel])
+        if self.dirs.len() >= DIR_CACHE_MAX {
+            match keep {
+                Some(k) => self.dirs.retain(|p, _| k.starts_with(p)),
+                None => self.dirs.clear(),
+            }
+        }
+        let (parent, name) = split(rel)?;
+        self.open_dir_keeping(&parent, keep)?;
+        let d = self.lookup(&parent).open_dir(name)?;
+        self.dirs.insert(rel.to_path_buf(), d);
+        Ok(())
     }
 
     fn forget(&mut self, rel: &Path) {
@@ -619,6 +632,44 @@ mod tests {
         })
         .unwrap();
         assert!(outside.path().join("5").exists());
+    }
+
+    #[test]
+    fn renames_across_more_directories_than_the_cache_holds() {
+        // Issue: a rename whose second directory's opening emptied the
+        // cache lost the first one (conf-split 127 and above).
+        let t = tempfile::tempdir().unwrap();
+        let n = DIR_CACHE_MAX + 100;
+        for i in 0..n {
+            std::fs::create_dir_all(t.path().join(format!("a/{i}"))).unwrap();
+            std::fs::create_dir_all(t.path().join(format!("b/{i}"))).unwrap();
+            std::fs::write(t.path().join(format!("a/{i}/{i}")), i.to_string()).unwrap();
+        }
+        let d = Dir::open(t.path(), SymlinkBehavior::NoFollow).unwrap();
+        let mut m = Mutator::new(d, Mode::Live);
+        for round in 0..2 {
+            for i in 0..n {
+                let (from, to) = if round == 0 { ("a", "b") } else { ("b", "a") };
+                // Interleave far-apart directories so the cache fills and empties.
+                let j = (i * 7) % n;
+                m.apply(&Step::Rename {
+                    from: format!("{from}/{j}/{j}").into(),
+                    to: format!("{to}/{}/{j}", (j + 1) % n).into(),
+                    expect: None,
+                })
+                .unwrap();
+                m.apply(&Step::Rename {
+                    from: format!("{to}/{}/{j}", (j + 1) % n).into(),
+                    to: format!("{to}/{j}/{j}").into(),
+                    expect: None,
+                })
+                .unwrap();
+            }
+        }
+        for i in 0..n {
+            assert_eq!(std::fs::read_to_string(t.path().join(format!("a/{i}/{i}"))).unwrap(), i.to_string());
+        }
+        assert!(m.dirs.len() <= DIR_CACHE_MAX);
     }
 
     fn walk(p: &Path) -> Vec<(PathBuf, u64, u32)> {
