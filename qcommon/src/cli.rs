@@ -46,7 +46,9 @@ pub fn parse_ids(s: &str) -> Result<Ids, String> {
         return Err(format!("{s:?}: expected QMAILQ:QMAILS:QMAILR:QMAILGID, four numbers"));
     }
     let n = |x: &str| x.trim().parse::<u32>().map_err(|_| format!("{s:?}: {x:?} is not a number"));
-    Ok(Ids { qmailq: n(v[0])?, qmails: n(v[1])?, qmailr: n(v[2])?, qmail_gid: n(v[3])? })
+    let ids = Ids { qmailq: n(v[0])?, qmails: n(v[1])?, qmailr: n(v[2])?, qmail_gid: n(v[3])? };
+    ids.check().map_err(|e| format!("{s:?}: {e}"))?;
+    Ok(ids)
 }
 
 /// The lines of the report header that describe the layout, as
@@ -149,4 +151,29 @@ mod tests {
         assert!(u.blocks_pct >= 0.0 && u.blocks_pct <= 100.0);
         assert!(u.inodes_pct >= 0.0 && u.inodes_pct <= 100.0);
     }
+}
+
+/// Makes a panic in any thread end the whole process at once, with one
+/// line on standard error and exit status `code`, instead of unwinding one
+/// thread while the others wait for it forever (with qmail-send's lock
+/// held). Every change a tool makes is one whole step, so what a panic
+/// leaves is a state that the same command, run again, finishes. For the
+/// binaries' `main` only: the library never exits by itself.
+pub fn exit_on_panic(tool: &'static str, code: i32) {
+    std::panic::set_hook(Box::new(move |info| {
+        let what = match (info.payload().downcast_ref::<&str>(), info.payload().downcast_ref::<String>()) {
+            (Some(s), _) => (*s).to_string(),
+            (None, Some(s)) => s.clone(),
+            (None, None) => "unknown panic".to_string(),
+        };
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("a worker").to_string();
+        eprintln!(
+            "{tool}: internal error in thread {thread}{at}: {}; this is a bug, please report it. \
+             Every change made so far was a whole step: run the same command again to finish \
+             (a read-only run changed nothing).",
+            crate::error::Escaped(what.as_bytes())
+        );
+        std::process::exit(code);
+    }));
 }

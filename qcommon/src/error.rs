@@ -56,6 +56,9 @@ pub enum Error {
     /// The queue's layout (split, ids, home) could not be decided.
     #[error("{0}")]
     Layout(String),
+    /// A signal asked the run to stop (see [`crate::interrupt`]).
+    #[error("interrupted by a signal")]
+    Interrupted,
     /// Anything else, described in full.
     #[error("{0}")]
     Other(String),

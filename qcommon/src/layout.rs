@@ -214,12 +214,17 @@ pub fn discover(opts: &LayoutOptions) -> Result<Layout> {
     };
 
     let ids = if let Some(ids) = opts.ids {
-        Ok(Decision::new(ids, Source::Option("--ids".to_string())))
+        ids.check().map(|()| Decision::new(ids, Source::Option("--ids".to_string())))
     } else if let Some(ids) = showctl.as_ref().and_then(|(path, f)| f.ids().map(|i| (path, i))) {
-        Ok(Decision::new(ids.1, Source::Showctl(ids.0.clone())))
+        ids.1.check().map(|()| Decision::new(ids.1, Source::Showctl(ids.0.clone()))).map_err(|e| {
+            format!("qmail-showctl ({}) gave impossible ids: {e}; give them with --ids", escape_path(ids.0))
+        })
     } else {
         match ids_from_user_db() {
-            Ok(ids) => Ok(Decision::new(ids, Source::Passwd)),
+            Ok(ids) => ids
+                .check()
+                .map(|()| Decision::new(ids, Source::Passwd))
+                .map_err(|e| format!("the user and group databases give impossible ids: {e}; give them with --ids")),
             Err(missing) => {
                 let showctl_said = match (&showctl_note, &home) {
                     (Some(note), _) => format!("qmail-showctl not used ({note})"),

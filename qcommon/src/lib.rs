@@ -9,6 +9,8 @@ pub mod safe_fs;
 pub use error::{Error, Result};
 pub mod cli;
 pub mod envelope;
+pub mod fault;
+pub mod interrupt;
 pub mod layout;
 pub mod lock;
 pub mod mutator;

@@ -28,6 +28,26 @@ pub struct Ids {
 }
 
 impl Ids {
+    /// Refuses ids that cannot be qmail's: 4294967295 is -1, which chown
+    /// takes as "leave unchanged" (a repair would report owners set that it
+    /// never set), and 65535 is -1 to the old 16-bit calls.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let named = [
+            ("qmailq", self.qmailq),
+            ("qmails", self.qmails),
+            ("qmailr", self.qmailr),
+            ("group qmail", self.qmail_gid),
+        ];
+        for (who, id) in named {
+            if id == u32::MAX || id == u32::from(u16::MAX) {
+                return Err(format!(
+                    "{id} is not a usable id for {who}: it means -1 (\"leave unchanged\") to chown"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The uid of `o`.
     pub fn uid(&self, o: Owner) -> u32 {
         match o {

@@ -41,30 +41,66 @@ pub fn message_bytes(msg: &ScannedMessage) -> u64 {
     msg.all_files().filter_map(|f| f.stat.map(|s| s.size)).sum()
 }
 
+/// What stands at `queue/lost+found` when a run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LostFound {
+    /// Nothing: made on first use.
+    Missing,
+    /// A directory, as it should be (or made by this run already).
+    Directory,
+    /// Something else: a link, a pipe, a file... It is moved out of the
+    /// way on first use (see [`Quarantine::lost_found_steps`]).
+    Other(Expect),
+}
+
 /// One run's quarantine directory, `lost+found/<UTC time>-<pid>`, made on
-/// first use.
+/// first use. When two runs start in the same second with the same pid
+/// (each run in its own pid namespace is pid 1), the later one adds `-2`,
+/// `-3`, ...: the name is chosen free when the run starts, and one live
+/// run at a time holds qmail-send's lock.
 #[derive(Debug)]
 pub struct Quarantine {
-    lost_found_exists: bool,
+    lost_found: LostFound,
     session: PathBuf,
     session_made: bool,
     used: HashSet<String>,
+    pid: u32,
 }
 
 impl Quarantine {
-    /// A quarantine for this run. `root` is the queue, looked at to learn
-    /// whether lost+found exists already.
+    /// A quarantine for this run. `root` is the queue, looked at (without
+    /// following links) to learn what lost+found is and which session
+    /// names are taken.
     pub fn new(root: &Dir, now_utc: i64, pid: u32) -> Result<Quarantine> {
-        let lost_found_exists = match root.stat(OsStr::new(LOST_AND_FOUND)) {
-            Ok(st) => st.kind == FileKind::Directory,
-            Err(e) if e.is_not_found() => false,
+        let lf = OsStr::new(LOST_AND_FOUND);
+        let lost_found = match root.stat(lf) {
+            Ok(st) if st.kind == FileKind::Directory => LostFound::Directory,
+            Ok(st) => LostFound::Other(Expect { ino: st.ino, kind: st.kind, max_nlink: u64::MAX }),
+            Err(e) if e.is_not_found() => LostFound::Missing,
             Err(e) => return Err(e),
         };
+        let base = format!("{}-{pid}", utc_stamp(now_utc));
+        let mut name = base.clone();
+        if lost_found == LostFound::Directory {
+            let dir = root.open_dir(lf)?;
+            let mut k = 1;
+            loop {
+                match dir.stat(OsStr::new(&name)) {
+                    Err(e) if e.is_not_found() => break,
+                    Err(e) => return Err(e),
+                    Ok(_) => {
+                        k += 1;
+                        name = format!("{base}-{k}");
+                    }
+                }
+            }
+        }
         Ok(Quarantine {
-            lost_found_exists,
-            session: PathBuf::from(LOST_AND_FOUND).join(format!("{}-{pid}", utc_stamp(now_utc))),
+            lost_found,
+            session: PathBuf::from(LOST_AND_FOUND).join(name),
             session_made: false,
             used: HashSet::new(),
+            pid,
         })
     }
 
@@ -77,12 +113,40 @@ impl Quarantine {
         Step::Mkdir { path, perm: LOST_AND_FOUND_PERM, owner: Some((0, 0)) }
     }
 
+    /// Steps that make `lost+found` a directory, the first time they are
+    /// asked for: nothing when it is one; a mkdir when it is missing. When
+    /// something else stands there, a link, pipe, socket or device is
+    /// removed (never followed or opened) and a regular file, which may
+    /// hold mail, is moved aside under a name qmail ignores and then into
+    /// the new lost+found, beside a `reason` file.
+    pub fn lost_found_steps(&mut self, steps: &mut Vec<Step>) {
+        let lf = PathBuf::from(LOST_AND_FOUND);
+        match self.lost_found {
+            LostFound::Directory => {}
+            LostFound::Missing => steps.push(Self::mkdir(lf)),
+            LostFound::Other(ex) if ex.kind == FileKind::Regular => {
+                let aside = PathBuf::from(format!(".qtools-lost+found.{}", self.pid));
+                steps.push(Step::Rename { from: lf.clone(), to: aside.clone(), expect: Some(ex) });
+                steps.push(Self::mkdir(lf.clone()));
+                self.lost_found = LostFound::Directory;
+                self.session_steps(steps);
+                let dir = self.session.join("lost+found-file");
+                self.used.insert("lost+found-file".into());
+                steps.push(Self::mkdir(dir.clone()));
+                steps.push(reason_step(&dir, "a regular file stood where lost+found belongs", std::iter::once(lf.as_path())));
+                steps.push(Step::Rename { from: aside, to: dir.join("lost+found"), expect: Some(ex) });
+            }
+            LostFound::Other(ex) => {
+                steps.push(Step::Unlink { path: lf.clone(), expect: Some(ex) });
+                steps.push(Self::mkdir(lf));
+            }
+        }
+        self.lost_found = LostFound::Directory;
+    }
+
     /// Steps making lost+found and the session directory, the first time.
     fn session_steps(&mut self, steps: &mut Vec<Step>) {
-        if !self.lost_found_exists {
-            steps.push(Self::mkdir(PathBuf::from(LOST_AND_FOUND)));
-            self.lost_found_exists = true;
-        }
+        self.lost_found_steps(steps);
         if !self.session_made {
             steps.push(Self::mkdir(self.session.clone()));
             self.session_made = true;

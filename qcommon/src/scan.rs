@@ -268,7 +268,9 @@ impl Entry {
 }
 
 /// Scans the queue at `root`, calling `sink` for each event in order.
-/// Fails only when the queue root itself cannot be listed.
+/// Fails when the queue root itself cannot be listed, and with
+/// [`Error::Interrupted`] when a stop was asked for ([`crate::interrupt`]):
+/// it looks between chunks of messages and stops its threads.
 pub fn scan(
     root: &Dir,
     layout: ScanLayout,
@@ -438,7 +440,16 @@ pub fn scan(
             let opts = opts.clone();
             s.spawn(move || worker(root, &shared, &setup, &opts));
         }
+        // Stops the workers (they finish the job in hand) and the scan.
+        let stop = || {
+            shared.pool.lock().expect("scan pool").done = true;
+            shared.work.notify_all();
+            Err(Error::Interrupted)
+        };
         for b in 0..split {
+            if crate::interrupt::requested() {
+                return stop();
+            }
             summary.buckets += 1;
             let listed = {
                 let mut pool = shared.pool.lock().expect("scan pool");
@@ -467,8 +478,12 @@ pub fn scan(
                 };
                 for m in msgs {
                     if m.files.iter().any(Option::is_some) {
+                        crate::fault::panic_point("scan-sink");
                         emit(ScanEvent::Message(Box::new(m)), &mut summary);
                     }
+                }
+                if crate::interrupt::requested() {
+                    return stop();
                 }
             }
             let mut pool = shared.pool.lock().expect("scan pool");
@@ -747,6 +762,7 @@ fn worker(root: &Dir, shared: &Shared, setup: &Setup, opts: &ScanOptions) {
             }
             Job::Examine(b, idx, ctx, entries) => {
                 let mut msgs = group(entries, ctx.split);
+                crate::fault::panic_point("scan-worker");
                 for msg in &mut msgs {
                     examine(root, &ctx, &mut cache, msg, opts, &mut buf);
                 }

@@ -30,6 +30,15 @@ impl ExitCode {
         }
     }
 
+    /// The more serious of two statuses (the larger number: fsck's order).
+    pub fn worst(self, other: ExitCode) -> ExitCode {
+        if other.code() > self.code() {
+            other
+        } else {
+            self
+        }
+    }
+
     /// The status of a run from what it found and did.
     pub fn from_outcome(found: u64, unfixed: u64, live: bool) -> ExitCode {
         match (found, unfixed, live) {
@@ -67,6 +76,9 @@ mod tests {
     #[test]
     fn outcome_decides_status() {
         assert_eq!(ExitCode::from_outcome(0, 0, false), ExitCode::Clean);
+        assert_eq!(ExitCode::Fixed.worst(ExitCode::Clean), ExitCode::Fixed);
+        assert_eq!(ExitCode::Fixed.worst(ExitCode::Unfixed), ExitCode::Unfixed);
+        assert_eq!(ExitCode::Interrupted.worst(ExitCode::Operational), ExitCode::Interrupted);
         assert_eq!(ExitCode::from_outcome(0, 0, true), ExitCode::Clean);
         assert_eq!(ExitCode::from_outcome(3, 3, false), ExitCode::Unfixed);
         assert_eq!(ExitCode::from_outcome(3, 0, true), ExitCode::Fixed);

@@ -12,7 +12,6 @@ pub mod structure;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{CommandFactory, Parser};
 use qcommon::cli::{fs_usage, layout_header, QueueArgs, FULL_WARNING_PCT};
@@ -94,19 +93,10 @@ impl RunMode {
     }
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn install_signals() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let sa = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic.
-        let _ = unsafe { sigaction(s, &sa) };
-    }
+/// A live run stops between two steps on SIGINT, SIGTERM or SIGHUP; a
+/// second signal ends it at once (exit 32).
+fn install_signals() -> std::io::Result<()> {
+    qcommon::interrupt::install(i32::from(ExitCode::Interrupted.code()))
 }
 
 /// Runs qfixq with these arguments (the first is the program name).
@@ -212,6 +202,10 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
     let sctx = StructureCtx { root: &root, split: layout.split.value, big_todo: layout.big_todo.value, ids };
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    // Files whose modification time is at or after this were written
+    // while qfixq ran (whole seconds, one early: a file written in the
+    // same second as the start counts as new).
+    let started = now - 1;
     let mut quarantine = match Quarantine::new(&root, now, std::process::id()) {
         Ok(q) => q,
         Err(e) => return Ok(fail(e)),
@@ -250,7 +244,9 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
                 // Restore the lock file first (below), then hold it.
             }
         }
-        install_signals();
+        if let Err(e) = install_signals() {
+            return Ok(fail(format!("cannot install the signal handlers: {e}; nothing was changed")));
+        }
     }
     first_findings.extend(structure::plan_sendmutex(&sctx, &mut quarantine));
 
@@ -270,10 +266,16 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
     }
 
     let opts = ScanOptions { threads: cli.threads as usize, stat: true, read_envelopes: true, chunk: 128 };
-    let outcome =
-        plan_and_apply(&root, &layout, mode, cli.no_quarantine, &opts, &mut quarantine, &mut |f: &Finding| {
-            apply(&mut report, &mut mutator, f, live, &mut tally)
-        });
+    let outcome = plan_and_apply(
+        &root,
+        &layout,
+        mode,
+        cli.no_quarantine,
+        &opts,
+        None,
+        &mut quarantine,
+        &mut |f: &Finding, _: Origin| apply(&mut report, &mut mutator, f, live, &mut tally),
+    );
     let scanned = match outcome {
         Ok(n) => n,
         Err(PlanError::Io(e)) => return Err(e),
@@ -293,27 +295,11 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
 
     let mut code = ExitCode::from_outcome(tally.problems, tally.unfixed, live);
     if live && tally.problems > 0 {
-        // A second check must find nothing.
-        let mut again = 0u64;
-        let mut q2 = match Quarantine::new(&root, now, std::process::id()) {
-            Ok(q) => q,
-            Err(e) => return Ok(fail(e)),
-        };
-        let verify =
-            plan_and_apply(&root, &layout, RunMode::Check, cli.no_quarantine, &opts, &mut q2, &mut |f: &Finding| {
-                if f.kind.is_problem() {
-                    again += 1;
-                }
-                Ok(true)
-            });
-        let _ = verify;
-        again += structure::plan_sendmutex(&sctx, &mut q2).iter().filter(|f| f.kind.is_problem()).count() as u64;
-        if again > 0 && tally.unfixed == 0 {
-            notes.push(format!(
-                "after the repair a second check still finds {again} problems: something else is writing to the queue"
-            ));
-            code = ExitCode::Unfixed;
+        let verdict = verify(&root, &layout, &sctx, cli.no_quarantine, &opts, now, started);
+        if let Some(note) = verdict.note(tally.unfixed) {
+            notes.push(note);
         }
+        code = code.worst(verdict.code(tally.unfixed));
     }
     if tally.unfixed > 0 {
         notes.push(format!("{} problems were left as they are; see the lines above", tally.unfixed));
@@ -396,15 +382,23 @@ fn plan_and_apply(
     mode: RunMode,
     no_quarantine: bool,
     opts: &ScanOptions,
+    since: Option<i64>,
     quarantine: &mut Quarantine,
-    sink: &mut dyn FnMut(&Finding) -> std::io::Result<bool>,
+    sink: &mut dyn FnMut(&Finding, Origin) -> std::io::Result<bool>,
 ) -> Result<u64, PlanError> {
+    // Stops between two findings when a signal asked for it.
+    let mut sink = |f: &Finding, o: Origin| -> Result<bool, PlanError> {
+        if qcommon::interrupt::requested() {
+            return Err(PlanError::Interrupted);
+        }
+        sink(f, o).map_err(PlanError::Io)
+    };
     let split = layout.split.value;
     let big_todo = layout.big_todo.value;
     let ids = layout.ids.as_ref().map(|d| d.value).map_err(|e| PlanError::Queue(qcommon::Error::Layout(e.clone())))?;
     let sctx = StructureCtx { root, split, big_todo, ids };
     for f in structure::plan_structure(&sctx, quarantine) {
-        sink(&f).map_err(PlanError::Io)?;
+        sink(&f, Origin::default())?;
     }
     let mut ctx = MessageCtx {
         split,
@@ -427,14 +421,16 @@ fn plan_and_apply(
         if failure.is_some() {
             return;
         }
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if qcommon::interrupt::requested() {
             failure = Some(PlanError::Interrupted);
             return;
         }
         buf.clear();
         let mut number = None;
+        let mut origin = Origin::default();
         match ev {
             ScanEvent::Message(m) => {
+                origin.new = message_is_new(&m, since);
                 messages += 1;
                 if progress && messages.is_multiple_of(10_000) {
                     eprint!("\rqfixq: {messages} messages scanned");
@@ -443,6 +439,7 @@ fn plan_and_apply(
                 message::plan_message(&mut ctx, quarantine, &m, &mut buf);
             }
             ScanEvent::Stray(s) => {
+                origin.new = stray_is_new(&s, since);
                 message::note_doomed_link(&mut ctx, &s);
                 message::plan_stray(&mut ctx, quarantine, &s, &mut buf);
             }
@@ -456,7 +453,7 @@ fn plan_and_apply(
             }
         }
         for f in &buf {
-            match sink(f) {
+            match sink(f, origin) {
                 Ok(true) => {}
                 // The first half of a renumbering failed: no second half.
                 Ok(false) => {
@@ -465,7 +462,7 @@ fn plan_and_apply(
                     }
                 }
                 Err(e) => {
-                    failure = Some(PlanError::Io(e));
+                    failure = Some(e);
                     return;
                 }
             }
@@ -477,13 +474,155 @@ fn plan_and_apply(
     if let Some(f) = failure {
         return Err(f);
     }
-    r.map_err(PlanError::Queue)?;
-    message::plan_pending(&mut ctx, &mut |f| sink(f).map(|_| ())).map_err(PlanError::Io)?;
+    match r {
+        Err(qcommon::Error::Interrupted) => return Err(PlanError::Interrupted),
+        Err(e) => return Err(PlanError::Queue(e)),
+        Ok(_) => {}
+    }
+    // The second half of renumbering: stops between two messages when a
+    // signal asked for it (the rest wait under their waiting names, which
+    // the next run finishes).
+    let mut stopped: Option<PlanError> = None;
+    message::plan_pending(&mut ctx, &mut |f| match sink(f, Origin::default()) {
+        Ok(_) => Ok(()),
+        Err(PlanError::Io(e)) => Err(e),
+        Err(other) => {
+            stopped = Some(other);
+            Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "stopped"))
+        }
+    })
+    .map_err(|e| stopped.take().unwrap_or(PlanError::Io(e)))?;
     let mut tail = Vec::new();
     message::plan_leftover_fresh(&mut ctx, &mut tail);
     message::plan_extra_buckets(&mut ctx, &mut tail);
     for f in &tail {
-        sink(f).map_err(PlanError::Io)?;
+        sink(f, Origin::default())?;
     }
     Ok(messages)
+}
+
+/// Where a finding of the verifying pass comes from.
+#[derive(Debug, Clone, Copy, Default)]
+struct Origin {
+    /// Its message or file was written after the repair started: another
+    /// process is writing to the queue.
+    new: bool,
+}
+
+/// Whether message `m` was written at or after `since`: its mess file
+/// (the first file qmail-queue writes, which a repair never rewrites) has
+/// that modification time; with no mess, any of its files has.
+fn message_is_new(m: &qcommon::scan::ScannedMessage, since: Option<i64>) -> bool {
+    let Some(since) = since else { return false };
+    let newer = |f: &qcommon::scan::Found| f.stat.is_some_and(|s| s.mtime >= since);
+    match m.file(qcommon::queue::Part::Mess) {
+        Some(mess) => newer(mess),
+        None => m.all_files().any(newer),
+    }
+}
+
+/// Whether stray `s` was written at or after `since` and is not one of
+/// the tools' own temporary names.
+fn stray_is_new(s: &qcommon::scan::Stray, since: Option<i64>) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(since) = since else { return false };
+    let ours = s.path.file_name().is_some_and(|n| n.as_bytes().starts_with(b".qfixq-") || n.as_bytes().starts_with(b".qtools-"));
+    !ours && s.stat.is_some_and(|st| st.mtime >= since)
+}
+
+/// What the second, verifying check of a live run found.
+#[derive(Debug, Default)]
+struct Verdict {
+    /// Problems in messages or files written while the repair ran.
+    new: u64,
+    /// Problems in what was there before the repair: not fixed.
+    old: u64,
+    /// The verifying pass could not finish.
+    failed: Option<String>,
+    interrupted: bool,
+}
+
+impl Verdict {
+    /// The note for the summary, if any.
+    fn note(&self, unfixed: u64) -> Option<String> {
+        if self.interrupted {
+            return Some(
+                "interrupted during the verifying check: the repair's steps were carried out, but it was not \
+                 verified; run qfixq to check"
+                    .into(),
+            );
+        }
+        if let Some(e) = &self.failed {
+            return Some(format!("the verifying check could not finish ({e}); the repair was not verified"));
+        }
+        let mut parts = Vec::new();
+        if self.new > 0 {
+            parts.push(format!(
+                "{} problems in messages or files written while the repair ran: something else is writing to \
+                 the queue (a qmail-queue or qmail-send); stop it and run qfixq live again",
+                self.new
+            ));
+        }
+        if self.old > 0 && unfixed == 0 {
+            parts.push(format!(
+                "{} problems are still there although every step succeeded: run qfixq live again; if they \
+                 remain, this is a bug: please report it with the output of qfixq",
+                self.old
+            ));
+        }
+        (!parts.is_empty()).then(|| format!("after the repair a second check found {}", parts.join("; and ")))
+    }
+
+    /// The exit status it calls for.
+    fn code(&self, unfixed: u64) -> ExitCode {
+        if self.interrupted {
+            ExitCode::Interrupted
+        } else if self.failed.is_some() {
+            ExitCode::Operational
+        } else if self.new > 0 || (self.old > 0 && unfixed == 0) {
+            ExitCode::Unfixed
+        } else {
+            ExitCode::Clean
+        }
+    }
+}
+
+/// The second check after a live repair: it must find nothing. What it
+/// finds is told apart by age: written after the repair started (another
+/// writer), or there before (not fixed).
+fn verify(
+    root: &Dir,
+    layout: &Layout,
+    sctx: &StructureCtx<'_>,
+    no_quarantine: bool,
+    opts: &ScanOptions,
+    now: i64,
+    started: i64,
+) -> Verdict {
+    let mut v = Verdict::default();
+    let mut q2 = match Quarantine::new(root, now, std::process::id()) {
+        Ok(q) => q,
+        Err(e) => {
+            v.failed = Some(e.to_string());
+            return v;
+        }
+    };
+    let r = plan_and_apply(root, layout, RunMode::Check, no_quarantine, opts, Some(started), &mut q2, &mut |f, o| {
+        if f.kind.is_problem() {
+            if o.new {
+                v.new += 1;
+            } else {
+                v.old += 1;
+            }
+        }
+        Ok(true)
+    });
+    match r {
+        Ok(_) => {}
+        Err(PlanError::Interrupted) => v.interrupted = true,
+        Err(PlanError::Queue(e)) => v.failed = Some(e.to_string()),
+        Err(PlanError::Io(e)) => v.failed = Some(e.to_string()),
+    }
+    v.old += structure::plan_sendmutex(sctx, &mut q2).iter().filter(|f| f.kind.is_problem()).count() as u64;
+    v
 }
