@@ -295,3 +295,121 @@ fn sigkill_at_a_random_moment() {
     assert_none(&check_census(&census, q), "file contents after SIGKILL and rerun", Some(&second));
     assert_none(&check_healthy(q, 23, false, &before), "queue health after SIGKILL and rerun", Some(&second));
 }
+
+/// One randomized case: random damages from the catalogue, a random
+/// conf-split from 1 to 1009, random big-todo, then one to three live runs
+/// each killed after a random step, then a run to the end. The end state
+/// must be the policy's, healthy, with every message's content, and equal
+/// to an uninterrupted run's when the two builds hold the same mail.
+/// Returns a line describing the case.
+fn random_case(seed: u64) -> String {
+    let mut rng = Rng::new(seed);
+    let split = match rng.below(10) {
+        0..=4 => rng.range(1, 31),
+        5..=7 => rng.range(31, 301),
+        _ => rng.range(301, 1010),
+    } as u32;
+    let big_todo = rng.chance(0.3);
+    let mut damages: Vec<Damage> = Vec::new();
+    if rng.chance(0.6) {
+        damages.push(*rng.pick(&[Damage::CopiedToOtherFs, Damage::CopiedToOtherFsBrokenLinks]));
+    }
+    for _ in 0..rng.range(1, 6) {
+        let d = *rng.pick(Damage::ALL);
+        if !damages.contains(&d) && !matches!(d, Damage::CopiedToOtherFs | Damage::CopiedToOtherFsBrokenLinks) {
+            damages.push(d);
+        }
+    }
+    // Catalogue order: the copies first, as a real recovery meets them.
+    damages.sort_by_key(|d| Damage::ALL.iter().position(|x| x == d));
+    let messages = rng.range(30, 121) as usize;
+    let kills = rng.range(1, 4) as usize;
+    let names: Vec<&str> = damages.iter().map(|d| d.name()).collect();
+    let what = format!(
+        "seed {seed}: split {split}{}, {messages} messages, damages {names:?}",
+        if big_todo { " big-todo" } else { "" }
+    );
+    let s = split.to_string();
+    let live = ["--split", s.as_str(), "live"];
+    let check = ["--split", s.as_str()];
+
+    // The uninterrupted run.
+    let fx = build(messages, split, big_todo, seed, &damages);
+    let q = fx.queue();
+    let ref_fates = expected_fates(q, big_todo);
+    let ref_census = census(q, big_todo).files;
+    let run = qfixq(q, &live);
+    assert!(matches!(run.code(), Some(0 | 1)), "{what}: uninterrupted live\n{}", run.show());
+    let total = run.done_steps().max(1);
+    qfixq(q, &check).expect(0, &format!("{what}: check after the uninterrupted run"));
+    let reference = outcome(q, big_todo);
+    drop(fx);
+
+    // The same queue, killed `kills` times at random steps.
+    let fx = build(messages, split, big_todo, seed, &damages);
+    let q = fx.queue();
+    let fates = expected_fates(q, big_todo);
+    let census = census(q, big_todo);
+    let before = snapshot(q);
+    let outside = snapshot(&fx.outside);
+    let mut shown = Vec::new();
+    let mut ks = Vec::new();
+    for _ in 0..kills {
+        let k = rng.range(1, total as u64 + 1).to_string();
+        let r = qfixq_env(q, &live, &[("QTOOLS_ABORT_AFTER_STEP", k.as_str())]);
+        ks.push(k);
+        shown.push(r.show());
+        if r.signal() != Some(9) {
+            // Finished before step k: nothing left to kill.
+            assert!(matches!(r.code(), Some(0 | 1)), "{what}: killed run\n{}", shown.join("\n"));
+            break;
+        }
+    }
+    let last = qfixq(q, &live);
+    shown.push(last.show());
+    let ctx = || format!("{what}, killed after steps {ks:?} of {total}\n{}", shown.join("\n"));
+    assert!(matches!(last.code(), Some(0 | 1)), "the run after the crashes must finish: {}", ctx());
+    let third = qfixq(q, &check);
+    assert!(third.code() == Some(0), "check after the rerun: {}\n{}", ctx(), third.show());
+    let fail = |errors: Vec<String>, title: &str| {
+        if !errors.is_empty() {
+            panic!("{title}:\n  {}\n{}", errors.join("\n  "), ctx());
+        }
+    };
+    fail(check_fates(&fates, q, big_todo), "messages");
+    fail(check_census(&census, q), "file contents");
+    fail(check_healthy(q, split, big_todo, &before), "queue health");
+    fail(snapshot(&fx.outside).diff(&outside), "outside the queue");
+    let compared = fates == ref_fates && census.files == ref_census;
+    if compared {
+        let got = outcome(q, big_todo);
+        if got != reference {
+            panic!("differs from the uninterrupted run\nwant {reference:?}\ngot {got:?}\n{}", ctx());
+        }
+    }
+    format!("{what}: {total} steps, killed after {ks:?}, compared with the uninterrupted run: {compared}")
+}
+
+/// Randomized crash-and-damage cases for about a minute (set
+/// `QTOOLS_RANDOM_CRASH_SECS` for longer, as before a release, and
+/// `QTOOLS_TEST_SEED` to repeat a run: the seed is printed, and every
+/// failure names its case's seed).
+#[test]
+fn random_damage_random_kills() {
+    if !root_or_skip("random_damage_random_kills") {
+        return;
+    }
+    let base = std::env::var("QTOOLS_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64 % 1_000_000_000)
+    });
+    let secs = std::env::var("QTOOLS_RANDOM_CRASH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60u64);
+    println!("random_damage_random_kills: seed {base} for {secs} s (QTOOLS_TEST_SEED={base} repeats it)");
+    let started = Instant::now();
+    let mut cases = 0u64;
+    while cases == 0 || started.elapsed() < Duration::from_secs(secs) {
+        let line = random_case(base + cases);
+        println!("  {line}");
+        cases += 1;
+    }
+    println!("random_damage_random_kills: {cases} cases in {:?}", started.elapsed());
+}
