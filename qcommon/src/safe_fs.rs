@@ -116,6 +116,9 @@ pub struct Stat {
     pub mtime_nsec: i64,
     /// Access time, seconds since the epoch.
     pub atime: i64,
+    /// Status-change time in nanoseconds since the epoch: a rename, chown
+    /// or chmod sets it, so it orders a file's last move against another's.
+    pub ctime_ns: i64,
 }
 
 impl Stat {
@@ -132,6 +135,7 @@ impl Stat {
             mtime: s.st_mtime,
             mtime_nsec: s.st_mtime_nsec,
             atime: s.st_atime,
+            ctime_ns: s.st_ctime.saturating_mul(1_000_000_000).saturating_add(s.st_ctime_nsec),
         }
     }
 }

@@ -410,6 +410,7 @@ fn plan_and_apply(
         pending: Default::default(),
         waiting: HashMap::new(),
         waiting_mess: Default::default(),
+        occupied: Default::default(),
         fresh: HashMap::new(),
         extra_buckets: Vec::new(),
     };
@@ -453,12 +454,18 @@ fn plan_and_apply(
             }
         }
         for f in &buf {
+            if f.left {
+                if let Some(n) = f.action.message.or(number) {
+                    ctx.occupied.insert(n);
+                }
+            }
             match sink(f, origin) {
                 Ok(true) => {}
                 // The first half of a renumbering failed: no second half.
                 Ok(false) => {
                     if let Some(n) = number {
                         message::forget_pending(&mut ctx, n);
+                        ctx.occupied.insert(n);
                     }
                 }
                 Err(e) => {

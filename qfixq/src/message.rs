@@ -55,9 +55,14 @@ pub struct MessageCtx {
     pub pending: PendingList,
     /// Waiting files found on disk (left by an interrupted run), by old number.
     pub waiting: HashMap<u64, Vec<Waiting>>,
-    /// New numbers whose mess file is still waiting: their files already
-    /// under the new number belong to a renumbering in progress.
-    pub waiting_mess: HashSet<u64>,
+    /// New numbers whose mess file is still waiting, with the waiting
+    /// mess: files under the new number that the second half of that
+    /// renumbering had already moved belong to it.
+    pub waiting_mess: HashMap<u64, WaitingMess>,
+    /// Numbers whose files stay where they are in this run (their action
+    /// failed, or they were left as they are): no renumbering may move
+    /// files to such a number.
+    pub occupied: HashSet<u64>,
     /// Fresh copies found on disk (left by an interrupted run), by number.
     pub fresh: HashMap<u64, Vec<(Part, Stat)>>,
     /// Extra buckets seen, removed at the end.
@@ -129,6 +134,15 @@ impl PendingList {
     }
 }
 
+/// The mess of an interrupted renumbering, waiting for its new number.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitingMess {
+    /// Its old number.
+    pub old: u64,
+    /// When it was last moved (its first-half rename, or later).
+    pub ctime_ns: i64,
+}
+
 /// A waiting file of an interrupted renumbering, found by the scan.
 #[derive(Debug, Clone)]
 pub struct Waiting {
@@ -183,6 +197,10 @@ struct Planner<'c, 'm> {
     owner_at: usize,
     notes: Vec<(Kind, PathBuf, String, String)>,
 }
+
+/// A flag beside the part bits of a pending renumbering: its files were
+/// found waiting on disk, left by an interrupted run.
+const FOUND_WAITING: u8 = 0x80;
 
 fn mask(part: Part) -> u8 {
     1 << part.index()
@@ -391,14 +409,31 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
     }
 
     // Files under this number while the mess of a renumbering to this
-    // number still waits: the second half of that renumbering finishes them.
-    if !msg.has(Part::Mess) && ctx.waiting_mess.contains(&n) {
-        return;
-    }
-
+    // number still waits: those the second half of that renumbering had
+    // already moved here belong to it, and it finishes them. Any other
+    // file under this number (an orphan that a crash in the first half
+    // left, say) is not that message's: it is judged on its own.
+    let moved = |f: &Found| -> bool {
+        let Some(wm) = ctx.waiting_mess.get(&n) else { return false };
+        if msg.has(Part::Mess) {
+            return false;
+        }
+        // A part still waiting cannot also have been moved; a file moved
+        // by the second half was moved after the mess's first-half rename.
+        let also_waiting = ctx.waiting.get(&wm.old).is_some_and(|l| l.iter().any(|w| w.new == n && w.part == f.part));
+        !also_waiting && f.stat.is_some_and(|s| s.ctime_ns >= wm.ctime_ns)
+    };
     let mut slots: [Option<Slot>; 7] = Default::default();
+    let mut skipped = 0;
     for f in msg.files.iter().flatten() {
+        if moved(f) {
+            skipped += 1;
+            continue;
+        }
         slots[f.part.index()] = Some(Slot { found: Some(f), path: f.rel_path(n), rewritten: false, waiting: None });
+    }
+    if skipped > 0 && slots.iter().all(Option::is_none) && msg.extra.is_empty() {
+        return;
     }
     // Files of this message an interrupted run had already moved aside for
     // renumbering: they were repaired before they were moved.
@@ -823,12 +858,22 @@ pub fn plan_stray(ctx: &mut MessageCtx, q: &mut Quarantine, stray: &Stray, out: 
             if let Some(part) = stray.part {
                 if ctx.temp_path(part, old, new) == path && !ctx.empty {
                     if part == Part::Mess {
-                        ctx.waiting_mess.insert(new);
+                        ctx.waiting_mess.insert(new, WaitingMess { old, ctime_ns: st.ctime_ns });
                     }
                     ctx.waiting.entry(old).or_default().push(Waiting { part, new, stat: st });
                     return;
                 }
             }
+        }
+        if not_our_fresh(&name, &st) {
+            out.push(Finding::fix(
+                Kind::Stray,
+                path.clone(),
+                format!("another name of a file with {} links, under a repair's temporary name", st.nlink),
+                "name removed (the file keeps its other names)",
+                Action { message: None, steps: vec![Step::Unlink { path, expect: Some(ex) }] },
+            ));
+            return;
         }
         if let Some(n) = name.strip_prefix(FRESH_PREFIX.as_bytes()).and_then(parse_number) {
             if let Some(part) = stray.part {
@@ -885,9 +930,18 @@ pub fn note_doomed_link(ctx: &mut MessageCtx, stray: &Stray) {
         return;
     }
     let name = stray.path.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
-    if stray.why == StrayWhy::PidLeftover || name.starts_with(TODO_PREFIX.as_bytes()) {
+    if stray.why == StrayWhy::PidLeftover || name.starts_with(TODO_PREFIX.as_bytes()) || not_our_fresh(&name, &st) {
         *ctx.doomed_links.entry(st.ino).or_insert(0) += 1;
     }
+}
+
+/// A file under a fresh copy's name that qfixq did not write: qfixq
+/// writes a fresh copy as a new file with one link, so one with more
+/// links is another name of some other file (of this message, or from
+/// outside the queue). Taking it for a copy would leave that file with an
+/// extra link, and the message to a second run.
+fn not_our_fresh(name: &[u8], st: &Stat) -> bool {
+    name.starts_with(FRESH_PREFIX.as_bytes()) && st.nlink > 1
 }
 
 /// Where the fresh copy of the file at `right` (of message `n`) is written.
@@ -922,11 +976,25 @@ pub fn plan_pending(
             *by_new.entry(w.new).or_insert(0) |= mask(w.part);
         }
         for (new, parts) in by_new {
-            pending.push(new, old, parts);
+            pending.push(new, old, parts | FOUND_WAITING);
         }
     }
     let order = [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce, Part::Mess];
     for (new, old, parts) in pending.into_sorted() {
+        // Left by an interrupted run: a problem of its own (this run did
+        // not renumber it, it finishes a renumbering).
+        let found_waiting = parts & FOUND_WAITING != 0;
+        if ctx.occupied.contains(&new) {
+            // Files that could not be set aside still hold the number: a
+            // move there could join them to this message.
+            sink(&Finding::leave(
+                Kind::RenumberFinish,
+                ctx.right_path(Part::Mess, new),
+                format!("message {old} waits to become {new}, but files that could not be set aside hold that number"),
+                "left under its renumbering names; run qfixq live again once the errors above are cleared",
+            ))?;
+            continue;
+        }
         let steps: Vec<Step> = order
             .iter()
             .filter(|part| parts & mask(**part) != 0)
@@ -937,9 +1005,13 @@ pub fn plan_pending(
             })
             .collect();
         sink(&Finding::fix(
-            Kind::RenumberFinish,
+            if found_waiting { Kind::Renumber } else { Kind::RenumberFinish },
             ctx.right_path(Part::Mess, new),
-            format!("message {new} waits under its renumbering names"),
+            if found_waiting {
+                format!("message {old} waits under its renumbering names (an interrupted repair)")
+            } else {
+                format!("message {new} waits under its renumbering names")
+            },
             "given its new number",
             Action { message: Some(new), steps },
         ))?;
@@ -1004,7 +1076,8 @@ mod tests {
             doomed_links: HashMap::new(),
             pending: PendingList::default(),
             waiting: HashMap::new(),
-            waiting_mess: HashSet::new(),
+            waiting_mess: HashMap::new(),
+            occupied: HashSet::new(),
             fresh: HashMap::new(),
             extra_buckets: Vec::new(),
         }
@@ -1023,6 +1096,7 @@ mod tests {
             mtime: 1_700_000_000,
             mtime_nsec: 0,
             atime: 1_700_000_000,
+            ctime_ns: 1_700_000_000_000_000_000,
         };
         Found { part, bucket: Some(bucket_of(n, SPLIT)), ino, stat: Some(stat) }
     }

@@ -322,7 +322,7 @@ fn random_case(seed: u64) -> String {
     }
     // Catalogue order: the copies first, as a real recovery meets them.
     damages.sort_by_key(|d| Damage::ALL.iter().position(|x| x == d));
-    let messages = rng.range(30, 121) as usize;
+    let messages = rng.range(30, 301) as usize;
     let kills = rng.range(1, 4) as usize;
     let names: Vec<&str> = damages.iter().map(|d| d.name()).collect();
     let what = format!(
@@ -355,6 +355,27 @@ fn random_case(seed: u64) -> String {
     let mut shown = Vec::new();
     let mut ks = Vec::new();
     for _ in 0..kills {
+        if rng.chance(0.3) {
+            // SIGKILL at a moment, not after a step: it may land inside
+            // one (between a step's system calls), as a real kill does.
+            let ms = rng.range(1, 80);
+            let mut child = std::process::Command::new(binary())
+                .arg("--queue")
+                .arg(q)
+                .args(["--ids", IDS_ARG])
+                .args(live)
+                .env_remove("QTOOLS_ABORT_AFTER_STEP")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start qfixq");
+            std::thread::sleep(Duration::from_millis(ms));
+            let _ = child.kill();
+            let st = child.wait().expect("wait");
+            ks.push(format!("{ms}ms"));
+            shown.push(format!("qfixq live killed after {ms} ms: {st:?}"));
+            continue;
+        }
         let k = rng.range(1, total as u64 + 1).to_string();
         let r = qfixq_env(q, &live, &[("QTOOLS_ABORT_AFTER_STEP", k.as_str())]);
         ks.push(k);
