@@ -323,7 +323,7 @@ fn random_case(seed: u64) -> String {
     // Catalogue order: the copies first, as a real recovery meets them.
     damages.sort_by_key(|d| Damage::ALL.iter().position(|x| x == d));
     let messages = rng.range(30, 301) as usize;
-    let kills = rng.range(1, 4) as usize;
+    let kills = rng.range(1, 3) as usize;
     let names: Vec<&str> = damages.iter().map(|d| d.name()).collect();
     let what = format!(
         "seed {seed}: split {split}{}, {messages} messages, damages {names:?}",

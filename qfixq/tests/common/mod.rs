@@ -852,11 +852,15 @@ pub fn check_healthy(queue: &Path, split: u32, big_todo: bool, before: &Snapshot
         }
     }
     // lost+found: each directory of a session that holds anything holds a
-    // reason (a crash between its mkdir and its reason leaves it empty).
+    // reason (a crash between its mkdir and its reason leaves it empty, or
+    // holding only the reason's temporary file when the kill landed inside
+    // that write: nothing had been moved there yet).
     for session in fs::read_dir(queue.join("lost+found")).into_iter().flatten().flatten() {
         for d in fs::read_dir(session.path()).into_iter().flatten().flatten() {
             let p = d.path();
-            let empty = fs::read_dir(&p).map(|mut r| r.next().is_none()).unwrap_or(true);
+            let empty = fs::read_dir(&p)
+                .map(|r| r.flatten().all(|e| e.file_name().to_string_lossy().starts_with(".qtools-tmp.")))
+                .unwrap_or(true);
             if p.is_dir() && !empty && !p.join("reason").is_file() {
                 e.push(format!("{}: no reason file", p.display()));
             }
