@@ -210,3 +210,24 @@ fn parallel_workers_killed_midway_leave_only_ordered_prefixes() {
         }
     }
 }
+
+/// A panic in a scan thread (injected by the `fault-injection` feature)
+/// ends qkillns at once with exit 8 and one line that says a rerun
+/// finishes the job; the lock is free and the rerun removes the bounces.
+#[test]
+fn a_panic_in_a_scan_thread_ends_the_run() {
+    if skip_unless_root() {
+        return;
+    }
+    let q = Queue::new();
+    let t = now();
+    let bounce = q.preprocessed(b"", &[], &[(b"bob@remote.example", false)], "failure notice", t - 3600, false);
+    let out = qkillns(&q).env("QTOOLS_PANIC_AT", "scan-worker").output().expect("run qkillns");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(8), "{err}");
+    assert!(err.contains("internal error") && err.contains("run the same command again"), "{err}");
+    let f = std::fs::File::open(q.root.join("lock/sendmutex")).unwrap();
+    assert!(nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok(), "lock still held");
+    qkillns(&q).assert().success();
+    assert!(q.present(&bounce).is_empty(), "the rerun removed the bounce");
+}
