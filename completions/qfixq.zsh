@@ -26,13 +26,15 @@ _qfixq() {
 '--json[Print the report as one JSON document]' \
 '-q[Print the summary only (and failures)]' \
 '--quiet[Print the summary only (and failures)]' \
+'(--live --empty)-n[Check only, change nothing (the default; as fsck -n and qkillns -n)]' \
+'(--live --empty)--dry-run[Check only, change nothing (the default; as fsck -n and qkillns -n)]' \
 '--live[Same as the mode word \`live\`]' \
 '--empty[With --live, same as \`live empty\`]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
 '-V[Print version]' \
 '--version[Print version]' \
-'*::mode -- Mode\: nothing (check), `live` (repair) or `live empty` (remove every message):(live empty)' \
+'*::mode -- Mode\: nothing or `check` (check only), `live` (repair) or `live empty` (remove every message):(check live empty)' \
 && ret=0
 }
 

@@ -29,6 +29,14 @@ use message::MessageCtx;
 use output::{Report, StepStatus};
 use structure::StructureCtx;
 
+const AFTER_HELP: &str = "\
+Modes: `qfixq` (or `qfixq check`, `qfixq -n`) checks and changes nothing; \
+`qfixq live` repairs (qmail-send stopped); `qfixq live empty` removes every message.
+Exit status (as fsck): 0 nothing wrong, 1 problems found and all fixed, 4 problems \
+left unfixed (every check that finds any), 8 operational error (queue unreadable, \
+qmail-send running, ids or split undecidable, an internal error), 16 usage error, \
+32 interrupted (run the same command again to finish).";
+
 /// Check and repair a qmail queue, saving every message that can be saved.
 #[derive(Debug, Parser)]
 #[command(
@@ -39,7 +47,8 @@ use structure::StructureCtx;
         Without a mode word qfixq only checks: it changes nothing and prints the exact plan a repair \
         would carry out. `qfixq live` repairs the queue; `qfixq live empty` removes every message but \
         still repairs the structure, owners and modes. qmail-send must be stopped for a live run: \
-        qfixq takes qmail-send's own lock (lock/sendmutex) and holds it while it works."
+        qfixq takes qmail-send's own lock (lock/sendmutex) and holds it while it works.",
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -60,14 +69,17 @@ pub struct Cli {
     /// Threads that stat and read message files.
     #[arg(long, value_name = "N", default_value_t = qcommon::scan::DEFAULT_THREADS as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
     threads: u32,
+    /// Check only, change nothing (the default; as fsck -n and qkillns -n).
+    #[arg(short = 'n', long, conflicts_with_all = ["live", "empty"])]
+    dry_run: bool,
     /// Same as the mode word `live`.
     #[arg(long)]
     live: bool,
     /// With --live, same as `live empty`.
-    #[arg(long, requires = "live")]
+    #[arg(long)]
     empty: bool,
-    /// Mode: nothing (check), `live` (repair) or `live empty` (remove every message).
-    #[arg(value_name = "MODE", num_args = 0..=2, value_parser = ["live", "empty"])]
+    /// Mode: nothing or `check` (check only), `live` (repair) or `live empty` (remove every message).
+    #[arg(value_name = "MODE", num_args = 0..=2, value_parser = ["check", "live", "empty"])]
     mode: Vec<String>,
 }
 
@@ -117,8 +129,20 @@ where
             return code;
         }
     };
-    let mode = match (cli.mode.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), cli.live, cli.empty) {
-        ([], false, _) => RunMode::Check,
+    let words: Vec<&str> = cli.mode.iter().map(String::as_str).collect();
+    if cli.dry_run && !matches!(words.as_slice(), [] | ["check"]) {
+        eprintln!("qfixq: -n (check only) cannot go with the mode {:?}", words.join(" "));
+        return ExitCode::Usage;
+    }
+    if cli.empty && !cli.live && !words.contains(&"live") {
+        eprintln!(
+            "qfixq: --empty removes every message, so it goes only with a live run: \
+             say `qfixq live empty` (or --live --empty)"
+        );
+        return ExitCode::Usage;
+    }
+    let mode = match (words.as_slice(), cli.live, cli.empty) {
+        ([] | ["check"], false, false) => RunMode::Check,
         ([], true, false) | (["live"], _, false) => RunMode::Live,
         ([], true, true) | (["live"], _, true) | (["live", "empty"], _, _) => RunMode::Empty,
         (other, _, _) => {

@@ -284,12 +284,22 @@ fn no_quarantine_deletes_what_cannot_be_saved() {
 #[test]
 fn usage_errors_exit_16() {
     let q = Path::new("/nonexistent-queue");
-    for args in [&["bogus"][..], &["live", "full"][..], &["--no-such-flag"][..], &["--threads", "0"][..]] {
+    for args in [
+        &["bogus"][..],
+        &["live", "full"][..],
+        &["--no-such-flag"][..],
+        &["--threads", "0"][..],
+        &["--empty"][..],
+        &["-n", "live"][..],
+        &["check", "live"][..],
+    ] {
         let r = qfixq(q, args);
         r.expect(16, &format!("{args:?}"));
         assert!(!r.err().is_empty(), "a usage error says why\n{}", r.show());
     }
-    qfixq(q, &["--help"]).expect(0, "--help");
+    let help = qfixq(q, &["--help"]);
+    help.expect(0, "--help");
+    assert!(help.out().contains("Exit status") && help.out().contains("32 interrupted"), "{}", help.show());
     // A queue that is not there is an operational error.
     qfixq(q, &[]).expect(8, "missing queue");
 }
@@ -312,4 +322,41 @@ fn queue_reached_through_a_symbolic_link() {
     assert!(std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()), "the link is kept");
     assert_none(&check_fates(&fates, fx.queue(), false), "messages", Some(&live));
     assert_none(&check_healthy(fx.queue(), 23, false, &before), "health", Some(&live));
+}
+
+/// `-n` and the mode word `check` are the read-only check, as fsck's and
+/// qkillns' `-n`: they change nothing and report like a plain `qfixq`.
+#[test]
+fn dash_n_and_check_are_the_check() {
+    if !root_or_skip("dash_n_and_check_are_the_check") {
+        return;
+    }
+    let fx = build(30, 7, false, 3, &[qtests::Damage::S2Leftover]);
+    let q = fx.queue();
+    let frozen = freeze(&fx);
+    let plain = qfixq(q, &[]);
+    plain.expect(4, "plain check");
+    for args in [&["-n"][..], &["check"][..], &["--dry-run"][..]] {
+        let r = qfixq(q, args);
+        r.expect(4, &format!("{args:?}"));
+        assert_eq!(without_run_dirs(&r.out()), without_run_dirs(&plain.out()), "{args:?}");
+    }
+    assert_frozen(&fx, &frozen, "-n and check", None);
+}
+
+/// The report's lines after the mode line, with lost+found run directory
+/// names (time and pid) taken out.
+fn without_run_dirs(out: &str) -> Vec<String> {
+    out.lines()
+        .skip(1)
+        .map(|l| {
+            let mut l = l.to_string();
+            while let Some(i) = l.find("lost+found/2") {
+                let rest = &l[i + "lost+found/".len()..];
+                let end = rest.find(['/', ' ']).unwrap_or(rest.len());
+                l = format!("{}lost+found/RUN{}", &l[..i], &rest[end..]);
+            }
+            l
+        })
+        .collect()
 }
