@@ -40,9 +40,7 @@ impl Ids {
         ];
         for (who, id) in named {
             if id == u32::MAX || id == u32::from(u16::MAX) {
-                return Err(format!(
-                    "{id} is not a usable id for {who}: it means -1 (\"leave unchanged\") to chown"
-                ));
+                return Err(format!("{id} is not a usable id for {who}: it means -1 (\"leave unchanged\") to chown"));
             }
         }
         Ok(())

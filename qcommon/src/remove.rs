@@ -133,7 +133,11 @@ impl Quarantine {
                 let dir = self.session.join("lost+found-file");
                 self.used.insert("lost+found-file".into());
                 steps.push(Self::mkdir(dir.clone()));
-                steps.push(reason_step(&dir, "a regular file stood where lost+found belongs", std::iter::once(lf.as_path())));
+                steps.push(reason_step(
+                    &dir,
+                    "a regular file stood where lost+found belongs",
+                    std::iter::once(lf.as_path()),
+                ));
                 steps.push(Step::Rename { from: aside, to: dir.join("lost+found"), expect: Some(ex) });
             }
             LostFound::Other(ex) => {

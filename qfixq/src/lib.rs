@@ -557,7 +557,10 @@ fn message_is_new(m: &qcommon::scan::ScannedMessage, since: Option<i64>) -> bool
 fn stray_is_new(s: &qcommon::scan::Stray, since: Option<i64>) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Some(since) = since else { return false };
-    let ours = s.path.file_name().is_some_and(|n| n.as_bytes().starts_with(b".qfixq-") || n.as_bytes().starts_with(b".qtools-"));
+    let ours = s
+        .path
+        .file_name()
+        .is_some_and(|n| n.as_bytes().starts_with(b".qfixq-") || n.as_bytes().starts_with(b".qtools-"));
     !ours && s.stat.is_some_and(|st| st.mtime >= since)
 }
 

@@ -421,7 +421,9 @@ fn random_damage_random_kills() {
         return;
     }
     let base = std::env::var("QTOOLS_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64 % 1_000_000_000)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_000)
     });
     let secs = std::env::var("QTOOLS_RANDOM_CRASH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60u64);
     println!("random_damage_random_kills: seed {base} for {secs} s (QTOOLS_TEST_SEED={base} repeats it)");

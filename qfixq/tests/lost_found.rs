@@ -191,7 +191,8 @@ fn leftover_files(src: &Path) -> (u64, Vec<(PathBuf, Vec<u8>)>) {
 fn impossible_ids_are_refused() {
     let t = tempfile::tempdir().unwrap();
     for ids in ["4294967295:7002:7003:7004", "7001:7002:7003:4294967295", "7001:65535:7003:7004"] {
-        let out = Command::new(binary()).arg("--queue").arg(t.path()).args(["--ids", ids, "live"]).output().expect("run");
+        let out =
+            Command::new(binary()).arg("--queue").arg(t.path()).args(["--ids", ids, "live"]).output().expect("run");
         assert_eq!(out.status.code(), Some(16), "--ids {ids}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("-1"), "--ids {ids} must say why: {err}");

@@ -33,7 +33,9 @@ fn pick(q: &Path) -> (u64, Vec<Part>, Vec<u8>) {
         .msgs
         .iter()
         .find(|(_, m)| m.part(Part::Info).is_some() && m.part(Part::Todo).is_none() && m.part(Part::Bounce).is_none())
-        .map(|(n, m)| (*n, [Part::Info, Part::Local, Part::Remote].into_iter().filter(|p| m.part(*p).is_some()).collect()))
+        .map(|(n, m)| {
+            (*n, [Part::Info, Part::Local, Part::Remote].into_iter().filter(|p| m.part(*p).is_some()).collect())
+        })
         .expect("a preprocessed message");
     // Another message's envelope, as an orphan todo holds it.
     let todo = b"u0\0p1\0Fflood@other.example\0Tsomeone@elsewhere.example\0".to_vec();
