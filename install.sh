@@ -30,7 +30,7 @@
 set -eu
 
 TOOLS="qfixq qstat qkillns"
-DOCS="runbook.md repair.md monitoring.md performance.md security.md"
+DOCS="runbook.md repair.md repair-policy.md queue-format.md monitoring.md performance.md security.md"
 
 cd "$(dirname "$0")"
 

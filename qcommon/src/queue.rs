@@ -1,4 +1,4 @@
-//! The shape of a healthy qmail queue, as QUEUE-FORMAT.md gives it: the
+//! The shape of a healthy qmail queue, as docs/queue-format.md gives it: the
 //! directories, which are split into buckets, and the owner, group and
 //! mode of every directory and message file. Everything that checks or
 //! builds a queue reads these tables instead of repeating them.
@@ -85,7 +85,7 @@ impl Part {
         [Part::Mess, Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce];
 
     /// The order in which a message is removed: the reverse of creation,
-    /// with mess last (REPAIR-POLICY.md, qkillns).
+    /// with mess last (docs/repair-policy.md, qkillns).
     pub const REMOVAL_ORDER: [Part; 7] =
         [Part::Todo, Part::Intd, Part::Bounce, Part::Local, Part::Remote, Part::Info, Part::Mess];
 

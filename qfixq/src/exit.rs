@@ -1,4 +1,4 @@
-//! qfixq's exit status, as REPAIR-POLICY.md gives it.
+//! qfixq's exit status, as docs/repair-policy.md gives it.
 
 /// How a run of qfixq ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

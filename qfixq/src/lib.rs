@@ -1,7 +1,7 @@
 //! qfixq: checks a qmail queue (read-only by default), repairs it
 //! (`qfixq live`) or empties it while still repairing its structure
 //! (`qfixq live empty`). One data path serves all three: scan the queue
-//! into messages, plan findings and their steps by REPAIR-POLICY.md, then
+//! into messages, plan findings and their steps by docs/repair-policy.md, then
 //! print the plan (check) or carry it out (live).
 
 pub mod exit;

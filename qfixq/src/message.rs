@@ -1,4 +1,4 @@
-//! The per-message policy of REPAIR-POLICY.md: given what the scan saw of
+//! The per-message policy of docs/repair.md: given what the scan saw of
 //! one message, the findings and the crash-safe steps that save it (or set
 //! it aside). Also the strays found among the messages.
 //!

@@ -1,6 +1,6 @@
 //! The queue's structure: the queue directory, its sub-directories and
 //! buckets, and the lock files, with their owners and modes
-//! (QUEUE-FORMAT.md's table). Planned before the messages so that, live,
+//! (the tables of docs/queue-format.md). Planned before the messages so that, live,
 //! every bucket a message may move into exists.
 
 use std::ffi::OsStr;

@@ -1,4 +1,4 @@
-//! Crash safety (REPAIR-POLICY.md, ground rule 3): qfixq killed right after
+//! Crash safety (docs/repair-policy.md, rule 4): qfixq killed right after
 //! any one of its steps, then run again, must end with the same queue as an
 //! uninterrupted run, and lose no message.
 //!

@@ -257,7 +257,7 @@ fn broken_todo_with_intd_and_a_wrong_intd_mode() {
 
 /// Extra numeric buckets make the split ambiguous: without `--split` (and
 /// without qmail-showctl) qfixq must stop with exit 8, say what it saw, and
-/// change nothing (REPAIR-POLICY.md, qfixq).
+/// change nothing (docs/repair-policy.md, qfixq).
 #[test]
 fn extra_buckets_without_split_is_ambiguous() {
     if !root_or_skip("extra_buckets_without_split_is_ambiguous") {

@@ -1,4 +1,4 @@
-//! qfixq refuses to repair while qmail runs (REPAIR-POLICY.md, ground rule
+//! qfixq refuses to repair while qmail runs (docs/repair-policy.md, rule
 //! 2): a process holding qmail-send's lock (lock/sendmutex) stops a live
 //! run with exit 8 and no change, whatever `--force` says; a process working
 //! inside the queue (a qmail-queue in flight) stops it too unless `--force`.

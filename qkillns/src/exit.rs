@@ -1,4 +1,4 @@
-//! The exit status of qkillns (REPAIR-POLICY.md): this module owns the
+//! The exit status of qkillns (docs/repair-policy.md): this module owns the
 //! numbers and how several outcomes combine into one.
 //!
 //! - 0: the run completed, also when nothing matched and when some

@@ -4,7 +4,7 @@
 //! textfile-collector metrics, or acts as a Nagios/Icinga plugin
 //! (`--check`), once or every few seconds (`--watch`).
 //!
-//! qstat only reads the queue (QUEUE-FORMAT.md, REPAIR-POLICY.md): no
+//! qstat only reads the queue (docs/repair-policy.md, rule 6): no
 //! byte, mode, owner or time stamp changes; it works while qmail-send
 //! runs. The binary (`main.rs`) only calls [`run`].
 //!

@@ -1,5 +1,5 @@
 //! The practice-queue builder: makes a healthy qmail queue, laid out and
-//! numbered exactly as QUEUE-FORMAT.md says, filled with realistic mail in a
+//! numbered exactly as docs/queue-format.md says, filled with realistic mail in a
 //! seeded mix of states.
 //!
 //! Every message is made the way qmail makes it: the `mess` file is created
@@ -89,7 +89,7 @@ pub struct BuildSpec {
     /// Fraction of large messages (100–300 KB).
     pub large: f64,
     /// When set and running as root, every directory and file gets qmail's
-    /// owners (QUEUE-FORMAT.md's table); otherwise everything belongs to the
+    /// owners (the tables of docs/queue-format.md); otherwise everything belongs to the
     /// caller. Modes follow the table either way.
     pub ids: Option<Ids>,
     /// Reference time (seconds since the epoch): birth times lie in the

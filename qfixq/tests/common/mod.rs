@@ -1,9 +1,9 @@
 //! Support for qfixq's integration tests: practice queues built with
-//! qmail's ids, runs of the real binary, an oracle of REPAIR-POLICY.md's
+//! qmail's ids, runs of the real binary, an oracle of docs/repair.md's
 //! per-message outcome, the census that proves no message content was
 //! lost, and the checks of a healthy queue.
 //!
-//! The owners and modes of QUEUE-FORMAT.md are written out here on purpose
+//! The owners and modes of docs/queue-format.md are written out here on purpose
 //! instead of being read from `qcommon::queue`, so that a wrong table there
 //! is caught too. Messages are compared by the content of their mess file,
 //! never by number, so the checks hold across renumbering.
@@ -379,7 +379,7 @@ pub fn index(queue: &Path, big_todo: bool) -> Index {
 }
 
 // ---------------------------------------------------------------------
-// The oracle: what REPAIR-POLICY.md says becomes of each message.
+// The oracle: what docs/repair.md says becomes of each message.
 
 /// A message's envelope, independent of its number.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -684,7 +684,7 @@ pub fn check_census(before: &Census, queue: &Path) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------
-// A healthy queue (QUEUE-FORMAT.md).
+// A healthy queue (docs/queue-format.md).
 
 const QMAILQ: u32 = IDS.qmailq;
 const QMAILS: u32 = IDS.qmails;
@@ -708,7 +708,7 @@ fn part_of(dir: &str) -> Part {
     Part::ALL.into_iter().find(|p| p.dir() == dir).expect("a part directory")
 }
 
-/// Checks everything QUEUE-FORMAT.md says of a healthy queue of `split`
+/// Checks everything docs/queue-format.md says of a healthy queue of `split`
 /// and layout `big_todo`: directories, buckets, lock files, message files
 /// with their owners, modes and link counts, names equal to mess inodes,
 /// every file in its right bucket, nothing else (entries that were at the
