@@ -134,25 +134,6 @@ pub fn fs_usage(path: &std::path::Path) -> crate::Result<FsUsage> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_parse() {
-        assert_eq!(parse_ids("1:2:3:4").unwrap(), Ids { qmailq: 1, qmails: 2, qmailr: 3, qmail_gid: 4 });
-        assert!(parse_ids("1:2:3").is_err());
-        assert!(parse_ids("1:2:x:4").unwrap_err().contains("\"x\""));
-    }
-
-    #[test]
-    fn usage_of_tmp() {
-        let u = fs_usage(std::path::Path::new("/")).unwrap();
-        assert!(u.blocks_pct >= 0.0 && u.blocks_pct <= 100.0);
-        assert!(u.inodes_pct >= 0.0 && u.inodes_pct <= 100.0);
-    }
-}
-
 /// Makes a panic in any thread end the whole process at once, with one
 /// line on standard error and exit status `code`, instead of unwinding one
 /// thread while the others wait for it forever (with qmail-send's lock
@@ -176,4 +157,23 @@ pub fn exit_on_panic(tool: &'static str, code: i32) {
         );
         std::process::exit(code);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse() {
+        assert_eq!(parse_ids("1:2:3:4").unwrap(), Ids { qmailq: 1, qmails: 2, qmailr: 3, qmail_gid: 4 });
+        assert!(parse_ids("1:2:3").is_err());
+        assert!(parse_ids("1:2:x:4").unwrap_err().contains("\"x\""));
+    }
+
+    #[test]
+    fn usage_of_tmp() {
+        let u = fs_usage(std::path::Path::new("/")).unwrap();
+        assert!(u.blocks_pct >= 0.0 && u.blocks_pct <= 100.0);
+        assert!(u.inodes_pct >= 0.0 && u.inodes_pct <= 100.0);
+    }
 }

@@ -290,16 +290,10 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
     }
 
     let opts = ScanOptions { threads: cli.threads as usize, stat: true, read_envelopes: true, chunk: 128 };
-    let outcome = plan_and_apply(
-        &root,
-        &layout,
-        mode,
-        cli.no_quarantine,
-        &opts,
-        None,
-        &mut quarantine,
-        &mut |f: &Finding, _: Origin| apply(&mut report, &mut mutator, f, live, &mut tally),
-    );
+    let pass = Pass { mode, no_quarantine: cli.no_quarantine, scan: &opts, since: None };
+    let outcome = plan_and_apply(&root, &layout, pass, &mut quarantine, &mut |f: &Finding, _: Origin| {
+        apply(&mut report, &mut mutator, f, live, &mut tally)
+    });
     let scanned = match outcome {
         Ok(n) => n,
         Err(PlanError::Io(e)) => return Err(e),
@@ -396,6 +390,16 @@ enum PlanError {
     Interrupted,
 }
 
+/// How one pass over the queue runs.
+#[derive(Debug, Clone, Copy)]
+struct Pass<'a> {
+    mode: RunMode,
+    no_quarantine: bool,
+    scan: &'a ScanOptions,
+    /// For the verifying pass: files written at or after this time are new.
+    since: Option<i64>,
+}
+
 /// The one data path: structure, then the scan's strays and messages,
 /// then the second half of renumbering and the extra buckets. Each
 /// finding goes to `sink` as soon as it is planned (check: printed; live:
@@ -403,13 +407,11 @@ enum PlanError {
 fn plan_and_apply(
     root: &Dir,
     layout: &Layout,
-    mode: RunMode,
-    no_quarantine: bool,
-    opts: &ScanOptions,
-    since: Option<i64>,
+    pass: Pass<'_>,
     quarantine: &mut Quarantine,
     sink: &mut dyn FnMut(&Finding, Origin) -> std::io::Result<bool>,
 ) -> Result<u64, PlanError> {
+    let Pass { mode, no_quarantine, scan: opts, since } = pass;
     // Stops between two findings when a signal asked for it.
     let mut sink = |f: &Finding, o: Origin| -> Result<bool, PlanError> {
         if qcommon::interrupt::requested() {
@@ -641,7 +643,8 @@ fn verify(
             return v;
         }
     };
-    let r = plan_and_apply(root, layout, RunMode::Check, no_quarantine, opts, Some(started), &mut q2, &mut |f, o| {
+    let pass = Pass { mode: RunMode::Check, no_quarantine, scan: opts, since: Some(started) };
+    let r = plan_and_apply(root, layout, pass, &mut q2, &mut |f, o| {
         if f.kind.is_problem() {
             if o.new {
                 v.new += 1;
