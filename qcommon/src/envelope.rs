@@ -597,6 +597,18 @@ pub fn for_each_record(mut r: impl std::io::Read, mut f: impl FnMut(u8, &[u8]) -
     }
 }
 
+/// Streams the records of the envelope at `rel` (relative to the queue
+/// root `root`, opened without following any link) through
+/// [`for_each_record`]: the addresses of a list too large to hold.
+pub fn read_records(
+    root: &crate::safe_fs::Dir,
+    rel: &std::path::Path,
+    f: impl FnMut(u8, &[u8]) -> bool,
+) -> crate::Result<()> {
+    let (file, _) = root.open_regular_beneath(rel)?;
+    for_each_record(file, f).map_err(|e| crate::Error::sys("read", root.path().join(rel), crate::safe_fs::io_errno(&e)))
+}
+
 /// A todo/intd as the scan gives it: parsed whole when it is small, else
 /// checked by a streaming pass that kept no recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -870,8 +882,8 @@ mod tests {
     /// the seed is printed so that a failure can be replayed.
     #[test]
     fn streaming_checks_agree_on_random_envelopes() {
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-            | 1;
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
         println!("seed {seed}");
         let mut x = seed;
         let mut next = move |m: u64| {

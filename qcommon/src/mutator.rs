@@ -627,7 +627,8 @@ mod tests {
     fn copy_prefix_cuts_in_place_and_refuses_a_short_source() {
         let (t, d) = setup();
         std::fs::write(t.path().join("mess/1/11"), b"Ta\0Tb\0Tc").unwrap();
-        let ino = std::fs::metadata(t.path().join("mess/1/11")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+        let ino =
+            std::fs::metadata(t.path().join("mess/1/11")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
         let spec = NewFile { perm: 0o600, owner: None, mtime: None, replace: true };
         let step = |len: u64, ino: u64| Step::CopyPrefix {
             from: "mess/1/11".into(),
@@ -646,7 +647,8 @@ mod tests {
         assert_eq!(std::fs::read(t.path().join("mess/1/11")).unwrap(), b"Ta\0Tb\0Tc");
         m.apply(&step(6, ino)).unwrap();
         assert_eq!(std::fs::read(t.path().join("mess/1/11")).unwrap(), b"Ta\0Tb\0");
-        let names: Vec<_> = std::fs::read_dir(t.path().join("mess/1")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(t.path().join("mess/1")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
 

@@ -328,6 +328,30 @@ impl Dir {
         Ok((file, st))
     }
 
+    /// Opens the regular file at `rel` (a relative path such as
+    /// `remote/3/1234`) beneath this directory: every directory on the way
+    /// is opened without following links, then the file as
+    /// [`Dir::open_regular`] does.
+    pub fn open_regular_beneath(&self, rel: &Path) -> Result<(File, Stat)> {
+        use std::path::Component;
+        let mut parts: Vec<&OsStr> = Vec::new();
+        for c in rel.components() {
+            match c {
+                Component::Normal(x) => parts.push(x),
+                _ => return Err(Error::Other(format!("bad relative path {}", crate::error::escape_path(rel)))),
+            }
+        }
+        let Some((last, dirs)) = parts.split_last() else {
+            return Err(Error::Other("empty relative path".into()));
+        };
+        let mut held: Option<Dir> = None;
+        for d in dirs {
+            let next = held.as_ref().unwrap_or(self).open_dir(d)?;
+            held = Some(next);
+        }
+        held.as_ref().unwrap_or(self).open_regular(last)
+    }
+
     /// Reads at most `cap` bytes of a regular file (see [`Dir::open_regular`]).
     /// A 10 GB junk file costs `cap` bytes, not 10 GB.
     pub fn read_file(&self, name: &OsStr, cap: usize) -> Result<Contents> {

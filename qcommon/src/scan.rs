@@ -913,9 +913,8 @@ fn examine(
             msg.intd = read(Part::Intd, ENVELOPE_CAP, msg, cache, buf).map(|r| todo(r, buf));
         }
     }
-    msg.info = read(Part::Info, INFO_CAP, msg, cache, buf).map(|r| {
-        r.and_then(|_| Info::parse(buf).map_err(ReadProblem::Bad))
-    });
+    msg.info =
+        read(Part::Info, INFO_CAP, msg, cache, buf).map(|r| r.and_then(|_| Info::parse(buf).map_err(ReadProblem::Bad)));
     let recipients = |r: std::result::Result<Got, ReadProblem>, buf: &[u8]| match r? {
         Got::InBuf => Recipients::parse_salvaging(buf).map(ListEnvelope::Whole).map_err(ReadProblem::Bad),
         Got::Large(file, path) => {
