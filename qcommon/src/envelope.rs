@@ -431,6 +431,12 @@ impl TodoCheck {
         TodoCheck::default()
     }
 
+    /// True once the verdict is an error: the rest of the file need not
+    /// be read (a 2 GB file of zeros fails at its first bytes).
+    pub fn failed(&self) -> bool {
+        self.err.is_some()
+    }
+
     /// Feeds the next bytes of the file. After the first error the rest
     /// is ignored.
     pub fn feed(&mut self, data: &[u8]) {
@@ -521,6 +527,12 @@ impl ListCheck {
     /// A fresh check.
     pub fn new() -> ListCheck {
         ListCheck::default()
+    }
+
+    /// True once the verdict is an error: the rest of the file need not
+    /// be read (a 2 GB file of zeros fails at its first bytes).
+    pub fn failed(&self) -> bool {
+        self.err.is_some()
     }
 
     /// Feeds the next bytes of the file. After the first error the rest

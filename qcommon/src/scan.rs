@@ -889,7 +889,10 @@ fn examine(
         Got::InBuf => Todo::parse(buf).map(TodoEnvelope::Whole).map_err(ReadProblem::Bad),
         Got::Large(file, path) => {
             let mut c = TodoCheck::new();
-            stream(file, &path, &mut |p| c.feed(p))?;
+            stream(file, &path, &mut |p| {
+                c.feed(p);
+                !c.failed()
+            })?;
             c.finish().map(TodoEnvelope::Large).map_err(ReadProblem::Bad)
         }
     };
@@ -919,7 +922,10 @@ fn examine(
         Got::InBuf => Recipients::parse_salvaging(buf).map(ListEnvelope::Whole).map_err(ReadProblem::Bad),
         Got::Large(file, path) => {
             let mut c = ListCheck::new();
-            stream(file, &path, &mut |p| c.feed(p))?;
+            stream(file, &path, &mut |p| {
+                c.feed(p);
+                !c.failed()
+            })?;
             c.finish().map(ListEnvelope::Large).map_err(ReadProblem::Bad)
         }
     };
@@ -932,13 +938,18 @@ fn examine(
 }
 
 /// Reads an open envelope to its end through a fixed buffer.
-fn stream(mut file: std::fs::File, path: &std::path::Path, feed: &mut dyn FnMut(&[u8])) -> Parsed<()> {
+/// `feed` returns false when it needs no more.
+fn stream(mut file: std::fs::File, path: &std::path::Path, feed: &mut dyn FnMut(&[u8]) -> bool) -> Parsed<()> {
     use std::io::Read;
     let mut chunk = vec![0u8; STREAM_BUFFER];
     loop {
         match file.read(&mut chunk) {
             Ok(0) => return Ok(()),
-            Ok(n) => feed(&chunk[..n]),
+            Ok(n) => {
+                if !feed(&chunk[..n]) {
+                    return Ok(());
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(ReadProblem::Io(Error::sys("read", path, crate::safe_fs::io_errno(&e)))),
         }
