@@ -164,8 +164,7 @@ fn a_20_mb_todo_is_valid_kept_and_counted() {
     run.assert_sane().expect(0);
     assert_rss(&run, size);
     let out = run.out();
-    let want = todo_rc - h.built.messages.iter().find(|m| m.number == n).unwrap().recipients.len() as u64
-        + HUGE as u64;
+    let want = todo_rc - h.built.messages.iter().find(|m| m.number == n).unwrap().recipients.len() as u64 + HUGE as u64;
     assert_eq!(
         pending_json(&out),
         format!("\"recipients_pending\":{{\"local\":{local},\"remote\":{remote},\"todo\":{want}}}"),
@@ -293,5 +292,37 @@ fn qkillns_finds_a_recipient_deep_in_a_huge_list() {
     run.assert_sane().expect(0);
     let out = run.out();
     qtests::json::check_json(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
-    assert!(out.contains(&format!("\"recipients_not_listed\":[{{\"file\":\"todo/{n}\",\"list\":\"todo\",\"count\":{HUGE}}}]")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "\"recipients_not_listed\":[{{\"file\":\"todo/{n}\",\"list\":\"todo\",\"count\":{HUGE}}}]"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_20_mb_remote_list_linked_from_outside_is_replaced_by_a_copy() {
+    let Some(h) = Huge::new("a_20_mb_remote_list_linked_from_outside_is_replaced_by_a_copy") else { return };
+    let n = h.with_remote();
+    let remote = h.path(Part::Remote, n);
+    let data = records(b'T', HUGE, None);
+    fs::write(&remote, &data).unwrap();
+    let size = data.len();
+    let outside = h.q().parent().unwrap().join("outside-link");
+    fs::hard_link(&remote, &outside).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let old_ino = fs::metadata(&remote).unwrap().ino();
+
+    let run = h.check();
+    run.expect(4);
+    assert!(run.out().contains("extra hard links") || run.out().contains("hard links"), "{}", run.show());
+    let run = h.live();
+    run.expect(1);
+    assert_rss(&run, size);
+    let now = fs::metadata(&remote).unwrap();
+    assert_ne!(now.ino(), old_ino, "a fresh copy took its place");
+    assert_eq!(now.nlink(), 1);
+    assert!(fs::read(&remote).unwrap() == data, "the copy holds every record");
+    assert!(fs::read(&outside).unwrap() == data, "the outside name keeps its file untouched");
+    h.check().expect(0);
 }
