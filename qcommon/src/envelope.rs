@@ -317,11 +317,14 @@ impl Recipients {
     }
 }
 
-/// Largest todo/intd/local/remote the scan holds parsed in memory; a
-/// larger one is checked by [`TodoCheck`] / [`ListCheck`] in one pass over
-/// the file with a fixed buffer, and consumers that need its addresses
-/// read them again with [`for_each_record`].
-pub const WHOLE_CAP: usize = 1 << 20;
+/// Largest todo/intd/local/remote the scan holds parsed in memory (about
+/// 2,500 recipients); a larger one is checked by [`TodoCheck`] /
+/// [`ListCheck`] in one pass over the file with a fixed buffer, and
+/// consumers that need its addresses read them again with
+/// [`for_each_record`]. Small, because the scan has up to a few thousand
+/// messages in flight: a flood of messages with large lists must not
+/// multiply into memory.
+pub const WHOLE_CAP: usize = 64 << 10;
 
 /// Buffer size of the streaming passes.
 pub const STREAM_BUFFER: usize = 64 << 10;
