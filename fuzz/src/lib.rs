@@ -4,7 +4,7 @@
 //! replay the checked-in corpus as ordinary tests, so it depends on
 //! nothing but `qcommon` and `std`.
 
-use qcommon::envelope::{Info, Recipients, Todo, MAX_ADDRESS};
+use qcommon::envelope::{Info, ListCheck, Recipients, Todo, TodoCheck, MAX_ADDRESS};
 use qcommon::showctl::parse_showctl;
 
 /// Text meant for a terminal holds no control character.
@@ -35,6 +35,20 @@ pub fn check_todo(data: &[u8]) {
             }
         }
         Err(e) => printable("todo error", &e.to_string()),
+    }
+    // The streaming check (for envelopes too large to hold) gives the same
+    // verdict and error, however the bytes are cut.
+    for step in [1, 7, 4096] {
+        let mut c = TodoCheck::new();
+        data.chunks(step).for_each(|p| c.feed(p));
+        let streamed = c.finish();
+        match (Todo::parse(data), streamed) {
+            (Ok(t), Ok(s)) => {
+                assert_eq!((t.sender, t.recipients.len() as u64), (s.sender, s.recipients), "streamed todo")
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "streamed todo error"),
+            (a, b) => panic!("strict {a:?}, streamed {b:?}"),
+        }
     }
 }
 
@@ -85,6 +99,19 @@ pub fn check_recipients(data: &[u8]) {
         let again = Recipients::parse(&r.to_bytes()).expect("kept records parse strictly");
         assert_eq!(again.list, r.list, "round trip");
         assert_eq!(again.pending(), r.pending());
+    }
+    for step in [1, 7, 4096] {
+        let mut c = ListCheck::new();
+        data.chunks(step).for_each(|p| c.feed(p));
+        match (Recipients::parse_salvaging(data), c.finish()) {
+            (Ok(r), Ok(s)) => {
+                assert_eq!(r.pending() as u64, s.pending, "streamed pending");
+                assert_eq!(r.list.len() as u64, s.pending + s.done, "streamed records");
+                assert_eq!((r.dropped as u64, r.to_bytes().len() as u64), (s.dropped, s.kept), "streamed sizes");
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "streamed list error"),
+            (a, b) => panic!("strict {a:?}, streamed {b:?}"),
+        }
     }
 }
 

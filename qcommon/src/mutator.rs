@@ -118,6 +118,23 @@ pub enum Step {
         /// Mode, owner, mtime, replace.
         spec: NewFile,
     },
+    /// Write a file made of the first `len` bytes of another, as
+    /// [`Step::WriteFile`] does (a temporary name, fsync, rename, directory
+    /// fsync), copying through a fixed buffer: a recipient list of any
+    /// size cut at its last complete record, or a fresh copy of a large
+    /// envelope. `from` may be `path` itself (the copy replaces it).
+    CopyPrefix {
+        /// The file copied from.
+        from: PathBuf,
+        /// What the scan saw at `from`.
+        expect: Option<Expect>,
+        /// Bytes copied.
+        len: u64,
+        /// The file written.
+        path: PathBuf,
+        /// Mode, owner, mtime, replace.
+        spec: NewFile,
+    },
 }
 
 impl Step {
@@ -132,7 +149,8 @@ impl Step {
             | Step::Chown { path, .. }
             | Step::Chmod { path, .. }
             | Step::SetMtime { path, .. }
-            | Step::WriteFile { path, .. } => path,
+            | Step::WriteFile { path, .. }
+            | Step::CopyPrefix { path, .. } => path,
         }
     }
 
@@ -150,6 +168,7 @@ impl Step {
             Step::Chmod { .. } => "chmod",
             Step::SetMtime { .. } => "set-mtime",
             Step::WriteFile { .. } => "write",
+            Step::CopyPrefix { .. } => "copy",
         }
     }
 }
@@ -183,6 +202,13 @@ impl fmt::Display for Step {
             Step::SetMtime { path, mtime, .. } => write!(f, "set mtime {mtime} {}", e(path)),
             Step::WriteFile { path, data, spec } => {
                 write!(f, "write {} ({} bytes, mode {:04o}", e(path), data.len(), spec.perm)?;
+                if let Some(m) = spec.mtime {
+                    write!(f, ", mtime {m}")?;
+                }
+                write!(f, ")")
+            }
+            Step::CopyPrefix { from, len, path, spec, .. } => {
+                write!(f, "write {} (the first {len} bytes of {}, mode {:04o}", e(path), e(from), spec.perm)?;
                 if let Some(m) = spec.mtime {
                     write!(f, ", mtime {m}")?;
                 }
@@ -421,6 +447,25 @@ impl Mutator {
                 let tmp = format!(".qtools-tmp.{}.{}", std::process::id(), self.tmp_counter);
                 self.dir(&d)?.write_file_atomic(name, OsStr::new(&tmp), data, spec)
             }
+            Step::CopyPrefix { from, expect, len, path, spec } => {
+                let (fd, fname) = split(from)?;
+                let (mut src, st) = self.dir(&fd)?.open_regular(fname)?;
+                let src_path = self.dir(&fd)?.child_path(fname);
+                if let Some(ex) = expect {
+                    if st.ino != ex.ino || st.nlink > ex.max_nlink {
+                        return Err(Error::Changed {
+                            op: "copy",
+                            path: src_path,
+                            detail: format!("inode {} ({} links) now, {} scanned", st.ino, st.nlink, ex.ino),
+                        });
+                    }
+                }
+                let (d, name) = split(path)?;
+                self.tmp_counter += 1;
+                // Never all digits: qmail must not take it for a message.
+                let tmp = format!(".qtools-tmp.{}.{}", std::process::id(), self.tmp_counter);
+                self.dir(&d)?.copy_prefix_atomic(name, OsStr::new(&tmp), &mut src, &src_path, *len, spec)
+            }
         }
     }
 
@@ -589,6 +634,35 @@ mod tests {
         let mode = std::fs::metadata(t.path().join("mess/2")).unwrap().permissions().mode();
         assert_eq!(mode & 0o7777, 0o750);
         assert_eq!(m.steps_done(), 4);
+    }
+
+    #[test]
+    fn copy_prefix_cuts_in_place_and_refuses_a_short_source() {
+        let (t, d) = setup();
+        std::fs::write(t.path().join("mess/1/11"), b"Ta\0Tb\0Tc").unwrap();
+        let ino =
+            std::fs::metadata(t.path().join("mess/1/11")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+        let spec = NewFile { perm: 0o600, owner: None, mtime: None, replace: true };
+        let step = |len: u64, ino: u64| Step::CopyPrefix {
+            from: "mess/1/11".into(),
+            expect: Some(Expect { ino, kind: FileKind::Regular, max_nlink: 1 }),
+            len,
+            path: "mess/1/11".into(),
+            spec,
+        };
+        assert_eq!(step(6, ino).to_string(), "write mess/1/11 (the first 6 bytes of mess/1/11, mode 0600)");
+        let mut m = Mutator::new(d, Mode::Live);
+        // Another inode than the scan saw: refused, nothing changed.
+        assert!(m.apply(&step(6, ino + 1)).is_err());
+        assert_eq!(std::fs::read(t.path().join("mess/1/11")).unwrap(), b"Ta\0Tb\0Tc");
+        // More bytes than there are: refused, no temporary file left.
+        assert!(m.apply(&step(100, ino)).is_err());
+        assert_eq!(std::fs::read(t.path().join("mess/1/11")).unwrap(), b"Ta\0Tb\0Tc");
+        m.apply(&step(6, ino)).unwrap();
+        assert_eq!(std::fs::read(t.path().join("mess/1/11")).unwrap(), b"Ta\0Tb\0");
+        let names: Vec<_> =
+            std::fs::read_dir(t.path().join("mess/1")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 
     #[test]

@@ -332,6 +332,30 @@ impl Dir {
         Ok((file, st))
     }
 
+    /// Opens the regular file at `rel` (a relative path such as
+    /// `remote/3/1234`) beneath this directory: every directory on the way
+    /// is opened without following links, then the file as
+    /// [`Dir::open_regular`] does.
+    pub fn open_regular_beneath(&self, rel: &Path) -> Result<(File, Stat)> {
+        use std::path::Component;
+        let mut parts: Vec<&OsStr> = Vec::new();
+        for c in rel.components() {
+            match c {
+                Component::Normal(x) => parts.push(x),
+                _ => return Err(Error::Other(format!("bad relative path {}", crate::error::escape_path(rel)))),
+            }
+        }
+        let Some((last, dirs)) = parts.split_last() else {
+            return Err(Error::Other("empty relative path".into()));
+        };
+        let mut held: Option<Dir> = None;
+        for d in dirs {
+            let next = held.as_ref().unwrap_or(self).open_dir(d)?;
+            held = Some(next);
+        }
+        held.as_ref().unwrap_or(self).open_regular(last)
+    }
+
     /// Reads at most `cap` bytes of a regular file (see [`Dir::open_regular`]).
     /// A 10 GB junk file costs `cap` bytes, not 10 GB.
     pub fn read_file(&self, name: &OsStr, cap: usize) -> Result<Contents> {
@@ -510,6 +534,60 @@ impl Dir {
     /// over `name` (replacing it when `replace`, else failing when `name`
     /// exists), then fsyncs the directory.
     pub fn write_file_atomic(&self, name: &OsStr, tmp: &OsStr, data: &[u8], spec: &NewFile) -> Result<()> {
+        self.create_atomic(name, tmp, spec, &mut |file, tmp_path| {
+            use std::io::Write;
+            file.write_all(data).map_err(|e| Error::sys("write", tmp_path, io_errno(&e)))
+        })
+    }
+
+    /// Like [`Dir::write_file_atomic`], with the first `len` bytes of
+    /// `src` (read from where it stands, through a fixed buffer: memory
+    /// does not grow with `len`). Fails, leaving nothing behind, when
+    /// `src` (named `src_path` in errors) holds fewer than `len` bytes.
+    pub fn copy_prefix_atomic(
+        &self,
+        name: &OsStr,
+        tmp: &OsStr,
+        src: &mut File,
+        src_path: &Path,
+        len: u64,
+        spec: &NewFile,
+    ) -> Result<()> {
+        self.create_atomic(name, tmp, spec, &mut |file, tmp_path| {
+            use std::io::Write;
+            let mut buf = vec![0u8; 64 << 10];
+            let mut left = len;
+            while left > 0 {
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let got = match src.read(&mut buf[..want]) {
+                    Ok(0) => {
+                        return Err(Error::Other(format!(
+                            "copy {}: {} bytes short of the {len} to copy",
+                            crate::error::escape_path(src_path),
+                            left
+                        )))
+                    }
+                    Ok(k) => k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::sys("read", src_path, io_errno(&e))),
+                };
+                file.write_all(&buf[..got]).map_err(|e| Error::sys("write", tmp_path, io_errno(&e)))?;
+                left -= got as u64;
+            }
+            Ok(())
+        })
+    }
+
+    /// Creates `tmp`, lets `fill` write it, sets owner, mode and mtime,
+    /// fsyncs, renames it to `name`, fsyncs the directory; removes `tmp`
+    /// on failure.
+    fn create_atomic(
+        &self,
+        name: &OsStr,
+        tmp: &OsStr,
+        spec: &NewFile,
+        fill: &mut dyn FnMut(&mut File, &Path) -> Result<()>,
+    ) -> Result<()> {
         let tmp_path = self.child_path(tmp);
         let fd = nix::fcntl::openat(
             Some(self.as_raw_fd()),
@@ -521,8 +599,7 @@ impl Dir {
         // SAFETY: fresh descriptor.
         let mut file = unsafe { File::from_raw_fd(fd) };
         let res = (|| -> Result<()> {
-            use std::io::Write;
-            file.write_all(data).map_err(|e| Error::sys("write", &tmp_path, io_errno(&e)))?;
+            fill(&mut file, &tmp_path)?;
             if let Some((uid, gid)) = spec.owner {
                 nix::unistd::fchown(file.as_raw_fd(), Some(uid.into()), Some(gid.into()))
                     .map_err(|e| Error::sys("chown", &tmp_path, e))?;

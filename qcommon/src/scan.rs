@@ -27,15 +27,19 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use nix::errno::Errno;
 
-use crate::envelope::{EnvelopeError, Info, Recipients, Todo};
+use crate::envelope::{
+    EnvelopeError, Info, ListCheck, ListEnvelope, Recipients, Todo, TodoCheck, TodoEnvelope, STREAM_BUFFER, WHOLE_CAP,
+};
 use crate::error::{Error, Result};
 use crate::queue::{bucket_of, Part, LOST_AND_FOUND};
 use crate::safe_fs::{parse_number, Dir, FileKind, Stat};
 
 /// Largest info file read: `F`, 1003 address bytes, NUL, with room to spare.
 pub const INFO_CAP: usize = 2048;
-/// Largest todo/intd/local/remote read (a flood can have many recipients).
-pub const ENVELOPE_CAP: usize = 16 << 20;
+/// Largest todo/intd/local/remote held parsed in memory: a larger one (a
+/// flood can have any number of recipients) is checked by a streaming
+/// pass with a fixed buffer, whatever its size.
+pub const ENVELOPE_CAP: usize = WHOLE_CAP;
 
 /// What the scan does per message.
 #[derive(Debug, Clone)]
@@ -128,16 +132,16 @@ pub struct ScannedMessage {
     /// and in a wrong bucket).
     pub extra: Vec<Found>,
     /// Parsed todo (when read).
-    pub todo: Option<Parsed<Todo>>,
+    pub todo: Option<Parsed<TodoEnvelope>>,
     /// Parsed intd, only when it is a separate file from todo or there is
     /// no todo (when read).
-    pub intd: Option<Parsed<Todo>>,
+    pub intd: Option<Parsed<TodoEnvelope>>,
     /// Parsed info (when read).
     pub info: Option<Parsed<Info>>,
     /// Parsed local, salvaging a partial last record (when read).
-    pub local: Option<Parsed<Recipients>>,
+    pub local: Option<Parsed<ListEnvelope>>,
     /// Parsed remote, salvaging a partial last record (when read).
-    pub remote: Option<Parsed<Recipients>>,
+    pub remote: Option<Parsed<ListEnvelope>>,
     /// Errors met while stating or reading this message's files: the
     /// message must be left as it is.
     pub io_errors: Vec<Error>,
@@ -851,28 +855,42 @@ fn examine(
     let keep_stat = opts.stat;
     type Cache = HashMap<PathBuf, Option<Dir>>;
     // Reads into the worker's buffer; the parsers copy out what they keep.
+    // A todo/intd/local/remote over the cap is not held: `Large` carries
+    // it open, and it is checked by one streaming pass.
+    enum Got {
+        InBuf,
+        Large(std::fs::File, PathBuf),
+    }
     let read = |part: Part,
                 cap: usize,
                 msg: &mut ScannedMessage,
                 cache: &mut Cache,
                 buf: &mut Vec<u8>|
-     -> Option<std::result::Result<(), ReadProblem>> {
+     -> Option<std::result::Result<Got, ReadProblem>> {
         let f = msg.files[part.index()].as_ref()?;
         let Some(d) = dir_for(root, ctx, cache, f) else {
             msg.files[part.index()] = None;
             return None;
         };
-        match d.read_file_into(name, cap, buf) {
-            Ok((stat, truncated)) => {
+        let large_ok = part != Part::Info;
+        let mut got = d.read_file_into(name, cap, buf).map(|(stat, truncated)| (stat, truncated, None));
+        if let Ok((_, true, _)) = got {
+            if large_ok {
+                buf.clear();
+                got = d.open_regular(name).map(|(file, stat)| (stat, true, Some(file)));
+            }
+        }
+        match got {
+            Ok((stat, truncated, file)) => {
                 if keep_stat {
                     if let Some(slot) = msg.files[part.index()].as_mut() {
                         slot.stat = Some(stat);
                     }
                 }
-                if truncated {
-                    Some(Err(ReadProblem::Bad(EnvelopeError::TooLarge { cap })))
-                } else {
-                    Some(Ok(()))
+                match (truncated, file) {
+                    (_, Some(file)) => Some(Ok(Got::Large(file, d.child_path(name)))),
+                    (true, None) => Some(Err(ReadProblem::Bad(EnvelopeError::TooLarge { cap }))),
+                    (false, None) => Some(Ok(Got::InBuf)),
                 }
             }
             Err(e) if e.is_not_found() => {
@@ -883,8 +901,16 @@ fn examine(
             Err(e) => Some(Err(ReadProblem::Io(e))),
         }
     };
-    let todo = |r: std::result::Result<(), ReadProblem>, buf: &[u8]| {
-        r.and_then(|()| Todo::parse(buf).map_err(ReadProblem::Bad))
+    let todo = |r: std::result::Result<Got, ReadProblem>, buf: &[u8]| match r? {
+        Got::InBuf => Todo::parse(buf).map(TodoEnvelope::Whole).map_err(ReadProblem::Bad),
+        Got::Large(file, path) => {
+            let mut c = TodoCheck::new();
+            stream(file, &path, &mut |p| {
+                c.feed(p);
+                !c.failed()
+            })?;
+            c.finish().map(TodoEnvelope::Large).map_err(ReadProblem::Bad)
+        }
     };
     msg.todo = read(Part::Todo, ENVELOPE_CAP, msg, cache, buf).map(|r| todo(r, buf));
     // intd is usually the same inode as todo: then it is stated, not read.
@@ -906,16 +932,43 @@ fn examine(
             msg.intd = read(Part::Intd, ENVELOPE_CAP, msg, cache, buf).map(|r| todo(r, buf));
         }
     }
-    msg.info = read(Part::Info, INFO_CAP, msg, cache, buf)
-        .map(|r| r.and_then(|()| Info::parse(buf).map_err(ReadProblem::Bad)));
-    let recipients = |r: std::result::Result<(), ReadProblem>, buf: &[u8]| {
-        r.and_then(|()| Recipients::parse_salvaging(buf).map_err(ReadProblem::Bad))
+    msg.info =
+        read(Part::Info, INFO_CAP, msg, cache, buf).map(|r| r.and_then(|_| Info::parse(buf).map_err(ReadProblem::Bad)));
+    let recipients = |r: std::result::Result<Got, ReadProblem>, buf: &[u8]| match r? {
+        Got::InBuf => Recipients::parse_salvaging(buf).map(ListEnvelope::Whole).map_err(ReadProblem::Bad),
+        Got::Large(file, path) => {
+            let mut c = ListCheck::new();
+            stream(file, &path, &mut |p| {
+                c.feed(p);
+                !c.failed()
+            })?;
+            c.finish().map(ListEnvelope::Large).map_err(ReadProblem::Bad)
+        }
     };
     msg.local = read(Part::Local, ENVELOPE_CAP, msg, cache, buf).map(|r| recipients(r, buf));
     msg.remote = read(Part::Remote, ENVELOPE_CAP, msg, cache, buf).map(|r| recipients(r, buf));
     // A flood's huge recipient list must not stay resident in every worker.
     if buf.capacity() > KEPT_BUFFER {
         *buf = Vec::with_capacity(KEPT_BUFFER);
+    }
+}
+
+/// Reads an open envelope to its end through a fixed buffer.
+/// `feed` returns false when it needs no more.
+fn stream(mut file: std::fs::File, path: &std::path::Path, feed: &mut dyn FnMut(&[u8]) -> bool) -> Parsed<()> {
+    use std::io::Read;
+    let mut chunk = vec![0u8; STREAM_BUFFER];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                if !feed(&chunk[..n]) {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReadProblem::Io(Error::sys("read", path, crate::safe_fs::io_errno(&e)))),
+        }
     }
 }
 
@@ -1052,13 +1105,13 @@ mod tests {
                 let mess = x.file(Part::Mess).unwrap();
                 assert_eq!(mess.inode(), x.number);
                 if x.has(Part::Todo) {
-                    let todo = x.todo.as_ref().unwrap().as_ref().unwrap();
+                    let todo = x.todo.as_ref().unwrap().as_ref().unwrap().whole().unwrap();
                     assert_eq!(todo.recipients, vec![b"c@d".to_vec()]);
                     assert!(x.intd.is_none(), "same inode: intd not read twice");
                     assert_eq!(x.file(Part::Todo).unwrap().stat.unwrap().nlink, 2);
                 } else {
                     assert_eq!(x.info.as_ref().unwrap().as_ref().unwrap().sender, b"a@b");
-                    let r = x.remote.as_ref().unwrap().as_ref().unwrap();
+                    let r = x.remote.as_ref().unwrap().as_ref().unwrap().whole().unwrap();
                     assert_eq!((r.list.len(), r.dropped), (1, 4));
                 }
             }

@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use qcommon::envelope::{Info, Recipients};
+use qcommon::envelope::{Info, ListEnvelope, TodoEnvelope};
 use qcommon::mutator::{Action, Step};
 use qcommon::queue::{bucket_of, Ids, Part};
 use qcommon::remove::{removal_action, Quarantine};
@@ -279,11 +279,28 @@ impl<'c, 'm> Planner<'c, 'm> {
         self.slots[part.index()] = Some(Slot { found: None, path, rewritten: true, waiting: None });
     }
 
+    /// Rewrites `part` in place as its own first `len` bytes (a list too
+    /// large to hold, cut at its last complete record), in bounded memory.
+    fn cut(&mut self, part: Part, len: u64) {
+        let path = self.path(part);
+        let expect = Self::expect(self.slots[part.index()].as_ref().and_then(|s| s.found));
+        let uid = self.ctx.ids.uid(part.file_owner());
+        let gid = self.ctx.ids.qmail_gid;
+        self.steps.push(Step::CopyPrefix {
+            from: path.clone(),
+            expect,
+            len,
+            path: path.clone(),
+            spec: NewFile { perm: part.file_perm(), owner: Some((uid, gid)), mtime: None, replace: true },
+        });
+        self.slots[part.index()] = Some(Slot { found: None, path, rewritten: true, waiting: None });
+    }
+
     /// Replaces a file that has extra hard links by a fresh copy: the copy
     /// is written under a temporary name first, then the old file is set
     /// aside by a rename (nothing of its inode changes), then the copy
     /// takes its place. A crash anywhere leaves a state a rerun finishes.
-    fn replace_fresh(&mut self, part: Part, data: Vec<u8>, mtime: Option<i64>, reason: &str) {
+    fn replace_fresh(&mut self, part: Part, data: Content, mtime: Option<i64>, reason: &str) {
         let n = self.n();
         let right = self.ctx.right_path(part, n);
         let tmp = fresh_path(&right, n);
@@ -292,10 +309,10 @@ impl<'c, 'm> Planner<'c, 'm> {
         } else {
             let uid = self.ctx.ids.uid(part.file_owner());
             let gid = self.ctx.ids.qmail_gid;
-            self.steps.push(Step::WriteFile {
-                path: tmp.clone(),
-                data,
-                spec: NewFile { perm: part.file_perm(), owner: Some((uid, gid)), mtime, replace: false },
+            let spec = NewFile { perm: part.file_perm(), owner: Some((uid, gid)), mtime, replace: false };
+            self.steps.push(match data {
+                Content::Bytes(data) => Step::WriteFile { path: tmp.clone(), data, spec },
+                Content::Copy { from, expect, len } => Step::CopyPrefix { from, expect, len, path: tmp.clone(), spec },
             });
         }
         self.drop_part(part, reason);
@@ -319,6 +336,13 @@ impl<'c, 'm> Planner<'c, 'm> {
         }
         self.slots[Part::Todo.index()] = Some(Slot { found: None, path: todo, rewritten: true, waiting: None });
     }
+}
+
+/// What a fresh copy is made of: bytes in hand, or the first `len` bytes
+/// of a file too large to hold.
+enum Content {
+    Bytes(Vec<u8>),
+    Copy { from: PathBuf, expect: Option<Expect>, len: u64 },
 }
 
 /// Plans one message; pushes its findings (the first carries the steps).
@@ -368,8 +392,8 @@ fn is_healthy_preprocessed(ctx: &MessageCtx, msg: &ScannedMessage) -> bool {
             return false;
         }
     }
-    let list_ok = |part: Part, parsed: &Option<Parsed<Recipients>>| {
-        !msg.has(part) || matches!(parsed, Some(Ok(r)) if r.dropped == 0)
+    let list_ok = |part: Part, parsed: &Option<Parsed<ListEnvelope>>| {
+        !msg.has(part) || matches!(parsed, Some(Ok(r)) if r.dropped() == 0)
     };
     matches!(msg.info, Some(Ok(_))) && list_ok(Part::Local, &msg.local) && list_ok(Part::Remote, &msg.remote)
 }
@@ -502,20 +526,39 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
     // names); an invalid one is set aside by a rename.
     for part in extra_linked {
         let waiting = p.slots[part.index()].as_ref().is_some_and(|s| s.waiting.is_some());
-        let fresh: Option<(Vec<u8>, Option<i64>)> = if waiting {
+        // A large envelope is copied from its file (the first `len` bytes:
+        // the whole todo, or a list's complete records).
+        let copy = |p: &Planner, from: Part, len: u64| {
+            let found = p.slots[from.index()].as_ref().and_then(|s| s.found);
+            let expect = Planner::expect(found).map(|e| Expect { max_nlink: u64::MAX, ..e });
+            Content::Copy { from: p.path(from), expect, len }
+        };
+        let fresh: Option<(Content, Option<i64>)> = if waiting {
             None
         } else {
             match part {
                 Part::Todo | Part::Intd => match (&msg.todo, &msg.intd) {
-                    (Some(Ok(t)), _) | (_, Some(Ok(t))) => Some((t.to_bytes(), None)),
+                    (Some(Ok(TodoEnvelope::Whole(t))), _) | (_, Some(Ok(TodoEnvelope::Whole(t)))) => {
+                        Some((Content::Bytes(t.to_bytes()), None))
+                    }
+                    (Some(Ok(TodoEnvelope::Large(t))), _) => Some((copy(&p, Part::Todo, t.len), None)),
+                    (_, Some(Ok(TodoEnvelope::Large(t)))) => Some((copy(&p, Part::Intd, t.len), None)),
                     _ => None,
                 },
                 Part::Info => match &msg.info {
-                    Some(Ok(i)) => Some((i.to_bytes(), msg.file(Part::Info).and_then(|f| f.stat).map(|s| s.mtime))),
+                    Some(Ok(i)) => {
+                        Some((Content::Bytes(i.to_bytes()), msg.file(Part::Info).and_then(|f| f.stat).map(|s| s.mtime)))
+                    }
                     _ => None,
                 },
-                Part::Local => msg.local.as_ref().and_then(|r| r.as_ref().ok()).map(|r| (r.to_bytes(), None)),
-                Part::Remote => msg.remote.as_ref().and_then(|r| r.as_ref().ok()).map(|r| (r.to_bytes(), None)),
+                Part::Local | Part::Remote => {
+                    let parsed = if part == Part::Local { &msg.local } else { &msg.remote };
+                    match parsed {
+                        Some(Ok(ListEnvelope::Whole(r))) => Some((Content::Bytes(r.to_bytes()), None)),
+                        Some(Ok(l @ ListEnvelope::Large(_))) => Some((copy(&p, part, l.kept()), None)),
+                        _ => None,
+                    }
+                }
                 _ => None,
             }
         };
@@ -674,15 +717,18 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
                     );
                     p.drop_part(part, &format!("unparsable {} file", part.dir()));
                 }
-                Env::Valid(Some(r)) if r.dropped > 0 => {
+                Env::Valid(Some(r)) if r.dropped() > 0 => {
                     let path = p.path(part);
                     p.note(
                         Kind::PartialRecord,
                         path,
-                        format!("partial last record ({} bytes)", r.dropped),
-                        format!("dropped; {} complete records kept", r.list.len()),
+                        format!("partial last record ({} bytes)", r.dropped()),
+                        format!("dropped; {} complete records kept", r.records()),
                     );
-                    p.write(part, r.to_bytes(), None);
+                    match r {
+                        ListEnvelope::Whole(r) => p.write(part, r.to_bytes(), None),
+                        ListEnvelope::Large(s) => p.cut(part, s.kept),
+                    }
                 }
                 _ => {}
             }
@@ -1060,7 +1106,7 @@ pub fn plan_extra_buckets(ctx: &mut MessageCtx, out: &mut Vec<Finding>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qcommon::envelope::Recipient;
+    use qcommon::envelope::{Recipient, Recipients};
     use qcommon::scan::Found;
 
     const SPLIT: u32 = 23;
@@ -1109,7 +1155,7 @@ mod tests {
         m.files[Part::Remote.index()] = Some(found(Part::Remote, n, n + 2));
         m.info = Some(Ok(Info { sender: b"a@b".to_vec() }));
         let list = vec![Recipient { address: b"c@d".to_vec(), done: false }];
-        m.remote = Some(Ok(Recipients { list, dropped: 0 }));
+        m.remote = Some(Ok(ListEnvelope::Whole(Recipients { list, dropped: 0 })));
         m
     }
 
@@ -1151,7 +1197,7 @@ mod tests {
             ("mess not stated", |m| m.files[Part::Mess.index()].as_mut().unwrap().stat = None),
             ("wrong bucket", |m| m.files[Part::Remote.index()].as_mut().unwrap().bucket = Some(0)),
             ("partial record", |m| {
-                if let Some(Ok(r)) = m.remote.as_mut() {
+                if let Some(Ok(ListEnvelope::Whole(r))) = m.remote.as_mut() {
                     r.dropped = 3;
                 }
             }),

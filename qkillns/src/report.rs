@@ -103,14 +103,16 @@ pub fn text_line(e: &Entry<'_>, now: i64) -> String {
         format_age(now.saturating_sub(v.birth)),
         Escaped(v.sender)
     );
-    if v.recipients.is_empty() {
+    let large: u64 = v.large.iter().map(|l| l.count).sum();
+    if v.recipients.is_empty() && large == 0 {
         s.push_str(" (none)");
     }
     for r in v.recipients.iter().take(RECIPIENTS_SHOWN) {
         let _ = write!(s, " <{}>", Escaped(r.address));
     }
-    if v.recipients.len() > RECIPIENTS_SHOWN {
-        let _ = write!(s, " +{} more", v.recipients.len() - RECIPIENTS_SHOWN);
+    let more = v.recipients.len().saturating_sub(RECIPIENTS_SHOWN) as u64 + large;
+    if more > 0 {
+        let _ = write!(s, " +{more} more");
     }
     match e.subject {
         Some(subj) => {
@@ -159,7 +161,21 @@ pub fn json_entry(e: &Entry<'_>, now: i64) -> String {
             r.done
         );
     }
-    s.push_str("],\"subject\":");
+    s.push(']');
+    // A list too large to hold is not listed: its file and count are.
+    if !v.large.is_empty() {
+        s.push_str(",\"recipients_not_listed\":[");
+        for (i, l) in v.large.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str("{\"file\":");
+            json::push_str(&mut s, &l.path.to_string_lossy());
+            let _ = write!(s, ",\"list\":\"{}\",\"count\":{}}}", l.channel.name(), l.count);
+        }
+        s.push(']');
+    }
+    s.push_str(",\"subject\":");
     match e.subject {
         Some(subj) => json::push_str(&mut s, subj),
         None => s.push_str("null"),
@@ -289,6 +305,7 @@ mod tests {
             birth: 1000,
             mess_size: Some(321),
             problems: vec![],
+            large: vec![],
         }
     }
 

@@ -510,8 +510,8 @@ impl Runner<'_> {
         match classify(&msg) {
             Classified::NoEnvelope => self.counts.no_envelope += 1,
             Classified::Unreadable(p) => self.unreadable(msg.number, &p),
-            Classified::Message(view) => {
-                if !self.criteria.sender_matches(view.sender) || !self.criteria.rest_matches(&view) {
+            Classified::Message(mut view) => {
+                if !self.criteria.sender_matches(view.sender) || !self.criteria.rest_matches_in(self.root, &mut view) {
                     return;
                 }
                 if !view.problems.is_empty() {

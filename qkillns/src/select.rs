@@ -17,9 +17,17 @@
 //!
 //! A message with none of those (a lone mess) cannot be judged and is only
 //! counted.
+//!
+//! A recipient list too large for the scan to hold (see
+//! [`qcommon::envelope::WHOLE_CAP`]) is not copied into the view: it is
+//! named in [`View::large`] and a recipient rule reads it again from its
+//! file, record by record.
 
-use qcommon::envelope::{is_double_bounce, Recipients};
+use std::path::PathBuf;
+
+use qcommon::envelope::{is_double_bounce, read_records, ListEnvelope, TodoEnvelope};
 use qcommon::queue::Part;
+use qcommon::safe_fs::Dir;
 use qcommon::scan::{Parsed, ReadProblem, ScannedMessage};
 
 use crate::args::Args;
@@ -88,8 +96,11 @@ pub struct View<'a> {
     pub stage: Stage,
     /// The envelope sender (empty: null).
     pub sender: &'a [u8],
-    /// Every recipient.
+    /// Every recipient of the envelopes held in memory.
     pub recipients: Vec<Rcpt<'a>>,
+    /// The envelopes too large to hold: their recipients are read again
+    /// from the file when needed.
+    pub large: Vec<LargeList>,
     /// Birth time (seconds since the epoch).
     pub birth: i64,
     /// Size of the mess file, when there is one.
@@ -97,6 +108,17 @@ pub struct View<'a> {
     /// Problems reading parts of the message other than its sender: when
     /// it is selected, it is left alone and these are reported.
     pub problems: Vec<String>,
+}
+
+/// A recipient list (todo, intd, local or remote) too large to hold.
+#[derive(Debug, Clone)]
+pub struct LargeList {
+    /// Its path relative to the queue root.
+    pub path: PathBuf,
+    /// Which list.
+    pub channel: Channel,
+    /// Its complete records.
+    pub count: u64,
 }
 
 /// What a scanned message is, for qkillns.
@@ -123,28 +145,43 @@ fn problem<T>(msg: &ScannedMessage, part: Part, p: &Option<Parsed<T>>) -> Option
 }
 
 /// Reads `msg` as an envelope (see the module notes).
-pub fn classify(msg: &ScannedMessage) -> Classified<'_> {
+pub fn classify<'a>(msg: &'a ScannedMessage) -> Classified<'a> {
     let mut problems: Vec<String> = msg.io_errors.iter().map(ToString::to_string).collect();
     let mtime = |p: Part| msg.file(p).and_then(|f| f.stat).map(|s| s.mtime);
     let fallback_birth = || mtime(Part::Mess).or(mtime(Part::Todo)).or(mtime(Part::Intd)).or(mtime(Part::Info));
     let mess_size = msg.file(Part::Mess).and_then(|f| f.stat).map(|s| s.size);
-    let view = |stage, sender, recipients, birth: Option<i64>, problems| View {
-        number: msg.number,
-        stage,
-        sender,
-        recipients,
-        birth: birth.or_else(fallback_birth).unwrap_or(0),
-        mess_size,
-        problems,
+    let large_of = |part: Part, channel: Channel, count: u64| LargeList {
+        path: msg.file(part).map(|f| f.rel_path(msg.number)).unwrap_or_default(),
+        channel,
+        count,
     };
+    let todo_view = |t: &'a TodoEnvelope, part: Part| match t {
+        TodoEnvelope::Whole(t) => {
+            (t.recipients.iter().map(|a| Rcpt { address: a, channel: Channel::Todo, done: false }).collect(), vec![])
+        }
+        TodoEnvelope::Large(s) => (vec![], vec![large_of(part, Channel::Todo, s.recipients)]),
+    };
+    let view =
+        |stage, sender, (recipients, large): (Vec<Rcpt<'a>>, Vec<LargeList>), birth: Option<i64>, problems| View {
+            number: msg.number,
+            stage,
+            sender,
+            recipients,
+            large,
+            birth: birth.or_else(fallback_birth).unwrap_or(0),
+            mess_size,
+            problems,
+        };
 
     if msg.has(Part::Todo) {
         return match &msg.todo {
-            Some(Ok(t)) => {
-                let rc =
-                    t.recipients.iter().map(|a| Rcpt { address: a, channel: Channel::Todo, done: false }).collect();
-                Classified::Message(view(Stage::Todo, &t.sender[..], rc, mtime(Part::Mess), problems))
-            }
+            Some(Ok(t)) => Classified::Message(view(
+                Stage::Todo,
+                t.sender(),
+                todo_view(t, Part::Todo),
+                mtime(Part::Mess),
+                problems,
+            )),
             Some(Err(_)) => {
                 problems.extend(problem(msg, Part::Todo, &msg.todo));
                 Classified::Unreadable(problems)
@@ -156,19 +193,26 @@ pub fn classify(msg: &ScannedMessage) -> Classified<'_> {
     if msg.has(Part::Info) {
         return match &msg.info {
             Some(Ok(info)) => {
-                let mut rc = Vec::new();
+                let (mut rc, mut large) = (Vec::new(), Vec::new());
                 for (part, parsed, channel) in
                     [(Part::Local, &msg.local, Channel::Local), (Part::Remote, &msg.remote, Channel::Remote)]
                 {
                     match parsed {
-                        Some(Ok(Recipients { list, .. })) => {
-                            rc.extend(list.iter().map(|r| Rcpt { address: &r.address[..], channel, done: r.done }))
+                        Some(Ok(ListEnvelope::Whole(r))) => {
+                            rc.extend(r.list.iter().map(|r| Rcpt { address: &r.address[..], channel, done: r.done }))
                         }
+                        Some(Ok(l @ ListEnvelope::Large(_))) => large.push(large_of(part, channel, l.records())),
                         Some(Err(_)) => problems.extend(problem(msg, part, parsed)),
                         None => {}
                     }
                 }
-                Classified::Message(view(Stage::Preprocessed, &info.sender[..], rc, mtime(Part::Info), problems))
+                Classified::Message(view(
+                    Stage::Preprocessed,
+                    &info.sender[..],
+                    (rc, large),
+                    mtime(Part::Info),
+                    problems,
+                ))
             }
             Some(Err(_)) => {
                 problems.extend(problem(msg, Part::Info, &msg.info));
@@ -179,8 +223,8 @@ pub fn classify(msg: &ScannedMessage) -> Classified<'_> {
         };
     }
     if let (true, Some(Ok(t))) = (msg.has(Part::Intd), &msg.intd) {
-        let rc = t.recipients.iter().map(|a| Rcpt { address: a, channel: Channel::Todo, done: false }).collect();
-        return Classified::Message(view(Stage::Uncommitted, &t.sender[..], rc, mtime(Part::Mess), problems));
+        let rc = todo_view(t, Part::Intd);
+        return Classified::Message(view(Stage::Uncommitted, t.sender(), rc, mtime(Part::Mess), problems));
     }
     if problems.is_empty() {
         Classified::NoEnvelope
@@ -241,12 +285,47 @@ impl Criteria {
 
     /// Whether the recipient and age rules keep the message (the sender
     /// is checked by [`Criteria::sender_matches`]).
+    /// Only the recipients held in memory are looked at: see
+    /// [`Criteria::rest_matches_in`].
     pub fn rest_matches(&self, v: &View<'_>) -> bool {
         if let Some(re) = &self.recipient {
             if !v.recipients.iter().any(|r| re.is_match(r.address)) {
                 return false;
             }
         }
+        self.age_matches(v)
+    }
+
+    /// Like [`Criteria::rest_matches`], reading the lists too large to
+    /// hold again from their files under `root`, record by record, until
+    /// one matches. A list that cannot be read makes the message match
+    /// with the error among its problems: it is reported and left alone.
+    pub fn rest_matches_in(&self, root: &Dir, v: &mut View<'_>) -> bool {
+        if !self.age_matches(v) {
+            return false;
+        }
+        let Some(re) = &self.recipient else { return true };
+        if v.recipients.iter().any(|r| re.is_match(r.address)) {
+            return true;
+        }
+        for l in &v.large {
+            let mut hit = false;
+            let r = read_records(root, &l.path, |kind, address| {
+                hit = matches!(kind, b'T' | b'D') && re.is_match(address);
+                !hit
+            });
+            if let Err(e) = r {
+                v.problems.push(e.to_string());
+                return true;
+            }
+            if hit {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn age_matches(&self, v: &View<'_>) -> bool {
         let age = self.now.saturating_sub(v.birth);
         if let Some(min) = self.older_than {
             if age < min as i64 {
@@ -305,6 +384,7 @@ mod tests {
             birth,
             mess_size: None,
             problems: vec![],
+            large: vec![],
         }
     }
 

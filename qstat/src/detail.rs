@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use qcommon::envelope::is_double_bounce;
+use qcommon::envelope::{is_double_bounce, read_records, ListEnvelope, TodoEnvelope};
 use qcommon::layout::Layout;
 use qcommon::queue::{bucket_of, Part};
 use qcommon::safe_fs::Dir;
@@ -192,7 +192,9 @@ pub fn gather(
     let sl = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
     let opts = ScanOptions { threads: wanted.threads, ..ScanOptions::default() };
     scan(root, sl, &opts, &mut |ev| match ev {
-        ScanEvent::Message(m) => examine(&mut d, &m, wanted, sl, senders.as_mut().zip(domains.as_mut()), on_error),
+        ScanEvent::Message(m) => {
+            examine(root, &mut d, &m, wanted, sl, senders.as_mut().zip(domains.as_mut()), on_error)
+        }
         ScanEvent::Stray(_) => d.strays += 1,
         ScanEvent::Error(e) => on_error(e),
     })?;
@@ -210,7 +212,23 @@ pub fn gather(
     Ok((d, tops))
 }
 
+/// Adds the domains of the `T` records of the large envelope `part` of
+/// `m`, read again from its file (it is not held in memory).
+fn large_domains(root: &Dir, m: &ScannedMessage, part: Part, dm: &mut TopCounter, on_error: &mut dyn FnMut(Error)) {
+    let Some(f) = m.file(part) else { return };
+    let r = read_records(root, &f.rel_path(m.number), |kind, address| {
+        if kind == b'T' {
+            dm.add(&domain_of(address));
+        }
+        true
+    });
+    if let Err(e) = r {
+        on_error(e);
+    }
+}
+
 fn examine(
+    root: &Dir,
     d: &mut Detail,
     m: &ScannedMessage,
     wanted: &Wanted,
@@ -225,6 +243,8 @@ fn examine(
         on_error(Error::Other(e.to_string()));
         unreadable = true;
     }
+    // Errors met reading a large envelope again, reported at the end.
+    let mut late: Vec<Error> = Vec::new();
     let mut io = |p: &ReadProblem, bad: &'static str, reasons: &mut Vec<&'static str>| match p {
         ReadProblem::Io(e) => {
             on_error(Error::Other(e.to_string()));
@@ -272,16 +292,17 @@ fn examine(
         }
         match &m.todo {
             Some(Ok(t)) => {
-                if t.sender.is_empty() {
+                if t.sender().is_empty() {
                     d.null_sender.todo += 1;
-                } else if is_double_bounce(&t.sender) {
+                } else if is_double_bounce(t.sender()) {
                     d.double_bounce.todo += 1;
                 }
-                d.todo_recipients += t.recipients.len() as u64;
+                d.todo_recipients += t.recipient_count();
                 if let Some((s, dm)) = tops.as_mut() {
-                    s.add(&t.sender);
-                    for r in &t.recipients {
-                        dm.add(&domain_of(r));
+                    s.add(t.sender());
+                    match t {
+                        TodoEnvelope::Whole(t) => t.recipients.iter().for_each(|r| dm.add(&domain_of(r))),
+                        TodoEnvelope::Large(_) => large_domains(root, m, Part::Todo, dm, &mut |e| late.push(e)),
                     }
                 }
             }
@@ -304,16 +325,21 @@ fn examine(
             Some(Err(p)) => io(p, reason::BAD_INFO, &mut reasons),
             None => {}
         }
-        for (list, pending) in [(&m.local, &mut d.local_pending), (&m.remote, &mut d.remote_pending)] {
+        for (part, list, pending) in
+            [(Part::Local, &m.local, &mut d.local_pending), (Part::Remote, &m.remote, &mut d.remote_pending)]
+        {
             match list {
                 Some(Ok(r)) => {
-                    *pending += r.pending() as u64;
-                    if r.dropped > 0 {
+                    *pending += r.pending();
+                    if r.dropped() > 0 {
                         reasons.push(reason::TRUNCATED);
                     }
                     if let Some((_, dm)) = tops.as_mut() {
-                        for rc in r.list.iter().filter(|rc| !rc.done) {
-                            dm.add(&domain_of(&rc.address));
+                        match r {
+                            ListEnvelope::Whole(r) => {
+                                r.list.iter().filter(|rc| !rc.done).for_each(|rc| dm.add(&domain_of(&rc.address)))
+                            }
+                            ListEnvelope::Large(_) => large_domains(root, m, part, dm, &mut |e| late.push(e)),
                         }
                     }
                 }
@@ -346,6 +372,9 @@ fn examine(
         if older {
             d.oldest = Some(Oldest { number: m.number, birth: t, basis });
         }
+    }
+    for e in late {
+        on_error(e);
     }
     if unreadable {
         d.unreadable += 1;
