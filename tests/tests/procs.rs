@@ -414,7 +414,7 @@ fn the_tool_as_pid_one_of_a_pid_namespace() {
 fn a_path_with_escape_sequences_in_every_tools_errors() {
     let tmp = scratch(true);
     let base = tmp.path().join("q\x1b[31mred\x07\r");
-    let shown = format!("{}", qcommon::error::escape_path(&base));
+    let shown = qcommon::error::escape_path(&base);
     assert!(shown.contains("q\\x1b[31mred\\x07\\r"), "{shown}");
     let file = tmp.path().join("f\x1b]2;title\x07");
     fs::write(&file, b"not a queue").unwrap();
