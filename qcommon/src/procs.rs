@@ -92,7 +92,7 @@ impl QueueProcess {
             Reason::HoldsSendmutex => "holds lock/sendmutex".to_string(),
             Reason::CwdInQueue(d) => format!("working in {}", escape_path(d)),
             Reason::FileOpen(f) => format!("has {} open", escape_path(f)),
-            Reason::Unreadable => "cannot tell where it works: counted as using this queue".to_string(),
+            Reason::Unreadable => "where it works cannot be read: counted as using this queue".to_string(),
             Reason::Elsewhere(d) if self.name == "qmail-send" => {
                 format!("serving another queue (working in {}): ignored", escape_path(d))
             }
@@ -156,7 +156,8 @@ fn classify(proc_root: &Path, pid: u32, queue: &Path, holds: bool) -> Option<Que
         None => "?".to_string(),
     };
     let listed = |reason| Some(QueueProcess { pid, name: name.clone(), reason });
-    match read_state(&dir) {
+    let (state, forked_no_exec) = read_state(&dir);
+    match state {
         // A zombie holds nothing and works nowhere; a lock holder's pid
         // that is now a zombie is a stale number.
         State::Zombie => return if qmail_named { listed(Reason::Zombie) } else { None },
@@ -174,7 +175,7 @@ fn classify(proc_root: &Path, pid: u32, queue: &Path, holds: bool) -> Option<Que
     if let Some(c) = cwd.as_deref().filter(|c| is_inside(c, queue)) {
         return listed(Reason::CwdInQueue(c.to_path_buf()));
     }
-    let open = open_files(&dir, queue);
+    let open = open_files(&dir, queue, forked_no_exec);
     if let Some(f) = open.inside {
         return listed(Reason::FileOpen(f));
     }
@@ -270,22 +271,46 @@ enum State {
     Gone,
 }
 
-/// The state letter from `<dir>/stat`: the field after the name, which is
-/// in parentheses and may itself hold spaces and parentheses, so the last
-/// `)` ends it.
-fn read_state(dir: &Path) -> State {
+/// `PF_FORKNOEXEC` in the flags of `/proc/PID/stat`: the process has
+/// forked and not exec'd since.
+const PF_FORKNOEXEC: u64 = 0x40;
+
+/// `O_CLOEXEC` in the `flags:` of `/proc/PID/fdinfo/N` (octal there).
+const O_CLOEXEC_BIT: u64 = 0o2000000;
+
+/// The state letter and whether `PF_FORKNOEXEC` is set, from `<dir>/stat`:
+/// the fields after the name, which is in parentheses and may itself hold
+/// spaces and parentheses, so the last `)` ends it.
+fn read_state(dir: &Path) -> (State, bool) {
     let stat = match std::fs::read(dir.join("stat")) {
         Ok(s) => s,
-        Err(e) if vanished(&e) && !dir.exists() => return State::Gone,
-        Err(_) => return State::Alive,
+        Err(e) if vanished(&e) && !dir.exists() => return (State::Gone, false),
+        Err(_) => return (State::Alive, false),
     };
     let Some(close) = stat.iter().rposition(|&b| b == b')') else {
-        return State::Alive;
+        return (State::Alive, false);
     };
-    match stat[close + 1..].iter().find(|b| !b.is_ascii_whitespace()) {
+    let rest = String::from_utf8_lossy(&stat[close + 1..]).into_owned();
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let state = match fields.first().and_then(|f| f.bytes().next()) {
         Some(b'Z' | b'X' | b'x') => State::Zombie,
         _ => State::Alive,
-    }
+    };
+    // state ppid pgrp session tty_nr tpgid flags
+    let forked_no_exec = fields.get(6).and_then(|f| f.parse::<u64>().ok()).is_some_and(|f| f & PF_FORKNOEXEC != 0);
+    (state, forked_no_exec)
+}
+
+/// Whether descriptor `fd` of the process whose `/proc` directory is `dir`
+/// is close-on-exec (false when that cannot be read).
+fn close_on_exec(dir: &Path, fd: u64) -> bool {
+    let Ok(info) = std::fs::read_to_string(dir.join("fdinfo").join(fd.to_string())) else {
+        return false;
+    };
+    info.lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 8).ok())
+        .is_some_and(|f| f & O_CLOEXEC_BIT != 0)
 }
 
 /// What [`open_files`] found.
@@ -298,8 +323,11 @@ struct OpenFiles {
 
 /// Looks through the open descriptors of the process whose `/proc`
 /// directory is `dir` for a file inside `queue`. A descriptor that closes
-/// meanwhile is skipped.
-fn open_files(dir: &Path, queue: &Path) -> OpenFiles {
+/// meanwhile is skipped. In a process that has forked and not yet exec'd
+/// (`forked_no_exec`), a close-on-exec descriptor is skipped too: that is
+/// a program being started by a process that had the queue open (a
+/// thread of a test suite, say), and the descriptor goes away at the exec.
+fn open_files(dir: &Path, queue: &Path, forked_no_exec: bool) -> OpenFiles {
     let fd_dir = dir.join("fd");
     let Ok(rd) = std::fs::read_dir(&fd_dir) else {
         return OpenFiles { inside: None, readable: false };
@@ -310,7 +338,7 @@ fn open_files(dir: &Path, queue: &Path) -> OpenFiles {
         let Ok(target) = std::fs::read_link(fd_dir.join(fd.to_string())) else {
             continue;
         };
-        if is_inside(&target, queue) {
+        if is_inside(&target, queue) && !(forked_no_exec && close_on_exec(dir, fd)) {
             return OpenFiles { inside: Some(target), readable: true };
         }
     }
@@ -379,6 +407,13 @@ mod tests {
         }
     }
 
+    /// Gives descriptor `fd` of a fake /proc entry these (octal) flags.
+    fn proc_fdinfo(root: &Path, pid: u32, fd: u32, flags: &str) {
+        let d = root.join(pid.to_string()).join("fdinfo");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(fd.to_string()), format!("pos:\t0\nflags:\t{flags}\nmnt_id:\t25\n")).unwrap();
+    }
+
     fn found(pid: u32, name: &str, reason: Reason) -> QueueProcess {
         QueueProcess { pid, name: name.into(), reason }
     }
@@ -423,6 +458,23 @@ mod tests {
         // A backup program reading a message, working elsewhere.
         proc_entry(r, 19, Some(b"tar\n"), Some(Path::new("/root")));
         proc_fds(r, 19, &["/dev/null", "/srv/q/mess/4/1234 (deleted)"]);
+        // Forked and not yet exec'd (PF_FORKNOEXEC): its close-on-exec
+        // descriptor in the queue goes away at the exec and is ignored; one
+        // that stays open across the exec counts.
+        proc_entry(r, 22, Some(b"test-thread\n"), Some(Path::new("/root")));
+        std::fs::write(r.join("22/stat"), "22 (test-thread) R 1 1 1 0 -1 4194368 0 0\n").unwrap();
+        proc_fds(r, 22, &["/srv/q/mess"]);
+        proc_fdinfo(r, 22, 0, "02100000");
+        proc_entry(r, 23, Some(b"test-thread\n"), Some(Path::new("/root")));
+        std::fs::write(r.join("23/stat"), "23 (test-thread) R 1 1 1 0 -1 4194368 0 0\n").unwrap();
+        proc_fds(r, 23, &["/srv/q/mess"]);
+        proc_fdinfo(r, 23, 0, "0100000");
+        // The same close-on-exec descriptor in a process that has exec'd
+        // counts.
+        proc_entry(r, 24, Some(b"cat\n"), Some(Path::new("/root")));
+        std::fs::write(r.join("24/stat"), "24 (cat) S 1 1 1 0 -1 4194304 0 0\n").unwrap();
+        proc_fds(r, 24, &["/srv/q/info/1/5"]);
+        proc_fdinfo(r, 24, 0, "02100000");
         // A name with parentheses and spaces does not confuse the state.
         proc_entry(r, 21, Some(b"a) Z (b\n"), Some(Path::new("/srv/q")));
         proc_state(r, 21, "a) Z (b", 'R');
@@ -443,10 +495,12 @@ mod tests {
             found(17, "qmail-send", Reason::Zombie),
             found(19, "tar", Reason::FileOpen("/srv/q/mess/4/1234 (deleted)".into())),
             found(21, "a) Z (b", Reason::CwdInQueue("/srv/q".into())),
+            found(23, "test-thread", Reason::FileOpen("/srv/q/mess".into())),
+            found(24, "cat", Reason::FileOpen("/srv/q/info/1/5".into())),
         ];
         assert_eq!(got, want);
         let using: Vec<u32> = got.iter().filter(|p| p.uses_queue()).map(|p| p.pid).collect();
-        assert_eq!(using, vec![10, 11, 14, 16, 19, 21]);
+        assert_eq!(using, vec![10, 11, 14, 16, 19, 21, 23, 24]);
         assert_eq!(got[0].describe(), "qmail-send pid 9 (serving another queue (working in /other/queue): ignored)");
         assert_eq!(got[3].describe(), "qmail-smtpd pid 13 (not using this queue (working in /): ignored)");
         assert_eq!(got[6].describe(), "qmail-send pid 17 (zombie, already exited: ignored)");
@@ -564,7 +618,7 @@ mod tests {
         let stat = proc_root.join(child.id().to_string()).join("stat");
         let mut zombie = false;
         for _ in 0..500 {
-            if read_state(stat.parent().unwrap()) == State::Zombie {
+            if read_state(stat.parent().unwrap()).0 == State::Zombie {
                 zombie = true;
                 break;
             }
@@ -615,6 +669,54 @@ mod tests {
         let me = got.iter().find(|p| p.pid == child.id()).expect("child found");
         assert_eq!(me.reason, Reason::FileOpen(q.join("held")));
         assert!(me.uses_queue());
+    }
+
+    /// Forks a child that only waits to be killed, holding what this
+    /// process has open; returns its pid.
+    fn fork_waiter() -> nix::unistd::Pid {
+        // SAFETY: the child calls only async-signal-safe functions (pause,
+        // _exit) before it is killed.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => loop {
+                // SAFETY: pause is async-signal-safe.
+                unsafe { libc::pause() };
+            },
+            nix::unistd::ForkResult::Parent { child } => child,
+        }
+    }
+
+    #[test]
+    fn a_fork_not_yet_execd_counts_only_what_survives_its_exec() {
+        if !Path::new("/proc/self/fdinfo").exists() {
+            println!("skipped: a_fork_not_yet_execd_counts_only_what_survives_its_exec: no /proc");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let q = real_path(t.path()).unwrap();
+        std::fs::write(q.join("m"), b"x").unwrap();
+        // Opened close-on-exec, as Rust opens everything.
+        let f = std::fs::File::open(q.join("m")).unwrap();
+        let child = fork_waiter();
+        let got = find_queue_processes(&q, Path::new("/proc"));
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(child, None);
+        let pid = child.as_raw() as u32;
+        assert!(got.unwrap().iter().all(|p| p.pid != pid), "a descriptor that goes away at the exec counted");
+
+        // Without close-on-exec it would stay open in the program the
+        // child runs: it counts.
+        use std::os::fd::AsRawFd;
+        let fd = nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD(100)).unwrap();
+        let child = fork_waiter();
+        let got = find_queue_processes(&q, Path::new("/proc"));
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(child, None);
+        let _ = nix::unistd::close(fd);
+        let pid = child.as_raw() as u32;
+        let got = got.unwrap();
+        let me = got.iter().find(|p| p.pid == pid).expect("the child is listed");
+        assert_eq!(me.reason, Reason::FileOpen(q.join("m")));
+        drop(f);
     }
 
     #[test]

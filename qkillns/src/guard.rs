@@ -68,8 +68,8 @@ pub fn lock_for_removal(root: &Dir) -> Result<SendLock, Refusal> {
 /// What the process check found.
 #[derive(Debug, Default)]
 pub struct Processes {
-    /// Processes whose working directory is in the queue (refuse unless
-    /// `--force`), as text.
+    /// Processes that use the queue: working in it, or with a file in it
+    /// open (refuse unless `--force`), as text.
     pub in_queue: Vec<String>,
     /// Processes named like qmail's that do not use this queue (another
     /// queue's qmail-send, a qmail-smtpd, a zombie): not a reason to

@@ -1,11 +1,12 @@
 //! Which processes use a queue, through the real binaries. A process uses
 //! the queue only if it does: alive and holding its lock/sendmutex,
 //! working inside it, or with a file inside it open. A stand-in qmail-send
-//! working in a second queue and a zombie named qmail-send (exited in the
-//! queue, not reaped) block nothing, whatever state lock/sendmutex is in
-//! (healthy, missing, replaced by a named pipe); the same stand-in working
-//! inside the queue still blocks. The same holds when the tool runs as
-//! pid 1 of a pid namespace, with its own /proc or the host's.
+//! working in a second queue, processes merely named qmail-queue or
+//! qmail-smtpd working elsewhere, and a zombie named qmail-send (exited in
+//! the queue, not reaped) block nothing, whatever state lock/sendmutex is
+//! in (healthy, missing, replaced by a named pipe); the same stand-in
+//! working inside the queue still blocks. The same holds when the tool
+//! runs as pid 1 of a pid namespace, with its own /proc or the host's.
 //!
 //! Also here: a --queue path with escape sequences is shown escaped in
 //! every tool's errors, and a qmail-showctl that starts a sleeper and
@@ -166,6 +167,9 @@ fn qmail_send_elsewhere_and_zombies_block_nothing() {
             skipped(name, "neither python3 nor perl");
             return;
         };
+        // Other processes merely named like qmail's, working elsewhere.
+        let queue2 = StandIn::start(None, Some("qmail-queue"), Some(&q2)).expect("python3 or perl");
+        let smtpd = StandIn::start(None, Some("qmail-smtpd"), Some(Path::new("/"))).expect("python3 or perl");
         let bin = qmail_send_bin(&tmp.path().join("bin"));
         // It ran inside the queue, and has exited.
         let zombie = Zombie::start(&q, &bin, tmp.path());
@@ -182,6 +186,10 @@ fn qmail_send_elsewhere_and_zombies_block_nothing() {
             check.show()
         );
         assert!(line.contains(&format!("qmail-send pid {} (zombie", zombie.pid)), "{what}: {line}");
+        for (p, n) in [(&queue2, "qmail-queue"), (&smtpd, "qmail-smtpd")] {
+            let want = format!("{n} pid {} (not using this queue (working in ", p.pid());
+            assert!(line.contains(&want), "{what}: {line}");
+        }
 
         // The repair goes ahead (the lock restored first when damaged).
         let live = cmd("qfixq").queue(&q, SPLIT).arg("live").run();
@@ -205,6 +213,8 @@ fn qmail_send_elsewhere_and_zombies_block_nothing() {
         assert!(ended(zombie.pid), "{what}");
         drop(zombie);
         drop(elsewhere);
+        drop(queue2);
+        drop(smtpd);
     }
 }
 
