@@ -45,8 +45,8 @@ use structure::StructureCtx;
 pub struct Cli {
     #[command(flatten)]
     queue: QueueArgs,
-    /// Repair even while a process has its working directory in the queue
-    /// (a qmail-queue in flight). Never overrides the qmail-send lock.
+    /// Repair even while a process works in the queue or has a file in it
+    /// open (a qmail-queue in flight). Never overrides the qmail-send lock.
     #[arg(long)]
     force: bool,
     /// Delete what cannot be saved instead of moving it to lost+found.
