@@ -18,7 +18,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -567,8 +568,9 @@ fn ids_from_user_db() -> std::result::Result<Ids, Vec<String>> {
 /// When it runs over `timeout` the whole group is killed (a process it
 /// started in the background too, unless that one left the group); when it
 /// exits, whatever it left behind in its group is killed as well, so
-/// nothing it started outlives the run. The error says why nothing could
-/// be learnt (without the path). A non-zero exit is accepted when the output holds the split:
+/// nothing it started outlives the run; a stop signal that arrives
+/// meanwhile kills the group too, and is then acted on ([`StopSignals`]).
+/// The error says why nothing could be learnt (without the path). A non-zero exit is accepted when the output holds the split:
 /// qmail-showctl prints its compiled-in values before it reads the
 /// control files, and exits 111 when it cannot.
 fn run_showctl(path: &Path, timeout: Duration) -> std::result::Result<ShowctlFacts, String> {
@@ -587,6 +589,8 @@ fn run_showctl(path: &Path, timeout: Duration) -> std::result::Result<ShowctlFac
     if mode & 0o022 != 0 {
         return Err(format!("writable by group or others (mode {:04o}), not run", mode & 0o7777));
     }
+    // Its group is not the terminal's: a Ctrl-C would not reach it.
+    let _signals = StopSignals::catch();
     let mut child = spawn_retrying(path).map_err(|e| format!("cannot run it: {e}"))?;
     let Some(mut stdout) = child.stdout.take() else {
         kill_group(&child);
@@ -637,6 +641,77 @@ fn spawn_retrying(path: &Path) -> std::io::Result<Child> {
     }
 }
 
+/// The signals that stop a tool from a terminal or a service manager.
+const STOP_SIGNALS: [nix::sys::signal::Signal; 3] =
+    [nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGTERM, nix::sys::signal::Signal::SIGHUP];
+
+/// A stop signal that arrived while qmail-showctl ran (0: none).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// How many [`StopSignals`] are alive, and the handling they replaced.
+static STOP_HANDLING: Mutex<(usize, Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>)> =
+    Mutex::new((0, Vec::new()));
+
+extern "C" fn note_stop_signal(sig: libc::c_int) {
+    STOP_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+/// While one is alive, SIGINT, SIGTERM and SIGHUP (those not ignored) are
+/// noted instead of acted on: qmail-showctl runs in a process group of its
+/// own, which a Ctrl-C at the terminal does not reach, so the wait kills
+/// that group first ([`wait_until`]). When the last one is dropped the
+/// earlier handling comes back and a noted signal is raised again, so the
+/// tool ends (or handles it) as it would have.
+struct StopSignals;
+
+impl StopSignals {
+    fn catch() -> StopSignals {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+        let mut held = STOP_HANDLING.lock().unwrap_or_else(|e| e.into_inner());
+        if held.0 == 0 {
+            let note = SigAction::new(SigHandler::Handler(note_stop_signal), SaFlags::SA_RESTART, SigSet::empty());
+            for sig in STOP_SIGNALS {
+                // SAFETY: the handler only stores to an atomic.
+                let Ok(old) = (unsafe { sigaction(sig, &note) }) else {
+                    continue;
+                };
+                if old.handler() == SigHandler::SigIgn {
+                    // Ignored (as under nohup): it stays ignored.
+                    // SAFETY: puts back what was there.
+                    let _ = unsafe { sigaction(sig, &old) };
+                } else {
+                    held.1.push((sig, old));
+                }
+            }
+        }
+        held.0 += 1;
+        StopSignals
+    }
+
+    /// True when a stop signal arrived.
+    fn caught() -> bool {
+        STOP_SIGNAL.load(Ordering::SeqCst) != 0
+    }
+}
+
+impl Drop for StopSignals {
+    fn drop(&mut self) {
+        let mut held = STOP_HANDLING.lock().unwrap_or_else(|e| e.into_inner());
+        held.0 -= 1;
+        if held.0 > 0 {
+            return;
+        }
+        for (sig, old) in held.1.drain(..) {
+            // SAFETY: puts back the handling found before.
+            let _ = unsafe { nix::sys::signal::sigaction(sig, &old) };
+        }
+        let sig = STOP_SIGNAL.swap(0, Ordering::SeqCst);
+        if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
+            let _ = nix::sys::signal::raise(sig);
+        }
+    }
+}
+
 /// Sends SIGKILL to every process in the group `child` leads. Called only
 /// while `child` is not yet reaped: its pid, and so the group's number,
 /// cannot have been given to another process meanwhile.
@@ -670,6 +745,11 @@ fn wait_until(child: &mut Child, timeout: Duration) -> std::result::Result<ExitS
                 let _ = child.wait();
                 return Err(format!("cannot wait for it: {e}"));
             }
+        }
+        if StopSignals::caught() {
+            kill_group(child);
+            let _ = child.wait();
+            return Err("interrupted by a signal; it was killed, with every process it started".to_string());
         }
         let now = Instant::now();
         if now >= deadline {

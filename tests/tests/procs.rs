@@ -515,3 +515,40 @@ fn a_showctl_that_forks_a_sleeper_is_killed_with_it() {
     let sleeper = read_pid(&pidfile);
     assert!(wait_state(sleeper, true), "qstat: the sleeper {sleeper} outlived the time limit\n{}", run.show());
 }
+
+#[test]
+fn ctrl_c_while_showctl_hangs_kills_it_and_its_sleeper() {
+    let name = "ctrl_c_while_showctl_hangs_kills_it_and_its_sleeper";
+    if !root_or_skip(name) {
+        return;
+    }
+    let tmp = scratch(true);
+    let home = tmp.path().join("qmail");
+    build(&home.join("queue"), 5, SPLIT, 23, 0.2);
+    fs::create_dir(home.join("bin")).unwrap();
+    let showctl = home.join("bin/qmail-showctl");
+    let pids = tmp.path().join("pids");
+    // Its own pid, then the sleeper's.
+    fs::write(&showctl, format!("#!/bin/sh\necho $$ > '{0}.sh'\nsleep 300 &\necho $! > '{0}'\nwait\n", pids.display()))
+        .unwrap();
+    fs::set_permissions(&showctl, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = Command::new(tool("qfixq"))
+        .arg("--qmail-home")
+        .arg(&home)
+        .args(["--ids", IDS_ARG])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qfixq");
+    let sleeper = read_pid(&pids);
+    let sh = read_pid(&tmp.path().join("pids.sh"));
+    // What a Ctrl-C sends to the terminal's foreground group, which holds
+    // qfixq but not qmail-showctl's group.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().expect("wait");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGINT), "qfixq ends as a Ctrl-C ends it: {status}");
+    assert!(wait_state(sh, true), "qmail-showctl (pid {sh}) outlived the Ctrl-C");
+    assert!(wait_state(sleeper, true), "its sleeper (pid {sleeper}) outlived the Ctrl-C");
+}
