@@ -184,9 +184,13 @@ fn classify(proc_root: &Path, pid: u32, queue: &Path, holds: bool) -> Option<Que
     }
     match cwd {
         Some(c) if open.readable => listed(Reason::Elsewhere(c)),
-        // It works elsewhere, but its files could not be read: whether one
-        // of them is in the queue cannot be told.
-        _ => listed(Reason::Unreadable),
+        // Nothing could be read: it may have exited meanwhile.
+        _ => match read_state(&dir).0 {
+            State::Zombie => listed(Reason::Zombie),
+            State::Gone => None,
+            // Whether it works in the queue cannot be told.
+            State::Alive => listed(Reason::Unreadable),
+        },
     }
 }
 
