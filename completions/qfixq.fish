@@ -4,7 +4,7 @@ complete -c qfixq -l qmail-home -d 'qmail\'s home; the queue is DIR/queue' -r -F
 complete -c qfixq -l split -d 'conf-split qmail was built with (default: from qmail-showctl, else from the buckets on disk)' -r
 complete -c qfixq -l ids -d 'qmail\'s numeric ids as QMAILQ:QMAILS:QMAILR:QMAILGID (default: from qmail-showctl, else from the passwd and group files)' -r
 complete -c qfixq -l threads -d 'Threads that stat and read message files' -r
-complete -c qfixq -l force -d 'Repair even while a process has its working directory in the queue (a qmail-queue in flight). Never overrides the qmail-send lock'
+complete -c qfixq -l force -d 'Repair even while a process works in the queue or has a file in it open (a qmail-queue in flight). Never overrides the qmail-send lock'
 complete -c qfixq -l no-quarantine -d 'Delete what cannot be saved instead of moving it to lost+found'
 complete -c qfixq -l json -d 'Print the report as one JSON document'
 complete -c qfixq -s q -l quiet -d 'Print the summary only (and failures)'

@@ -21,7 +21,7 @@ _qfixq() {
 '--split=[conf-split qmail was built with (default\: from qmail-showctl, else from the buckets on disk)]:N:_default' \
 '--ids=[qmail'\''s numeric ids as QMAILQ\:QMAILS\:QMAILR\:QMAILGID (default\: from qmail-showctl, else from the passwd and group files)]:Q:S:R:G:_default' \
 '--threads=[Threads that stat and read message files]:N:_default' \
-'--force[Repair even while a process has its working directory in the queue (a qmail-queue in flight). Never overrides the qmail-send lock]' \
+'--force[Repair even while a process works in the queue or has a file in it open (a qmail-queue in flight). Never overrides the qmail-send lock]' \
 '--no-quarantine[Delete what cannot be saved instead of moving it to lost+found]' \
 '--json[Print the report as one JSON document]' \
 '-q[Print the summary only (and failures)]' \

@@ -123,6 +123,21 @@ pub fn escape_path(p: &Path) -> String {
     Escaped(p.as_os_str().as_bytes()).to_string()
 }
 
+/// Escapes a message for a terminal: every control or non-ASCII byte is
+/// escaped as [`Escaped`] does, a backslash is left as it is. Text that was
+/// already escaped (a path put in with [`escape_path`]) therefore comes out
+/// unchanged, so a tool may pass every message through this on its way to
+/// stderr without escaping anything twice.
+pub fn escape_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for chunk in s.as_bytes().split(|&b| b == b'\\') {
+        out.push_str(&Escaped(chunk).to_string());
+        out.push('\\');
+    }
+    out.pop();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +147,19 @@ mod tests {
         assert_eq!(Escaped(b"a\nb\x1b[31m\xff").to_string(), "a\\nb\\x1b[31m\\xff");
         assert_eq!(Escaped(b"plain 123").to_string(), "plain 123");
         assert_eq!(Escaped(b"back\\slash").to_string(), "back\\\\slash");
+    }
+
+    #[test]
+    fn escape_text_escapes_once() {
+        let raw = "open /q\x1b[31mX\x07: no";
+        let once = escape_text(raw);
+        assert_eq!(once, "open /q\\x1b[31mX\\x07: no");
+        assert_eq!(escape_text(&once), once);
+        assert_eq!(escape_text(&format!("path {}", escape_path(Path::new("/a\n\\b")))), "path /a\\n\\\\b");
+        assert_eq!(escape_text("back\\slash\n"), "back\\slash\\n");
+        assert_eq!(escape_text(""), "");
+        assert_eq!(escape_text("\\"), "\\");
+        assert_eq!(escape_text("caf\u{e9}"), "caf\\xc3\\xa9");
     }
 
     #[test]

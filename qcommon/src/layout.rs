@@ -15,9 +15,11 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -567,9 +569,13 @@ fn ids_from_user_db() -> std::result::Result<Ids, Vec<String>> {
 }
 
 /// Runs `qmail-showctl` at `path` with no arguments, stdin from
-/// `/dev/null`, and parses what it prints; it is killed when it runs over
-/// `timeout`. The error says why nothing could be learnt (without the
-/// path). A non-zero exit is accepted when the output holds the split:
+/// `/dev/null`, in a process group of its own, and parses what it prints.
+/// When it runs over `timeout` the whole group is killed (a process it
+/// started in the background too, unless that one left the group); when it
+/// exits, whatever it left behind in its group is killed as well, so
+/// nothing it started outlives the run; a stop signal that arrives
+/// meanwhile kills the group too, and is then acted on ([`StopSignals`]).
+/// The error says why nothing could be learnt (without the path). A non-zero exit is accepted when the output holds the split:
 /// qmail-showctl prints its compiled-in values before it reads the
 /// control files, and exits 111 when it cannot.
 fn run_showctl(path: &Path, timeout: Duration) -> std::result::Result<ShowctlFacts, String> {
@@ -588,9 +594,11 @@ fn run_showctl(path: &Path, timeout: Duration) -> std::result::Result<ShowctlFac
     if mode & 0o022 != 0 {
         return Err(format!("writable by group or others (mode {:04o}), not run", mode & 0o7777));
     }
+    // Its group is not the terminal's: a Ctrl-C would not reach it.
+    let _signals = StopSignals::catch();
     let mut child = spawn_retrying(path).map_err(|e| format!("cannot run it: {e}"))?;
     let Some(mut stdout) = child.stdout.take() else {
-        let _ = child.kill();
+        kill_group(&child);
         let _ = child.wait();
         return Err("cannot read its output".to_string());
     };
@@ -600,8 +608,7 @@ fn run_showctl(path: &Path, timeout: Duration) -> std::result::Result<ShowctlFac
         let r = (&mut stdout).take(SHOWCTL_OUTPUT_CAP).read_to_end(&mut out);
         let _ = tx.send(r.map(|_| out));
     });
-    let deadline = Instant::now() + timeout;
-    let status = wait_until(&mut child, deadline)?;
+    let status = wait_until(&mut child, timeout)?;
     // The output pipe closes when the program exits, unless it left a child
     // holding it: wait a little for it, never forever.
     let out = match rx.recv_timeout(Duration::from_secs(1)) {
@@ -621,7 +628,14 @@ fn run_showctl(path: &Path, timeout: Duration) -> std::result::Result<ShowctlFac
 fn spawn_retrying(path: &Path) -> std::io::Result<Child> {
     let mut tries = 0;
     loop {
-        let r = Command::new(path).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn();
+        // A group of its own (led by the child, numbered by its pid), so
+        // that everything it starts can be killed with it.
+        let r = Command::new(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
         match r {
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 10 => {
                 tries += 1;
@@ -632,23 +646,124 @@ fn spawn_retrying(path: &Path) -> std::io::Result<Child> {
     }
 }
 
-/// Waits for `child` until `deadline`, then kills it.
-fn wait_until(child: &mut Child, deadline: Instant) -> std::result::Result<ExitStatus, String> {
+/// The signals that stop a tool from a terminal or a service manager.
+const STOP_SIGNALS: [nix::sys::signal::Signal; 3] =
+    [nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGTERM, nix::sys::signal::Signal::SIGHUP];
+
+/// A stop signal that arrived while qmail-showctl ran (0: none).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// How many [`StopSignals`] are alive, and the handling they replaced.
+static STOP_HANDLING: Mutex<(usize, Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>)> =
+    Mutex::new((0, Vec::new()));
+
+extern "C" fn note_stop_signal(sig: libc::c_int) {
+    STOP_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+/// While one is alive, SIGINT, SIGTERM and SIGHUP (those not ignored) are
+/// noted instead of acted on: qmail-showctl runs in a process group of its
+/// own, which a Ctrl-C at the terminal does not reach, so the wait kills
+/// that group first ([`wait_until`]). When the last one is dropped the
+/// earlier handling comes back and a noted signal is raised again, so the
+/// tool ends (or handles it) as it would have.
+struct StopSignals;
+
+impl StopSignals {
+    fn catch() -> StopSignals {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+        let mut held = STOP_HANDLING.lock().unwrap_or_else(|e| e.into_inner());
+        if held.0 == 0 {
+            let note = SigAction::new(SigHandler::Handler(note_stop_signal), SaFlags::SA_RESTART, SigSet::empty());
+            for sig in STOP_SIGNALS {
+                // SAFETY: the handler only stores to an atomic.
+                let Ok(old) = (unsafe { sigaction(sig, &note) }) else {
+                    continue;
+                };
+                if old.handler() == SigHandler::SigIgn {
+                    // Ignored (as under nohup): it stays ignored.
+                    // SAFETY: puts back what was there.
+                    let _ = unsafe { sigaction(sig, &old) };
+                } else {
+                    held.1.push((sig, old));
+                }
+            }
+        }
+        held.0 += 1;
+        StopSignals
+    }
+
+    /// True when a stop signal arrived.
+    fn caught() -> bool {
+        STOP_SIGNAL.load(Ordering::SeqCst) != 0
+    }
+}
+
+impl Drop for StopSignals {
+    fn drop(&mut self) {
+        let mut held = STOP_HANDLING.lock().unwrap_or_else(|e| e.into_inner());
+        held.0 -= 1;
+        if held.0 > 0 {
+            return;
+        }
+        for (sig, old) in held.1.drain(..) {
+            // SAFETY: puts back the handling found before.
+            let _ = unsafe { nix::sys::signal::sigaction(sig, &old) };
+        }
+        let sig = STOP_SIGNAL.swap(0, Ordering::SeqCst);
+        if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
+            let _ = nix::sys::signal::raise(sig);
+        }
+    }
+}
+
+/// Sends SIGKILL to every process in the group `child` leads. Called only
+/// while `child` is not yet reaped: its pid, and so the group's number,
+/// cannot have been given to another process meanwhile.
+fn kill_group(child: &Child) {
+    let Ok(pgid) = i32::try_from(child.id()) else {
+        return;
+    };
+    // ESRCH: nothing left in the group.
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+}
+
+/// Waits for `child` for `timeout` at most. When it exits, whatever is left in
+/// its process group is killed before it is reaped; when the deadline
+/// passes, its whole group is killed. Either way the child is reaped.
+fn wait_until(child: &mut Child, timeout: Duration) -> std::result::Result<ExitStatus, String> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    let deadline = Instant::now() + timeout;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).map_err(|_| "its pid is out of range".to_string())?);
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(status),
-            Ok(None) => {}
+        // WNOWAIT: see that it exited but leave it unreaped, so its group
+        // can still be killed safely.
+        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(_) => {
+                kill_group(child);
+                return child.wait().map_err(|e| format!("cannot wait for it: {e}"));
+            }
+            Err(Errno::EINTR) => continue,
             Err(e) => {
-                let _ = child.kill();
+                kill_group(child);
                 let _ = child.wait();
                 return Err(format!("cannot wait for it: {e}"));
             }
         }
+        if StopSignals::caught() {
+            kill_group(child);
+            let _ = child.wait();
+            return Err("interrupted by a signal; it was killed, with every process it started".to_string());
+        }
         let now = Instant::now();
         if now >= deadline {
-            let _ = child.kill();
+            kill_group(child);
             let _ = child.wait();
-            return Err("it ran too long and was killed".to_string());
+            return Err(format!(
+                "it ran longer than {:.1} s and was killed, with every process it started",
+                timeout.as_secs_f64()
+            ));
         }
         std::thread::sleep((deadline - now).min(Duration::from_millis(10)));
     }
@@ -921,6 +1036,70 @@ mod tests {
         let e = run_showctl(&showctl, Duration::from_millis(300)).unwrap_err();
         assert!(e.contains("killed"), "{e}");
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    /// True once `pid` is gone or has exited (a zombie that an init which
+    /// does not reap may keep), waiting a while for the kill to land.
+    fn ends(pid: u32) -> bool {
+        let stat = Path::new("/proc").join(pid.to_string()).join("stat");
+        for _ in 0..1000 {
+            match fs::read_to_string(&stat) {
+                Err(_) => return true,
+                Ok(s) if s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])) => {
+                    return true
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        false
+    }
+
+    /// Reads the pid a script wrote, waiting for it to be there.
+    fn read_pid(p: &Path) -> u32 {
+        for _ in 0..500 {
+            if let Ok(t) = fs::read_to_string(p) {
+                if let Ok(n) = t.trim().parse() {
+                    return n;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no pid in {}", p.display());
+    }
+
+    #[test]
+    fn a_hanging_showctl_is_killed_with_what_it_started() {
+        if !Path::new("/proc/self/stat").exists() {
+            println!("skipped: a_hanging_showctl_is_killed_with_what_it_started: no /proc");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let showctl = t.path().join("qmail-showctl");
+        let pidfile = t.path().join("sleeper.pid");
+        // A sleeper in the background that keeps the output open, then a
+        // hang.
+        write_script(
+            &showctl,
+            &format!("echo 'subdirectory split: 3.'\nsleep 300 &\necho $! > {}\nwait\n", pidfile.display()),
+            0o755,
+        );
+        let e = run_showctl(&showctl, Duration::from_secs(2)).unwrap_err();
+        assert!(e.contains("ran longer than 2.0 s and was killed, with every process it started"), "{e}");
+        let sleeper = read_pid(&pidfile);
+        assert!(ends(sleeper), "the background sleeper {sleeper} survived the time limit");
+
+        // One that prints and exits but leaves a sleeper holding its
+        // output: the sleeper is killed, the output is used.
+        fs::remove_file(&pidfile).unwrap();
+        write_script(
+            &showctl,
+            &format!("echo 'subdirectory split: 3.'\nsleep 300 &\necho $! > {}\nexit 0\n", pidfile.display()),
+            0o755,
+        );
+        let facts = run_showctl(&showctl, Duration::from_secs(30)).unwrap();
+        assert_eq!(facts.split, Some(3));
+        let sleeper = read_pid(&pidfile);
+        assert!(ends(sleeper), "the sleeper {sleeper} left behind survived");
     }
 
     #[test]

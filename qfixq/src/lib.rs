@@ -53,8 +53,8 @@ qmail-send running, ids or split undecidable, an internal error), 16 usage error
 pub struct Cli {
     #[command(flatten)]
     queue: QueueArgs,
-    /// Repair even while a process has its working directory in the queue
-    /// (a qmail-queue in flight). Never overrides the qmail-send lock.
+    /// Repair even while a process works in the queue or has a file in it
+    /// open (a qmail-queue in flight). Never overrides the qmail-send lock.
     #[arg(long)]
     force: bool,
     /// Delete what cannot be saved instead of moving it to lost+found.
@@ -168,12 +168,7 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn process_text(p: &QueueProcess) -> String {
-    let why = match &p.reason {
-        Reason::CwdInQueue(d) => format!("working in {}", qcommon::error::escape_path(d)),
-        Reason::QmailName => "qmail program".to_string(),
-        Reason::HoldsSendmutex => "holds lock/sendmutex".to_string(),
-    };
-    format!("{} pid {} ({why})", p.name, p.pid)
+    p.describe()
 }
 
 fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> {
@@ -196,15 +191,20 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
         .and_then(|d| d.stat(std::ffi::OsStr::new("sendmutex")))
         .ok()
         .map(|s| (s.dev, s.ino));
-    let procs = real_path(&layout.queue)
-        .and_then(|rp| find_queue_processes_locking(&rp, sendmutex_inode, std::path::Path::new("/proc")))
-        .unwrap_or_default();
+    // Processes that use the queue; qmail-named ones elsewhere (another
+    // queue's qmail-send, a zombie) are listed as ignored.
+    let found = real_path(&layout.queue)
+        .and_then(|rp| find_queue_processes_locking(&rp, sendmutex_inode, std::path::Path::new("/proc")));
+    let (procs, procs_unknown) = match found {
+        Ok(p) => (p, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     header.push((
         "processes",
-        if procs.is_empty() {
-            "none".to_string()
-        } else {
-            procs.iter().map(process_text).collect::<Vec<_>>().join(", ")
+        match &procs_unknown {
+            Some(e) => format!("unknown ({e})"),
+            None if procs.is_empty() => "none".to_string(),
+            None => procs.iter().map(process_text).collect::<Vec<_>>().join(", "),
         },
     ));
     let mut notes = Vec::new();
@@ -246,7 +246,8 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
                 process_text(p)
             )));
         }
-        let busy: Vec<&QueueProcess> = procs.iter().filter(|p| matches!(p.reason, Reason::CwdInQueue(_))).collect();
+        let busy: Vec<&QueueProcess> =
+            procs.iter().filter(|p| p.uses_queue() && p.reason != Reason::HoldsSendmutex).collect();
         if !busy.is_empty() && !cli.force {
             let list: Vec<String> = busy.iter().map(|p| process_text(p)).collect();
             return Ok(fail(format!(
@@ -260,10 +261,20 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
                 return Ok(fail("qmail-send holds lock/sendmutex: stop it first; nothing was changed"));
             }
             Ok(Err(_)) | Err(_) => {
-                if procs.iter().any(|p| p.name == "qmail-send") {
-                    return Ok(fail(
-                        "lock/sendmutex is damaged while a qmail-send runs: stop it first; nothing was changed",
-                    ));
+                // Only a qmail-send that uses this queue counts: one serving
+                // another queue, or a zombie, is listed and ignored.
+                if let Some(p) = procs.iter().find(|p| p.uses_queue() && p.name == "qmail-send") {
+                    return Ok(fail(format!(
+                        "lock/sendmutex is damaged while a qmail-send runs on this queue ({}): stop it first; \
+                         nothing was changed",
+                        process_text(p)
+                    )));
+                }
+                if let Some(e) = &procs_unknown {
+                    return Ok(fail(format!(
+                        "lock/sendmutex is damaged and the processes using the queue cannot be listed ({e}), so \
+                         whether a qmail-send runs cannot be told; nothing was changed"
+                    )));
                 }
                 // Restore the lock file first (below), then hold it.
             }

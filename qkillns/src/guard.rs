@@ -68,10 +68,12 @@ pub fn lock_for_removal(root: &Dir) -> Result<SendLock, Refusal> {
 /// What the process check found.
 #[derive(Debug, Default)]
 pub struct Processes {
-    /// Processes whose working directory is in the queue (refuse unless
-    /// `--force`), as text.
+    /// Processes that use the queue: working in it, or with a file in it
+    /// open (refuse unless `--force`), as text.
     pub in_queue: Vec<String>,
-    /// Other qmail programs running (not a reason to refuse), as text.
+    /// Processes named like qmail's that do not use this queue (another
+    /// queue's qmail-send, a qmail-smtpd, a zombie): not a reason to
+    /// refuse, as text.
     pub others: Vec<String>,
 }
 
@@ -81,15 +83,19 @@ pub fn processes(queue: &Path, lock: &SendLock) -> Result<Processes, String> {
     let found = find_queue_processes_locking(&real, Some(lock.inode()), Path::new(PROC)).map_err(|e| e.to_string())?;
     let mut p = Processes::default();
     for q in found {
-        match q.reason {
-            Reason::CwdInQueue(cwd) => p.in_queue.push(format!(
+        let text = match &q.reason {
+            Reason::CwdInQueue(cwd) => format!(
                 "pid {} ({}) works in the queue (its directory is {})",
                 q.pid,
                 q.name,
-                qcommon::error::escape_path(&cwd)
-            )),
-            Reason::HoldsSendmutex => p.in_queue.push(format!("pid {} ({}) holds lock/sendmutex", q.pid, q.name)),
-            Reason::QmailName => p.others.push(format!("pid {} ({})", q.pid, q.name)),
+                qcommon::error::escape_path(cwd)
+            ),
+            _ => format!("pid {} ({}) {}", q.pid, q.name, q.why()),
+        };
+        if q.uses_queue() {
+            p.in_queue.push(text);
+        } else {
+            p.others.push(text);
         }
     }
     Ok(p)
@@ -122,7 +128,8 @@ pub struct Target {
 }
 
 /// Finds the qmail-send to signal: `--pid`, else the holders of
-/// `lock/sendmutex` and processes named qmail-send working in the queue.
+/// `lock/sendmutex` and processes named qmail-send that use the queue (one
+/// serving another queue, or a zombie, is never signalled).
 /// A lock holder that is not named qmail-send is another tool changing
 /// the queue: that is refused.
 pub fn expire_targets(root: &Dir, queue: &Path, pid: Option<u32>) -> Result<Vec<Target>, Refusal> {
@@ -160,7 +167,7 @@ pub fn expire_targets(root: &Dir, queue: &Path, pid: Option<u32>) -> Result<Vec<
         out.push(Target {
             pid,
             name,
-            how: if holds { "holds lock/sendmutex" } else { "named qmail-send, working in the queue" },
+            how: if holds { "holds lock/sendmutex" } else { "named qmail-send, using the queue" },
         });
     }
     Ok(out)

@@ -283,11 +283,13 @@ impl Output {
     }
 }
 
-/// Prints `qkillns: <msg>` to stderr (errors there are ignored: there is
-/// nowhere left to report them).
+/// Prints `qkillns: <msg>` to stderr, control bytes escaped (a path or a
+/// name from the command line or the queue may hold any byte; text that
+/// was escaped already is not escaped twice). Errors writing there are
+/// ignored: there is nowhere left to report them.
 pub fn error(msg: &str) {
     let mut e = std::io::stderr().lock();
-    let _ = writeln!(e, "qkillns: {msg}");
+    let _ = writeln!(e, "qkillns: {}", qcommon::error::escape_text(msg));
 }
 
 #[cfg(test)]

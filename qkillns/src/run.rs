@@ -260,7 +260,7 @@ pub fn run(args: &Args) -> ExitCode {
                 }
                 if !p.others.is_empty() {
                     notes.push(format!(
-                        "qmail programs running: {} (new mail may arrive meanwhile; it is not touched)",
+                        "qmail programs running elsewhere: {} (new mail may arrive meanwhile; it is not touched)",
                         p.others.join(", ")
                     ));
                 }

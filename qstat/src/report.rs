@@ -68,8 +68,10 @@ impl std::fmt::Display for Fatal {
     }
 }
 
+/// The text of `e` with control bytes escaped; what was escaped already
+/// (the library escapes some paths itself) is not escaped twice.
 fn escaped(e: &impl std::fmt::Display) -> String {
-    Escaped(e.to_string().as_bytes()).to_string()
+    qcommon::error::escape_text(&e.to_string())
 }
 
 /// Looks at the queue once. `now` is the time of the look.
