@@ -15,5 +15,6 @@ pub mod mutator;
 pub mod procs;
 pub mod queue;
 pub mod remove;
+pub mod salvaged;
 pub mod scan;
 pub mod showctl;

@@ -77,12 +77,18 @@ impl Quarantine {
         Step::Mkdir { path, perm: LOST_AND_FOUND_PERM, owner: Some((0, 0)) }
     }
 
-    /// Steps making lost+found and the session directory, the first time.
-    fn session_steps(&mut self, steps: &mut Vec<Step>) {
+    /// The step making lost+found itself, the first time it is needed in
+    /// this run (the salvage records live there too).
+    pub fn lost_found_steps(&mut self, steps: &mut Vec<Step>) {
         if !self.lost_found_exists {
             steps.push(Self::mkdir(PathBuf::from(LOST_AND_FOUND)));
             self.lost_found_exists = true;
         }
+    }
+
+    /// Steps making lost+found and the session directory, the first time.
+    fn session_steps(&mut self, steps: &mut Vec<Step>) {
+        self.lost_found_steps(steps);
         if !self.session_made {
             steps.push(Self::mkdir(self.session.clone()));
             self.session_made = true;

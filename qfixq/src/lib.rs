@@ -8,6 +8,7 @@ pub mod exit;
 pub mod finding;
 pub mod message;
 pub mod output;
+pub mod salvage;
 pub mod structure;
 
 use std::collections::HashMap;
@@ -418,6 +419,7 @@ fn plan_and_apply(
         waiting_mess: Default::default(),
         fresh: HashMap::new(),
         extra_buckets: Vec::new(),
+        salvaged: salvage::Book::load(root).map_err(PlanError::Queue)?,
     };
     let progress = std::io::stderr().is_terminal();
     let mut messages = 0u64;
@@ -478,6 +480,11 @@ fn plan_and_apply(
         return Err(f);
     }
     r.map_err(PlanError::Queue)?;
+    let mut gone = Vec::new();
+    salvage::plan_gone(&mut ctx, &mut gone);
+    for f in &gone {
+        sink(f).map_err(PlanError::Io)?;
+    }
     message::plan_pending(&mut ctx, &mut |f| sink(f).map(|_| ())).map_err(PlanError::Io)?;
     let mut tail = Vec::new();
     message::plan_leftover_fresh(&mut ctx, &mut tail);

@@ -62,6 +62,8 @@ pub struct MessageCtx {
     pub fresh: HashMap<u64, Vec<(Part, Stat)>>,
     /// Extra buckets seen, removed at the end.
     pub extra_buckets: Vec<PathBuf>,
+    /// Records of salvaged messages (sender invented by qfixq).
+    pub salvaged: crate::salvage::Book,
 }
 
 impl MessageCtx {
@@ -305,6 +307,9 @@ impl<'c, 'm> Planner<'c, 'm> {
 
 /// Plans one message; pushes its findings (the first carries the steps).
 pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, out: &mut Vec<Finding>) {
+    if !ctx.empty {
+        ctx.salvaged.saw(msg.number);
+    }
     if is_healthy_preprocessed(ctx, msg) {
         // Tests build with debug assertions: there the full planner runs
         // too and must agree that there is nothing to do.
@@ -665,8 +670,15 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
                     Kind::SenderLost,
                     path,
                     problem,
-                    format!("written with the null sender, birth time {birth} kept (sender lost)"),
+                    format!("written with the null sender, birth time {birth} kept (sender lost; recorded as salvaged)"),
                 );
+                // The record first: a crash never leaves an invented null
+                // sender that qkillns would take for a bounce.
+                let size = msg.file(Part::Info).and_then(|f| f.stat).map(|s| s.size).filter(|_| p.has(Part::Info));
+                let why = crate::salvage::why(size);
+                let rec = qcommon::salvaged::Record { number: n, inode: mess_st.ino, birth, why };
+                let steps = p.ctx.salvaged.record_steps(p.q, rec);
+                p.steps.extend(steps);
                 p.write(Part::Info, Info::default().to_bytes(), Some(birth));
             }
         }
@@ -720,6 +732,10 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
             format!("name differs from its inode {k}"),
             format!("renumbered to {k}"),
         );
+        let record = p.ctx.salvaged.renumber_steps(n, k);
+        if let Some((write, _)) = &record {
+            p.steps.push(write.clone());
+        }
         let mut parts = 0u8;
         for part in order {
             let Some(slot) = p.slots[part.index()].clone() else { continue };
@@ -729,6 +745,9 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
                 p.steps.push(Step::Rename { from: slot.path, to, expect });
             }
             parts |= mask(part);
+        }
+        if let Some((_, unlink)) = record {
+            p.steps.push(unlink);
         }
         p.ctx.pending.push(k, n, parts);
     } else {
@@ -1007,6 +1026,7 @@ mod tests {
             waiting_mess: HashSet::new(),
             fresh: HashMap::new(),
             extra_buckets: Vec::new(),
+            salvaged: Default::default(),
         }
     }
 

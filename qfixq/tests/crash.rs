@@ -73,6 +73,9 @@ fn split_args(queue: &Path) -> Vec<String> {
 fn lost_found_contents(queue: &Path) -> BTreeMap<(String, u64), usize> {
     let mut out = BTreeMap::new();
     for f in regular_files(&queue.join("lost+found")) {
+        if f.starts_with(queue.join("lost+found/salvaged")) {
+            continue; // compared apart: their names are message numbers
+        }
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if name == "reason" {
             continue;
@@ -87,17 +90,40 @@ fn lost_found_contents(queue: &Path) -> BTreeMap<(String, u64), usize> {
     out
 }
 
+/// The salvage records, by (birth time, why) -> count, each checked to
+/// name a message of the queue whose mess inode is its number and whose
+/// info holds the null sender: none dropped, none duplicated, none stale.
+fn salvage_records(queue: &Path) -> BTreeMap<(i64, String), usize> {
+    let mut out = BTreeMap::new();
+    for f in regular_files(&queue.join("lost+found/salvaged")) {
+        let text = String::from_utf8(read_nofollow(&f).unwrap_or_default()).unwrap_or_default();
+        let fields: Vec<&str> = text.trim_end().split(' ').collect();
+        assert_eq!(fields.len(), 4, "{}: {text:?}", f.display());
+        let n: u64 = fields[0].parse().unwrap();
+        assert_eq!(f.file_name().unwrap().to_string_lossy(), fields[0], "{text:?}");
+        assert_eq!(fields[1], fields[0], "record {text:?}: inode is not the number");
+        let mess = queue.join("mess").join((n % SPLIT as u64).to_string()).join(n.to_string());
+        assert!(mess.is_file(), "record {text:?} names no message");
+        let info = queue.join("info").join((n % SPLIT as u64).to_string()).join(n.to_string());
+        assert_eq!(read_nofollow(&info).unwrap_or_default(), b"F\0", "record {text:?}: info");
+        *out.entry((fields[2].parse().unwrap(), fields[3].to_string())).or_insert(0) += 1;
+    }
+    out
+}
+
 /// The end state compared across runs.
 #[derive(Debug, PartialEq)]
 struct Outcome {
     envs: BTreeMap<u64, Vec<Env>>,
     lost: BTreeMap<(String, u64), usize>,
+    salvaged: BTreeMap<(i64, String), usize>,
 }
 
 fn outcome(queue: &Path, big_todo: bool) -> Outcome {
     Outcome {
         envs: actual_envs(queue, big_todo).unwrap_or_else(|e| panic!("repaired queue: {e:?}")),
         lost: lost_found_contents(queue),
+        salvaged: salvage_records(queue),
     }
 }
 
