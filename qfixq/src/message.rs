@@ -670,7 +670,9 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
                     Kind::SenderLost,
                     path,
                     problem,
-                    format!("written with the null sender, birth time {birth} kept (sender lost; recorded as salvaged)"),
+                    format!(
+                        "written with the null sender, birth time {birth} kept (sender lost; recorded as salvaged)"
+                    ),
                 );
                 // The record first: a crash never leaves an invented null
                 // sender that qkillns would take for a bounce.

@@ -91,7 +91,8 @@ impl Book {
 /// The findings removing the records of messages no longer in the queue
 /// (after the scan, before the second half of renumbering).
 pub fn plan_gone(ctx: &mut crate::message::MessageCtx, out: &mut Vec<Finding>) {
-    let keep: Vec<u64> = ctx.waiting.iter().flat_map(|(old, list)| std::iter::once(*old).chain(list.iter().map(|w| w.new))).collect();
+    let keep: Vec<u64> =
+        ctx.waiting.iter().flat_map(|(old, list)| std::iter::once(*old).chain(list.iter().map(|w| w.new))).collect();
     ctx.salvaged.plan_gone(keep.into_iter(), out);
 }
 

@@ -73,7 +73,7 @@ pub struct Oldest {
 }
 
 /// The breakdown of a queue.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Detail {
     /// The split the scan used, and where it came from.
     pub split: u32,
@@ -97,8 +97,12 @@ pub struct Detail {
     pub todo_recipients: u64,
     /// Messages with a bounce file.
     pub pending_bounce: u64,
-    /// Null-sender messages.
+    /// Null-sender messages (salvaged ones apart).
     pub null_sender: BySource,
+    /// Salvaged messages: qfixq wrote the null sender because their sender
+    /// was lost (recorded in lost+found/salvaged). `Err`: the records could
+    /// not be read (why).
+    pub salvaged: std::result::Result<u64, String>,
     /// Double-bounce messages (sender `#@[]`).
     pub double_bounce: BySource,
     /// The oldest message, if any.
@@ -115,6 +119,34 @@ pub struct Detail {
     pub strays: u64,
     /// Messages some file of which could not be read.
     pub unreadable: u64,
+}
+
+impl Default for Detail {
+    fn default() -> Self {
+        Detail {
+            split: 0,
+            split_source: String::new(),
+            big_todo: false,
+            messages: 0,
+            unpreprocessed: 0,
+            preprocessed: 0,
+            other: 0,
+            local_pending: 0,
+            remote_pending: 0,
+            todo_recipients: 0,
+            pending_bounce: 0,
+            null_sender: BySource::default(),
+            salvaged: Ok(0),
+            double_bounce: BySource::default(),
+            oldest: None,
+            lifetime: None,
+            past_lifetime: 0,
+            damaged: 0,
+            damage: BTreeMap::new(),
+            strays: 0,
+            unreadable: 0,
+        }
+    }
 }
 
 /// The top lists.
@@ -187,12 +219,20 @@ pub fn gather(
         lifetime: Some(wanted.lifetime.clone()),
         ..Detail::default()
     };
+    let records = qcommon::salvaged::read_all(root).map_err(|e| e.to_string());
+    let empty = qcommon::salvaged::Salvaged::default();
+    if let Err(e) = &records {
+        d.salvaged = Err(e.clone());
+    }
+    let salvaged = records.as_ref().unwrap_or(&empty);
     let mut senders = wanted.top.map(|_| TopCounter::new(DEFAULT_CAPACITY));
     let mut domains = wanted.top.map(|_| TopCounter::new(DEFAULT_CAPACITY));
     let sl = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
     let opts = ScanOptions { threads: wanted.threads, ..ScanOptions::default() };
     scan(root, sl, &opts, &mut |ev| match ev {
-        ScanEvent::Message(m) => examine(&mut d, &m, wanted, sl, senders.as_mut().zip(domains.as_mut()), on_error),
+        ScanEvent::Message(m) => {
+            examine(&mut d, &m, wanted, sl, senders.as_mut().zip(domains.as_mut()), salvaged, on_error)
+        }
         ScanEvent::Stray(_) => d.strays += 1,
         ScanEvent::Error(e) => on_error(e),
     })?;
@@ -216,6 +256,7 @@ fn examine(
     wanted: &Wanted,
     sl: ScanLayout,
     mut tops: Option<(&mut TopCounter, &mut TopCounter)>,
+    salvaged: &qcommon::salvaged::Salvaged,
     on_error: &mut dyn FnMut(Error),
 ) {
     d.messages += 1;
@@ -292,7 +333,11 @@ fn examine(
         d.preprocessed += 1;
         match &m.info {
             Some(Ok(i)) => {
-                if i.sender.is_empty() {
+                if i.sender.is_empty() && salvaged.contains(m.number) {
+                    if let Ok(n) = &mut d.salvaged {
+                        *n += 1;
+                    }
+                } else if i.sender.is_empty() {
                     d.null_sender.info += 1;
                 } else if is_double_bounce(&i.sender) {
                     d.double_bounce.info += 1;
