@@ -111,6 +111,16 @@ impl Record {
     }
 }
 
+/// Prefix of a record waiting, like the files of its message, between the
+/// two halves of a renumbering: `.qfixq-renum-OLD-NEW`.
+pub const RENUM_PREFIX: &str = ".qfixq-renum-";
+
+/// Where the record of message `old`, renumbered to `new`, waits between
+/// the two halves of the renumbering.
+pub fn renaming_path(old: u64, new: u64) -> PathBuf {
+    dir_path().join(format!("{RENUM_PREFIX}{old}-{new}"))
+}
+
 /// `lost+found/salvaged`, relative to the queue.
 pub fn dir_path() -> PathBuf {
     PathBuf::from(LOST_AND_FOUND).join(SALVAGED_DIR)
@@ -145,6 +155,9 @@ pub struct Salvaged {
     /// Entries that are not records (names or contents that do not parse):
     /// left alone.
     pub unreadable: u64,
+    /// Records waiting between the two halves of a renumbering: (old
+    /// number, new number, the record when it parses).
+    pub renaming: Vec<(u64, u64, Option<Record>)>,
 }
 
 impl Salvaged {
@@ -204,13 +217,22 @@ pub fn read_all(root: &Dir) -> Result<Salvaged> {
     out.dir_exists = true;
     let mut names = Vec::new();
     dir.for_each_entry(|name, _, _| {
-        if let Some(n) = parse_number(name.to_bytes()) {
+        let b = name.to_bytes();
+        if let Some(n) = parse_number(b) {
             names.push(n);
+        } else if let Some((old, new)) = b.strip_prefix(RENUM_PREFIX.as_bytes()).and_then(parse_pair) {
+            out.renaming.push((old, new, None));
         } else if !name.to_bytes().starts_with(b".qtools-tmp.") {
             out.unreadable += 1;
         }
     })?;
     let mut buf = Vec::with_capacity(128);
+    for (old, new, rec) in &mut out.renaming {
+        let name = format!("{RENUM_PREFIX}{old}-{new}");
+        if let Ok((_, false)) = dir.read_file_into(OsStr::new(&name), 256, &mut buf) {
+            *rec = Record::parse(&buf);
+        }
+    }
     for n in names {
         let name = n.to_string();
         match dir.read_file_into(OsStr::new(&name), 256, &mut buf) {
@@ -226,6 +248,12 @@ pub fn read_all(root: &Dir) -> Result<Salvaged> {
         }
     }
     Ok(out)
+}
+
+/// `OLD-NEW`.
+fn parse_pair(b: &[u8]) -> Option<(u64, u64)> {
+    let dash = b.iter().position(|&c| c == b'-')?;
+    Some((parse_number(&b[..dash])?, parse_number(&b[dash + 1..])?))
 }
 
 #[cfg(test)]
@@ -270,10 +298,12 @@ mod tests {
         assert!(m.run_action(&Action { message: Some(46), steps }, &mut |_, _| {}).failed.is_none());
         std::fs::write(t.path().join("lost+found/salvaged/47"), b"garbage\n").unwrap();
         std::fs::write(t.path().join("lost+found/salvaged/48"), b"46 46 5 info-missing\n").unwrap();
+        std::fs::write(t.path().join("lost+found/salvaged/.qfixq-renum-49-50"), b"49 49 5 info-missing\n").unwrap();
         let s = read_all(&root).unwrap();
         assert!(s.dir_exists);
         assert_eq!(s.len(), 1);
         assert_eq!(s.get(46), Some(&r));
         assert_eq!(s.unreadable, 2);
+        assert_eq!(s.renaming, vec![(49, 50, Some(Record { number: 49, inode: 49, birth: 5, why: Why::InfoMissing }))]);
     }
 }

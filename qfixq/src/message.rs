@@ -734,10 +734,6 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
             format!("name differs from its inode {k}"),
             format!("renumbered to {k}"),
         );
-        let record = p.ctx.salvaged.renumber_steps(n, k);
-        if let Some((write, _)) = &record {
-            p.steps.push(write.clone());
-        }
         let mut parts = 0u8;
         for part in order {
             let Some(slot) = p.slots[part.index()].clone() else { continue };
@@ -748,9 +744,7 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
             }
             parts |= mask(part);
         }
-        if let Some((_, unlink)) = record {
-            p.steps.push(unlink);
-        }
+        p.steps.extend(p.ctx.salvaged.renumber_steps(n, k));
         p.ctx.pending.push(k, n, parts);
     } else {
         for part in order {
@@ -948,14 +942,14 @@ pub fn plan_pending(
     }
     let order = [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce, Part::Mess];
     for (new, old, parts) in pending.into_sorted() {
-        let steps: Vec<Step> = order
-            .iter()
-            .filter(|part| parts & mask(**part) != 0)
-            .map(|part| Step::Rename {
+        let record = ctx.salvaged.finish_steps(old, new);
+        let steps: Vec<Step> = record
+            .into_iter()
+            .chain(order.iter().filter(|part| parts & mask(**part) != 0).map(|part| Step::Rename {
                 from: ctx.temp_path(*part, old, new),
                 to: ctx.right_path(*part, new),
                 expect: None,
-            })
+            }))
             .collect();
         sink(&Finding::fix(
             Kind::RenumberFinish,

@@ -3,7 +3,7 @@
 //! invents; it moves with its message when qfixq renumbers it; and a
 //! record whose message is gone is removed (not a problem: housekeeping).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use qcommon::mutator::{Action, Step};
 use qcommon::remove::Quarantine;
@@ -18,12 +18,25 @@ use crate::finding::{Finding, Kind};
 pub struct Book {
     records: Salvaged,
     seen: HashSet<u64>,
+    /// Records between the two halves of a renumbering, by (old, new).
+    renaming: HashMap<(u64, u64), Record>,
 }
 
 impl Book {
     /// The records on disk under `root`.
     pub fn load(root: &Dir) -> qcommon::Result<Book> {
-        Ok(Book { records: salvaged::read_all(root)?, seen: HashSet::new() })
+        let records = salvaged::read_all(root)?;
+        let renaming = records
+            .renaming
+            .iter()
+            .map(|&(old, new, rec)| {
+                // A waiting record that does not parse still marks its
+                // message as salvaged.
+                let rec = rec.unwrap_or(Record { number: old, inode: new, birth: 0, why: salvaged::Why::InfoGarbled });
+                ((old, new), rec)
+            })
+            .collect();
+        Ok(Book { records, seen: HashSet::new(), renaming })
     }
 
     /// Message `n` is in the queue: its record (if any) stays.
@@ -50,21 +63,37 @@ impl Book {
         steps
     }
 
-    /// When message `old` (renumbered to `new`) has a record: the step
-    /// writing it under the new number, to go before the message's files
-    /// move, and the one removing the old record, to go after its mess
-    /// has moved. A crash in between leaves both: the message keeps a
-    /// record under whichever number it has, and the stale one is removed
-    /// by the next live run.
-    pub fn renumber_steps(&mut self, old: u64, new: u64) -> Option<(Step, Step)> {
+    /// The first half of renumbering message `old` to `new`: when it has
+    /// a record, the step moving the record to its waiting name, to go
+    /// after the message's mess has moved (until then the message is
+    /// under its old number, with its record).
+    pub fn renumber_steps(&mut self, old: u64, new: u64) -> Option<Step> {
         let rec = self.records.remove(old)?;
         self.seen.remove(&old);
+        self.renaming.insert((old, new), rec);
+        Some(Step::Rename { from: salvaged::record_path(old), to: salvaged::renaming_path(old, new), expect: None })
+    }
+
+    /// The second half of renumbering `old` to `new`: the steps writing
+    /// its record under the new number (crash-safe, replacing) and
+    /// removing the waiting one, to go before any file of the message
+    /// takes the new number. A record left under the new number is stale
+    /// (removed before this half) or written by an interrupted run of
+    /// this same half.
+    pub fn finish_steps(&mut self, old: u64, new: u64) -> Vec<Step> {
+        let (rec, from) = if let Some(rec) = self.renaming.remove(&(old, new)) {
+            (rec, salvaged::renaming_path(old, new))
+        } else if let Some(rec) = self.records.get(old).copied().filter(|_| !self.seen.contains(&old)) {
+            // An interrupted first half moved the mess but not the record.
+            self.records.remove(old);
+            (rec, salvaged::record_path(old))
+        } else {
+            return Vec::new();
+        };
         let moved = rec.renumbered(new);
         self.records.insert(moved);
         self.seen.insert(new);
-        let before = salvaged::write_step(&moved);
-        let after = Step::Unlink { path: salvaged::record_path(old), expect: None };
-        Some((before, after))
+        vec![salvaged::write_step(&moved), Step::Unlink { path: from, expect: None }]
     }
 
     /// Removes the records of messages no longer in the queue. `keep` are
