@@ -164,7 +164,10 @@ fn process_text(p: &QueueProcess) -> String {
 }
 
 fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> {
-    let layout = match discover(&cli.queue.layout_options()) {
+    let mut options = cli.queue.layout_options();
+    // A live run may make a new queue in an empty directory.
+    options.new_queue = mode == RunMode::Live;
+    let layout = match discover(&options) {
         Ok(l) => l,
         Err(e) => return Ok(fail(e)),
     };
