@@ -139,15 +139,22 @@ fn sample(total: usize) -> Vec<usize> {
 }
 
 fn crash_test(d: Damage, big_todo: bool) {
+    crash_test_all(&[d], big_todo);
+}
+
+/// The crash test of several damages together.
+fn crash_test_all(damages: &[Damage], big_todo: bool) {
+    let d = damages[0];
     if !root_or_skip(d.name()) {
         return;
     }
-    let seed = 500 + d as u64;
-    let what = format!("{} ({})", d.name(), if big_todo { "big-todo" } else { "flat" });
+    let seed = 500 + damages.iter().map(|d| *d as u64).sum::<u64>();
+    let names: Vec<&str> = damages.iter().map(|d| d.name()).collect();
+    let what = format!("{} ({})", names.join("+"), if big_todo { "big-todo" } else { "flat" });
     let mut reaper = Reaper(Vec::new());
 
     // The uninterrupted run.
-    let fx = build(MESSAGES, SPLIT, big_todo, seed, &[d]);
+    let fx = build(MESSAGES, SPLIT, big_todo, seed, damages);
     let q = fx.queue();
     let args = split_args(q);
     let mut live: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -169,7 +176,7 @@ fn crash_test(d: Damage, big_todo: bool) {
     let mut compared = 0;
     for &k in &ks {
         let what = format!("{what}, killed after step {k} of {total}");
-        let fx = build(MESSAGES, SPLIT, big_todo, seed, &[d]);
+        let fx = build(MESSAGES, SPLIT, big_todo, seed, damages);
         let q = fx.queue();
         let fates = expected_fates(q, big_todo);
         let census = census(q, big_todo);
@@ -320,4 +327,10 @@ fn sigkill_at_a_random_moment() {
     assert_none(&check_fates(&fates, q, false), "messages after SIGKILL and rerun", Some(&second));
     assert_none(&check_census(&census, q), "file contents after SIGKILL and rerun", Some(&second));
     assert_none(&check_healthy(q, 23, false, &before), "queue health after SIGKILL and rerun", Some(&second));
+}
+
+/// Salvage records written and moved by the two halves of renumbering.
+#[test]
+fn crash_copied_to_other_fs_with_lost_senders() {
+    crash_test_all(&[Damage::CopiedToOtherFs, Damage::MissingBucket, Damage::GarbledInfo], false);
 }
