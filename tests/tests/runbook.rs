@@ -38,8 +38,10 @@ fn blocks(text: &str) -> Vec<(String, Vec<String>)> {
             cur.get_or_insert_with(Vec::new).push(rest.to_string());
             continue;
         }
-        if l.is_empty() && cur.is_some() && lines.get(i + 1).is_some_and(|n| n.starts_with("    ")) {
-            cur.as_mut().unwrap().push(String::new());
+        if let Some(c) =
+            cur.as_mut().filter(|_| l.is_empty() && lines.get(i + 1).is_some_and(|n| n.starts_with("    ")))
+        {
+            c.push(String::new());
             continue;
         }
         if let Some(b) = cur.take() {
