@@ -73,7 +73,7 @@ pub struct Oldest {
 }
 
 /// The breakdown of a queue.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Detail {
     /// The split the scan used, and where it came from.
     pub split: u32,
@@ -100,9 +100,11 @@ pub struct Detail {
     /// Null-sender messages (salvaged ones apart).
     pub null_sender: BySource,
     /// Salvaged messages: qfixq wrote the null sender because their sender
-    /// was lost (recorded in lost+found/salvaged). `Err`: the records could
-    /// not be read (why).
-    pub salvaged: std::result::Result<u64, String>,
+    /// was lost (recorded in lost+found/salvaged).
+    pub salvaged: u64,
+    /// Why the records of salvaged messages could not be read (then
+    /// `salvaged` is 0 and they count as null-sender messages).
+    pub salvaged_unknown: Option<String>,
     /// Double-bounce messages (sender `#@[]`).
     pub double_bounce: BySource,
     /// The oldest message, if any.
@@ -119,34 +121,6 @@ pub struct Detail {
     pub strays: u64,
     /// Messages some file of which could not be read.
     pub unreadable: u64,
-}
-
-impl Default for Detail {
-    fn default() -> Self {
-        Detail {
-            split: 0,
-            split_source: String::new(),
-            big_todo: false,
-            messages: 0,
-            unpreprocessed: 0,
-            preprocessed: 0,
-            other: 0,
-            local_pending: 0,
-            remote_pending: 0,
-            todo_recipients: 0,
-            pending_bounce: 0,
-            null_sender: BySource::default(),
-            salvaged: Ok(0),
-            double_bounce: BySource::default(),
-            oldest: None,
-            lifetime: None,
-            past_lifetime: 0,
-            damaged: 0,
-            damage: BTreeMap::new(),
-            strays: 0,
-            unreadable: 0,
-        }
-    }
 }
 
 /// The top lists.
@@ -222,7 +196,7 @@ pub fn gather(
     let records = qcommon::salvaged::read_all(root).map_err(|e| e.to_string());
     let empty = qcommon::salvaged::Salvaged::default();
     if let Err(e) = &records {
-        d.salvaged = Err(e.clone());
+        d.salvaged_unknown = Some(e.clone());
     }
     let salvaged = records.as_ref().unwrap_or(&empty);
     let mut senders = wanted.top.map(|_| TopCounter::new(DEFAULT_CAPACITY));
@@ -334,9 +308,7 @@ fn examine(
         match &m.info {
             Some(Ok(i)) => {
                 if i.sender.is_empty() && salvaged.contains(m.number) {
-                    if let Ok(n) = &mut d.salvaged {
-                        *n += 1;
-                    }
+                    d.salvaged += 1;
                 } else if i.sender.is_empty() {
                     d.null_sender.info += 1;
                 } else if is_double_bounce(&i.sender) {

@@ -109,7 +109,7 @@ pub fn render(r: &Report) -> String {
             o.sample(name, &[("source", "info")], b.info);
             o.sample(name, &[("source", "todo")], b.todo);
         }
-        if let Ok(n) = d.salvaged {
+        if let (None, n) = (&d.salvaged_unknown, d.salvaged) {
             o.gauge(
                 "qmail_queue_salvaged_messages",
                 "Salvaged messages: their sender was lost and qfixq wrote the null sender (not bounces; not in \
