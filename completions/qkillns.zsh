@@ -30,6 +30,7 @@ _qkillns() {
 '-n[List what would be done; change nothing]' \
 '--dry-run[List what would be done; change nothing]' \
 '(--sender)--double[Also select double bounces (envelope sender #@\[\])]' \
+'--include-salvaged[Also select salvaged messages\: those qfixq wrote with the null sender because their sender was lost (recorded in queue/lost+found/salvaged). Without it they are kept\: they are not bounces, and a failure of theirs goes to the postmaster]' \
 '--expire[Beside a running qmail-send\: backdate the selected messages past queuelifetime and send qmail-send SIGALRM, instead of removing]' \
 '(--expire)--force[Remove even while another process works in the queue (never while qmail-send holds its lock)]' \
 '(-q --quiet)--json[Print one JSON document instead of text]' \

@@ -35,6 +35,7 @@ impl QueueArgs {
             split: self.split,
             ids: self.ids,
             run_showctl: true,
+            new_queue: false,
         }
     }
 }

@@ -102,6 +102,10 @@ pub struct LayoutOptions {
     /// Whether `<home>/bin/qmail-showctl` may be run to learn the split
     /// and the ids (true in the tools; tests may turn it off).
     pub run_showctl: bool,
+    /// An empty directory is accepted as a queue to build, when the split
+    /// and the ids are given (`qfixq live` on an empty directory makes a
+    /// new, empty queue there).
+    pub new_queue: bool,
 }
 
 /// The queue's layout, each decision with its source.
@@ -167,7 +171,21 @@ pub fn discover(opts: &LayoutOptions) -> Result<Layout> {
         .map_err(|e| Error::sys("stat", &queue_path, crate::safe_fs::io_errno(&e)))?
         .file_type()
         .is_symlink();
-    check_is_queue(&queue)?;
+    let mut empty = opts.new_queue;
+    if empty {
+        queue.for_each_entry_while(|_, _, _| {
+            empty = false;
+            false
+        })?;
+    }
+    if !empty {
+        check_is_queue(&queue)?;
+    } else if opts.split.is_none() || opts.ids.is_none() {
+        return Err(Error::Layout(format!(
+            "{} is empty: to make a new queue there, give the split and the ids (--split N --ids Q:S:R:G)",
+            escape_path(&queue_path)
+        )));
+    }
 
     // qmail-showctl, only when it may decide something.
     let mut showctl: Option<(PathBuf, ShowctlFacts)> = None;

@@ -17,5 +17,6 @@ pub mod mutator;
 pub mod procs;
 pub mod queue;
 pub mod remove;
+pub mod salvaged;
 pub mod scan;
 pub mod showctl;

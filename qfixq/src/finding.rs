@@ -49,6 +49,8 @@ pub enum Kind {
     RenumberFinish,
     /// Something noted and left alone on purpose; not a problem.
     Note,
+    /// The record of a salvaged message that is gone, removed; not a problem.
+    SalvageRecord,
 }
 
 impl Kind {
@@ -75,6 +77,7 @@ impl Kind {
             Kind::ExtraBucket => "extra-bucket",
             Kind::RenumberFinish => "renumber-finish",
             Kind::Note => "note",
+            Kind::SalvageRecord => "salvage-record",
         }
     }
 }
@@ -82,7 +85,7 @@ impl Kind {
 impl Kind {
     /// Whether findings of this kind count as problems (exit status, summary).
     pub fn is_problem(self) -> bool {
-        !matches!(self, Kind::RenumberFinish | Kind::Note)
+        !matches!(self, Kind::RenumberFinish | Kind::Note | Kind::SalvageRecord)
     }
 }
 

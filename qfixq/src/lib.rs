@@ -8,6 +8,7 @@ pub mod exit;
 pub mod finding;
 pub mod message;
 pub mod output;
+pub mod salvage;
 pub mod structure;
 
 use std::collections::HashMap;
@@ -172,7 +173,10 @@ fn process_text(p: &QueueProcess) -> String {
 }
 
 fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> {
-    let layout = match discover(&cli.queue.layout_options()) {
+    let mut options = cli.queue.layout_options();
+    // A live run may make a new queue in an empty directory.
+    options.new_queue = mode == RunMode::Live;
+    let layout = match discover(&options) {
         Ok(l) => l,
         Err(e) => return Ok(fail(e)),
     };
@@ -450,6 +454,7 @@ fn plan_and_apply(
         occupied: Default::default(),
         fresh: HashMap::new(),
         extra_buckets: Vec::new(),
+        salvaged: salvage::Book::load(root).map_err(PlanError::Queue)?,
     };
     let progress = std::io::stderr().is_terminal();
     let mut messages = 0u64;
@@ -522,6 +527,11 @@ fn plan_and_apply(
         Err(qcommon::Error::Interrupted) => return Err(PlanError::Interrupted),
         Err(e) => return Err(PlanError::Queue(e)),
         Ok(_) => {}
+    }
+    let mut gone = Vec::new();
+    salvage::plan_gone(&mut ctx, &mut gone);
+    for f in &gone {
+        sink(f, Origin::default())?;
     }
     // The second half of renumbering: stops between two messages when a
     // signal asked for it (the rest wait under their waiting names, which

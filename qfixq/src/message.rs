@@ -67,6 +67,8 @@ pub struct MessageCtx {
     pub fresh: HashMap<u64, Vec<(Part, Stat)>>,
     /// Extra buckets seen, removed at the end.
     pub extra_buckets: Vec<PathBuf>,
+    /// Records of salvaged messages (sender invented by qfixq).
+    pub salvaged: crate::salvage::Book,
 }
 
 impl MessageCtx {
@@ -347,6 +349,9 @@ enum Content {
 
 /// Plans one message; pushes its findings (the first carries the steps).
 pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, out: &mut Vec<Finding>) {
+    if !ctx.empty {
+        ctx.salvaged.saw(msg.number);
+    }
     if is_healthy_preprocessed(ctx, msg) {
         // Tests build with debug assertions: there the full planner runs
         // too and must agree that there is nothing to do.
@@ -746,8 +751,17 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
                     Kind::SenderLost,
                     path,
                     problem,
-                    format!("written with the null sender, birth time {birth} kept (sender lost)"),
+                    format!(
+                        "written with the null sender, birth time {birth} kept (sender lost; recorded as salvaged)"
+                    ),
                 );
+                // The record first: a crash never leaves an invented null
+                // sender that qkillns would take for a bounce.
+                let size = msg.file(Part::Info).and_then(|f| f.stat).map(|s| s.size).filter(|_| p.has(Part::Info));
+                let why = crate::salvage::why(size);
+                let rec = qcommon::salvaged::Record { number: n, inode: mess_st.ino, birth, why };
+                let steps = p.ctx.salvaged.record_steps(p.q, rec);
+                p.steps.extend(steps);
                 p.write(Part::Info, Info::default().to_bytes(), Some(birth));
             }
         }
@@ -811,6 +825,7 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
             }
             parts |= mask(part);
         }
+        p.steps.extend(p.ctx.salvaged.renumber_steps(n, k));
         p.ctx.pending.push(k, n, parts);
     } else {
         for part in order {
@@ -1041,14 +1056,14 @@ pub fn plan_pending(
             ))?;
             continue;
         }
-        let steps: Vec<Step> = order
-            .iter()
-            .filter(|part| parts & mask(**part) != 0)
-            .map(|part| Step::Rename {
+        let record = ctx.salvaged.finish_steps(old, new);
+        let steps: Vec<Step> = record
+            .into_iter()
+            .chain(order.iter().filter(|part| parts & mask(**part) != 0).map(|part| Step::Rename {
                 from: ctx.temp_path(*part, old, new),
                 to: ctx.right_path(*part, new),
                 expect: None,
-            })
+            }))
             .collect();
         sink(&Finding::fix(
             if found_waiting { Kind::Renumber } else { Kind::RenumberFinish },
@@ -1126,6 +1141,7 @@ mod tests {
             occupied: HashSet::new(),
             fresh: HashMap::new(),
             extra_buckets: Vec::new(),
+            salvaged: Default::default(),
         }
     }
 

@@ -14,7 +14,9 @@ Selects the messages whose envelope sender is null (bounces): `F` followed by \
 nothing in info/, or in the todo/ envelope of a message not yet preprocessed. \
 --double adds double bounces (sender #@[]); --sender RE selects by sender \
 instead. --recipient, --header, --older-than and --younger-than narrow the \
-selection (all must match).
+selection (all must match). Messages that qfixq salvaged with an invented null \
+sender (recorded in queue/lost+found/salvaged) are not bounces: they are kept \
+and counted, unless --include-salvaged.
 
 Default: removes the selected messages. qmail-send must be stopped: qkillns \
 takes qmail-send's lock (queue/lock/sendmutex) for the whole run and refuses \
@@ -93,6 +95,13 @@ pub struct Args {
     /// Only messages younger than this.
     #[arg(long, value_name = "DUR", value_parser = duration::parse)]
     pub younger_than: Option<u64>,
+
+    /// Also select salvaged messages: those qfixq wrote with the null
+    /// sender because their sender was lost (recorded in
+    /// queue/lost+found/salvaged). Without it they are kept: they are not
+    /// bounces, and a failure of theirs goes to the postmaster.
+    #[arg(long)]
+    pub include_salvaged: bool,
 
     /// Beside a running qmail-send: backdate the selected messages past
     /// queuelifetime and send qmail-send SIGALRM, instead of removing.

@@ -64,6 +64,9 @@ pub struct Counts {
     pub no_envelope: u64,
     /// Errors that kept part of the queue from being scanned.
     pub scan_errors: u64,
+    /// Salvaged messages (null sender invented by qfixq) that matched and
+    /// were kept.
+    pub salvaged_kept: u64,
 }
 
 /// Removal or expiry.
@@ -84,6 +87,7 @@ struct Runner<'a> {
     exit: ExitCode,
     first_json: bool,
     batch: Vec<ScannedMessage>,
+    salvaged: qcommon::salvaged::Salvaged,
 }
 
 /// Selected messages waiting for their headers to be read together, and
@@ -208,6 +212,21 @@ pub fn run(args: &Args) -> ExitCode {
     };
     let dry = args.dry_run;
     let mut notes: Vec<String> = Vec::new();
+    // The salvaged messages, kept unless --include-salvaged: when their
+    // records cannot be read, nothing can be told from a bounce.
+    let salvaged = match qcommon::salvaged::read_all(&root) {
+        Ok(s) => s,
+        Err(_) if args.include_salvaged => Default::default(),
+        Err(e) => {
+            return refuse(
+                &mut out,
+                &format!(
+                    "cannot read the records of salvaged messages: {e}; nothing was changed (--include-salvaged \
+                     goes on without them, taking salvaged messages for bounces)"
+                ),
+            )
+        }
+    };
     let mut header: Vec<(&str, String)> = qcommon::cli::layout_header(&layout);
 
     // What must hold before anything is changed.
@@ -307,8 +326,15 @@ pub fn run(args: &Args) -> ExitCode {
         exit: ExitCode::Done,
         first_json: true,
         batch: Vec::with_capacity(BATCH),
+        salvaged,
     };
     runner.print_header(&layout, &header, now);
+    // --expire: its advice before it acts (before any backdating or signal).
+    let mut advice = Vec::new();
+    if let Work::Expire { .. } = work {
+        advice = expire_notes(&layout, &args.sender, args.double);
+        runner.print_advice(&advice);
+    }
 
     let scan_layout = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
     let opts = ScanOptions { threads: args.threads as usize, ..ScanOptions::default() };
@@ -345,8 +371,8 @@ pub fn run(args: &Args) -> ExitCode {
                 }
             }
         }
-        if due > 0 || dry {
-            notes.extend(expire_notes(&layout, &args.sender, args.double));
+        if runner.json() {
+            notes.extend(advice);
         }
     }
     let c = runner.counts;
@@ -512,6 +538,10 @@ impl Runner<'_> {
             Classified::Unreadable(p) => self.unreadable(msg.number, &p),
             Classified::Message(mut view) => {
                 if !self.criteria.sender_matches(view.sender) || !self.criteria.rest_matches_in(self.root, &mut view) {
+                    return;
+                }
+                if !self.args.include_salvaged && view.sender.is_empty() && self.salvaged.contains(msg.number) {
+                    self.counts.salvaged_kept += 1;
                     return;
                 }
                 if !view.problems.is_empty() {
@@ -702,6 +732,16 @@ impl Runner<'_> {
         }
     }
 
+    /// Prints `--expire`'s advice (text), before anything is done.
+    fn print_advice(&mut self, advice: &[String]) {
+        if self.json() {
+            return;
+        }
+        for n in advice {
+            self.out.line(&format!("note: {n}"));
+        }
+    }
+
     fn print_summary(&mut self, notes: &[String], signalled: &[&Target], lifetime: Option<&Lifetime>) {
         let c = self.counts;
         let dry = self.dry();
@@ -710,7 +750,7 @@ impl Runner<'_> {
             s.push_str(&format!(
                 "\"scanned\":{},\"selected\":{},\"removed\":{},\"bytes\":{},\"expired\":{},\"already_expired\":{},\
                  \"not_preprocessed\":{},\"failed\":{},\"vanished\":{},\"unreadable\":{},\"no_envelope\":{},\
-                 \"scan_errors\":{}",
+                 \"scan_errors\":{},\"salvaged_kept\":{}",
                 c.scanned,
                 c.selected,
                 c.removed,
@@ -722,7 +762,8 @@ impl Runner<'_> {
                 c.vanished,
                 c.unreadable,
                 c.no_envelope,
-                c.scan_errors
+                c.scan_errors,
+                c.salvaged_kept
             ));
             if let Some(l) = lifetime {
                 s.push_str(&format!(",\"queuelifetime\":{}", l.seconds));
@@ -773,6 +814,13 @@ impl Runner<'_> {
                     lines.push(format!("sent SIGALRM to pid {} ({}, {})", t.pid, t.name, t.how));
                 }
             }
+        }
+        if c.salvaged_kept > 0 {
+            lines.push(format!(
+                "kept {} salvaged message(s): qfixq wrote the null sender for them because their sender was lost \
+                 (recorded in lost+found/salvaged); they are not bounces. --include-salvaged takes them too",
+                c.salvaged_kept
+            ));
         }
         if c.failed > 0 {
             lines.push(format!("FAILED: {} message(s), left as they are (see the errors above); exit 8", c.failed));

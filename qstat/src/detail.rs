@@ -97,8 +97,14 @@ pub struct Detail {
     pub todo_recipients: u64,
     /// Messages with a bounce file.
     pub pending_bounce: u64,
-    /// Null-sender messages.
+    /// Null-sender messages (salvaged ones apart).
     pub null_sender: BySource,
+    /// Salvaged messages: qfixq wrote the null sender because their sender
+    /// was lost (recorded in lost+found/salvaged).
+    pub salvaged: u64,
+    /// Why the records of salvaged messages could not be read (then
+    /// `salvaged` is 0 and they count as null-sender messages).
+    pub salvaged_unknown: Option<String>,
     /// Double-bounce messages (sender `#@[]`).
     pub double_bounce: BySource,
     /// The oldest message, if any.
@@ -187,13 +193,19 @@ pub fn gather(
         lifetime: Some(wanted.lifetime.clone()),
         ..Detail::default()
     };
+    let records = qcommon::salvaged::read_all(root).map_err(|e| e.to_string());
+    let empty = qcommon::salvaged::Salvaged::default();
+    if let Err(e) = &records {
+        d.salvaged_unknown = Some(e.clone());
+    }
+    let salvaged = records.as_ref().unwrap_or(&empty);
     let mut senders = wanted.top.map(|_| TopCounter::new(DEFAULT_CAPACITY));
     let mut domains = wanted.top.map(|_| TopCounter::new(DEFAULT_CAPACITY));
     let sl = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
     let opts = ScanOptions { threads: wanted.threads, ..ScanOptions::default() };
     scan(root, sl, &opts, &mut |ev| match ev {
         ScanEvent::Message(m) => {
-            examine(root, &mut d, &m, wanted, sl, senders.as_mut().zip(domains.as_mut()), on_error)
+            examine(root, &mut d, &m, wanted, sl, senders.as_mut().zip(domains.as_mut()), salvaged, on_error)
         }
         ScanEvent::Stray(_) => d.strays += 1,
         ScanEvent::Error(e) => on_error(e),
@@ -234,6 +246,7 @@ fn examine(
     wanted: &Wanted,
     sl: ScanLayout,
     mut tops: Option<(&mut TopCounter, &mut TopCounter)>,
+    salvaged: &qcommon::salvaged::Salvaged,
     on_error: &mut dyn FnMut(Error),
 ) {
     d.messages += 1;
@@ -313,7 +326,9 @@ fn examine(
         d.preprocessed += 1;
         match &m.info {
             Some(Ok(i)) => {
-                if i.sender.is_empty() {
+                if i.sender.is_empty() && salvaged.contains(m.number) {
+                    d.salvaged += 1;
+                } else if i.sender.is_empty() {
                     d.null_sender.info += 1;
                 } else if is_double_bounce(&i.sender) {
                     d.double_bounce.info += 1;

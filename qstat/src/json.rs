@@ -90,6 +90,14 @@ fn detail(out: &mut String, d: &Detail, now: i64) {
     close(out, '}');
     num(out, "pending_bounces", d.pending_bounce);
     by_source(out, "null_sender", &d.null_sender);
+    key(out, "salvaged");
+    match &d.salvaged_unknown {
+        None => {
+            out.push_str(&d.salvaged.to_string());
+            out.push(',');
+        }
+        Some(_) => out.push_str("null,"),
+    }
     by_source(out, "double_bounce", &d.double_bounce);
     key(out, "oldest");
     match &d.oldest {

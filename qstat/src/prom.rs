@@ -109,6 +109,14 @@ pub fn render(r: &Report) -> String {
             o.sample(name, &[("source", "info")], b.info);
             o.sample(name, &[("source", "todo")], b.todo);
         }
+        if let (None, n) = (&d.salvaged_unknown, d.salvaged) {
+            o.gauge(
+                "qmail_queue_salvaged_messages",
+                "Salvaged messages: their sender was lost and qfixq wrote the null sender (not bounces; not in \
+                 qmail_queue_null_sender_messages).",
+                n,
+            );
+        }
         let name = "qmail_queue_oldest_message_birth_timestamp_seconds";
         o.head(name, "Birth time of the oldest message (info mtime; mess mtime before preprocessing).");
         if let Some(old) = &d.oldest {

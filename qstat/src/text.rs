@@ -47,6 +47,12 @@ pub fn write_detail(w: &mut dyn Write, d: &Detail, now: i64) -> io::Result<()> {
     )?;
     writeln!(w, "messages with a pending bounce: {}", d.pending_bounce)?;
     writeln!(w, "null-sender messages: {}", by_source(&d.null_sender))?;
+    match &d.salvaged_unknown {
+        None => {
+            writeln!(w, "salvaged messages (sender lost; qfixq wrote the null sender, not bounces): {}", d.salvaged)?
+        }
+        Some(e) => writeln!(w, "salvaged messages: unknown ({e})")?,
+    }
     writeln!(w, "double-bounce messages: {}", by_source(&d.double_bounce))?;
     match &d.oldest {
         Some(o) => writeln!(

@@ -23,6 +23,7 @@ pub mod builder;
 pub mod content;
 pub mod damage;
 pub mod json;
+pub mod practice;
 pub mod rng;
 pub mod snapshot;
 
