@@ -447,7 +447,7 @@ fn random_case(seed: u64) -> String {
     format!("{what}: {total} steps, killed after {ks:?}, compared with the uninterrupted run: {compared}")
 }
 
-/// Randomized crash-and-damage cases for about a minute (set
+/// Randomized crash-and-damage cases for about 45 seconds (set
 /// `QTOOLS_RANDOM_CRASH_SECS` for longer, as before a release, and
 /// `QTOOLS_TEST_SEED` to repeat a run: the seed is printed, and every
 /// failure names its case's seed).
@@ -461,7 +461,7 @@ fn random_damage_random_kills() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_000)
     });
-    let secs = std::env::var("QTOOLS_RANDOM_CRASH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60u64);
+    let secs = std::env::var("QTOOLS_RANDOM_CRASH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(45u64);
     println!("random_damage_random_kills: seed {base} for {secs} s (QTOOLS_TEST_SEED={base} repeats it)");
     let started = Instant::now();
     let mut cases = 0u64;
