@@ -381,10 +381,7 @@ impl Criteria {
 
 /// "message(s) 1, 2, 3" (the first 20, then how many more).
 fn numbers_text(numbers: &[u64]) -> String {
-    let mut s = format!(
-        "message(s) {}",
-        numbers.iter().take(20).map(u64::to_string).collect::<Vec<_>>().join(", ")
-    );
+    let mut s = format!("message(s) {}", numbers.iter().take(20).map(u64::to_string).collect::<Vec<_>>().join(", "));
     if numbers.len() > 20 {
         s.push_str(&format!(" and {} more", numbers.len() - 20));
     }

@@ -153,7 +153,10 @@ fn bad_numbers_are_reported_and_left_alone() {
                 && err.contains("not a regular file"),
             "{err}"
         );
-        assert!(err.contains(&format!("message {}: has neither todo, info nor a complete intd", queued.number)), "{err}");
+        assert!(
+            err.contains(&format!("message {}: has neither todo, info nor a complete intd", queued.number)),
+            "{err}"
+        );
         assert!(text.contains("3 message number(s) given were left alone"), "{text}");
         if !live {
             assert!(text.contains("would remove 1 message(s)"), "{text}");
