@@ -259,7 +259,8 @@ impl<W: Write> Requeue<W> {
         if (a.dev, a.ino) != (b.dev, b.ino) {
             return Err(format!("{} changed while it was being opened", escape_path(root.path())));
         }
-        if lock_lost_found {
+        let lf_exists = root.stat(OsStr::new(LOST_AND_FOUND)).is_ok();
+        if lock_lost_found && lf_exists {
             let p = root.path().join(LOST_AND_FOUND);
             let f = std::fs::OpenOptions::new()
                 .read(true)
