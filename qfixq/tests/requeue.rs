@@ -410,3 +410,47 @@ fn lost_found_items_are_requeued_once_and_salvaged_senders_reported() {
         }
     }
 }
+
+#[test]
+fn lost_found_crash_at_every_point_marks_each_item_once() {
+    if !root_or_skip("requeue lost+found crash") {
+        return;
+    }
+    // A practice queue repaired offline: its S3 leftovers are lost+found items.
+    let prepare = || -> Option<(Setup, Vec<PathBuf>)> {
+        let s = setup(20, 17, &[Damage::S3Leftover])?;
+        qfixq(s.fx.queue(), &["live"]).expect(1, "repair");
+        let items: Vec<PathBuf> = regular_files(&s.fx.queue().join("lost+found"))
+            .into_iter()
+            .filter(|p| p.file_name().is_some_and(|n| n == "intd"))
+            .map(|p| p.parent().unwrap().to_path_buf())
+            .collect();
+        Some((s, items))
+    };
+    let Some((_, items)) = prepare() else { return };
+    let k = items.len();
+    assert!(k >= 2, "{k} items: the test proves nothing");
+    let mut cases = Vec::new();
+    for j in 1..=k {
+        cases.push(("QTOOLS_ABORT_AFTER_STEP", j, 0));
+        cases.push(("QQ_KILL_BEFORE", j, 0));
+        cases.push(("QQ_KILL_AFTER", j, 1));
+    }
+    for (var, j, dups) in cases {
+        let (s, items) = prepare().unwrap();
+        let args = ["live", "--from", &from(&s), "--lost-found"];
+        let crashed = requeue(&s, &args, &[(var, &j.to_string())]);
+        assert_eq!(crashed.signal(), Some(9), "{var}={j}\n{}", crashed.show());
+        let rerun = requeue(&s, &args, &[]);
+        rerun.expect(0, &format!("{var}={j}: rerun"));
+        let got = records(&s);
+        let mut twice = 0;
+        for it in &items {
+            assert!(it.join("requeued").is_file(), "{var}={j}: {} not marked\n{}", it.display(), rerun.show());
+            let n = got.get(&hash_bytes(&std::fs::read(it.join("mess")).unwrap())).map_or(0, Vec::len);
+            assert!((1..=2).contains(&n), "{var}={j}: {} arrived {n} times\n{}", it.display(), rerun.show());
+            twice += usize::from(n == 2);
+        }
+        assert!(twice <= dups, "{var}={j}: {twice} items arrived twice\n{}", rerun.show());
+    }
+}
