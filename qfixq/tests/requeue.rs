@@ -454,3 +454,55 @@ fn lost_found_crash_at_every_point_marks_each_item_once() {
         assert!(twice <= dups, "{var}={j}: {twice} items arrived twice\n{}", rerun.show());
     }
 }
+
+#[test]
+fn envelopes_too_large_to_hold_are_streamed_whole() {
+    if !root_or_skip("requeue large envelopes") {
+        return;
+    }
+    let Some(s) = setup(30, 23, &[]) else { return };
+    let q = s.fx.queue().to_path_buf();
+    let idx = index(&q, false);
+    let todo_msg = idx.msgs.values().find(|m| m.part(Part::Todo).is_some()).expect("a todo-stage message");
+    let pre_msg = idx
+        .msgs
+        .values()
+        .find(|m| m.part(Part::Remote).is_some() && m.part(Part::Bounce).is_none())
+        .expect("a message with a remote list");
+    // 3,000 recipients (about 100 KB: more than the scan holds).
+    let many: Vec<Vec<u8>> = (0..3000).map(|i| format!("user{i:05}@many.example").into_bytes()).collect();
+    // The todo (one inode with intd): rewritten in place.
+    let t = Todo::parse(&todo_msg.part(Part::Todo).unwrap().data).unwrap();
+    let mut data = b"u0\0p42\0F".to_vec();
+    data.extend_from_slice(&t.sender);
+    data.push(0);
+    for a in &many {
+        data.push(b'T');
+        data.extend_from_slice(a);
+        data.push(0);
+    }
+    std::fs::write(&todo_msg.part(Part::Todo).unwrap().path, &data).unwrap();
+    // The remote list: every second one done.
+    let mut list = Vec::new();
+    for (i, a) in many.iter().enumerate() {
+        list.push(if i % 2 == 0 { b'T' } else { b'D' });
+        list.extend_from_slice(a);
+        list.push(0);
+    }
+    std::fs::write(&pre_msg.part(Part::Remote).unwrap().path, &list).unwrap();
+    let local_pending: Vec<Vec<u8>> = pre_msg
+        .part(Part::Local)
+        .map(|f| Recipients::parse(&f.data).unwrap().list.into_iter().filter(|r| !r.done).map(|r| r.address).collect())
+        .unwrap_or_default();
+    let live = requeue(&s, &["live", "--from", &from(&s)], &[]);
+    assert!(matches!(live.code(), Some(0 | 4)), "{}", live.show());
+    let got = records(&s);
+    let env = &got[&hash_bytes(&todo_msg.part(Part::Mess).unwrap().data)];
+    assert_eq!(env.len(), 1);
+    assert_eq!(env[0].1, many, "todo recipients");
+    let env = &got[&hash_bytes(&pre_msg.part(Part::Mess).unwrap().data)];
+    let info = Info::parse(&pre_msg.part(Part::Info).unwrap().data).unwrap();
+    let mut want: Vec<Vec<u8>> = many.iter().step_by(2).cloned().chain(local_pending).collect();
+    want.sort();
+    assert_eq!(env, &vec![(info.sender, want)], "remote pending recipients");
+}
