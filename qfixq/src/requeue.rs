@@ -174,9 +174,12 @@ impl<W: Write> Requeue<W> {
         let live_queue = cli.queue.queue.clone().unwrap_or_else(|| home.join("queue"));
         self.qmail_queue = home.join("bin").join("qmail-queue");
         match std::fs::metadata(&self.qmail_queue) {
-            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 && m.permissions().mode() & 0o022 == 0 => {}
             Ok(_) => {
-                return fail(format!("{}: not an executable file", escape_path(&self.qmail_queue)));
+                return fail(format!(
+                    "{}: not an executable file, or writable by its group or others: not run",
+                    escape_path(&self.qmail_queue)
+                ));
             }
             Err(e) => {
                 return fail(format!(
