@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -116,7 +117,9 @@ pub fn inject(qmail_queue: &Path, mess: File, sender: &[u8], lists: &[Rcpts<'_>]
         Ok(p) => p,
         Err(e) => return Answer::Temporary(format!("cannot make a pipe for {shown}: {e}")),
     };
-    let spawned = Command::new(qmail_queue).stdin(Stdio::from(mess)).stdout(Stdio::from(r)).spawn();
+    // A process group of its own: a Ctrl-C at the terminal reaches qfixq
+    // only, which lets this injection end and stops between two messages.
+    let spawned = Command::new(qmail_queue).stdin(Stdio::from(mess)).stdout(Stdio::from(r)).process_group(0).spawn();
     // The Command (and with it our copy of the read end) is gone here.
     let mut child = match spawned {
         Ok(c) => c,

@@ -7,7 +7,8 @@
 //! The stand-in obeys, for the crash tests: `QQ_KILL_BEFORE=j` kills its
 //! parent (qfixq) with SIGKILL during its j-th call, before accepting;
 //! `QQ_KILL_AFTER=j` after accepting, before qfixq hears the answer;
-//! `QQ_EXIT=c` refuses every message with exit c.
+//! `QQ_EXIT=c` refuses every message with exit c; `QQ_SLEEP=s` takes s
+//! seconds over each message (so that a signal finds the run under way).
 
 mod common;
 
@@ -37,6 +38,7 @@ if (open(my $c, '<', "$dir/.count")) { $n = <$c> // 0; chomp $n; close $c; }
 $n++;
 open(my $c, '>', "$dir/.count") or exit 63; print $c "$n\n"; close $c;
 if (($ENV{QQ_KILL_BEFORE} // 0) == $n) { kill 'KILL', getppid(); exit 75; }
+select(undef, undef, undef, $ENV{QQ_SLEEP}) if $ENV{QQ_SLEEP};
 exit $ENV{QQ_EXIT} if $ENV{QQ_EXIT};
 exit 54 unless $env =~ /\AF[^\0]*\0(?:T[^\0]*\0)*\0\z/;
 my $tmp = "$dir/.tmp.$$";
@@ -505,4 +507,34 @@ fn envelopes_too_large_to_hold_are_streamed_whole() {
     let mut want: Vec<Vec<u8>> = many.iter().step_by(2).cloned().chain(local_pending).collect();
     want.sort();
     assert_eq!(env, &vec![(info.sender, want)], "remote pending recipients");
+}
+
+#[test]
+fn a_stop_signal_ends_the_run_between_two_messages() {
+    if !root_or_skip("requeue signal") {
+        return;
+    }
+    let Some(s) = setup(30, 31, &[]) else { return };
+    let want = expected(s.fx.queue());
+    let mut cmd = std::process::Command::new(binary());
+    cmd.args(["requeue", "live", "--from", &from(&s), "--qmail-home"]).arg(&s.home);
+    cmd.args(["--ids", IDS_ARG, "--split", "7"]).env("QQ_RECORD", &s.records).env("QQ_SLEEP", "0.2");
+    cmd.env_remove("QTOOLS_ABORT_AFTER_STEP").stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // Once two messages are in, stop it as an administrator would.
+    while records(&s).len() < 2 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stopped = Run { args: vec!["(signalled)".into()], status: out.status, stdout: out.stdout, stderr: out.stderr };
+    assert_eq!(stopped.code(), Some(32), "{}", stopped.show());
+    assert!(stopped.out().contains("interrupted"), "{}", stopped.show());
+    let n = records(&s).len();
+    assert!(n < want.len(), "the signal stopped nothing\n{}", stopped.show());
+    let rerun = requeue(&s, &["live", "--from", &from(&s)], &[]);
+    assert!(matches!(rerun.code(), Some(0 | 4)), "{}", rerun.show());
+    // The message under way when the signal came was finished: none twice.
+    verify(&s, &want, 0, &rerun);
 }
