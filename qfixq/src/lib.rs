@@ -41,7 +41,9 @@ list only).
 Exit status (as fsck): 0 nothing wrong, 1 problems found and all fixed, 4 problems \
 left unfixed (every check that finds any), 8 operational error (queue unreadable, \
 qmail-send running, ids or split undecidable, an internal error), 16 usage error, \
-32 interrupted (run the same command again to finish).";
+32 interrupted (run the same command again to finish). requeue: 0 all done, 4 messages \
+left where they were (reported), 8 qmail-queue failed for a while or the source's lock is held \
+(a rerun resumes), 32 interrupted.";
 
 /// Check and repair a qmail queue, saving every message that can be saved.
 #[derive(Debug, Parser)]
