@@ -301,6 +301,12 @@ fn bad_input_is_refused_or_left_and_reported() {
     requeue(&s, &[], &[]).expect(16, "requeue without a source");
     requeue(&s, &["live", "live", "--from", &from(&s)], &[]).expect(16, "two words");
     requeue(&s, &["--from", &from(&s), "--to", ""], &[]).expect(16, "empty --to");
+    // The live queue itself as the source: refused.
+    std::os::unix::fs::symlink(&q, s.home.join("queue")).unwrap();
+    let same = requeue(&s, &["live", "--from", &from(&s)], &[]);
+    same.expect(8, "--from the live queue");
+    assert!(same.err().contains("is the live queue"), "{}", same.show());
+    std::fs::remove_file(s.home.join("queue")).unwrap();
     // qmail-queue refuses for a while: the run stops, nothing changes
     // (lost+found/requeued, made on the first live run, made here first).
     std::fs::create_dir_all(q.join("lost+found/requeued")).unwrap();
