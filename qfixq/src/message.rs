@@ -752,7 +752,8 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
                     path,
                     problem,
                     format!(
-                        "written with the null sender, birth time {birth} kept (sender lost; recorded as salvaged)"
+                        "written with the null sender, birth time {} kept (sender lost; recorded as salvaged)",
+                        qcommon::human::when(birth, now_secs())
                     ),
                 );
                 // The record first: a crash never leaves an invented null
@@ -1232,4 +1233,9 @@ mod tests {
         c.fresh.insert(1000, Vec::new());
         assert!(!is_healthy_preprocessed(&c, &healthy(1000)), "fresh copy waiting");
     }
+}
+
+/// Now, in seconds since the epoch (for the ages beside times).
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
