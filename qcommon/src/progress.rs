@@ -35,6 +35,7 @@ fn style(known_total: bool) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
+        .tick_chars("|/-\\ ")
         .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
             let _ = write!(w, "{:.0}/s", s.per_sec());
         })
@@ -44,15 +45,31 @@ fn style(known_total: bool) -> ProgressStyle {
         })
 }
 
+/// The line drawn now, if any: [`around_output`] clears it.
+static ACTIVE: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Runs `f` (which prints to standard error or to a terminal) with the
+/// progress line, if one is drawn, cleared; it is drawn again after.
+pub fn around_output<R>(f: impl FnOnce() -> R) -> R {
+    let bar = ACTIVE.lock().map(|a| a.clone()).unwrap_or(None);
+    match bar {
+        Some(b) if !b.is_finished() => b.suspend(f),
+        _ => f(),
+    }
+}
+
 impl Progress {
     /// A line on standard error for `tool`, when it is a terminal; else
     /// nothing at all.
     pub fn stderr(tool: &'static str) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
-            b.set_prefix(tool);
-            b
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10))
+                .with_style(style(false))
+                .with_prefix(tool)
         });
+        if let (Some(b), Ok(mut a)) = (&bar, ACTIVE.lock()) {
+            *a = Some(b.clone());
+        }
         Progress { bar, tool, owner: true }
     }
 
@@ -71,14 +88,12 @@ impl Progress {
     pub fn phase(&self, phase: &str, total: Option<u64>) {
         let Some(b) = &self.bar else { return };
         b.set_style(style(total.is_some()));
-        b.set_prefix(self.tool);
         b.set_message(phase.to_string());
-        b.reset();
         match total {
             Some(n) => b.set_length(n),
             None => b.unset_length(),
         }
-        b.tick();
+        b.reset();
     }
 
     /// The total of the phase became known (or grew).
@@ -126,6 +141,9 @@ impl Drop for Progress {
         if let Some(b) = self.bar.take().filter(|_| self.owner) {
             if !b.is_finished() {
                 b.finish_and_clear();
+            }
+            if let Ok(mut a) = ACTIVE.lock() {
+                *a = None;
             }
         }
     }

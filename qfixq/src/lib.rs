@@ -171,7 +171,7 @@ where
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("qfixq: {}", output::escape_text(&msg.to_string()));
+    qcommon::progress::around_output(|| eprintln!("qfixq: {}", output::escape_text(&msg.to_string())));
     ExitCode::Operational
 }
 

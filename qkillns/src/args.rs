@@ -126,9 +126,15 @@ pub struct Args {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
-    /// Also print every step (unlink, set time) under its message.
+    /// Also print every step (unlink, set time) under its message; lists
+    /// every message, as --all.
     #[arg(short = 'v', long, conflicts_with = "quiet")]
     pub verbose: bool,
+
+    /// List every message (by default the text listing shows the first
+    /// few, then counts the rest; failures are always listed).
+    #[arg(long, conflicts_with = "quiet")]
+    pub all: bool,
 
     /// Threads that stat and read message files (on a cold cache each is
     /// a read in flight).
