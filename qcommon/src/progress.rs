@@ -96,6 +96,20 @@ impl Progress {
         b.reset();
     }
 
+    /// Starts a phase whose size is not known and that reports no count
+    /// (a spinner and the time spent, turned by a thread of indicatif).
+    pub fn spin(&self, phase: &str) {
+        let Some(b) = &self.bar else { return };
+        let st = ProgressStyle::with_template("{prefix}: {msg} {elapsed} {spinner}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner())
+            .tick_chars("|/-\\ ");
+        b.set_style(st);
+        b.set_message(phase.to_string());
+        b.unset_length();
+        b.reset();
+        b.enable_steady_tick(std::time::Duration::from_millis(200));
+    }
+
     /// The total of the phase became known (or grew).
     pub fn set_total(&self, total: u64) {
         if let Some(b) = &self.bar {
@@ -130,6 +144,7 @@ impl Progress {
     /// draws it again.
     pub fn clear(&self) {
         if let Some(b) = &self.bar {
+            b.disable_steady_tick();
             b.finish_and_clear();
         }
     }
