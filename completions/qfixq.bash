@@ -24,7 +24,7 @@ _qfixq() {
 
     case "${cmd}" in
         qfixq)
-            opts="-q -n -h -V --queue --qmail-home --split --ids --force --no-quarantine --json --quiet --threads --dry-run --live --empty --help --version check live empty"
+            opts="-q -v -n -h -V --queue --qmail-home --split --ids --force --no-quarantine --json --quiet --verbose --all --threads --dry-run --live --empty --help --version check live empty"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
