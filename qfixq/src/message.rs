@@ -1119,6 +1119,11 @@ pub fn plan_extra_buckets(ctx: &mut MessageCtx, out: &mut Vec<Finding>) {
     }
 }
 
+/// Now, in seconds since the epoch (for the ages beside times).
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1233,9 +1238,4 @@ mod tests {
         c.fresh.insert(1000, Vec::new());
         assert!(!is_healthy_preprocessed(&c, &healthy(1000)), "fresh copy waiting");
     }
-}
-
-/// Now, in seconds since the epoch (for the ages beside times).
-fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

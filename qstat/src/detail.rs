@@ -243,6 +243,8 @@ fn large_domains(root: &Dir, m: &ScannedMessage, part: Part, dm: &mut TopCounter
     }
 }
 
+// One call per message with what the scan keeps for all of them.
+#[allow(clippy::too_many_arguments)]
 fn examine(
     root: &Dir,
     d: &mut Detail,
