@@ -28,7 +28,7 @@ impl Clone for Progress {
 
 fn style(known_total: bool) -> ProgressStyle {
     let template = if known_total {
-        "{prefix}: {msg} {pos}/{len} {bar:24} {rate}, {left} left"
+        "{prefix}: {msg} {pos}/{len} {rate}, {left} left {wide_bar}"
     } else {
         "{prefix}: {msg} {pos} {rate} {spinner}"
     };
@@ -87,12 +87,12 @@ impl Progress {
     /// total when known.
     pub fn phase(&self, phase: &str, total: Option<u64>) {
         let Some(b) = &self.bar else { return };
-        b.set_style(style(total.is_some()));
-        b.set_message(phase.to_string());
         match total {
             Some(n) => b.set_length(n),
             None => b.unset_length(),
         }
+        b.set_message(phase.to_string());
+        b.set_style(style(total.is_some()));
         b.reset();
     }
 

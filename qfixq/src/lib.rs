@@ -558,8 +558,20 @@ fn plan_and_apply(
     // signal asked for it (the rest wait under their waiting names, which
     // the next run finishes).
     let mut stopped: Option<PlanError> = None;
+    if !ctx.pending.is_empty() {
+        let second = match phase {
+            "repairing" => "renumbering",
+            "scanning" => "planning the renumbering",
+            other => other,
+        };
+        progress.phase(second, None);
+        progress.set_total(ctx.pending.len() as u64);
+    }
     message::plan_pending(&mut ctx, &mut |f| match sink(f, Origin::default()) {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            progress.inc(1);
+            Ok(())
+        }
         Err(PlanError::Io(e)) => Err(e),
         Err(other) => {
             stopped = Some(other);

@@ -104,6 +104,16 @@ pub struct PendingList {
 }
 
 impl PendingList {
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.packed.len() + self.wide.len()
+    }
+
+    /// No message waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Message `old` waits to become `new`; `parts` wait under their
     /// renumbering names (`.qfixq-renum-OLD-NEW`).
     pub fn push(&mut self, new: u64, old: u64, parts: u8) {
