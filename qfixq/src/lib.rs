@@ -14,14 +14,13 @@ pub mod structure;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 
-use qcommon::progress::{Clearing, Progress};
-
 use clap::{CommandFactory, Parser};
 use qcommon::cli::{fs_usage, layout_header, QueueArgs, FULL_WARNING_PCT};
 use qcommon::layout::{discover, Layout};
 use qcommon::lock::{acquire_sendmutex, LockState, SendLock};
 use qcommon::mutator::{Mode, Mutator};
 use qcommon::procs::{find_queue_processes_locking, real_path, QueueProcess, Reason};
+use qcommon::progress::{Clearing, Progress};
 use qcommon::remove::Quarantine;
 use qcommon::safe_fs::Dir;
 use qcommon::scan::{scan_counted, ScanEvent, ScanLayout, ScanOptions};
@@ -164,6 +163,7 @@ where
         Ok(code) => code,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::Clean,
         Err(e) => {
+            progress.clear();
             eprintln!("qfixq: writing the report: {e}");
             ExitCode::Operational
         }
@@ -172,13 +172,6 @@ where
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     qcommon::progress::around_output(|| eprintln!("qfixq: {}", output::escape_text(&msg.to_string())));
-    ExitCode::Operational
-}
-
-/// [`fail`] with the progress line cleared first.
-fn fail_clear(progress: &Progress, msg: impl std::fmt::Display) -> ExitCode {
-    progress.clear();
-    eprintln!("qfixq: {}", output::escape_text(&msg.to_string()));
     ExitCode::Operational
 }
 
@@ -333,7 +326,7 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
     let scanned = match outcome {
         Ok(n) => n,
         Err(PlanError::Io(e)) => return Err(e),
-        Err(PlanError::Queue(e)) => return Ok(fail_clear(progress, e)),
+        Err(PlanError::Queue(e)) => return Ok(fail(e)),
         Err(PlanError::Interrupted) => {
             let _ = report.summary(
                 tally.problems,
