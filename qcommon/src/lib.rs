@@ -1,7 +1,8 @@
 //! `qcommon`: what the qmail queue tools share — the queue's layout, the
 //! symlink-safe file layer, envelope codecs, the streaming scanner, locks
 //! and process checks, the mutator through which every change goes, and
-//! safe removal and quarantine. The library never prints and never exits.
+//! safe removal and quarantine. The library never prints and never exits,
+//! but for the progress line a tool asks for ([`progress`]).
 
 pub mod error;
 pub mod safe_fs;
