@@ -162,7 +162,8 @@ fn crash_test_all(damages: &[Damage], big_todo: bool) {
     let args = split_args(q);
     let mut live: Vec<&str> = args.iter().map(String::as_str).collect();
     let check = live.clone();
-    live.push("live");
+    // --all: every step is counted from its `done:` line.
+    live.extend(["--all", "live"]);
     let ref_fates = expected_fates(q, big_todo);
     let ref_census = census(q, big_todo).files;
     let run = qfixq(q, &live);
@@ -361,7 +362,7 @@ fn random_case(seed: u64) -> String {
     let messages = rng.range(30, 301) as usize;
     let kills = rng.range(1, 3) as usize;
     let s = split.to_string();
-    let live = ["--split", s.as_str(), "live"];
+    let live = ["--split", s.as_str(), "--all", "live"];
     let check = ["--split", s.as_str()];
 
     // The uninterrupted run. A damage that does not compose with the

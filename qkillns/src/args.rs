@@ -145,7 +145,9 @@ pub struct Args {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
-    /// Also print every step (unlink, set time) under its message.
+    /// List every message (by default the text listing shows the first
+    /// few, then counts the rest; failures are always listed) and print
+    /// every step (unlink, set time) under its message.
     #[arg(short = 'v', long, conflicts_with = "quiet")]
     pub verbose: bool,
 

@@ -101,6 +101,7 @@ pub fn execute(cli: &Cli, words: WordRules, out: &mut dyn Write, err: &mut dyn W
         words,
         threads: count_threads(),
         scan_threads: cli.threads as usize,
+        progress: qcommon::progress::Progress::stderr("qstat"),
     };
     let result = match cli.watch {
         Some(interval) => watch(cli, &req, interval, out, err),
