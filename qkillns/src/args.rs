@@ -136,12 +136,12 @@ pub struct Args {
     pub threads: u32,
 }
 
-fn parse_bytes_regex(s: &str) -> Result<regex::bytes::Regex, String> {
+pub fn parse_bytes_regex(s: &str) -> Result<regex::bytes::Regex, String> {
     // Unicode off: an address is bytes, and `.` must match any byte.
     regex::bytes::RegexBuilder::new(s).unicode(false).build().map_err(|e| one_line(&e.to_string()))
 }
 
-fn parse_header_filter(s: &str) -> Result<HeaderFilter, String> {
+pub fn parse_header_filter(s: &str) -> Result<HeaderFilter, String> {
     let Some((name, re)) = s.split_once(':') else {
         return Err(format!("{s:?}: expected 'Name: RE', e.g. 'Subject: ^failure'"));
     };

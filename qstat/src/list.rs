@@ -1,0 +1,483 @@
+//! `--list`: one entry per message, oldest first. This module owns the
+//! selection of `--list` (the options qkillns has, and message numbers),
+//! the order, and the two passes that keep memory bounded.
+//!
+//! The scan delivers messages by bucket, then number, not by age. So:
+//! 1. a first pass scans the queue ([`qcommon::scan`]: stats only, and the
+//!    envelopes when `--sender` or `--recipient` need them) and keeps, per
+//!    selected message, its birth time and number (16 bytes; the vector
+//!    may hold up to twice that while it grows), plus the number of each
+//!    message with a file in a wrong place (8 bytes each, none in a
+//!    healthy queue); the index is then sorted by (birth, number);
+//! 2. a second pass reads each message again by its number, in that order
+//!    ([`crate::message::read`], several threads, a bounded window of
+//!    messages ahead of the one printed), applies `--header`, and prints
+//!    it. A message delivered between the passes is left out.
+//!
+//! Nothing else is held: a recipient list too large to hold is streamed
+//! from its file as it is printed, and `--json` writes one object per
+//! line as it goes.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::sync::{Condvar, Mutex};
+
+use qcommon::envelope::is_double_bounce;
+use qcommon::error::{escape_text, Escaped};
+use qcommon::layout::{discover, open_queue_checked, LayoutOptions};
+use qcommon::queue::{bucket_of, Part};
+use qcommon::safe_fs::{parse_number, Dir};
+use qcommon::salvaged::Salvaged;
+use qcommon::scan::{scan, ScanEvent, ScanLayout, ScanOptions, ScannedMessage};
+use qkillns::args::HeaderFilter;
+use qkillns::select::{classify, Classified, Criteria, SenderRule};
+
+use crate::clock::iso_utc;
+use crate::exit::ExitCode;
+use crate::message::{read, Dirs, Message, ReadOptions, Sender};
+
+/// Which messages `--list` shows (all must match).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these numbers (sorted, each once); empty: every message.
+    pub numbers: Vec<u64>,
+    /// The sender matches (a message whose sender is lost or unknown does
+    /// not).
+    pub sender: Option<regex::bytes::Regex>,
+    /// Some recipient matches (delivered or not).
+    pub recipient: Option<regex::bytes::Regex>,
+    /// Header filters.
+    pub headers: Vec<HeaderFilter>,
+    /// At least this old (seconds).
+    pub older_than: Option<u64>,
+    /// Younger than this (seconds).
+    pub younger_than: Option<u64>,
+}
+
+impl Selection {
+    fn age_ok(&self, birth: i64, now: i64) -> bool {
+        let age = now.saturating_sub(birth);
+        self.older_than.is_none_or(|min| age >= min as i64) && self.younger_than.is_none_or(|max| age < max as i64)
+    }
+
+    fn needs_envelope(&self) -> bool {
+        self.sender.is_some() || self.recipient.is_some()
+    }
+}
+
+/// How to list.
+#[derive(Debug, Clone)]
+pub struct ListRequest {
+    /// Which queue.
+    pub layout: LayoutOptions,
+    /// Which messages.
+    pub selection: Selection,
+    /// One JSON object per line instead of text.
+    pub json: bool,
+    /// Threads of the scan, and of the second pass (at most 16).
+    pub threads: usize,
+    /// Now, for ages.
+    pub now: i64,
+}
+
+/// Messages read ahead of the one being printed.
+const WINDOW: usize = 128;
+
+/// The birth time the first pass orders by: info's time stamp for a
+/// preprocessed message, else mess's (else any file's).
+fn birth_of(m: &ScannedMessage) -> i64 {
+    let mtime = |p: Part| m.file(p).and_then(|f| f.stat).map(|s| s.mtime);
+    let first = if !m.has(Part::Todo) && m.has(Part::Info) { mtime(Part::Info) } else { mtime(Part::Mess) };
+    first.or(mtime(Part::Mess)).or(mtime(Part::Todo)).or(mtime(Part::Intd)).or(mtime(Part::Info)).unwrap_or(0)
+}
+
+/// Whether a file of `m` sits in a wrong place (as `--detail` counts it).
+fn misplaced(m: &ScannedMessage, sl: ScanLayout) -> bool {
+    let right = bucket_of(m.number, sl.split.max(1));
+    !m.extra.is_empty()
+        || m.all_files().any(|f| if f.part.is_split(sl.big_todo) { f.bucket != Some(right) } else { f.bucket.is_some() })
+}
+
+/// Runs `--list`, printing to `out` and errors to `err`.
+pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<ExitCode> {
+    let fatal = |err: &mut dyn Write, e: &dyn std::fmt::Display| {
+        let _ = writeln!(err, "qstat: {}", escape_text(&e.to_string()));
+        Ok(ExitCode::Operational)
+    };
+    let opened = match open_queue_checked(&req.layout) {
+        Ok(o) => o,
+        Err(e) => return fatal(err, &e),
+    };
+    let layout = match discover(&req.layout) {
+        Ok(l) => l,
+        Err(e) => return fatal(err, &e),
+    };
+    let root = &opened.dir;
+    let sl = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
+    let mut incomplete = false;
+    let salvaged = match qcommon::salvaged::read_all(root) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "qstat: warning: salvaged messages cannot be told from bounces: {}",
+                escape_text(&e.to_string())
+            );
+            Salvaged::default()
+        }
+    };
+    let sel = &req.selection;
+
+    // First pass: the index.
+    let mut index: Vec<(i64, u64)> = Vec::new();
+    let mut wrong_place: Vec<u64> = Vec::new();
+    let mut seen = vec![false; sel.numbers.len()];
+    let mut stray_notes: Vec<(u64, String)> = Vec::new();
+    let crit = Criteria {
+        sender: SenderRule::Null { double: false },
+        recipient: sel.recipient.clone(),
+        older_than: None,
+        younger_than: None,
+        now: req.now,
+    };
+    let opts = ScanOptions { threads: req.threads, read_envelopes: sel.needs_envelope(), ..ScanOptions::default() };
+    let scanned = scan(root, sl, &opts, &mut |ev| match ev {
+        ScanEvent::Message(m) => {
+            if !sel.numbers.is_empty() {
+                match sel.numbers.binary_search(&m.number) {
+                    Ok(i) => seen[i] = true,
+                    Err(_) => return,
+                }
+            }
+            let birth = birth_of(&m);
+            if !sel.age_ok(birth, req.now) {
+                return;
+            }
+            if sel.needs_envelope() {
+                let Classified::Message(mut v) = classify(&m) else { return };
+                if let Some(re) = &sel.sender {
+                    let lost = v.sender.is_empty() && v.stage.name() == "preprocessed" && salvaged.contains(m.number);
+                    if lost || !re.is_match(v.sender) {
+                        return;
+                    }
+                }
+                if sel.recipient.is_some() && !crit.rest_matches_in(root, &mut v) {
+                    return;
+                }
+            }
+            if misplaced(&m, sl) {
+                wrong_place.push(m.number);
+            }
+            index.push((birth, m.number));
+        }
+        ScanEvent::Stray(s) => {
+            if sel.numbers.is_empty() {
+                return;
+            }
+            let name = s.path.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+            if let Some(n) = parse_number(&name) {
+                if sel.numbers.binary_search(&n).is_ok() {
+                    let what = format!("{}: {}", qcommon::error::escape_path(&s.path), s.why.describe());
+                    stray_notes.push((n, what));
+                }
+            }
+        }
+        ScanEvent::Error(e) => {
+            incomplete = true;
+            let _ = writeln!(err, "qstat: {}", escape_text(&e.to_string()));
+        }
+    });
+    if let Err(e) = scanned {
+        return fatal(err, &e);
+    }
+    index.sort_unstable();
+    wrong_place.sort_unstable();
+    wrong_place.dedup();
+    for (i, n) in sel.numbers.iter().enumerate() {
+        if seen[i] {
+            continue;
+        }
+        incomplete = true;
+        let notes: Vec<&str> = stray_notes.iter().filter(|(k, _)| k == n).map(|(_, t)| t.as_str()).collect();
+        if notes.is_empty() {
+            let _ = writeln!(err, "qstat: no message {n} in the queue");
+        } else {
+            let _ = writeln!(err, "qstat: no message {n} in the queue, only entries that are not message files: {}", notes.join("; "));
+        }
+    }
+
+    // Second pass: read in order, print.
+    let mut out = io::BufWriter::with_capacity(64 << 10, out);
+    let ctx = Ctx { root, sl, salvaged: &salvaged, wrong_place: &wrong_place, headers: &sel.headers };
+    let printed = second_pass(&ctx, &index, req.threads.clamp(1, 16), &mut |m| {
+        for e in &m.errors {
+            incomplete = true;
+            let _ = writeln!(err, "qstat: {}", escape_text(e));
+        }
+        if req.json {
+            write_json(&mut out, root, m)
+        } else {
+            write_text(&mut out, root, m)
+        }
+    });
+    printed?;
+    out.flush()?;
+    Ok(if incomplete { ExitCode::Incomplete } else { ExitCode::Ok })
+}
+
+/// What the second pass's readers share.
+struct Ctx<'a> {
+    root: &'a Dir,
+    sl: ScanLayout,
+    salvaged: &'a Salvaged,
+    wrong_place: &'a [u64],
+    headers: &'a [HeaderFilter],
+}
+
+impl Ctx<'_> {
+    /// Reads message `n`; `None` when it is gone, or `--header` leaves it out.
+    fn look(&self, n: u64, dirs: &mut Dirs, hdirs: &mut qkillns::headers::DirCache, buf: &mut Vec<u8>) -> Option<Message> {
+        let opts = ReadOptions {
+            layout: self.sl,
+            search_buckets: false,
+            misplaced: self.wrong_place.binary_search(&n).is_ok(),
+            salvaged: self.salvaged.contains(n),
+        };
+        let m = read(self.root, dirs, n, &opts, buf);
+        if m.is_absent() {
+            return None;
+        }
+        if !self.headers.is_empty() {
+            let rel = m.file(Part::Mess)?.rel.clone();
+            let raw = qkillns::headers::read_header(self.root, hdirs, &rel).ok()?;
+            if !qkillns::headers::matches_all(&qkillns::headers::parse(&raw), self.headers) {
+                return None;
+            }
+        }
+        Some(m)
+    }
+}
+
+#[derive(Default)]
+struct Window {
+    /// The next index a reader takes.
+    next: usize,
+    /// The index the printer waits for.
+    printing: usize,
+    /// Read, not yet printed.
+    done: BTreeMap<usize, Option<Message>>,
+    stop: bool,
+}
+
+/// Reads the messages of `index` with `threads` readers, at most
+/// [`WINDOW`] ahead of the printer, and calls `print` for each in order.
+fn second_pass(
+    ctx: &Ctx<'_>,
+    index: &[(i64, u64)],
+    threads: usize,
+    print: &mut dyn FnMut(&Message) -> io::Result<()>,
+) -> io::Result<()> {
+    let state = Mutex::new(Window::default());
+    let (work, ready) = (Condvar::new(), Condvar::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(index.len().max(1)) {
+            s.spawn(|| {
+                let (mut dirs, mut hdirs, mut buf) = (Dirs::default(), qkillns::headers::DirCache::default(), Vec::new());
+                loop {
+                    let i = {
+                        let mut w = state.lock().expect("list window");
+                        while !w.stop && w.next < index.len() && w.next >= w.printing + WINDOW {
+                            w = work.wait(w).expect("list window");
+                        }
+                        if w.stop || w.next >= index.len() {
+                            return;
+                        }
+                        w.next += 1;
+                        w.next - 1
+                    };
+                    let m = ctx.look(index[i].1, &mut dirs, &mut hdirs, &mut buf);
+                    if buf.capacity() > 64 << 10 {
+                        buf = Vec::new();
+                    }
+                    state.lock().expect("list window").done.insert(i, m);
+                    ready.notify_all();
+                }
+            });
+        }
+        let mut result = Ok(());
+        for i in 0..index.len() {
+            let m = {
+                let mut w = state.lock().expect("list window");
+                loop {
+                    if let Some(m) = w.done.remove(&i) {
+                        w.printing = i + 1;
+                        break m;
+                    }
+                    w = ready.wait(w).expect("list window");
+                }
+            };
+            work.notify_all();
+            if let Some(m) = m {
+                if let Err(e) = print(&m) {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        state.lock().expect("list window").stop = true;
+        work.notify_all();
+        result
+    })
+}
+
+/// How a sender is written in text: `<address>`, `<>` for the null
+/// sender, `(lost)` for a salvaged message, `?` when unknown.
+pub fn sender_text(s: &Sender) -> String {
+    match s {
+        Sender::Known(a) => format!("<{}>", Escaped(a)),
+        Sender::Lost => "(lost)".to_string(),
+        Sender::Unknown => "?".to_string(),
+    }
+}
+
+/// The kind of sender, a word for JSON.
+pub fn sender_kind(s: &Sender) -> &'static str {
+    match s {
+        Sender::Known(a) if a.is_empty() => "null",
+        Sender::Known(a) if is_double_bounce(a) => "double-bounce",
+        Sender::Known(_) => "address",
+        Sender::Lost => "lost",
+        Sender::Unknown => "unknown",
+    }
+}
+
+/// Writes the recipient lines of `m` (`  CHANNEL STATE <address>`).
+pub fn write_recipients(w: &mut dyn Write, root: &Dir, m: &Message, indent: &str) -> io::Result<()> {
+    let mut res = Ok(());
+    for l in &m.lists {
+        let r = l.for_each(root, |a, done| {
+            if res.is_ok() {
+                let state = if done { "done" } else { "pending" };
+                res = writeln!(w, "{indent}{} {state} <{}>", l.channel.word(), Escaped(a));
+            }
+        });
+        res.as_ref().map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
+        if let Err(e) = r {
+            writeln!(w, "{indent}error: {}", escape_text(&e.to_string()))?;
+        }
+    }
+    res
+}
+
+/// One entry of the text listing:
+///
+/// ```text
+/// BIRTH NUMBER SIZE STAGE SENDER
+///   CHANNEL STATE <RECIPIENT>        (each recipient)
+///   damaged: REASON, REASON          (when damaged)
+///   note: TEXT                       (why an envelope is unusable)
+/// ```
+pub fn write_text(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result<()> {
+    let size = m.size().map_or("-".to_string(), |s| s.to_string());
+    writeln!(w, "{} {} {size} {} {}", iso_utc(m.birth_secs()), m.number, m.stage.word(), sender_text(&m.sender))?;
+    write_recipients(w, root, m, "  ")?;
+    if !m.damage.is_empty() {
+        writeln!(w, "  damaged: {}", m.damage.join(", "))?;
+    }
+    for n in &m.notes {
+        writeln!(w, "  note: {}", escape_text(n))?;
+    }
+    for (p, _, what) in &m.others {
+        writeln!(w, "  note: {}: {what}", qcommon::error::escape_path(p))?;
+    }
+    for e in &m.errors {
+        writeln!(w, "  error: {}", escape_text(e))?;
+    }
+    Ok(())
+}
+
+fn jstr(s: &mut String, b: &[u8]) {
+    crate::json::string(s, b);
+}
+
+fn jstrs(s: &mut String, key: &str, items: impl Iterator<Item = String>) {
+    s.push_str(&format!(",\"{key}\":["));
+    let mut first = true;
+    for i in items {
+        if !first {
+            s.push(',');
+        }
+        first = false;
+        jstr(s, i.as_bytes());
+    }
+    s.push(']');
+}
+
+/// The fields of `m` before its recipients, as JSON members (without
+/// braces).
+pub fn json_head(m: &Message) -> String {
+    let mut s = String::with_capacity(256);
+    s.push_str(&format!("\"number\":{},\"birth\":\"{}\",\"birth_unix\":{}", m.number, iso_utc(m.birth_secs()), m.birth_secs()));
+    s.push_str(&format!(",\"birth_basis\":\"{}\"", m.birth.map_or("none", |b| b.1.name())));
+    s.push_str(&format!(",\"bucket\":{}", m.bucket));
+    match m.size() {
+        Some(z) => s.push_str(&format!(",\"size\":{z}")),
+        None => s.push_str(",\"size\":null"),
+    }
+    s.push_str(&format!(",\"stage\":\"{}\"", m.stage.word()));
+    s.push_str(",\"sender\":");
+    match &m.sender {
+        Sender::Known(a) => jstr(&mut s, a),
+        _ => s.push_str("null"),
+    }
+    s.push_str(&format!(",\"sender_kind\":\"{}\"", sender_kind(&m.sender)));
+    s.push_str(&format!(",\"bounce_file\":{}", m.file(Part::Bounce).is_some()));
+    jstrs(&mut s, "damaged", m.damage.iter().map(|d| d.to_string()));
+    jstrs(&mut s, "notes", m.notes.iter().cloned().chain(m.others.iter().map(|(p, _, w)| format!("{}: {w}", p.display()))));
+    jstrs(&mut s, "errors", m.errors.iter().cloned());
+    s
+}
+
+/// Writes the `"recipients":[...]` member, streaming a large list.
+pub fn json_recipients(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result<()> {
+    w.write_all(b"\"recipients\":[")?;
+    let mut first = true;
+    let mut res = Ok(());
+    let mut errors = Vec::new();
+    for l in &m.lists {
+        let r = l.for_each(root, |a, done| {
+            if res.is_err() {
+                return;
+            }
+            let mut s = String::with_capacity(a.len() + 48);
+            if !first {
+                s.push(',');
+            }
+            first = false;
+            s.push_str(&format!("{{\"channel\":\"{}\",\"done\":{done},\"address\":", l.channel.word()));
+            jstr(&mut s, a);
+            s.push('}');
+            res = w.write_all(s.as_bytes());
+        });
+        res.as_ref().map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
+        if let Err(e) = r {
+            errors.push(e.to_string());
+        }
+    }
+    w.write_all(b"]")?;
+    if !errors.is_empty() {
+        let mut s = String::new();
+        jstrs(&mut s, "recipient_errors", errors.into_iter());
+        w.write_all(s.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// One line of `--list --json`: one object per message.
+pub fn write_json(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result<()> {
+    w.write_all(b"{")?;
+    w.write_all(json_head(m).as_bytes())?;
+    w.write_all(b",")?;
+    json_recipients(w, root, m)?;
+    w.write_all(b"}\n")
+}
