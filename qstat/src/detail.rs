@@ -239,6 +239,7 @@ fn large_domains(root: &Dir, m: &ScannedMessage, part: Part, dm: &mut TopCounter
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the scan state, split out for reading
 fn examine(
     root: &Dir,
     d: &mut Detail,

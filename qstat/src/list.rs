@@ -95,7 +95,8 @@ fn birth_of(m: &ScannedMessage) -> i64 {
 fn misplaced(m: &ScannedMessage, sl: ScanLayout) -> bool {
     let right = bucket_of(m.number, sl.split.max(1));
     !m.extra.is_empty()
-        || m.all_files().any(|f| if f.part.is_split(sl.big_todo) { f.bucket != Some(right) } else { f.bucket.is_some() })
+        || m.all_files()
+            .any(|f| if f.part.is_split(sl.big_todo) { f.bucket != Some(right) } else { f.bucket.is_some() })
 }
 
 /// Runs `--list`, printing to `out` and errors to `err`.
@@ -202,7 +203,11 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
         if notes.is_empty() {
             let _ = writeln!(err, "qstat: no message {n} in the queue");
         } else {
-            let _ = writeln!(err, "qstat: no message {n} in the queue, only entries that are not message files: {}", notes.join("; "));
+            let _ = writeln!(
+                err,
+                "qstat: no message {n} in the queue, only entries that are not message files: {}",
+                notes.join("; ")
+            );
         }
     }
 
@@ -236,13 +241,16 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Reads message `n`; `None` when it is gone, or `--header` leaves it out.
-    fn look(&self, n: u64, dirs: &mut Dirs, hdirs: &mut qkillns::headers::DirCache, buf: &mut Vec<u8>) -> Option<Message> {
-        let opts = ReadOptions {
-            layout: self.sl,
-            search_buckets: false,
-            misplaced: self.wrong_place.binary_search(&n).is_ok(),
-            salvaged: self.salvaged.contains(n),
-        };
+    fn look(
+        &self,
+        n: u64,
+        dirs: &mut Dirs,
+        hdirs: &mut qkillns::headers::DirCache,
+        buf: &mut Vec<u8>,
+    ) -> Option<Message> {
+        let misplaced = self.wrong_place.binary_search(&n).is_ok();
+        let opts =
+            ReadOptions { layout: self.sl, search_buckets: misplaced, misplaced, salvaged: self.salvaged.contains(n) };
         let m = read(self.root, dirs, n, &opts, buf);
         if m.is_absent() {
             return None;
@@ -282,7 +290,8 @@ fn second_pass(
     std::thread::scope(|s| {
         for _ in 0..threads.min(index.len().max(1)) {
             s.spawn(|| {
-                let (mut dirs, mut hdirs, mut buf) = (Dirs::default(), qkillns::headers::DirCache::default(), Vec::new());
+                let (mut dirs, mut hdirs, mut buf) =
+                    (Dirs::default(), qkillns::headers::DirCache::default(), Vec::new());
                 loop {
                     let i = {
                         let mut w = state.lock().expect("list window");
@@ -417,7 +426,12 @@ fn jstrs(s: &mut String, key: &str, items: impl Iterator<Item = String>) {
 /// braces).
 pub fn json_head(m: &Message) -> String {
     let mut s = String::with_capacity(256);
-    s.push_str(&format!("\"number\":{},\"birth\":\"{}\",\"birth_unix\":{}", m.number, iso_utc(m.birth_secs()), m.birth_secs()));
+    s.push_str(&format!(
+        "\"number\":{},\"birth\":\"{}\",\"birth_unix\":{}",
+        m.number,
+        iso_utc(m.birth_secs()),
+        m.birth_secs()
+    ));
     s.push_str(&format!(",\"birth_basis\":\"{}\"", m.birth.map_or("none", |b| b.1.name())));
     s.push_str(&format!(",\"bucket\":{}", m.bucket));
     match m.size() {
@@ -433,7 +447,11 @@ pub fn json_head(m: &Message) -> String {
     s.push_str(&format!(",\"sender_kind\":\"{}\"", sender_kind(&m.sender)));
     s.push_str(&format!(",\"bounce_file\":{}", m.file(Part::Bounce).is_some()));
     jstrs(&mut s, "damaged", m.damage.iter().map(|d| d.to_string()));
-    jstrs(&mut s, "notes", m.notes.iter().cloned().chain(m.others.iter().map(|(p, _, w)| format!("{}: {w}", p.display()))));
+    jstrs(
+        &mut s,
+        "notes",
+        m.notes.iter().cloned().chain(m.others.iter().map(|(p, _, w)| format!("{}: {w}", p.display()))),
+    );
     jstrs(&mut s, "errors", m.errors.iter().cloned());
     s
 }

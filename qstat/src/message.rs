@@ -316,73 +316,88 @@ pub fn read(root: &Dir, cache: &mut Dirs, n: u64, opts: &ReadOptions, buf: &mut 
     let mut info: Option<Result<Info, String>> = None;
     let mut local: Option<Result<(List, bool), String>> = None;
     let mut remote: Option<Result<(List, bool), String>> = None;
+    // Copies elsewhere: read when the right place has none.
+    let elsewhere = if opts.search_buckets { search(root, cache, &mut m, layout) } else { Vec::new() };
     for part in Part::ALL {
-        let rel_dir = part_dir(part, n, layout);
-        let rel = rel_dir.join(&name);
-        let dir = match cache.get(root, &rel_dir) {
-            Ok(d) => d,
-            Err(e) if e.is_not_found() || e.errno() == Some(Errno::ENOTDIR) || e.errno() == Some(Errno::ELOOP) => {
-                continue
-            }
-            Err(e) => {
-                m.errors.push(e.to_string());
+        let mut places = vec![(part_dir(part, n, layout), false)];
+        places.extend(elsewhere.iter().filter(|(p, _)| *p == part).map(|(_, d)| (d.clone(), true)));
+        let mut used = false;
+        for (rel_dir, wrong) in places {
+            let rel = rel_dir.join(&name);
+            if used {
+                let st = cache.get(root, &rel_dir).ok().and_then(|d| d.stat(&name).ok());
+                m.others.push((rel, st, "another copy, in a wrong place (qfixq live sets it aside)".to_string()));
                 continue;
             }
-        };
-        let reads = matches!(part, Part::Todo | Part::Intd | Part::Info | Part::Local | Part::Remote);
-        let cap = if part == Part::Info { INFO_CAP } else { WHOLE_CAP };
-        let (got, large) = if reads { read_at(dir, &name, cap, buf) } else { (stat_at(dir, &name), false) };
-        match got {
-            Got::Absent => continue,
-            Got::Regular(stat) => {
-                m.files[part.index()] = Some(FileAt { part, rel: rel.clone(), stat, misplaced: false });
-            }
-            Got::Other(stat, note) => {
-                m.others.push((rel, stat, note));
-                damage.push(NOT_REGULAR);
-                continue;
-            }
-            Got::Error(e) => {
-                m.errors.push(e.to_string());
-                continue;
-            }
-        }
-        let bad = |e: qcommon::envelope::EnvelopeError| format!("{}: {e}", qcommon::error::escape_path(&rel));
-        match part {
-            Part::Todo | Part::Intd => {
-                let parsed = if large {
-                    large_sender(root, &rel).map(|s| (Todo { uid: None, pid: None, sender: s, recipients: vec![] }, true))
-                } else {
-                    Todo::parse(buf).map(|t| (t, false)).map_err(bad)
-                };
-                if part == Part::Todo {
-                    todo = Some(parsed);
-                } else {
-                    intd = Some(parsed);
+            let dir = match cache.get(root, &rel_dir) {
+                Ok(d) => d,
+                Err(e) if e.is_not_found() || e.errno() == Some(Errno::ENOTDIR) || e.errno() == Some(Errno::ELOOP) => {
+                    continue
+                }
+                Err(e) => {
+                    m.errors.push(e.to_string());
+                    continue;
+                }
+            };
+            let reads = matches!(part, Part::Todo | Part::Intd | Part::Info | Part::Local | Part::Remote);
+            let cap = if part == Part::Info { INFO_CAP } else { WHOLE_CAP };
+            let (got, large) = if reads { read_at(dir, &name, cap, buf) } else { (stat_at(dir, &name), false) };
+            match got {
+                Got::Absent => continue,
+                Got::Regular(stat) => {
+                    used = true;
+                    m.files[part.index()] = Some(FileAt { part, rel: rel.clone(), stat, misplaced: wrong });
+                }
+                Got::Other(stat, note) => {
+                    m.others.push((rel, stat, note));
+                    damage.push(NOT_REGULAR);
+                    continue;
+                }
+                Got::Error(e) => {
+                    m.errors.push(e.to_string());
+                    continue;
                 }
             }
-            Part::Info => {
-                info = Some(if large {
-                    Err(format!("{}: larger than {INFO_CAP} bytes", qcommon::error::escape_path(&rel)))
-                } else {
-                    Info::parse(buf).map_err(bad)
-                })
-            }
-            Part::Local | Part::Remote => {
-                let parsed = if large { Ok((List::default(), true)) } else { List::parse_salvaging(buf).map(|l| (l, false)).map_err(bad) };
-                if part == Part::Local {
-                    local = Some(parsed);
-                } else {
-                    remote = Some(parsed);
+            let bad = |e: qcommon::envelope::EnvelopeError| format!("{}: {e}", qcommon::error::escape_path(&rel));
+            match part {
+                Part::Todo | Part::Intd => {
+                    let parsed = if large {
+                        large_sender(root, &rel)
+                            .map(|s| (Todo { uid: None, pid: None, sender: s, recipients: vec![] }, true))
+                    } else {
+                        Todo::parse(buf).map(|t| (t, false)).map_err(bad)
+                    };
+                    if part == Part::Todo {
+                        todo = Some(parsed);
+                    } else {
+                        intd = Some(parsed);
+                    }
                 }
+                Part::Info => {
+                    info = Some(if large {
+                        Err(format!("{}: larger than {INFO_CAP} bytes", qcommon::error::escape_path(&rel)))
+                    } else {
+                        Info::parse(buf).map_err(bad)
+                    })
+                }
+                Part::Local | Part::Remote => {
+                    let parsed = if large {
+                        Ok((List::default(), true))
+                    } else {
+                        List::parse_salvaging(buf).map(|l| (l, false)).map_err(bad)
+                    };
+                    if part == Part::Local {
+                        local = Some(parsed);
+                    } else {
+                        remote = Some(parsed);
+                    }
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
-    if opts.search_buckets {
-        search(root, cache, &mut m, layout);
-    }
-    if opts.misplaced || m.others.iter().any(|(_, st, _)| st.is_some_and(|s| s.kind == FileKind::Regular)) {
+    let moved = m.files.iter().flatten().any(|f| f.misplaced);
+    if opts.misplaced || moved || m.others.iter().any(|(_, st, _)| st.is_some_and(|s| s.kind == FileKind::Regular)) {
         damage.push(reason::MISPLACED);
     }
 
@@ -437,7 +452,8 @@ pub fn read(root: &Dir, cache: &mut Dirs, n: u64, opts: &ReadOptions, buf: &mut 
             }
             None => {}
         }
-        for (part, parsed, channel) in [(Part::Local, &local, Channel::Local), (Part::Remote, &remote, Channel::Remote)] {
+        for (part, parsed, channel) in [(Part::Local, &local, Channel::Local), (Part::Remote, &remote, Channel::Remote)]
+        {
             match parsed {
                 Some(Ok((_, true))) => {
                     m.lists.push(RecipientList { channel, recipients: Recipients::Large(rel_of(&m, part)) })
@@ -468,7 +484,8 @@ pub fn read(root: &Dir, cache: &mut Dirs, n: u64, opts: &ReadOptions, buf: &mut 
         m.birth = mtime(&m, Part::Mess).map(|t| (t, Basis::MessMtime));
     }
     if m.birth.is_none() {
-        m.birth = [Part::Todo, Part::Intd, Part::Info].iter().find_map(|&p| mtime(&m, p)).map(|t| (t, Basis::MessMtime));
+        m.birth =
+            [Part::Todo, Part::Intd, Part::Info].iter().find_map(|&p| mtime(&m, p)).map(|t| (t, Basis::MessMtime));
     }
     if !m.errors.is_empty() {
         damage.push(reason::UNREADABLE);
@@ -498,10 +515,13 @@ fn large_sender(root: &Dir, rel: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// Looks for the message's name in every bucket of every split directory
-/// (and directly in a split directory): misplaced copies.
-fn search(root: &Dir, cache: &mut Dirs, m: &mut Message, layout: ScanLayout) {
+/// (and directly in a split directory, or in buckets of an unsplit one):
+/// the regular files found in a wrong place, by part (the directory,
+/// relative to the root). Other entries go to `m.others`.
+fn search(root: &Dir, cache: &mut Dirs, m: &mut Message, layout: ScanLayout) -> Vec<(Part, PathBuf)> {
     let name = number_name(m.number);
     let split = layout.split.max(1);
+    let mut found = Vec::new();
     for part in Part::ALL {
         let mut dirs: Vec<PathBuf> = Vec::new();
         if part.is_split(layout.big_todo) {
@@ -516,19 +536,16 @@ fn search(root: &Dir, cache: &mut Dirs, m: &mut Message, layout: ScanLayout) {
             match dir.stat(&name) {
                 // Directly in a split directory, a directory is a bucket.
                 Ok(st) if top && st.kind == FileKind::Directory => {}
+                Ok(st) if st.kind == FileKind::Regular => found.push((part, rel_dir)),
                 Ok(st) => {
-                    let note = if st.kind == FileKind::Regular {
-                        "in a wrong place (qfixq live moves it)".to_string()
-                    } else {
-                        format!("{}, in a wrong place", kind_note(st.kind))
-                    };
-                    m.others.push((rel_dir.join(&name), Some(st), note));
+                    m.others.push((rel_dir.join(&name), Some(st), format!("{}, in a wrong place", kind_note(st.kind))))
                 }
                 Err(e) if e.is_not_found() => {}
                 Err(e) => m.errors.push(e.to_string()),
             }
         }
     }
+    found
 }
 
 /// Opens the mess file at `rel` (relative to the queue root) for reading,

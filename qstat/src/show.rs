@@ -177,7 +177,13 @@ pub fn run(req: &ShowRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
     }
     if req.raw {
         let Some(mess) = m.file(Part::Mess) else {
-            return fatal(err, &format!("message {n} has no mess file (at {})", crate::message::part_dir(Part::Mess, n, sl).join(n.to_string()).display()));
+            return fatal(
+                err,
+                &format!(
+                    "message {n} has no mess file (at {})",
+                    crate::message::part_dir(Part::Mess, n, sl).join(n.to_string()).display()
+                ),
+            );
         };
         let mut file = match open_mess(root, &mess.rel) {
             Ok(f) => f,
@@ -241,7 +247,8 @@ fn write_show(
     }
     writeln!(w, "files:")?;
     for f in m.files.iter().flatten() {
-        file_line(w, &f.rel, Some(&f.stat), None)?;
+        let note = f.misplaced.then_some("in a wrong place (qfixq live moves it)");
+        file_line(w, &f.rel, Some(&f.stat), note)?;
     }
     for (p, st, note) in &m.others {
         file_line(w, p, st.as_ref(), Some(note))?;
