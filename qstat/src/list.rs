@@ -80,9 +80,6 @@ pub struct ListRequest {
     pub now: i64,
 }
 
-/// Messages read ahead of the one being printed.
-const WINDOW: usize = 128;
-
 /// The birth time the first pass orders by: info's time stamp for a
 /// preprocessed message, else mess's (else any file's).
 fn birth_of(m: &ScannedMessage) -> i64 {
@@ -130,7 +127,7 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
     let sel = &req.selection;
 
     // First pass: the index.
-    let mut index: Vec<(i64, u64)> = Vec::new();
+    let mut index: Vec<Entry> = Vec::new();
     let mut wrong_place: Vec<u64> = Vec::new();
     let mut seen = vec![false; sel.numbers.len()];
     let mut stray_notes: Vec<(u64, String)> = Vec::new();
@@ -169,7 +166,7 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
             if misplaced(&m, sl) {
                 wrong_place.push(m.number);
             }
-            index.push((birth, m.number));
+            index.push(Entry::new(birth, parts_of(&m), m.number));
         }
         ScanEvent::Stray(s) => {
             if sel.numbers.is_empty() {
@@ -191,7 +188,7 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
     if let Err(e) = scanned {
         return fatal(err, &e);
     }
-    index.sort_unstable();
+    index.sort_unstable_by_key(|e| (e.birth(), e.number));
     wrong_place.sort_unstable();
     wrong_place.dedup();
     for (i, n) in sel.numbers.iter().enumerate() {
@@ -244,13 +241,19 @@ impl Ctx<'_> {
     fn look(
         &self,
         n: u64,
+        mask: u8,
         dirs: &mut Dirs,
         hdirs: &mut qkillns::headers::DirCache,
         buf: &mut Vec<u8>,
     ) -> Option<Message> {
         let misplaced = self.wrong_place.binary_search(&n).is_ok();
-        let opts =
-            ReadOptions { layout: self.sl, search_buckets: misplaced, misplaced, salvaged: self.salvaged.contains(n) };
+        let opts = ReadOptions {
+            layout: self.sl,
+            search_buckets: misplaced,
+            misplaced,
+            salvaged: self.salvaged.contains(n),
+            parts: (!misplaced).then_some(mask),
+        };
         let m = read(self.root, dirs, n, &opts, buf);
         if m.is_absent() {
             return None;
@@ -266,70 +269,86 @@ impl Ctx<'_> {
     }
 }
 
+/// Messages a reader takes at once.
+const CHUNK: usize = 16;
+
+/// Chunks read ahead of the one being printed, at most: with
+/// [`HOLD_CAP`](crate::message::HOLD_CAP) per recipient list, a bound on
+/// what the second pass holds.
+const WINDOW_CHUNKS: usize = 32;
+
 #[derive(Default)]
 struct Window {
-    /// The next index a reader takes.
+    /// The next chunk a reader takes.
     next: usize,
-    /// The index the printer waits for.
+    /// The chunk the printer waits for.
     printing: usize,
-    /// Read, not yet printed.
-    done: BTreeMap<usize, Option<Message>>,
+    /// Read, not yet printed, by chunk.
+    done: BTreeMap<usize, Vec<Option<Message>>>,
     stop: bool,
 }
 
-/// Reads the messages of `index` with `threads` readers, at most
-/// [`WINDOW`] ahead of the printer, and calls `print` for each in order.
+/// Reads the messages of `index` with `threads` readers, a chunk at a
+/// time and at most [`WINDOW_CHUNKS`] ahead of the printer, and calls
+/// `print` for each in order.
 fn second_pass(
     ctx: &Ctx<'_>,
-    index: &[(i64, u64)],
+    index: &[Entry],
     threads: usize,
     print: &mut dyn FnMut(&Message) -> io::Result<()>,
 ) -> io::Result<()> {
+    let chunks = index.len().div_ceil(CHUNK);
     let state = Mutex::new(Window::default());
     let (work, ready) = (Condvar::new(), Condvar::new());
     std::thread::scope(|s| {
-        for _ in 0..threads.min(index.len().max(1)) {
+        for _ in 0..threads.min(chunks.max(1)) {
             s.spawn(|| {
                 let (mut dirs, mut hdirs, mut buf) =
                     (Dirs::default(), qkillns::headers::DirCache::default(), Vec::new());
                 loop {
-                    let i = {
+                    let c = {
                         let mut w = state.lock().expect("list window");
-                        while !w.stop && w.next < index.len() && w.next >= w.printing + WINDOW {
+                        while !w.stop && w.next < chunks && w.next >= w.printing + WINDOW_CHUNKS {
                             w = work.wait(w).expect("list window");
                         }
-                        if w.stop || w.next >= index.len() {
+                        if w.stop || w.next >= chunks {
                             return;
                         }
                         w.next += 1;
                         w.next - 1
                     };
-                    let m = ctx.look(index[i].1, &mut dirs, &mut hdirs, &mut buf);
+                    let part = &index[c * CHUNK..((c + 1) * CHUNK).min(index.len())];
+                    let msgs: Vec<Option<Message>> =
+                        part.iter().map(|e| ctx.look(e.number, e.parts(), &mut dirs, &mut hdirs, &mut buf)).collect();
                     if buf.capacity() > 64 << 10 {
                         buf = Vec::new();
                     }
-                    state.lock().expect("list window").done.insert(i, m);
-                    ready.notify_all();
+                    let mut w = state.lock().expect("list window");
+                    w.done.insert(c, msgs);
+                    if w.printing == c {
+                        ready.notify_one();
+                    }
                 }
             });
         }
         let mut result = Ok(());
-        for i in 0..index.len() {
-            let m = {
+        'chunks: for c in 0..chunks {
+            let msgs = {
                 let mut w = state.lock().expect("list window");
                 loop {
-                    if let Some(m) = w.done.remove(&i) {
-                        w.printing = i + 1;
-                        break m;
+                    if let Some(v) = w.done.remove(&c) {
+                        w.printing = c + 1;
+                        break v;
                     }
                     w = ready.wait(w).expect("list window");
                 }
             };
-            work.notify_all();
-            if let Some(m) = m {
-                if let Err(e) = print(&m) {
+            // One more chunk may be read.
+            work.notify_one();
+            for m in msgs.iter().flatten() {
+                if let Err(e) = print(m) {
                     result = Err(e);
-                    break;
+                    break 'chunks;
                 }
             }
         }
@@ -337,6 +356,59 @@ fn second_pass(
         work.notify_all();
         result
     })
+}
+
+/// One message of the index: its birth time and the files the scan saw
+/// packed in one word (the birth in the upper 56 bits, the files in the
+/// lower 8), and its number: 16 bytes.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    packed: i64,
+    number: u64,
+}
+
+/// Births are kept within 56 bits (about a billion years either way).
+const BIRTH_LIMIT: i64 = 1 << 55;
+
+impl Entry {
+    fn new(birth: i64, parts: u8, number: u64) -> Entry {
+        let birth = birth.clamp(-BIRTH_LIMIT, BIRTH_LIMIT - 1);
+        Entry { packed: (birth << 8) | i64::from(parts), number }
+    }
+
+    fn birth(&self) -> i64 {
+        self.packed >> 8
+    }
+
+    fn parts(&self) -> u8 {
+        (self.packed & 0xff) as u8
+    }
+}
+
+/// The files the scan saw of `m`, by bit [`Part::index`].
+fn parts_of(m: &ScannedMessage) -> u8 {
+    Part::ALL.iter().filter(|p| m.has(**p)).fold(0, |acc, p| acc | (1 << p.index()))
+}
+
+/// Writes `bytes` escaped as [`Escaped`] does; most addresses need no
+/// escaping and are written as they are, without formatting.
+fn write_escaped(w: &mut dyn Write, bytes: &[u8]) -> io::Result<()> {
+    if bytes.iter().all(|&b| (0x20..=0x7e).contains(&b) && b != b'\\') {
+        w.write_all(bytes)
+    } else {
+        write!(w, "{}", Escaped(bytes))
+    }
+}
+
+/// One recipient line: `INDENT CHANNEL STATE <ADDRESS>`.
+fn write_recipient(w: &mut dyn Write, indent: &str, channel: &str, state: &str, a: &[u8]) -> io::Result<()> {
+    w.write_all(indent.as_bytes())?;
+    w.write_all(channel.as_bytes())?;
+    w.write_all(b" ")?;
+    w.write_all(state.as_bytes())?;
+    w.write_all(b" <")?;
+    write_escaped(w, a)?;
+    w.write_all(b">\n")
 }
 
 /// How a sender is written in text: `<address>`, `<>` for the null
@@ -367,7 +439,7 @@ pub fn write_recipients(w: &mut dyn Write, root: &Dir, m: &Message, indent: &str
         let r = l.for_each(root, |a, done| {
             if res.is_ok() {
                 let state = if done { "done" } else { "pending" };
-                res = writeln!(w, "{indent}{} {state} <{}>", l.channel.word(), Escaped(a));
+                res = write_recipient(w, indent, l.channel.word(), state, a);
             }
         });
         res.as_ref().map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
@@ -498,4 +570,26 @@ pub fn write_json(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result<()> 
     w.write_all(b",")?;
     json_recipients(w, root, m)?;
     w.write_all(b"}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_pack_birth_and_files_in_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+        for birth in [0, 1, -1, 1_700_000_000, -86_400 * 365, BIRTH_LIMIT - 1, -BIRTH_LIMIT] {
+            for parts in [0u8, 1, 0x55, 0x7f, 0xff] {
+                let e = Entry::new(birth, parts, 42);
+                assert_eq!((e.birth(), e.parts(), e.number), (birth, parts, 42));
+            }
+        }
+        assert_eq!(Entry::new(i64::MAX, 3, 1).birth(), BIRTH_LIMIT - 1);
+        assert_eq!(Entry::new(i64::MIN, 3, 1).birth(), -BIRTH_LIMIT);
+        // The files never change the order.
+        let mut v = vec![Entry::new(5, 0xff, 9), Entry::new(5, 0, 10), Entry::new(4, 0x7f, 11)];
+        v.sort_unstable_by_key(|e| (e.birth(), e.number));
+        assert_eq!(v.iter().map(|e| e.number).collect::<Vec<_>>(), [11, 9, 10]);
+    }
 }

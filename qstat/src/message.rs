@@ -5,7 +5,7 @@
 //! Every file is opened from the queue's own directory handles without
 //! following a link and without changing an access time; an entry that is
 //! not a regular file is named, never opened for reading. The envelopes
-//! are read up to [`WHOLE_CAP`]; a larger recipient list is not held: it
+//! are read up to [`HOLD_CAP`]; a larger recipient list is not held: it
 //! is named in [`Recipients::Large`] and streamed again from its file when
 //! it is printed, so memory stays bounded whatever its size.
 //!
@@ -17,7 +17,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use qcommon::envelope::{read_records, Info, Recipients as List, Todo, WHOLE_CAP};
+use qcommon::envelope::{read_records, Info, Recipients as List, Todo};
 use qcommon::queue::{bucket_of, Part};
 use qcommon::safe_fs::{number_name, Dir, FileKind, Stat};
 use qcommon::scan::{ScanLayout, INFO_CAP};
@@ -231,7 +231,15 @@ pub struct ReadOptions {
     pub misplaced: bool,
     /// qfixq salvaged it (lost+found/salvaged).
     pub salvaged: bool,
+    /// The files the scan saw, by bit [`Part::index`]: only those are
+    /// looked at, unless one of them is gone (then every file is, as
+    /// qmail-send may have moved the message on meanwhile). `None`: all.
+    pub parts: Option<u8>,
 }
+
+/// The largest recipient list held in memory between reading and
+/// printing; a larger one is read again from its file as it is printed.
+pub const HOLD_CAP: usize = 8 << 10;
 
 /// The directory holding `part`'s file of message `n`, relative to the
 /// queue root.
@@ -294,6 +302,25 @@ fn judge(dir: &Dir, name: &OsStr, e: Error) -> Got {
 /// Reads message `n` from the queue `root`. `cache` holds directory
 /// handles between calls; `buf` is a reusable read buffer.
 pub fn read(root: &Dir, cache: &mut Dirs, n: u64, opts: &ReadOptions, buf: &mut Vec<u8>) -> Message {
+    if let Some(mask) = opts.parts {
+        let (m, vanished) = read_parts(root, cache, n, opts, buf, mask);
+        if !vanished {
+            return m;
+        }
+    }
+    read_parts(root, cache, n, opts, buf, u8::MAX).0
+}
+
+/// [`read`] of the files in `mask`; true when one of them was gone.
+fn read_parts(
+    root: &Dir,
+    cache: &mut Dirs,
+    n: u64,
+    opts: &ReadOptions,
+    buf: &mut Vec<u8>,
+    mask: u8,
+) -> (Message, bool) {
+    let mut vanished = false;
     let layout = opts.layout;
     let split = layout.split.max(1);
     let mut m = Message {
@@ -319,6 +346,9 @@ pub fn read(root: &Dir, cache: &mut Dirs, n: u64, opts: &ReadOptions, buf: &mut 
     // Copies elsewhere: read when the right place has none.
     let elsewhere = if opts.search_buckets { search(root, cache, &mut m, layout) } else { Vec::new() };
     for part in Part::ALL {
+        if mask & (1 << part.index()) == 0 {
+            continue;
+        }
         let mut places = vec![(part_dir(part, n, layout), false)];
         places.extend(elsewhere.iter().filter(|(p, _)| *p == part).map(|(_, d)| (d.clone(), true)));
         let mut used = false;
@@ -340,10 +370,13 @@ pub fn read(root: &Dir, cache: &mut Dirs, n: u64, opts: &ReadOptions, buf: &mut 
                 }
             };
             let reads = matches!(part, Part::Todo | Part::Intd | Part::Info | Part::Local | Part::Remote);
-            let cap = if part == Part::Info { INFO_CAP } else { WHOLE_CAP };
+            let cap = if part == Part::Info { INFO_CAP } else { HOLD_CAP };
             let (got, large) = if reads { read_at(dir, &name, cap, buf) } else { (stat_at(dir, &name), false) };
             match got {
-                Got::Absent => continue,
+                Got::Absent => {
+                    vanished |= !wrong;
+                    continue;
+                }
                 Got::Regular(stat) => {
                     used = true;
                     m.files[part.index()] = Some(FileAt { part, rel: rel.clone(), stat, misplaced: wrong });
@@ -493,7 +526,7 @@ pub fn read(root: &Dir, cache: &mut Dirs, n: u64, opts: &ReadOptions, buf: &mut 
     damage.sort_unstable();
     damage.dedup();
     m.damage = damage;
-    m
+    (m, vanished)
 }
 
 /// Damage reason: an entry with the message's name that is not a regular

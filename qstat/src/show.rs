@@ -158,7 +158,8 @@ pub fn run(req: &ShowRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
     let sl = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
     let salvaged = qcommon::salvaged::read_all(root).unwrap_or_else(|_| Salvaged::default());
     let n = req.number;
-    let opts = ReadOptions { layout: sl, search_buckets: true, misplaced: false, salvaged: salvaged.contains(n) };
+    let opts =
+        ReadOptions { layout: sl, search_buckets: true, misplaced: false, salvaged: salvaged.contains(n), parts: None };
     let m = read(root, &mut Dirs::default(), n, &opts, &mut Vec::new());
     if m.is_absent() {
         for e in &m.errors {

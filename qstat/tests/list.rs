@@ -477,3 +477,58 @@ fn show_gives_one_message() {
     let o = run(&b.queue, &["--show", &n, "--raw", "--body"]);
     assert_eq!(o.status.code(), Some(16));
 }
+
+/// Beside a qmail-send at work: a thread removes messages as qmail-send
+/// does while `--list` runs again and again; every run succeeds with
+/// nothing on stderr, lists only built messages, each once, oldest first,
+/// and a message removed between the passes is left out, not an error.
+#[test]
+fn list_works_while_messages_go() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let t = tempfile::tempdir().unwrap();
+    let b = build(t.path(), 400, false, 61);
+    let (q, split) = (b.queue.clone(), b.spec_split);
+    let built: BTreeMap<u64, i64> = b.messages.iter().map(|m| (m.number, m.birth)).collect();
+    let victims: Vec<(u64, bool)> = b.messages.iter().map(|m| (m.number, m.state == BuiltState::TodoStage)).collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let remover = {
+        let (q, done) = (q.clone(), done.clone());
+        std::thread::spawn(move || {
+            for (i, (n, todo)) in victims.iter().enumerate() {
+                let parts: &[Part] = if *todo {
+                    &[Part::Todo, Part::Intd, Part::Mess]
+                } else {
+                    &[Part::Bounce, Part::Local, Part::Remote, Part::Info, Part::Mess]
+                };
+                for &p in parts {
+                    let _ = fs::remove_file(message_path(&q, p, *n, split, false));
+                }
+                if i % 4 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let mut runs = 0;
+    while !done.load(Ordering::SeqCst) || runs < 2 {
+        let o = run(&q, &["-l", "--json"]);
+        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+        assert!(o.stderr.is_empty(), "{}", err(&o));
+        let v: Vec<Json> = out(&o).lines().map(Json::parse).collect();
+        let mut last = (i64::MIN, 0);
+        for j in &v {
+            let n = j.get("number").u();
+            assert!(built.contains_key(&n), "{n} was never built");
+            let key = (built[&n], n);
+            assert!(key > last, "not oldest first, or twice: {n}");
+            last = key;
+        }
+        runs += 1;
+    }
+    remover.join().unwrap();
+    let o = run(&q, &["-l"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(o.stdout.is_empty(), "{}", out(&o));
+}
