@@ -588,7 +588,7 @@ mod tests {
         assert_eq!(Entry::new(i64::MAX, 3, 1).birth(), BIRTH_LIMIT - 1);
         assert_eq!(Entry::new(i64::MIN, 3, 1).birth(), -BIRTH_LIMIT);
         // The files never change the order.
-        let mut v = vec![Entry::new(5, 0xff, 9), Entry::new(5, 0, 10), Entry::new(4, 0x7f, 11)];
+        let mut v = [Entry::new(5, 0xff, 9), Entry::new(5, 0, 10), Entry::new(4, 0x7f, 11)];
         v.sort_unstable_by_key(|e| (e.birth(), e.number));
         assert_eq!(v.iter().map(|e| e.number).collect::<Vec<_>>(), [11, 9, 10]);
     }
