@@ -3,7 +3,7 @@ complete -c qstat -l queue -d 'The queue directory (default: QMAIL_HOME/queue)' 
 complete -c qstat -l qmail-home -d 'qmail\'s home; the queue is DIR/queue' -r -F
 complete -c qstat -l split -d 'conf-split qmail was built with (default: from qmail-showctl, else from the buckets on disk)' -r
 complete -c qstat -l ids -d 'qmail\'s numeric ids as QMAILQ:QMAILS:QMAILR:QMAILGID (default: from qmail-showctl, else from the passwd and group files)' -r
-complete -c qstat -l threads -d 'Threads that stat and read message files for --detail and --top (on a cold cache each is a read in flight)' -r
+complete -c qstat -l threads -d 'Threads that stat and read message files for --detail, --top and --list (on a cold cache each is a read in flight)' -r
 complete -c qstat -l top -d 'List the N most frequent envelope senders and recipient domains (where a flood comes from)' -r
 complete -c qstat -l prometheus -d 'Print the figures in Prometheus text format (metrics qmail_queue_*), for node_exporter\'s textfile collector; with FILE, write it there atomically (a temporary file, then a rename)' -r -F
 complete -c qstat -l warning -d '--check: WARNING when the number of messages in queue is outside RANGE ([@]start:end; N means 0:N, i.e. above N)' -r
@@ -18,7 +18,7 @@ complete -c qstat -l older-than -d '--list: only messages at least this old (36h
 complete -c qstat -l younger-than -d '--list: only messages younger than this' -r
 complete -c qstat -l watch -d 'Print again every SECS seconds (fractions allowed), each time after a line with the local time' -r
 complete -c qstat -l detail -d 'Break the queue down by a full scan: preprocessed messages, recipients still to do (local, remote), pending bounces, null-sender and double-bounce messages, the oldest message, messages past control/queuelifetime, damaged messages'
-complete -c qstat -l json -d 'Print one JSON document (one line) with everything computed'
+complete -c qstat -l json -d 'Print one JSON document (one line) with everything computed; with --list, one object per message, one per line, as the listing goes'
 complete -c qstat -l check -d 'Act as a Nagios/Icinga plugin: one line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN'
 complete -c qstat -s l -l list -d 'List the messages, oldest first: per message its birth time (ISO 8601, UTC), number, size, stage (preprocessed, unpreprocessed, being-queued, no-envelope) and sender, then each recipient with its list (local, remote, or todo before preprocessing) and state (pending or done), and what is damaged. Selects with --sender, --recipient, --header, --older-than, --younger-than and message numbers (all must match); --json gives one object per line. Reads only; works beside a running qmail-send'
 complete -c qstat -l body -d 'With --show: the body too'

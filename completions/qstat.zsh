@@ -20,7 +20,7 @@ _qstat() {
 '--qmail-home=[qmail'\''s home; the queue is DIR/queue]:DIR:_files' \
 '--split=[conf-split qmail was built with (default\: from qmail-showctl, else from the buckets on disk)]:N:_default' \
 '--ids=[qmail'\''s numeric ids as QMAILQ\:QMAILS\:QMAILR\:QMAILGID (default\: from qmail-showctl, else from the passwd and group files)]:Q:S:R:G:_default' \
-'--threads=[Threads that stat and read message files for --detail and --top (on a cold cache each is a read in flight)]:N:_default' \
+'--threads=[Threads that stat and read message files for --detail, --top and --list (on a cold cache each is a read in flight)]:N:_default' \
 '--top=[List the N most frequent envelope senders and recipient domains (where a flood comes from)]:N:_default' \
 '--prometheus=[Print the figures in Prometheus text format (metrics qmail_queue_*), for node_exporter'\''s textfile collector; with FILE, write it there atomically (a temporary file, then a rename)]::FILE:_files' \
 '--warning=[--check\: WARNING when the number of messages in queue is outside RANGE (\[@\]start\:end; N means 0\:N, i.e. above N)]:RANGE:_default' \
@@ -37,7 +37,7 @@ _qstat() {
 '--younger-than=[--list\: only messages younger than this]:DUR:_default' \
 '--watch=[Print again every SECS seconds (fractions allowed), each time after a line with the local time]:SECS:_default' \
 '--detail[Break the queue down by a full scan\: preprocessed messages, recipients still to do (local, remote), pending bounces, null-sender and double-bounce messages, the oldest message, messages past control/queuelifetime, damaged messages]' \
-'(--prometheus)--json[Print one JSON document (one line) with everything computed]' \
+'(--prometheus)--json[Print one JSON document (one line) with everything computed; with --list, one object per message, one per line, as the listing goes]' \
 '(--json --prometheus --watch --top)--check[Act as a Nagios/Icinga plugin\: one line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN]' \
 '(--detail --top --prometheus --check --watch)-l[List the messages, oldest first\: per message its birth time (ISO 8601, UTC), number, size, stage (preprocessed, unpreprocessed, being-queued, no-envelope) and sender, then each recipient with its list (local, remote, or todo before preprocessing) and state (pending or done), and what is damaged. Selects with --sender, --recipient, --header, --older-than, --younger-than and message numbers (all must match); --json gives one object per line. Reads only; works beside a running qmail-send]' \
 '(--detail --top --prometheus --check --watch)--list[List the messages, oldest first\: per message its birth time (ISO 8601, UTC), number, size, stage (preprocessed, unpreprocessed, being-queued, no-envelope) and sender, then each recipient with its list (local, remote, or todo before preprocessing) and state (pending or done), and what is damaged. Selects with --sender, --recipient, --header, --older-than, --younger-than and message numbers (all must match); --json gives one object per line. Reads only; works beside a running qmail-send]' \

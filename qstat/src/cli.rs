@@ -54,7 +54,7 @@ pub struct Cli {
     #[arg(long)]
     pub detail: bool,
 
-    /// Threads that stat and read message files for --detail and --top
+    /// Threads that stat and read message files for --detail, --top and --list
     /// (on a cold cache each is a read in flight).
     #[arg(long, value_name = "N", default_value_t = qcommon::scan::DEFAULT_THREADS as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: u32,
@@ -63,7 +63,8 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub top: Option<u32>,
 
-    /// Print one JSON document (one line) with everything computed.
+    /// Print one JSON document (one line) with everything computed; with --list, one object per message,
+    /// one per line, as the listing goes.
     #[arg(long, conflicts_with = "prometheus")]
     pub json: bool,
 

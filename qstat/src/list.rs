@@ -138,7 +138,12 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
         younger_than: None,
         now: req.now,
     };
-    let opts = ScanOptions { threads: req.threads, read_envelopes: sel.needs_envelope(), ..ScanOptions::default() };
+    // Without --sender or --recipient nothing is read and nothing stated by
+    // the scan: the births are stated afterwards, one file per message.
+    let envelopes = sel.needs_envelope();
+    let opts =
+        ScanOptions { threads: req.threads, stat: envelopes, read_envelopes: envelopes, ..ScanOptions::default() };
+    let mut sink_dirs = Dirs::default();
     let scanned = scan(root, sl, &opts, &mut |ev| match ev {
         ScanEvent::Message(m) => {
             if !sel.numbers.is_empty() {
@@ -147,14 +152,30 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
                     Err(_) => return,
                 }
             }
+            let wrong = misplaced(&m, sl);
+            if !envelopes {
+                // A file in a wrong place is stated here (rare); the others
+                // after the scan.
+                let entry = match wrong {
+                    true => Entry::new(birth_in_place(root, &mut sink_dirs, &m), parts_of(&m), m.number),
+                    false => Entry::new(0, parts_of(&m) | PENDING, m.number),
+                };
+                if wrong {
+                    wrong_place.push(m.number);
+                }
+                index.push(entry);
+                return;
+            }
             let birth = birth_of(&m);
             if !sel.age_ok(birth, req.now) {
                 return;
             }
-            if sel.needs_envelope() {
+            {
                 let Classified::Message(mut v) = classify(&m) else { return };
                 if let Some(re) = &sel.sender {
-                    let lost = v.sender.is_empty() && v.stage.name() == "preprocessed" && salvaged.contains(m.number);
+                    let lost = v.sender.is_empty()
+                        && v.stage == qkillns::select::Stage::Preprocessed
+                        && salvaged.contains(m.number);
                     if lost || !re.is_match(v.sender) {
                         return;
                     }
@@ -163,7 +184,7 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
                     return;
                 }
             }
-            if misplaced(&m, sl) {
+            if wrong {
                 wrong_place.push(m.number);
             }
             index.push(Entry::new(birth, parts_of(&m), m.number));
@@ -187,6 +208,10 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
     });
     if let Err(e) = scanned {
         return fatal(err, &e);
+    }
+    if !envelopes {
+        state_births(root, &mut index, sl, req.threads.clamp(1, 16));
+        index.retain(|e| e.parts() & GONE == 0 && sel.age_ok(e.birth(), req.now));
     }
     index.sort_unstable_by_key(|e| (e.birth(), e.number));
     wrong_place.sort_unstable();
@@ -383,6 +408,76 @@ impl Entry {
     fn parts(&self) -> u8 {
         (self.packed & 0xff) as u8
     }
+}
+
+/// The top bit of an entry's files byte (the seven files use the others):
+/// before the births are stated, the birth is still to be stated
+/// ([`PENDING`]); after, every file of the message was gone ([`GONE`]).
+const PENDING: u8 = 0x80;
+/// See [`PENDING`].
+const GONE: u8 = PENDING;
+
+/// The birth of a message the scan did not state, from its files where
+/// they belong: info's time stamp for a preprocessed message, else
+/// mess's (else todo's, intd's, info's). `None` when all are gone.
+fn stat_birth(root: &Dir, dirs: &mut Dirs, sl: ScanLayout, n: u64, parts: u8) -> Option<i64> {
+    use Part::{Info, Intd, Mess, Todo};
+    let has = |p: Part| parts & (1 << p.index()) != 0;
+    let order = if has(Info) && !has(Todo) { [Info, Mess, Todo, Intd] } else { [Mess, Todo, Intd, Info] };
+    let name = qcommon::safe_fs::number_name(n);
+    let mut gone = true;
+    for p in order.into_iter().filter(|p| has(*p)) {
+        let Ok(d) = dirs.get(root, &crate::message::part_dir(p, n, sl)) else { continue };
+        match d.stat(&name) {
+            Ok(st) => return Some(st.mtime),
+            Err(e) if e.is_not_found() => {}
+            // Read again (and reported) by the second pass.
+            Err(_) => gone = false,
+        }
+    }
+    if gone {
+        None
+    } else {
+        Some(0)
+    }
+}
+
+/// [`stat_birth`] for every pending entry, with `threads` threads over
+/// consecutive slices (so each keeps to a few buckets).
+fn state_births(root: &Dir, index: &mut [Entry], sl: ScanLayout, threads: usize) {
+    let per = index.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for chunk in index.chunks_mut(per) {
+            s.spawn(move || {
+                let mut dirs = Dirs::default();
+                for e in chunk.iter_mut().filter(|e| e.parts() & PENDING != 0) {
+                    let parts = e.parts() & !PENDING;
+                    *e = match stat_birth(root, &mut dirs, sl, e.number, parts) {
+                        Some(birth) => Entry::new(birth, parts, e.number),
+                        None => Entry::new(0, parts | GONE, e.number),
+                    };
+                }
+            });
+        }
+    });
+}
+
+/// The birth of a message with a file in a wrong place, stated where the
+/// scan found its files (see [`birth_of`]).
+fn birth_in_place(root: &Dir, dirs: &mut Dirs, m: &ScannedMessage) -> i64 {
+    let mtime = |p: Part, dirs: &mut Dirs| {
+        let f = m.file(p)?;
+        let rel = f.rel_path(m.number);
+        let d = dirs.get(root, rel.parent()?).ok()?;
+        d.stat(rel.file_name()?).ok().map(|s| s.mtime)
+    };
+    let first = if !m.has(Part::Todo) && m.has(Part::Info) { mtime(Part::Info, dirs) } else { mtime(Part::Mess, dirs) };
+    first
+        .or_else(|| mtime(Part::Mess, dirs))
+        .or_else(|| mtime(Part::Todo, dirs))
+        .or_else(|| mtime(Part::Intd, dirs))
+        .or_else(|| mtime(Part::Info, dirs))
+        .unwrap_or(0)
 }
 
 /// The files the scan saw of `m`, by bit [`Part::index`].
