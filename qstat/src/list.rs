@@ -156,33 +156,30 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
             if !envelopes {
                 // A file in a wrong place is stated here (rare); the others
                 // after the scan.
-                let entry = match wrong {
-                    true => Entry::new(birth_in_place(root, &mut sink_dirs, &m), parts_of(&m), m.number),
-                    false => Entry::new(0, parts_of(&m) | PENDING, m.number),
-                };
                 if wrong {
                     wrong_place.push(m.number);
+                    index.push(Entry::new(birth_in_place(root, &mut sink_dirs, &m), parts_of(&m), m.number));
+                } else {
+                    index.push(Entry::new(0, parts_of(&m) | PENDING, m.number));
                 }
-                index.push(entry);
                 return;
             }
             let birth = birth_of(&m);
             if !sel.age_ok(birth, req.now) {
                 return;
             }
-            {
-                let Classified::Message(mut v) = classify(&m) else { return };
-                if let Some(re) = &sel.sender {
-                    let lost = v.sender.is_empty()
-                        && v.stage == qkillns::select::Stage::Preprocessed
-                        && salvaged.contains(m.number);
-                    if lost || !re.is_match(v.sender) {
-                        return;
-                    }
-                }
-                if sel.recipient.is_some() && !crit.rest_matches_in(root, &mut v) {
+            // A message whose envelope cannot be read matches neither.
+            let Classified::Message(mut v) = classify(&m) else { return };
+            if let Some(re) = &sel.sender {
+                let lost = v.sender.is_empty()
+                    && v.stage == qkillns::select::Stage::Preprocessed
+                    && salvaged.contains(m.number);
+                if lost || !re.is_match(v.sender) {
                     return;
                 }
+            }
+            if sel.recipient.is_some() && !crit.rest_matches_in(root, &mut v) {
+                return;
             }
             if wrong {
                 wrong_place.push(m.number);
