@@ -24,7 +24,7 @@ _qstat() {
 
     case "${cmd}" in
         qstat)
-            opts="-h -V --queue --qmail-home --split --ids --detail --threads --top --json --prometheus --check --warning --critical --warning-unprocessed --warning-unpreprocessed --critical-unprocessed --critical-unpreprocessed --watch --until-preprocessed --help --version"
+            opts="-l -h -V --queue --qmail-home --split --ids --detail --threads --top --json --prometheus --check --warning --critical --warning-unprocessed --warning-unpreprocessed --critical-unprocessed --critical-unpreprocessed --list --show --body --raw --sender --recipient --header --older-than --younger-than --watch --until-preprocessed --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -79,6 +79,30 @@ _qstat() {
                     return 0
                     ;;
                 --critical-unprocessed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --show)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sender)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recipient)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --younger-than)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
