@@ -223,7 +223,35 @@ pub fn plan_structure(ctx: &StructureCtx<'_>, q: &mut Quarantine) -> Vec<Finding
     }
     lock_file(ctx, q, &mut out, LockFile::Tcpto);
     lock_file(ctx, q, &mut out, LockFile::Trigger);
+    leftover_temporaries(ctx, &mut out);
     out
+}
+
+/// The temporary files of a lock file's rewrite (`lock/.qtools-tmp.*`,
+/// written, fsynced, then renamed over the lock file) that a run killed
+/// in the middle of that step left: copies of what qfixq was writing,
+/// removed. Anything else in lock/ is not qfixq's and is left alone.
+fn leftover_temporaries(ctx: &StructureCtx<'_>, out: &mut Vec<Finding>) {
+    let Ok(lock) = ctx.root.open_dir(OsStr::new("lock")) else { return };
+    let Ok(entries) = lock.entries() else { return };
+    for e in entries {
+        if !e.name.as_encoded_bytes().starts_with(b".qtools-tmp.") {
+            continue;
+        }
+        let Ok(st) = lock.stat(&e.name) else { continue };
+        if st.kind != FileKind::Regular {
+            continue;
+        }
+        let path = PathBuf::from("lock").join(&e.name);
+        let expect = Some(Expect { ino: st.ino, kind: st.kind, max_nlink: 1 });
+        out.push(Finding::fix(
+            Kind::Stray,
+            path.clone(),
+            "temporary file of an interrupted repair",
+            "removed",
+            Action { message: None, steps: vec![Step::Unlink { path, expect }] },
+        ));
+    }
 }
 
 /// Whether the scan's stray at `path` is covered by structure planning

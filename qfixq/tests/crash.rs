@@ -485,3 +485,24 @@ fn random_damage_random_kills() {
 fn crash_copied_to_other_fs_with_lost_senders() {
     crash_test_all(&[Damage::CopiedToOtherFs, Damage::MissingBucket, Damage::GarbledInfo], false);
 }
+
+/// A kill inside the rewrite of a lock file (between the write of its
+/// temporary file and the rename) leaves `lock/.qtools-tmp.*`: the next
+/// run removes it; anything else in lock/ is not qfixq's and stays.
+#[test]
+fn a_lock_file_rewrite_killed_midway_is_cleaned_up() {
+    if !root_or_skip("a_lock_file_rewrite_killed_midway_is_cleaned_up") {
+        return;
+    }
+    let fx = build(20, SPLIT, false, 8, &[]);
+    let q = fx.queue();
+    std::fs::write(q.join("lock/.qtools-tmp.4242.1"), vec![0u8; 1024]).unwrap();
+    std::fs::write(q.join("lock/notes"), b"the admin's").unwrap();
+    let check = qfixq(q, &[]);
+    check.expect(4, "check");
+    assert!(check.out().contains("lock/.qtools-tmp.4242.1"), "{}", check.show());
+    qfixq(q, &["live"]).expect(1, "live");
+    qfixq(q, &[]).expect(0, "check after live");
+    assert!(!q.join("lock/.qtools-tmp.4242.1").exists());
+    assert_eq!(std::fs::read(q.join("lock/notes")).unwrap(), b"the admin's");
+}
