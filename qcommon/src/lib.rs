@@ -11,6 +11,7 @@ pub mod cli;
 pub mod envelope;
 pub mod fault;
 pub mod interrupt;
+pub mod json;
 pub mod layout;
 pub mod lock;
 pub mod mutator;
