@@ -102,6 +102,37 @@ pub struct Cli {
     )]
     pub critical_unpreprocessed: Option<Threshold>,
 
+    /// --check: WARNING when the oldest message's age in seconds is outside RANGE (scans the queue, as
+    /// --detail).
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub warning_age: Option<Threshold>,
+
+    /// --check: CRITICAL when the oldest message's age in seconds is outside RANGE (scans the queue).
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub critical_age: Option<Threshold>,
+
+    /// --check: WARNING when the number of messages past queuelifetime is outside RANGE (scans the queue).
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub warning_expired: Option<Threshold>,
+
+    /// --check: CRITICAL when the number of messages past queuelifetime is outside RANGE (scans the queue).
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub critical_expired: Option<Threshold>,
+
+    /// --check: WARNING when the number of damaged messages is outside RANGE (scans the queue; with
+    /// --detail and no RANGE given: 0, i.e. any damaged message warns).
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub warning_damaged: Option<Threshold>,
+
+    /// --check: CRITICAL when the number of damaged messages is outside RANGE (scans the queue).
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub critical_damaged: Option<Threshold>,
+
+    /// --prometheus: the value of the label queue on every metric (default: the queue's path), to tell
+    /// two queues on one host apart.
+    #[arg(long, value_name = "NAME", requires = "prometheus")]
+    pub queue_name: Option<String>,
+
     /// Print again every SECS seconds (fractions allowed), each time after a line with the local time.
     #[arg(long, value_name = "SECS", value_parser = parse_interval)]
     pub watch: Option<Duration>,
@@ -109,6 +140,24 @@ pub struct Cli {
     /// With --watch: exit 0 as soon as no message is left unpreprocessed (todo is empty).
     #[arg(long, requires = "watch")]
     pub until_preprocessed: bool,
+}
+
+impl Cli {
+    /// The thresholds of `--check`.
+    pub fn thresholds(&self) -> crate::check::Thresholds {
+        crate::check::Thresholds {
+            warning: self.warning.clone(),
+            critical: self.critical.clone(),
+            warning_unpreprocessed: self.warning_unpreprocessed.clone(),
+            critical_unpreprocessed: self.critical_unpreprocessed.clone(),
+            warning_age: self.warning_age.clone(),
+            critical_age: self.critical_age.clone(),
+            warning_expired: self.warning_expired.clone(),
+            critical_expired: self.critical_expired.clone(),
+            warning_damaged: self.warning_damaged.clone(),
+            critical_damaged: self.critical_damaged.clone(),
+        }
+    }
 }
 
 /// Parses a positive number of seconds.

@@ -197,6 +197,8 @@ mod tests {
             top: Some(TopLists { senders: vec![(b"a\x7f\xff".to_vec(), 2)], ..TopLists::default() }),
             errors: vec!["x".into()],
             warnings: vec![],
+            count_errors: 0,
+            structure: None,
         };
         let j = render(&r);
         assert!(

@@ -25,6 +25,7 @@ pub mod lifetime;
 pub mod listing;
 pub mod prom;
 pub mod report;
+pub mod structure;
 pub mod text;
 pub mod top;
 pub mod words;
@@ -39,7 +40,6 @@ use clap::Parser;
 pub use cli::{command, Cli};
 pub use exit::ExitCode;
 
-use crate::check::Thresholds;
 use crate::report::{Fatal, Report, Request};
 use crate::words::WordRules;
 
@@ -94,9 +94,18 @@ fn count_threads() -> usize {
 
 /// Runs a parsed command line, writing to `out` and `err`.
 pub fn execute(cli: &Cli, words: WordRules, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let thresholds = cli.thresholds();
+    if cli.check {
+        if let Err(why) = thresholds.validate() {
+            let _ = out.write_all(check::unknown(&format!("usage: {why}")).as_bytes());
+            let _ = out.flush();
+            return ExitCode::Unknown;
+        }
+    }
     let req = Request {
         layout: cli.queue.layout_options(),
-        detail: cli.detail,
+        detail: cli.detail || (cli.check && thresholds.need_scan()),
+        structure: cli.check,
         top: cli.top.map(|n| n as usize),
         words,
         threads: count_threads(),
@@ -140,13 +149,7 @@ fn emit(cli: &Cli, res: Result<Report, Fatal>, out: &mut dyn Write, err: &mut dy
     }
     let mut code = if r.complete() { ExitCode::Ok } else { ExitCode::Incomplete };
     if cli.check {
-        let th = Thresholds {
-            warning: cli.warning.clone(),
-            critical: cli.critical.clone(),
-            warning_unpreprocessed: cli.warning_unpreprocessed.clone(),
-            critical_unpreprocessed: cli.critical_unpreprocessed.clone(),
-        };
-        let (line, state) = check::render(&r, &th);
+        let (line, state) = check::render(&r, &cli.thresholds());
         out.write_all(line.as_bytes())?;
         code = state;
     } else if cli.json {

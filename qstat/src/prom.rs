@@ -212,6 +212,8 @@ mod tests {
             top: None,
             errors: vec![],
             warnings: vec![],
+            count_errors: 0,
+            structure: None,
         }
     }
 

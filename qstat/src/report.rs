@@ -28,6 +28,8 @@ pub struct Request {
     pub threads: usize,
     /// Threads of the scan behind the breakdown.
     pub scan_threads: usize,
+    /// Look at the queue's structure (`--check`).
+    pub structure: bool,
 }
 
 /// What was seen.
@@ -49,6 +51,10 @@ pub struct Report {
     pub errors: Vec<String>,
     /// Warnings (escaped): nothing was missed, but something is odd.
     pub warnings: Vec<String>,
+    /// How many of `errors` (the first ones) came from qmail-qstat's count.
+    pub count_errors: usize,
+    /// Problems of the queue's structure, when looked at.
+    pub structure: Option<Vec<crate::structure::Problem>>,
 }
 
 impl Report {
@@ -96,9 +102,34 @@ pub fn take(req: &Request, now: i64) -> Result<Report, Fatal> {
         top: None,
         errors: Vec::new(),
         warnings: Vec::new(),
+        count_errors: errors.len(),
+        structure: None,
     };
+    let mut layout = None;
+    if req.structure {
+        match discover(&req.layout) {
+            Ok(l) => {
+                report.structure = Some(crate::structure::check(&opened.dir, &l));
+                layout = Some(l);
+            }
+            // Buckets that disagree are damage, not a reason to say nothing.
+            Err(qcommon::Error::Layout(why)) => {
+                report.structure = Some(vec![crate::structure::Problem {
+                    code: "split_undecidable",
+                    path: ".".into(),
+                    text: qcommon::error::escape_text(&why),
+                }]);
+                report.errors = errors;
+                return Ok(report);
+            }
+            Err(e) => return Err(Fatal(escaped(&e))),
+        }
+    }
     if req.detail || req.top.is_some() {
-        let layout = discover(&req.layout).map_err(|e| Fatal(escaped(&e)))?;
+        let layout = match layout {
+            Some(l) => l,
+            None => discover(&req.layout).map_err(|e| Fatal(escaped(&e)))?,
+        };
         let (lifetime, warning) = read_lifetime(layout.home.as_deref());
         if let Some(w) = warning {
             report.warnings.push(Escaped(w.as_bytes()).to_string());
