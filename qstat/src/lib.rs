@@ -138,6 +138,11 @@ fn emit(cli: &Cli, res: Result<Report, Fatal>, out: &mut dyn Write, err: &mut dy
                 return Ok(ExitCode::Unknown);
             }
             let _ = writeln!(err, "qstat: {f}");
+            // The textfile says the run failed, instead of going stale.
+            if let Some(path) = &cli.prometheus {
+                let label = prom::queue_label(cli.queue_name.as_deref(), &queue_path(cli));
+                write_prometheus(path, |prev| prom::render_failure(&label, clock::now(), prev), out, err)?;
+            }
             return Ok(ExitCode::Operational);
         }
     };
@@ -155,11 +160,8 @@ fn emit(cli: &Cli, res: Result<Report, Fatal>, out: &mut dyn Write, err: &mut dy
     } else if cli.json {
         out.write_all(json::render(&r).as_bytes())?;
     } else if let Some(path) = &cli.prometheus {
-        let text = prom::render(&r);
-        if path == Path::new("-") {
-            out.write_all(text.as_bytes())?;
-        } else if let Err(e) = prom::write_atomically(path, &text) {
-            let _ = writeln!(err, "qstat: cannot write {}: {e}", qcommon::error::escape_path(path));
+        let label = prom::queue_label(cli.queue_name.as_deref(), &r.queue);
+        if !write_prometheus(path, |prev| prom::render(&r, &label, prev), out, err)? {
             code = ExitCode::Operational;
         }
     } else {
@@ -167,6 +169,37 @@ fn emit(cli: &Cli, res: Result<Report, Fatal>, out: &mut dyn Write, err: &mut dy
     }
     out.flush()?;
     Ok(code)
+}
+
+/// The queue's path as the options name it (for a run that could not
+/// open it).
+fn queue_path(cli: &Cli) -> std::path::PathBuf {
+    match (&cli.queue.queue, &cli.queue.qmail_home) {
+        (Some(q), _) => q.clone(),
+        (None, Some(h)) => h.join("queue"),
+        (None, None) => Path::new(qcommon::layout::DEFAULT_HOME).join("queue"),
+    }
+}
+
+/// Writes the textfile `render` makes (given the last success recorded
+/// in the file it replaces) to stdout (`-`) or atomically to `path`.
+/// False when the file could not be written (the error is on `err`).
+fn write_prometheus(
+    path: &Path,
+    render: impl FnOnce(Option<i64>) -> String,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<bool> {
+    if path == Path::new("-") {
+        out.write_all(render(None).as_bytes())?;
+        return Ok(true);
+    }
+    let text = render(prom::previous_success(path));
+    if let Err(e) = prom::write_atomically(path, &text) {
+        let _ = writeln!(err, "qstat: cannot write {}: {e}", qcommon::error::escape_path(path));
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// `--watch`: a look every `interval`, until killed, or until nothing is

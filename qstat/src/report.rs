@@ -112,16 +112,9 @@ pub fn take(req: &Request, now: i64) -> Result<Report, Fatal> {
                 report.structure = Some(crate::structure::check(&opened.dir, &l));
                 layout = Some(l);
             }
-            // Buckets that disagree are damage, not a reason to say nothing.
-            Err(qcommon::Error::Layout(why)) => {
-                report.structure = Some(vec![crate::structure::Problem {
-                    code: "split_undecidable",
-                    path: ".".into(),
-                    text: qcommon::error::escape_text(&why),
-                }]);
-                report.errors = errors;
-                return Ok(report);
-            }
+            // Buckets that disagree leave the split unknown, and the
+            // structure cannot be judged without it: UNKNOWN, saying to
+            // give --split.
             Err(e) => return Err(Fatal(escaped(&e))),
         }
     }

@@ -17,7 +17,7 @@ use qcommon::safe_fs::{Dir, FileKind, Stat};
 pub struct Problem {
     /// A stable code: `missing_directory`, `not_a_directory`,
     /// `missing_bucket`, `missing_lock_file`, `wrong_lock_file`,
-    /// `wrong_owner`, `unreadable`, `split_undecidable`.
+    /// `wrong_owner`, `unreadable`.
     pub code: &'static str,
     /// The path, relative to the queue, escaped.
     pub path: String,

@@ -235,11 +235,18 @@ fn prometheus_file_is_written_atomically() {
     assert_eq!(names, vec![std::ffi::OsString::from("qmail.prom")], "no temporary file left");
     // Same figures as on stdout (the time stamp and ages may differ by a second).
     fn strip(s: &str) -> Vec<&str> {
-        s.lines().filter(|l| !l.starts_with("qmail_queue_scan_timestamp") && !l.contains("_age_")).collect()
+        s.lines()
+            .filter(|l| {
+                !l.starts_with("qmail_queue_scan_timestamp")
+                    && !l.starts_with("qmail_queue_last_success_timestamp")
+                    && !l.contains("_age_")
+            })
+            .collect()
     }
     assert_eq!(strip(&text), strip(&stdout_text));
-    assert!(text.contains(&format!("\nqmail_queue_messages {}\n", b.counts.messages)));
-    assert!(text.contains(&format!("\nqmail_queue_unpreprocessed_messages {}\n", b.counts.todo)));
+    let q = b.queue.display();
+    assert!(text.contains(&format!("\nqmail_queue_messages{{queue=\"{q}\"}} {}\n", b.counts.messages)));
+    assert!(text.contains(&format!("\nqmail_queue_unpreprocessed_messages{{queue=\"{q}\"}} {}\n", b.counts.todo)));
     assert!(text.contains("# TYPE qmail_queue_expired_messages gauge\n"));
     // A directory that does not exist: 8.
     let o =

@@ -125,3 +125,72 @@ fn inconsistent_thresholds_are_a_usage_error() {
         check(&b.queue, &["--warning", "5", "--critical", "10", "--warning-age", "@0:10", "--critical-age", "@2:5"]);
     assert_ne!(c, 3, "{l}");
 }
+
+fn sample<'a>(text: &'a str, metric: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.starts_with(&format!("{metric}{{"))).collect()
+}
+
+#[test]
+fn prometheus_labels_errors_and_last_success() {
+    let t = tempfile::tempdir().unwrap();
+    let b = build(t.path(), 40, false, 7);
+    apply_damage(&b, Damage::ZeroByteMess, 7, &t.path().join("outside")).expect("damage");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("qmail.prom");
+    let o = run(&b.queue, &["--detail", "--prometheus"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    // Every sample has the queue label, the path by default.
+    let q = format!("{{queue=\"{}\"", b.queue.display());
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        assert!(l.contains(&q), "{l}");
+    }
+    // Reasons are codes.
+    let reasons = sample(&text, "qmail_queue_damaged_messages_by_reason");
+    assert!(!reasons.is_empty(), "{text}");
+    for l in &reasons {
+        let code = l.split("reason=\"").nth(1).unwrap().split('"').next().unwrap();
+        assert!(!code.is_empty() && code.bytes().all(|c| c.is_ascii_lowercase() || c == b'_'), "{l}");
+    }
+    assert!(reasons.iter().any(|l| l.contains("reason=\"empty_mess\"")), "{text}");
+    assert_eq!(sample(&text, "qmail_queue_run_error"), vec![format!("qmail_queue_run_error{q}}} 0")]);
+
+    // A name for the label; a good run records its time as the last success.
+    let o = qstat()
+        .arg("--queue")
+        .arg(&b.queue)
+        .args(["--prometheus"])
+        .arg(&file)
+        .args(["--queue-name", "mx1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let good = fs::read_to_string(&file).unwrap();
+    let stamp = |text: &str, metric: &str| -> Option<i64> {
+        sample(text, metric).first().map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+    };
+    let success = stamp(&good, "qmail_queue_last_success_timestamp_seconds").expect("a last success");
+    assert_eq!(Some(success), stamp(&good, "qmail_queue_scan_timestamp_seconds"));
+    assert!(good.contains("\nqmail_queue_messages{queue=\"mx1\"} "), "{good}");
+
+    // The queue goes away: the file says so, keeps the last success, exit 8.
+    let gone = t.path().join("gone");
+    fs::rename(&b.queue, &gone).unwrap();
+    let o = qstat()
+        .arg("--queue")
+        .arg(&b.queue)
+        .args(["--prometheus"])
+        .arg(&file)
+        .args(["--queue-name", "mx1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(8), "{}", err(&o));
+    let failed = fs::read_to_string(&file).unwrap();
+    assert_eq!(sample(&failed, "qmail_queue_run_error"), vec!["qmail_queue_run_error{queue=\"mx1\"} 1"], "{failed}");
+    assert_eq!(sample(&failed, "qmail_queue_read_complete"), vec!["qmail_queue_read_complete{queue=\"mx1\"} 0"]);
+    assert_eq!(stamp(&failed, "qmail_queue_last_success_timestamp_seconds"), Some(success), "{failed}");
+    assert!(sample(&failed, "qmail_queue_messages").is_empty(), "no figures from a failed run: {failed}");
+    // --queue-name only goes with --prometheus.
+    let o = qstat().args(["--queue-name", "x"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(16));
+}
