@@ -10,6 +10,13 @@ complete -c qstat -l warning -d '--check: WARNING when the number of messages in
 complete -c qstat -l critical -d '--check: CRITICAL when the number of messages in queue is outside RANGE' -r
 complete -c qstat -l warning-unpreprocessed -l warning-unprocessed -d '--check: WARNING when the number of messages not yet preprocessed is outside RANGE' -r
 complete -c qstat -l critical-unpreprocessed -l critical-unprocessed -d '--check: CRITICAL when the number of messages not yet preprocessed is outside RANGE' -r
+complete -c qstat -l warning-age -d '--check: WARNING when the oldest message\'s age in seconds is outside RANGE (scans the queue, as --detail)' -r
+complete -c qstat -l critical-age -d '--check: CRITICAL when the oldest message\'s age in seconds is outside RANGE (scans the queue)' -r
+complete -c qstat -l warning-expired -d '--check: WARNING when the number of messages past queuelifetime is outside RANGE (scans the queue)' -r
+complete -c qstat -l critical-expired -d '--check: CRITICAL when the number of messages past queuelifetime is outside RANGE (scans the queue)' -r
+complete -c qstat -l warning-damaged -d '--check: WARNING when the number of damaged messages is outside RANGE (scans the queue; with --detail and no RANGE given: 0, i.e. any damaged message warns)' -r
+complete -c qstat -l critical-damaged -d '--check: CRITICAL when the number of damaged messages is outside RANGE (scans the queue)' -r
+complete -c qstat -l queue-name -d '--prometheus: the value of the label queue on every metric (default: the queue\'s path), to tell two queues on one host apart' -r
 complete -c qstat -l watch -d 'Print again every SECS seconds (fractions allowed), each time after a line with the local time' -r
 complete -c qstat -l detail -d 'Break the queue down by a full scan: preprocessed messages, recipients still to do (local, remote), pending bounces, null-sender and double-bounce messages, the oldest message, messages past control/queuelifetime, damaged messages'
 complete -c qstat -l json -d 'Print one JSON document (one line) with everything computed'

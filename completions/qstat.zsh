@@ -29,6 +29,13 @@ _qstat() {
 '--warning-unprocessed=[--check\: WARNING when the number of messages not yet preprocessed is outside RANGE]:RANGE:_default' \
 '--critical-unpreprocessed=[--check\: CRITICAL when the number of messages not yet preprocessed is outside RANGE]:RANGE:_default' \
 '--critical-unprocessed=[--check\: CRITICAL when the number of messages not yet preprocessed is outside RANGE]:RANGE:_default' \
+'--warning-age=[--check\: WARNING when the oldest message'\''s age in seconds is outside RANGE (scans the queue, as --detail)]:RANGE:_default' \
+'--critical-age=[--check\: CRITICAL when the oldest message'\''s age in seconds is outside RANGE (scans the queue)]:RANGE:_default' \
+'--warning-expired=[--check\: WARNING when the number of messages past queuelifetime is outside RANGE (scans the queue)]:RANGE:_default' \
+'--critical-expired=[--check\: CRITICAL when the number of messages past queuelifetime is outside RANGE (scans the queue)]:RANGE:_default' \
+'--warning-damaged=[--check\: WARNING when the number of damaged messages is outside RANGE (scans the queue; with --detail and no RANGE given\: 0, i.e. any damaged message warns)]:RANGE:_default' \
+'--critical-damaged=[--check\: CRITICAL when the number of damaged messages is outside RANGE (scans the queue)]:RANGE:_default' \
+'--queue-name=[--prometheus\: the value of the label queue on every metric (default\: the queue'\''s path), to tell two queues on one host apart]:NAME:_default' \
 '--watch=[Print again every SECS seconds (fractions allowed), each time after a line with the local time]:SECS:_default' \
 '--detail[Break the queue down by a full scan\: preprocessed messages, recipients still to do (local, remote), pending bounces, null-sender and double-bounce messages, the oldest message, messages past control/queuelifetime, damaged messages]' \
 '(--prometheus)--json[Print one JSON document (one line) with everything computed]' \

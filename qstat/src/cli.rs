@@ -63,7 +63,8 @@ pub struct Cli {
     pub json: bool,
 
     /// Print the figures in Prometheus text format (metrics qmail_queue_*), for node_exporter's textfile
-    /// collector; with FILE, write it there atomically (a temporary file, then a rename).
+    /// collector; with FILE, write it there atomically (a temporary file, then a rename) [default: standard
+    /// output].
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     pub prometheus: Option<PathBuf>,
 

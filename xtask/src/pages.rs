@@ -30,6 +30,9 @@ pub struct Page {
     pub examples: Vec<(&'static str, &'static [&'static str])>,
     /// (page, section).
     pub see_also: Vec<(&'static str, &'static str)>,
+    /// (mode words, what they do): the MODES section, for a tool whose
+    /// operands are mode words (they are left out of OPTIONS).
+    pub modes: Vec<(&'static str, &'static str)>,
 }
 
 /// The pages of the three tools.
@@ -102,6 +105,22 @@ fn qfixq() -> Page {
         })
         .collect();
     Page {
+        modes: vec![
+            (
+                "(none), check",
+                "Check only: change nothing, and print every problem with the exact steps a repair would take \
+                 (the default; -n and --dry-run say the same).",
+            ),
+            (
+                "live",
+                "Repair the queue: qmail-send must be stopped; qfixq takes its lock (lock/sendmutex) and holds it \
+                 to the end (--live says the same).",
+            ),
+            (
+                "live empty",
+                "Remove every message, and repair the structure, owners and modes (--live --empty says the same).",
+            ),
+        ],
         name: "qfixq",
         command: qfixq::command,
         exit,
@@ -178,6 +197,7 @@ fn qstat() -> Page {
         })
         .collect();
     Page {
+        modes: vec![],
         name: "qstat",
         command: qstat::command,
         exit,
@@ -240,6 +260,7 @@ fn qkillns() -> Page {
         })
         .collect();
     Page {
+        modes: vec![],
         name: "qkillns",
         command: qkillns::command,
         exit,
