@@ -816,16 +816,21 @@ impl Runner<'_> {
         let c = self.counts;
         let dry = self.dry();
         if self.json() {
+            // A dry run names its counts as what would happen; each work
+            // has its own counts.
             let (done, would) = if dry { (None, Some(())) } else { (Some(()), None) };
+            let expiring = matches!(self.work, Work::Expire { .. });
+            let (remove_done, remove_would) = if expiring { (None, None) } else { (done, would) };
+            let (expire_done, expire_would) = if expiring { (done, would) } else { (None, None) };
             let summary = SummaryJson {
                 scanned: c.scanned,
                 selected: c.selected,
-                removed: done.map(|_| c.removed),
-                would_remove: would.map(|_| c.removed),
-                bytes_freed: done.map(|_| c.bytes),
-                bytes_would_free: would.map(|_| c.bytes),
-                expired: done.map(|_| c.expired),
-                would_expire: would.map(|_| c.expired),
+                removed: remove_done.map(|_| c.removed),
+                would_remove: remove_would.map(|_| c.removed),
+                bytes_freed: remove_done.map(|_| c.bytes),
+                bytes_would_free: remove_would.map(|_| c.bytes),
+                expired: expire_done.map(|_| c.expired),
+                would_expire: expire_would.map(|_| c.expired),
                 already_expired: c.already_past,
                 not_preprocessed: c.not_preprocessed,
                 failed: c.failed,

@@ -36,7 +36,8 @@ pub fn render(page: &Page, cmd: clap::Command) -> Result<Vec<u8>> {
     let mut synopsis = Roff::new();
     synopsis.control("SH", ["SYNOPSIS"]).text(synopsis_line(page, &cmd));
     // Mode words have their own section: OPTIONS lists options only.
-    let cmd = if page.modes.is_empty() { cmd } else { cmd.mut_args(|a| if a.is_positional() { a.hide(true) } else { a }) };
+    let cmd =
+        if page.modes.is_empty() { cmd } else { cmd.mut_args(|a| if a.is_positional() { a.hide(true) } else { a }) };
     let man = Man::new(cmd);
     let mut piece = Vec::new();
     man.render_name_section(&mut piece)?;
