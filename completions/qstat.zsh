@@ -17,12 +17,12 @@ _qstat() {
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
 '(--qmail-home)--queue=[The queue directory (default\: QMAIL_HOME/queue)]:DIR:_files' \
-'--qmail-home=[qmail'\''s home; the queue is DIR/queue]:DIR:_files' \
+'--qmail-home=[qmail'\''s home; the queue is DIR/queue \[default\: /var/qmail\]]:DIR:_files' \
 '--split=[conf-split qmail was built with (default\: from qmail-showctl, else from the buckets on disk)]:N:_default' \
 '--ids=[qmail'\''s numeric ids as QMAILQ\:QMAILS\:QMAILR\:QMAILGID (default\: from qmail-showctl, else from the passwd and group files)]:Q:S:R:G:_default' \
 '--threads=[Threads that stat and read message files for --detail and --top (on a cold cache each is a read in flight)]:N:_default' \
 '--top=[List the N most frequent envelope senders and recipient domains (where a flood comes from)]:N:_default' \
-'--prometheus=[Print the figures in Prometheus text format (metrics qmail_queue_*), for node_exporter'\''s textfile collector; with FILE, write it there atomically (a temporary file, then a rename)]::FILE:_files' \
+'--prometheus=[Print the figures in Prometheus text format (metrics qmail_queue_*), for node_exporter'\''s textfile collector; with FILE, write it there atomically (a temporary file, then a rename) \[default\: standard output\]]::FILE:_files' \
 '--warning=[--check\: WARNING when the number of messages in queue is outside RANGE (\[@\]start\:end; N means 0\:N, i.e. above N)]:RANGE:_default' \
 '--critical=[--check\: CRITICAL when the number of messages in queue is outside RANGE]:RANGE:_default' \
 '--warning-unpreprocessed=[--check\: WARNING when the number of messages not yet preprocessed is outside RANGE]:RANGE:_default' \

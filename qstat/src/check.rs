@@ -1,18 +1,23 @@
 //! `--check`: qstat as a Nagios/Icinga plugin. This module owns the
-//! threshold ranges of the plugin guidelines and the one line of output.
+//! threshold ranges of the plugin guidelines, the states and the one line
+//! of output (docs/monitoring.md).
 //!
 //! A threshold is a range `[@]start:end`; the plugin alerts when the value
 //! is outside it (inside it with `@`). `N` means `0:N` (alert above N or
 //! below 0), `N:` means from N up (alert below N), `~:N` means from minus
-//! infinity (alert above N). `--warning`/`--critical` apply to the number
-//! of messages in the queue, `--warning-unpreprocessed`/
-//! `--critical-unpreprocessed` to the messages not yet preprocessed; the
-//! worst state wins. The line is
+//! infinity (alert above N). Pairs of warning and critical ranges apply to
+//! the messages in queue, the messages not yet preprocessed, and (with the
+//! full scan) the oldest message's age, the messages past queuelifetime
+//! and the damaged messages (warning `0` unless given); a pair whose
+//! critical range does not hold its warning range is refused. Structure
+//! damage (see [`crate::structure`]) is CRITICAL whatever the thresholds.
+//! The worst state wins. The line is
 //!
 //! `QSTAT OK - 123 messages in queue, 4 not yet preprocessed | messages=123;W;C;0 unpreprocessed=4;;;0`
 //!
-//! with the thresholds as given in the perfdata, and with `--detail` more
-//! perfdata (recipients, bounces, oldest age, expired, damaged).
+//! with the thresholds as given in the perfdata, and with the scan more
+//! words and perfdata (recipients, bounces, oldest age, expired, damaged,
+//! structure problems).
 
 use crate::exit::ExitCode;
 use crate::report::Report;

@@ -26,8 +26,10 @@ const AFTER_HELP: &str = "\
 Exit status: 0 done; 4 printed, but part of the queue could not be read (the errors are on stderr, the \
 counts may be low); 8 the queue is unreadable or not a qmail queue, or its split is undecidable for \
 --detail/--top (give --split); 16 usage error.
-With --check (a Nagios/Icinga plugin): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (queue unreadable, part of \
-it unreadable, bad options), and one line on stdout.";
+With --check (a Nagios/Icinga plugin): 0 OK, 1 WARNING (a threshold; damaged messages, with --detail), \
+2 CRITICAL (a threshold; damage to the queue's structure: missing buckets or lock files, wrong owners), \
+3 UNKNOWN (queue unreadable, part of it unreadable, bad options or thresholds that do not fit together), \
+and one line on stdout.";
 
 /// qstat's options.
 #[derive(Debug, Clone, Parser)]

@@ -177,11 +177,18 @@ fn qstat() -> Page {
                         "Everything was counted and printed; with --check: OK; with --watch --until-preprocessed: \
                          no message is left unpreprocessed."
                     }
-                    E::Warning => "--check: a --warning threshold was crossed.",
-                    E::Critical => "--check: a --critical threshold was crossed.",
+                    E::Warning => {
+                        "--check: a warning threshold was crossed, or (with the scan of --detail) damaged \
+                         messages were found."
+                    }
+                    E::Critical => {
+                        "--check: a critical threshold was crossed, or the queue's structure is damaged so that \
+                         qmail-send stops or stalls (a missing directory, bucket or lock file, a wrong owner)."
+                    }
                     E::Unknown => {
-                        "--check: the state is unknown (the queue or part of it is unreadable, or a bad option). \
-                         In --check mode every error exits 3, as plugins must."
+                        "--check: the state is unknown (the queue or part of it is unreadable, a bad option, or a \
+                         warning and a critical range that do not fit together). In --check mode every error \
+                         exits 3, as plugins must."
                     }
                     E::Incomplete => {
                         "The figures were printed, but part of the queue could not be read (each error is on \
@@ -210,8 +217,9 @@ fn qstat() -> Page {
         notes: vec![
             "qstat only reads: it never changes a byte, a mode, an owner or a time stamp, and it may run while \
              qmail-send works (files that vanish while they are counted are no error). It needs no qmail program.",
-            "A RANGE for --warning and --critical follows the Nagios plugin guidelines: N alerts above N, \
-             START:END outside START..END, @START:END inside it.",
+            "A RANGE for --warning and --critical (and the other thresholds) follows the Nagios plugin \
+             guidelines: N alerts above N, START:END outside START..END, @START:END inside it. The critical \
+             range must hold the warning range.",
         ],
         operands: None,
         examples: vec![
@@ -226,6 +234,11 @@ fn qstat() -> Page {
             (
                 "A Nagios/Icinga check: WARNING above 5000 messages, CRITICAL above 20000:",
                 &["qstat --check --warning 5000 --critical 20000"],
+            ),
+            (
+                "A check that also scans every message: WARNING on damaged messages or a message older than a \
+                 day, CRITICAL past five days:",
+                &["qstat --check --detail --warning 5000 --critical 20000 --warning-age 86400 --critical-age 432000"],
             ),
             (
                 "Metrics for node_exporter's textfile collector, every minute from cron (/etc/cron.d/qstat):",
