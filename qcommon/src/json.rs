@@ -30,7 +30,7 @@ pub struct Formatter;
 fn escape_del<W: ?Sized + io::Write>(w: &mut W, s: &str) -> io::Result<()> {
     let mut rest = s;
     while let Some(i) = rest.find('\u{7f}') {
-        w.write_all(rest[..i].as_bytes())?;
+        w.write_all(&rest.as_bytes()[..i])?;
         w.write_all(b"\\u007f")?;
         rest = &rest[i + 1..];
     }
