@@ -272,7 +272,6 @@ fn large_domains(root: &Dir, m: &ScannedMessage, part: Part, dm: &mut TopCounter
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn examine(
     root: &Dir,
     d: &mut Detail,
