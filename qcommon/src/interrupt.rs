@@ -45,16 +45,6 @@ pub fn request() {
     flag().store(true, Ordering::SeqCst);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_first_signal_sets_the_flag() {
-        install(32).unwrap();
-        assert!(!requested());
-        nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
-        // The handler ran before raise returned (same thread).
-        assert!(requested());
-    }
-}
+// Tested through the binaries (qfixq/tests/signals.rs): the flag is
+// process-wide, and setting it here would stop the scans of the other
+// unit tests running in the same process.

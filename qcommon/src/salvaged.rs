@@ -27,6 +27,8 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+
+use nix::errno::Errno;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
@@ -206,7 +208,9 @@ pub fn read_all(root: &Dir) -> Result<Salvaged> {
     let mut out = Salvaged::default();
     let lf = match root.open_dir(OsStr::new(LOST_AND_FOUND)) {
         Ok(d) => d,
-        Err(e) if e.is_not_found() => return Ok(out),
+        // Missing, or something else than a directory (a link, a file, a
+        // pipe, which qfixq replaces before it uses lost+found): no records.
+        Err(e) if e.is_not_found() || matches!(e.errno(), Some(Errno::ENOTDIR | Errno::ELOOP)) => return Ok(out),
         Err(e) => return Err(e),
     };
     let dir = match lf.open_dir(OsStr::new(SALVAGED_DIR)) {

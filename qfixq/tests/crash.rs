@@ -95,7 +95,7 @@ fn lost_found_contents(queue: &Path) -> BTreeMap<(String, u64), usize> {
 /// holds the null sender: none dropped, none duplicated, none stale. (Why
 /// the sender was lost is left out: two builds may damage the same
 /// message's info differently.)
-fn salvage_records(queue: &Path) -> BTreeMap<i64, usize> {
+fn salvage_records(queue: &Path, split: u32) -> BTreeMap<i64, usize> {
     let mut out = BTreeMap::new();
     for f in regular_files(&queue.join("lost+found/salvaged")) {
         let text = String::from_utf8(read_nofollow(&f).unwrap_or_default()).unwrap_or_default();
@@ -104,9 +104,9 @@ fn salvage_records(queue: &Path) -> BTreeMap<i64, usize> {
         let n: u64 = fields[0].parse().unwrap();
         assert_eq!(f.file_name().unwrap().to_string_lossy(), fields[0], "{text:?}");
         assert_eq!(fields[1], fields[0], "record {text:?}: inode is not the number");
-        let mess = queue.join("mess").join((n % SPLIT as u64).to_string()).join(n.to_string());
+        let mess = queue.join("mess").join((n % u64::from(split)).to_string()).join(n.to_string());
         assert!(mess.is_file(), "record {text:?} names no message");
-        let info = queue.join("info").join((n % SPLIT as u64).to_string()).join(n.to_string());
+        let info = queue.join("info").join((n % u64::from(split)).to_string()).join(n.to_string());
         assert_eq!(read_nofollow(&info).unwrap_or_default(), b"F\0", "record {text:?}: info");
         assert!(["info-missing", "info-empty", "info-garbled"].contains(&fields[3]), "{text:?}");
         *out.entry(fields[2].parse().unwrap()).or_insert(0) += 1;
@@ -122,11 +122,11 @@ struct Outcome {
     salvaged: BTreeMap<i64, usize>,
 }
 
-fn outcome(queue: &Path, big_todo: bool) -> Outcome {
+fn outcome(queue: &Path, split: u32, big_todo: bool) -> Outcome {
     Outcome {
         envs: actual_envs(queue, big_todo).unwrap_or_else(|e| panic!("repaired queue: {e:?}")),
         lost: lost_found_contents(queue),
-        salvaged: salvage_records(queue),
+        salvaged: salvage_records(queue, split),
     }
 }
 
@@ -171,7 +171,7 @@ fn crash_test_all(damages: &[Damage], big_todo: bool) {
     assert!(total > 0, "{what}: no steps\n{}", run.show());
     qfixq(q, &check).expect(0, &format!("{what}: check after the uninterrupted run"));
     assert_none(&check_fates(&ref_fates, q, big_todo), &format!("{what}: uninterrupted run"), Some(&run));
-    let reference = outcome(q, big_todo);
+    let reference = outcome(q, SPLIT, big_todo);
     reaper.bury(fx);
 
     let started = Instant::now();
@@ -220,7 +220,7 @@ fn crash_test_all(damages: &[Damage], big_todo: bool) {
         // The damage picks its victims by number, so two builds hold the
         // same mail only when the numbers came out in the same order.
         if fates == ref_fates && census.files == ref_census {
-            let got = outcome(q, big_todo);
+            let got = outcome(q, SPLIT, big_todo);
             if got != reference {
                 panic!("{what}: differs from the uninterrupted run\nwant {reference:?}\ngot {got:?}\n{ctx}");
             }
@@ -378,7 +378,7 @@ fn random_case(seed: u64) -> String {
     assert!(matches!(run.code(), Some(0 | 1)), "{what}: uninterrupted live\n{}", run.show());
     let total = run.done_steps().max(1);
     qfixq(q, &check).expect(0, &format!("{what}: check after the uninterrupted run"));
-    let reference = outcome(q, big_todo);
+    let reference = outcome(q, split, big_todo);
     drop(fx);
 
     // The same queue, killed `kills` times at random steps.
@@ -439,7 +439,7 @@ fn random_case(seed: u64) -> String {
     fail(snapshot(&fx.outside).diff(&outside), "outside the queue");
     let compared = fates == ref_fates && census.files == ref_census;
     if compared {
-        let got = outcome(q, big_todo);
+        let got = outcome(q, split, big_todo);
         if got != reference {
             panic!("differs from the uninterrupted run\nwant {reference:?}\ngot {got:?}\n{}", ctx());
         }
@@ -447,7 +447,7 @@ fn random_case(seed: u64) -> String {
     format!("{what}: {total} steps, killed after {ks:?}, compared with the uninterrupted run: {compared}")
 }
 
-/// Randomized crash-and-damage cases for about a minute (set
+/// Randomized crash-and-damage cases for about 45 seconds (set
 /// `QTOOLS_RANDOM_CRASH_SECS` for longer, as before a release, and
 /// `QTOOLS_TEST_SEED` to repeat a run: the seed is printed, and every
 /// failure names its case's seed).
@@ -461,7 +461,7 @@ fn random_damage_random_kills() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64 % 1_000_000_000)
     });
-    let secs = std::env::var("QTOOLS_RANDOM_CRASH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60u64);
+    let secs = std::env::var("QTOOLS_RANDOM_CRASH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(45u64);
     println!("random_damage_random_kills: seed {base} for {secs} s (QTOOLS_TEST_SEED={base} repeats it)");
     let started = Instant::now();
     let mut cases = 0u64;

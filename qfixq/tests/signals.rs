@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use qtests::rng::Rng;
-use qtests::snapshot::snapshot;
+use qtests::snapshot::{snapshot, Snapshot};
 use qtests::Damage;
 
 fn start(q: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
@@ -59,6 +59,19 @@ fn lock_is_free(q: &Path) -> bool {
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
 }
 
+/// Runs `qfixq live` again on the split-23 queue `q`: it must finish the
+/// job, and the queue must then check clean, with every message's fate
+/// and content as the policy says and the queue healthy.
+fn rerun_finishes(q: &Path, fates: &Fates, census: &Census, before: &Snapshot, what: &str) -> Run {
+    let rerun = qfixq(q, &["live"]);
+    assert!(matches!(rerun.code(), Some(0 | 1)), "{what}: rerun\n{}", rerun.show());
+    qfixq(q, &[]).expect(0, &format!("{what}: check after the rerun"));
+    assert_none(&check_fates(fates, q, false), what, Some(&rerun));
+    assert_none(&check_census(census, q), what, Some(&rerun));
+    assert_none(&check_healthy(q, 23, false, before), what, Some(&rerun));
+    rerun
+}
+
 fn panic_case(point: &str, live: bool) {
     let what = format!("panic at {point} ({})", if live { "live" } else { "check" });
     if !root_or_skip(&what) {
@@ -81,12 +94,7 @@ fn panic_case(point: &str, live: bool) {
     if !live {
         assert!(snapshot(q).diff(&before).is_empty(), "{what}: a check changed the queue");
     }
-    let rerun = qfixq(q, &["live"]);
-    assert!(matches!(rerun.code(), Some(0 | 1)), "{what}: rerun\n{}", rerun.show());
-    qfixq(q, &[]).expect(0, &format!("{what}: check after the rerun"));
-    assert_none(&check_fates(&fates, q, false), &what, Some(&rerun));
-    assert_none(&check_census(&census, q), &what, Some(&rerun));
-    assert_none(&check_healthy(q, 23, false, &before), &what, Some(&rerun));
+    rerun_finishes(q, &fates, &census, &before, &what);
     println!("{what}: ended with exit 8 after {took:?}; rerun finished the repair");
 }
 
@@ -116,13 +124,13 @@ fn sigterm_at_random_moments() {
     let seed = std::env::var("QTOOLS_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(4242u64);
     println!("sigterm_at_random_moments: seed {seed} (set QTOOLS_TEST_SEED to repeat)");
     let mut rng = Rng::new(seed);
-    for round in 0..4 {
-        let fx = build(2500, 23, false, seed + round, &[Damage::CopiedToOtherFs]);
+    for round in 0..3 {
+        let fx = build(1500, 23, false, seed + round, &[Damage::CopiedToOtherFs]);
         let q = fx.queue();
         let fates = expected_fates(q, false);
         let census = census(q, false);
         let before = snapshot(q);
-        let delay = Duration::from_millis(rng.range(5, 450));
+        let delay = Duration::from_millis(rng.range(40, 350));
         let what = format!("round {round}: SIGTERM after {delay:?} (seed {seed})");
         let mut child = start(q, &["live"], &[]);
         std::thread::sleep(delay);
@@ -130,14 +138,16 @@ fn sigterm_at_random_moments() {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let (st, took) = wait_within(&mut child, Duration::from_secs(2), &what);
         let err = stderr_of(&mut child);
-        assert!(matches!(st.code(), Some(1 | 32)), "{what}: {st:?} (signal {:?})\n{err}", st.signal());
+        if st.signal() == Some(15) {
+            // Before its handlers were installed (they are, before the
+            // first change): the default action ended it, and nothing
+            // may have changed.
+            assert!(snapshot(q).diff(&before).is_empty(), "{what}: killed by SIGTERM after a change");
+        } else {
+            assert!(matches!(st.code(), Some(1 | 32)), "{what}: {st:?} (signal {:?})\n{err}", st.signal());
+        }
         assert!(lock_is_free(q), "{what}: lock/sendmutex still held");
-        let rerun = qfixq(q, &["live"]);
-        assert!(matches!(rerun.code(), Some(0 | 1)), "{what}: rerun\n{}", rerun.show());
-        qfixq(q, &[]).expect(0, &format!("{what}: check after the rerun"));
-        assert_none(&check_fates(&fates, q, false), &what, Some(&rerun));
-        assert_none(&check_census(&census, q), &what, Some(&rerun));
-        assert_none(&check_healthy(q, 23, false, &before), &what, Some(&rerun));
+        let rerun = rerun_finishes(q, &fates, &census, &before, &what);
         println!("{what}: exit {:?} {took:?} after the signal; rerun exit {:?}", st.code(), rerun.code());
     }
 }
@@ -148,7 +158,7 @@ fn a_second_signal_ends_at_once() {
     if !root_or_skip("a_second_signal_ends_at_once") {
         return;
     }
-    let fx = build(2500, 23, false, 99, &[Damage::CopiedToOtherFs]);
+    let fx = build(1500, 23, false, 99, &[Damage::CopiedToOtherFs]);
     let q = fx.queue();
     let census = census(q, false);
     let mut child = start(q, &["live"], &[]);
@@ -157,7 +167,9 @@ fn a_second_signal_ends_at_once() {
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
     let (st, _) = wait_within(&mut child, Duration::from_secs(2), "two SIGINTs");
-    assert!(matches!(st.code(), Some(1 | 32)), "{st:?}");
+    // Exit 32 (stopped, or ended at once by the second), 1 when it had
+    // finished, or SIGINT's default action before the handlers were in.
+    assert!(matches!(st.code(), Some(1 | 32)) || st.signal() == Some(2), "{st:?}");
     let rerun = qfixq(q, &["live"]);
     assert!(matches!(rerun.code(), Some(0 | 1)), "rerun\n{}", rerun.show());
     qfixq(q, &[]).expect(0, "check after the rerun");

@@ -236,10 +236,9 @@ pub fn gather(
     let mut domains = wanted.top.map(|_| TopCounter::new(DEFAULT_CAPACITY));
     let sl = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
     let opts = ScanOptions { threads: wanted.threads, ..ScanOptions::default() };
+    let cx = Context { root, wanted, sl, salvaged };
     scan(root, sl, &opts, &mut |ev| match ev {
-        ScanEvent::Message(m) => {
-            examine(root, &mut d, &m, wanted, sl, senders.as_mut().zip(domains.as_mut()), salvaged, on_error)
-        }
+        ScanEvent::Message(m) => examine(cx, &mut d, &m, senders.as_mut().zip(domains.as_mut()), on_error),
         ScanEvent::Stray(_) => d.strays += 1,
         ScanEvent::Error(e) => on_error(e),
     })?;
@@ -272,16 +271,23 @@ fn large_domains(root: &Dir, m: &ScannedMessage, part: Part, dm: &mut TopCounter
     }
 }
 
+/// What every message of one gathering is examined against.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    root: &'a Dir,
+    wanted: &'a Wanted,
+    sl: ScanLayout,
+    salvaged: &'a qcommon::salvaged::Salvaged,
+}
+
 fn examine(
-    root: &Dir,
+    cx: Context<'_>,
     d: &mut Detail,
     m: &ScannedMessage,
-    wanted: &Wanted,
-    sl: ScanLayout,
     mut tops: Option<(&mut TopCounter, &mut TopCounter)>,
-    salvaged: &qcommon::salvaged::Salvaged,
     on_error: &mut dyn FnMut(Error),
 ) {
+    let Context { root, wanted, sl, salvaged } = cx;
     d.messages += 1;
     let mut reasons: Vec<&'static str> = Vec::new();
     let mut unreadable = false;
