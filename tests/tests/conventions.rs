@@ -25,8 +25,9 @@ fn option_help(help: &str, option: &str) -> String {
     lines[i + 1..]
         .iter()
         .take_while(|l| {
-            let indent = l.len() - l.trim_start().len();
-            !(indent < 8 && l.trim_start().starts_with('-')) && !l.ends_with(':')
+            let option_line = l.len() - l.trim_start().len() < 8 && l.trim_start().starts_with('-');
+            let heading = l.ends_with(':');
+            !(option_line || heading)
         })
         .flat_map(|l| l.split_whitespace())
         .collect::<Vec<_>>()
