@@ -24,7 +24,7 @@ _qfixq() {
 
     case "${cmd}" in
         qfixq)
-            opts="-q -n -h -V --queue --qmail-home --split --ids --force --no-quarantine --json --quiet --threads --dry-run --live --empty --help --version check live empty"
+            opts="-q -n -h -V --queue --qmail-home --split --ids --force --no-quarantine --json --quiet --threads --dry-run --live --empty --from --lost-found --to --help --version check live empty requeue"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -47,6 +47,18 @@ _qfixq() {
                     return 0
                     ;;
                 --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lost-found)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -4,6 +4,9 @@ complete -c qfixq -l qmail-home -d 'qmail\'s home; the queue is DIR/queue [defau
 complete -c qfixq -l split -d 'conf-split qmail was built with (default: from qmail-showctl, else from the buckets on disk)' -r
 complete -c qfixq -l ids -d 'qmail\'s numeric ids as QMAILQ:QMAILS:QMAILR:QMAILGID (default: from qmail-showctl, else from the passwd and group files)' -r
 complete -c qfixq -l threads -d 'Threads that stat and read message files' -r
+complete -c qfixq -l from -d 'requeue: the queue repaired offline whose messages go back into service (its lock/sendmutex is held meanwhile)' -r -F
+complete -c qfixq -l lost-found -d 'requeue: items of lost+found (of --from DIR, else of the live queue): all of them, or those named as RUN (a run directory) or RUN/N (one item). Give the mode words first' -r
+complete -c qfixq -l to -d 'requeue: where a message with no usable envelope goes (e.g. the postmaster), with the null sender; without it such a message stays where it is, reported' -r
 complete -c qfixq -l force -d 'Repair even while a process works in the queue or has a file in it open (a qmail-queue in flight). Never overrides the qmail-send lock'
 complete -c qfixq -l no-quarantine -d 'Delete what cannot be saved instead of moving it to lost+found'
 complete -c qfixq -l json -d 'Print the report as one JSON document'

@@ -21,6 +21,9 @@ _qfixq() {
 '--split=[conf-split qmail was built with (default\: from qmail-showctl, else from the buckets on disk)]:N:_default' \
 '--ids=[qmail'\''s numeric ids as QMAILQ\:QMAILS\:QMAILR\:QMAILGID (default\: from qmail-showctl, else from the passwd and group files)]:Q:S:R:G:_default' \
 '--threads=[Threads that stat and read message files]:N:_default' \
+'--from=[requeue\: the queue repaired offline whose messages go back into service (its lock/sendmutex is held meanwhile)]:DIR:_files' \
+'*--lost-found=[requeue\: items of lost+found (of --from DIR, else of the live queue)\: all of them, or those named as RUN (a run directory) or RUN/N (one item). Give the mode words first]::RUN[/N]:_default' \
+'--to=[requeue\: where a message with no usable envelope goes (e.g. the postmaster), with the null sender; without it such a message stays where it is, reported]:ADDR:_default' \
 '--force[Repair even while a process works in the queue or has a file in it open (a qmail-queue in flight). Never overrides the qmail-send lock]' \
 '--no-quarantine[Delete what cannot be saved instead of moving it to lost+found]' \
 '--json[Print the report as one JSON document]' \
@@ -34,7 +37,7 @@ _qfixq() {
 '--help[Print help (see more with '\''--help'\'')]' \
 '-V[Print version]' \
 '--version[Print version]' \
-'*::mode -- Mode\: nothing or `check` (check only), `live` (repair) or `live empty` (remove every message):(check live empty)' \
+'*::mode -- Mode\: nothing or `check` (check only), `live` (repair), `live empty` (remove every message), `requeue` (list what would be injected) or `requeue live` (inject):(check live empty requeue)' \
 && ret=0
 }
 

@@ -24,7 +24,7 @@ _qkillns() {
 
     case "${cmd}" in
         qkillns)
-            opts="-n -q -v -h -V --queue --qmail-home --split --ids --dry-run --double --sender --recipient --header --older-than --younger-than --include-salvaged --expire --pid --force --json --quiet --verbose --threads --help --version"
+            opts="-n -q -v -h -V --queue --qmail-home --split --ids --dry-run --all --double --sender --recipient --header --older-than --younger-than --include-salvaged --expire --pid --force --json --quiet --verbose --threads --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -11,6 +11,7 @@ complete -c qkillns -l younger-than -d 'Only messages younger than this' -r
 complete -c qkillns -l pid -d 'With --expire: the qmail-send to signal (default: the holder of lock/sendmutex, else a qmail-send working in the queue)' -r
 complete -c qkillns -l threads -d 'Threads that stat and read message files (on a cold cache each is a read in flight)' -r
 complete -c qkillns -s n -l dry-run -d 'List what would be done; change nothing'
+complete -c qkillns -l all -d 'Select every message (narrowed by the filters) instead of the null-sender bounces'
 complete -c qkillns -l double -d 'Also select double bounces (envelope sender #@[])'
 complete -c qkillns -l include-salvaged -d 'Also select salvaged messages: those qfixq wrote with the null sender because their sender was lost (recorded in queue/lost+found/salvaged). Without it they are kept: they are not bounces, and a failure of theirs goes to the postmaster'
 complete -c qkillns -l expire -d 'Beside a running qmail-send: backdate the selected messages past queuelifetime and send qmail-send SIGALRM, instead of removing'

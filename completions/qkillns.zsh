@@ -29,7 +29,8 @@ _qkillns() {
 '--threads=[Threads that stat and read message files (on a cold cache each is a read in flight)]:N:_default' \
 '-n[List what would be done; change nothing]' \
 '--dry-run[List what would be done; change nothing]' \
-'(--sender)--double[Also select double bounces (envelope sender #@\[\])]' \
+'--all[Select every message (narrowed by the filters) instead of the null-sender bounces]' \
+'(--sender --all)--double[Also select double bounces (envelope sender #@\[\])]' \
 '--include-salvaged[Also select salvaged messages\: those qfixq wrote with the null sender because their sender was lost (recorded in queue/lost+found/salvaged). Without it they are kept\: they are not bounces, and a failure of theirs goes to the postmaster]' \
 '--expire[Beside a running qmail-send\: backdate the selected messages past queuelifetime and send qmail-send SIGALRM, instead of removing]' \
 '(--expire)--force[Remove even while another process works in the queue (never while qmail-send holds its lock)]' \
@@ -42,6 +43,7 @@ _qkillns() {
 '--help[Print help (see more with '\''--help'\'')]' \
 '-V[Print version]' \
 '--version[Print version]' \
+'*::numbers -- Message numbers\: select exactly these messages (narrowed by the filters) instead of the null-sender bounces:_default' \
 && ret=0
 }
 

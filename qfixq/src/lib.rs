@@ -6,8 +6,10 @@
 
 pub mod exit;
 pub mod finding;
+pub mod inject;
 pub mod message;
 pub mod output;
+pub mod requeue;
 pub mod salvage;
 pub mod structure;
 
@@ -32,11 +34,16 @@ use structure::StructureCtx;
 
 const AFTER_HELP: &str = "\
 Modes: `qfixq` (or `qfixq check`, `qfixq -n`) checks and changes nothing; \
-`qfixq live` repairs (qmail-send stopped); `qfixq live empty` removes every message.
+`qfixq live` repairs (qmail-send stopped); `qfixq live empty` removes every message; \
+`qfixq requeue [live] --from DIR` and `qfixq requeue [live] --lost-found [RUN[/N]...]` put \
+messages back into service through qmail's bin/qmail-queue while qmail runs (without live: \
+list only).
 Exit status (as fsck): 0 nothing wrong, 1 problems found and all fixed, 4 problems \
 left unfixed (every check that finds any), 8 operational error (queue unreadable, \
 qmail-send running, ids or split undecidable, an internal error), 16 usage error, \
-32 interrupted (run the same command again to finish).";
+32 interrupted (run the same command again to finish). requeue: 0 all done, 4 messages \
+left where they were (reported), 8 qmail-queue failed for a while or the source's lock is held \
+(a rerun resumes), 32 interrupted.";
 
 /// Check and repair a qmail queue, saving every message that can be saved.
 #[derive(Debug, Parser)]
@@ -48,7 +55,17 @@ qmail-send running, ids or split undecidable, an internal error), 16 usage error
         Without a mode word qfixq only checks: it changes nothing and prints the exact plan a repair \
         would carry out. `qfixq live` repairs the queue; `qfixq live empty` removes every message but \
         still repairs the structure, owners and modes. qmail-send must be stopped for a live run: \
-        qfixq takes qmail-send's own lock (lock/sendmutex) and holds it while it works.",
+        qfixq takes qmail-send's own lock (lock/sendmutex) and holds it while it works.\n\n\
+        `qfixq requeue live --from DIR` puts the messages of a queue repaired offline (DIR, with \
+        `qfixq live --queue DIR`) back into service while qmail runs: each message is given to \
+        qmail's own bin/qmail-queue (of --qmail-home, or the parent of --queue, default /var/qmail) \
+        with its sender and the recipients not yet delivered, and removed from DIR only after \
+        qmail-queue accepted it; it holds DIR's lock/sendmutex meanwhile. A crash can at most \
+        inject one message twice, never lose one; a rerun resumes. `--lost-found` does the same for \
+        the items qfixq set aside in lost+found (of DIR with --from, else of the live queue), each \
+        marked done with a `requeued` file. Without `live` requeue only lists what it would inject. \
+        A message with no usable envelope goes to --to ADDR, or stays where it is, reported; one \
+        with a pending bounce (bounce/N) stays. With requeue, --split and --ids describe DIR.",
     after_help = AFTER_HELP
 )]
 pub struct Cli {
@@ -79,8 +96,23 @@ pub struct Cli {
     /// With --live, same as `live empty`.
     #[arg(long)]
     empty: bool,
-    /// Mode: nothing or `check` (check only), `live` (repair) or `live empty` (remove every message).
-    #[arg(value_name = "MODE", num_args = 0..=2, value_parser = ["check", "live", "empty"])]
+    /// requeue: the queue repaired offline whose messages go back into
+    /// service (its lock/sendmutex is held meanwhile).
+    #[arg(long, value_name = "DIR")]
+    from: Option<std::path::PathBuf>,
+    /// requeue: items of lost+found (of --from DIR, else of the live
+    /// queue): all of them, or those named as RUN (a run directory) or
+    /// RUN/N (one item). Give the mode words first.
+    #[arg(long, value_name = "RUN[/N]", num_args = 0..)]
+    lost_found: Option<Vec<String>>,
+    /// requeue: where a message with no usable envelope goes (e.g. the
+    /// postmaster), with the null sender; without it such a message stays
+    /// where it is, reported.
+    #[arg(long, value_name = "ADDR")]
+    to: Option<String>,
+    /// Mode: nothing or `check` (check only), `live` (repair), `live empty` (remove every message),
+    /// `requeue` (list what would be injected) or `requeue live` (inject).
+    #[arg(value_name = "MODE", num_args = 0..=2, value_parser = ["check", "live", "empty", "requeue"])]
     mode: Vec<String>,
 }
 
@@ -139,6 +171,13 @@ where
         }
     };
     let words: Vec<&str> = cli.mode.iter().map(String::as_str).collect();
+    if words.first() == Some(&"requeue") {
+        return requeue::main(&cli, &words[1..]);
+    }
+    if cli.from.is_some() || cli.lost_found.is_some() || cli.to.is_some() {
+        eprintln!("qfixq: --from, --lost-found and --to go only with the mode `requeue`");
+        return ExitCode::Usage;
+    }
     if cli.dry_run && !matches!(words.as_slice(), [] | ["check"]) {
         eprintln!("qfixq: -n (check only) cannot go with the mode {:?}", words.join(" "));
         return ExitCode::Usage;
@@ -155,7 +194,10 @@ where
         ([], true, false) | (["live"], _, false) => RunMode::Live,
         ([], true, true) | (["live"], _, true) | (["live", "empty"], _, _) => RunMode::Empty,
         (other, _, _) => {
-            eprintln!("qfixq: unknown mode {:?}: use nothing (check), `live` or `live empty`", other.join(" "));
+            eprintln!(
+                "qfixq: unknown mode {:?}: use nothing (check), `live`, `live empty` or `requeue [live]`",
+                other.join(" ")
+            );
             return ExitCode::Usage;
         }
     };

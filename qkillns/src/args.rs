@@ -7,16 +7,24 @@ use qcommon::cli::QueueArgs;
 
 use crate::duration;
 
-const ABOUT: &str = "Remove null-sender messages (bounces) from a qmail queue, or let qmail-send give up on them";
+const ABOUT: &str = "The queue's remover: remove messages (by default the null-sender bounces) from a qmail queue, or let qmail-send give up on them";
 
 const LONG_ABOUT: &str = "\
-Selects the messages whose envelope sender is null (bounces): `F` followed by \
-nothing in info/, or in the todo/ envelope of a message not yet preprocessed. \
---double adds double bounces (sender #@[]); --sender RE selects by sender \
-instead. --recipient, --header, --older-than and --younger-than narrow the \
-selection (all must match). Messages that qfixq salvaged with an invented null \
-sender (recorded in queue/lost+found/salvaged) are not bounces: they are kept \
-and counted, unless --include-salvaged.
+qkillns is the queue's remover. What it removes: message numbers given as \
+arguments select exactly those messages; --all selects every message; with \
+neither, the default is the messages whose envelope sender is null (bounces): \
+`F` followed by nothing in info/, or in the todo/ envelope of a message not \
+yet preprocessed. --double adds double bounces (sender #@[]) to the default. \
+--sender RE selects by sender instead of the null sender (and narrows numbers \
+or --all). --recipient, --header, --older-than and --younger-than narrow the \
+selection (all must match): `qkillns --all --sender '@flood\\.example$'` \
+removes everything from that sender, `qkillns --all --older-than 5d \
+--recipient '@slow\\.example$'` everything older than 5 days to that domain. \
+A number that is not in the queue, that names only stray files, or whose \
+message has no envelope yet (being queued, or a lone mess) is reported and \
+left alone (exit 8). Messages that qfixq salvaged with an invented null \
+sender (recorded in queue/lost+found/salvaged) are not bounces: the default \
+keeps and counts them, unless --include-salvaged; numbers and --all take them.
 
 Default: removes the selected messages. qmail-send must be stopped: qkillns \
 takes qmail-send's lock (queue/lock/sendmutex) for the whole run and refuses \
@@ -37,7 +45,8 @@ const AFTER_HELP: &str = "\
 Durations: 36h, 2d, 90m, 30s, 1w, or combined: 1d12h.
 Exit status: 0 done (also when nothing matched; unreadable messages are \
 reported on stderr and left alone), 8 operational error (qmail-send running, \
-queue unreadable, a step failed), 16 usage error.";
+queue unreadable, a step failed, a message number given is not a message of \
+the queue), 16 usage error.";
 
 /// A header filter: `Name: RE`.
 #[derive(Debug, Clone)]
@@ -66,8 +75,18 @@ pub struct Args {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
 
+    /// Message numbers: select exactly these messages (narrowed by the
+    /// filters) instead of the null-sender bounces.
+    #[arg(value_name = "N", value_parser = parse_number, conflicts_with = "all")]
+    pub numbers: Vec<u64>,
+
+    /// Select every message (narrowed by the filters) instead of the
+    /// null-sender bounces.
+    #[arg(long)]
+    pub all: bool,
+
     /// Also select double bounces (envelope sender #@[]).
-    #[arg(long, conflicts_with = "sender")]
+    #[arg(long, conflicts_with_all = ["sender", "all", "numbers"])]
     pub double: bool,
 
     /// Select by envelope sender instead of the null sender (regular
@@ -134,6 +153,11 @@ pub struct Args {
     /// a read in flight).
     #[arg(long, value_name = "N", default_value_t = qcommon::scan::DEFAULT_THREADS as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: u32,
+}
+
+fn parse_number(s: &str) -> Result<u64, String> {
+    qcommon::safe_fs::parse_number(s.as_bytes())
+        .ok_or_else(|| format!("{s:?} is not a message number (digits, no leading zero)"))
 }
 
 fn parse_bytes_regex(s: &str) -> Result<regex::bytes::Regex, String> {
@@ -247,6 +271,12 @@ mod tests {
         assert!(args(&["--expire", "--force"]).is_err());
         assert!(args(&["--json", "-q"]).is_err());
         assert!(args(&["--pid", "0", "--expire"]).is_err());
+        assert!(args(&["--all", "12"]).is_err());
+        assert!(args(&["--double", "--all"]).is_err());
+        assert!(args(&["--double", "12"]).is_err());
+        assert!(args(&["012"]).is_err());
+        assert!(args(&["x1"]).is_err());
+        assert_eq!(args(&["12", "34", "--sender", "x"]).unwrap().numbers, vec![12, 34]);
     }
 
     #[test]

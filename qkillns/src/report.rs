@@ -204,15 +204,23 @@ pub fn json_entry(e: &Entry<'_>, now: i64) -> String {
     })
 }
 
+/// A message left alone, with why, in JSON.
+#[derive(Serialize)]
+struct LeftJson<'a> {
+    number: u64,
+    status: &'static str,
+    errors: &'a [String],
+}
+
 /// The JSON object of a message that could not be read.
 pub fn json_unreadable(number: u64, problems: &[String]) -> String {
-    #[derive(Serialize)]
-    struct Unreadable<'a> {
-        number: u64,
-        status: &'static str,
-        errors: &'a [String],
-    }
-    qcommon::json::to_string(&Unreadable { number, status: "unreadable", errors: problems })
+    qcommon::json::to_string(&LeftJson { number, status: "unreadable", errors: problems })
+}
+
+/// The JSON object of a message number given that is not a message of
+/// the queue.
+pub fn json_not_found(number: u64, why: &str) -> String {
+    qcommon::json::to_string(&LeftJson { number, status: "not_found", errors: &[why.to_string()] })
 }
 
 /// Stdout, buffered and locked, that stops quietly on a closed pipe.

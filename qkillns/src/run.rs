@@ -18,6 +18,7 @@
 //! A removal holds qmail-send's lock from before the scan until the end.
 //! `--expire` takes no lock: it is made to run beside qmail-send.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -66,6 +67,9 @@ pub struct Counts {
     /// Salvaged messages (null sender invented by qfixq) that matched and
     /// were kept.
     pub salvaged_kept: u64,
+    /// Message numbers given that were left alone: not in the queue, only
+    /// strays, no envelope, unreadable.
+    pub named_left: u64,
 }
 
 /// The document's head (its messages follow).
@@ -120,6 +124,7 @@ struct SummaryJson {
     no_envelope: u64,
     scan_errors: u64,
     salvaged_kept: u64,
+    named_left: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     queuelifetime: Option<u64>,
 }
@@ -156,6 +161,12 @@ struct Runner<'a> {
     first_json: bool,
     batch: Vec<ScannedMessage>,
     salvaged: qcommon::salvaged::Salvaged,
+    /// The message numbers given (empty: no numbers, select by the rules).
+    wanted: BTreeSet<u64>,
+    /// Those of `wanted` the scan delivered as messages.
+    seen: BTreeSet<u64>,
+    /// Those of `wanted` found as strays: what and why.
+    strays: BTreeMap<u64, Vec<String>>,
 }
 
 /// Selected messages waiting for their headers to be read together, and
@@ -376,7 +387,8 @@ pub fn run(args: &Args) -> ExitCode {
         Some(v)
     };
     let criteria = Criteria::from_args(args, now);
-    header.push(("selection", criteria.describe(&args.header)));
+    let criteria_default = criteria.is_default();
+    header.push(("selection", criteria.describe(&args.header, &args.numbers)));
     header.push((
         "mode",
         match (work, dry) {
@@ -399,12 +411,15 @@ pub fn run(args: &Args) -> ExitCode {
         first_json: true,
         batch: Vec::with_capacity(BATCH),
         salvaged,
+        wanted: args.numbers.iter().copied().collect(),
+        seen: BTreeSet::new(),
+        strays: BTreeMap::new(),
     };
     runner.print_header(&layout, &header, now);
     // --expire: its advice before it acts (before any backdating or signal).
     let mut advice = Vec::new();
     if let Work::Expire { .. } = work {
-        advice = expire_notes(&layout, &args.sender, args.double);
+        advice = expire_notes(&layout, !criteria_default, args.double);
         runner.print_advice(&advice);
     }
 
@@ -416,6 +431,8 @@ pub fn run(args: &Args) -> ExitCode {
         report::error(&format!("cannot scan the queue: {e}"));
         runner.exit = ExitCode::Operational;
         runner.counts.scan_errors += 1;
+    } else {
+        runner.report_missing();
     }
 
     // Signal qmail-send.
@@ -456,7 +473,7 @@ pub fn run(args: &Args) -> ExitCode {
             c.no_envelope
         ));
     }
-    if c.scan_errors > 0 {
+    if c.scan_errors > 0 || c.named_left > 0 {
         runner.exit = ExitCode::Operational;
     }
     runner.print_summary(&notes, &signalled, lifetime.as_ref());
@@ -481,7 +498,7 @@ fn open_again(layout: &Layout, root: &Dir) -> Result<Dir, String> {
 }
 
 /// What `--expire` must say plainly about bounces.
-fn expire_notes(layout: &Layout, sender: &Option<regex::bytes::Regex>, double: bool) -> Vec<String> {
+fn expire_notes(layout: &Layout, any_sender: bool, double: bool) -> Vec<String> {
     let home = layout.home.as_deref().unwrap_or(Path::new(qcommon::layout::DEFAULT_HOME));
     let control = escape_path(&home.join("control"));
     let mut v =
@@ -490,7 +507,7 @@ fn expire_notes(layout: &Layout, sender: &Option<regex::bytes::Regex>, double: b
          whose delivery succeeds still gets the message. The info time stamp, shown by qmail-qread as the queue \
          date, no longer tells when the message arrived."
             .to_string()];
-    if sender.is_none() {
+    if !any_sender {
         v.push(format!(
             "Each null-sender message qmail-send gives up on becomes one DOUBLE BOUNCE to the postmaster: the \
              address in {control}/doublebounceto (default postmaster) at {control}/doublebouncehost. qmail-send \
@@ -512,7 +529,7 @@ fn expire_notes(layout: &Layout, sender: &Option<regex::bytes::Regex>, double: b
         }
     } else {
         v.push(
-            "Messages selected by --sender bounce to their sender when qmail-send gives up on them (null-sender \
+            "Messages with a sender bounce to their sender when qmail-send gives up on them (null-sender \
              ones become double bounces to the postmaster, see control/doublebounceto)."
                 .into(),
         );
@@ -568,7 +585,17 @@ impl Runner<'_> {
                 self.counts.scanned += 1;
                 self.consider(m);
             }
-            ScanEvent::Stray(_) => {}
+            ScanEvent::Stray(s) => {
+                if let Some(n) = s.path.file_name().and_then(|f| qcommon::safe_fs::parse_number(f.as_encoded_bytes())) {
+                    if self.wanted.contains(&n) {
+                        self.strays.entry(n).or_default().push(format!(
+                            "queue/{} ({})",
+                            escape_path(&s.path),
+                            s.why.describe()
+                        ));
+                    }
+                }
+            }
             ScanEvent::Error(e) => {
                 self.counts.scan_errors += 1;
                 report::error(&format!("{e}; the messages there were not looked at"));
@@ -581,7 +608,39 @@ impl Runner<'_> {
         }
     }
 
+    /// The numbers given that the scan did not deliver as messages:
+    /// reported, each with what stands under its name.
+    fn report_missing(&mut self) {
+        let missing: Vec<u64> = self.wanted.difference(&self.seen).copied().collect();
+        for n in missing {
+            self.counts.named_left += 1;
+            let text = match self.strays.get(&n) {
+                Some(s) => format!(
+                    "message {n}: not a message: {} is a stray, not a message file; left alone (qfixq deals \
+                     with strays)",
+                    s.join(", ")
+                ),
+                None => format!("message {n}: not in the queue (delivered or removed already?); nothing to do"),
+            };
+            report::error(&text);
+            if self.json() {
+                let j = report::json_not_found(n, &text);
+                self.json_item(&j);
+            }
+        }
+    }
+
+    /// A message number given that the filters leave out.
+    fn not_selected(&self, number: u64) {
+        if self.wanted.contains(&number) {
+            report::error(&format!("message {number}: not selected by the filters; left alone"));
+        }
+    }
+
     fn unreadable(&mut self, number: u64, problems: &[String]) {
+        if self.wanted.contains(&number) {
+            self.counts.named_left += 1;
+        }
         self.counts.unreadable += 1;
         for p in problems {
             report::error(&format!("message {number}: {p}; left alone"));
@@ -603,14 +662,35 @@ impl Runner<'_> {
     /// The envelope stage of the selection; a message that passes waits
     /// in the batch for its header.
     fn consider(&mut self, msg: Box<ScannedMessage>) {
+        if !self.wanted.is_empty() {
+            if !self.wanted.contains(&msg.number) {
+                return;
+            }
+            self.seen.insert(msg.number);
+        }
         match classify(&msg) {
-            Classified::NoEnvelope => self.counts.no_envelope += 1,
+            Classified::NoEnvelope => {
+                self.counts.no_envelope += 1;
+                if self.wanted.contains(&msg.number) {
+                    self.counts.named_left += 1;
+                    report::error(&format!(
+                        "message {}: has neither todo, info nor a complete intd (being queued right now, or a lone \
+                         mess a crash left): left alone; qmail-queue finishes it, or `qfixq live` quarantines it",
+                        msg.number
+                    ));
+                }
+            }
             Classified::Unreadable(p) => self.unreadable(msg.number, &p),
             Classified::Message(mut view) => {
                 if !self.criteria.sender_matches(view.sender) || !self.criteria.rest_matches_in(self.root, &mut view) {
+                    self.not_selected(msg.number);
                     return;
                 }
-                if !self.args.include_salvaged && view.sender.is_empty() && self.salvaged.contains(msg.number) {
+                if self.criteria.is_default()
+                    && !self.args.include_salvaged
+                    && view.sender.is_empty()
+                    && self.salvaged.contains(msg.number)
+                {
                     self.counts.salvaged_kept += 1;
                     return;
                 }
@@ -728,6 +808,7 @@ impl Runner<'_> {
         let subject = match looked {
             headers::Looked::Read { matches, subject } => {
                 if filtering && !matches {
+                    self.not_selected(msg.number);
                     return None;
                 }
                 subject
@@ -737,7 +818,10 @@ impl Runner<'_> {
                 return None;
             }
             // No message text: no header can match.
-            headers::Looked::NoMessage if filtering => return None,
+            headers::Looked::NoMessage if filtering => {
+                self.not_selected(msg.number);
+                return None;
+            }
             _ => None,
         };
         self.counts.selected += 1;
@@ -839,6 +923,7 @@ impl Runner<'_> {
                 no_envelope: c.no_envelope,
                 scan_errors: c.scan_errors,
                 salvaged_kept: c.salvaged_kept,
+                named_left: c.named_left,
                 queuelifetime: lifetime.map(|l| l.seconds),
             };
             let tail = TailJson {
@@ -890,6 +975,12 @@ impl Runner<'_> {
         }
         if c.failed > 0 {
             lines.push(format!("FAILED: {} message(s), left as they are (see the errors above); exit 8", c.failed));
+        }
+        if c.named_left > 0 {
+            lines.push(format!(
+                "{} message number(s) given were left alone (see the errors above); exit 8",
+                c.named_left
+            ));
         }
         if c.unreadable > 0 {
             lines.push(format!("could not read {} message(s): left alone (see the errors above)", c.unreadable));

@@ -258,6 +258,8 @@ pub enum SenderRule {
     },
     /// A regular expression over the sender.
     Regex(regex::bytes::Regex),
+    /// Any sender (message numbers, or `--all`).
+    Any,
 }
 
 impl Criteria {
@@ -266,6 +268,7 @@ impl Criteria {
         Criteria {
             sender: match &a.sender {
                 Some(re) => SenderRule::Regex(re.clone()),
+                None if a.all || !a.numbers.is_empty() => SenderRule::Any,
                 None => SenderRule::Null { double: a.double },
             },
             recipient: a.recipient.clone(),
@@ -280,7 +283,14 @@ impl Criteria {
         match &self.sender {
             SenderRule::Null { double } => sender.is_empty() || (*double && is_double_bounce(sender)),
             SenderRule::Regex(re) => re.is_match(sender),
+            SenderRule::Any => true,
         }
+    }
+
+    /// Whether the selection is the default one, the null-sender bounces
+    /// (salvaged messages are kept out of it).
+    pub fn is_default(&self) -> bool {
+        matches!(self.sender, SenderRule::Null { .. })
     }
 
     /// Whether the recipient and age rules keep the message (the sender
@@ -341,12 +351,18 @@ impl Criteria {
     }
 
     /// A description for the report header.
-    pub fn describe(&self, headers: &[crate::args::HeaderFilter]) -> String {
+    /// `numbers` are the message numbers given, if any.
+    pub fn describe(&self, headers: &[crate::args::HeaderFilter], numbers: &[u64]) -> String {
         let mut v = vec![match &self.sender {
             SenderRule::Null { double: false } => "null sender (bounces)".to_string(),
             SenderRule::Null { double: true } => "null sender (bounces) and double bounces (#@[])".to_string(),
             SenderRule::Regex(re) => format!("sender ~ /{}/", escape_str(re.as_str())),
+            SenderRule::Any if numbers.is_empty() => "every message".to_string(),
+            SenderRule::Any => numbers_text(numbers),
         }];
+        if let (SenderRule::Regex(_), false) = (&self.sender, numbers.is_empty()) {
+            v.insert(0, numbers_text(numbers));
+        }
         if let Some(re) = &self.recipient {
             v.push(format!("a recipient ~ /{}/", escape_str(re.as_str())));
         }
@@ -361,6 +377,15 @@ impl Criteria {
         }
         v.join(", ")
     }
+}
+
+/// "message(s) 1, 2, 3" (the first 20, then how many more).
+fn numbers_text(numbers: &[u64]) -> String {
+    let mut s = format!("message(s) {}", numbers.iter().take(20).map(u64::to_string).collect::<Vec<_>>().join(", "));
+    if numbers.len() > 20 {
+        s.push_str(&format!(" and {} more", numbers.len() - 20));
+    }
+    s
 }
 
 fn escape_str(s: &str) -> String {
@@ -405,6 +430,14 @@ mod tests {
         let c = crit(SenderRule::Regex(regex::bytes::Regex::new("@flood\\.example$").unwrap()));
         assert!(c.sender_matches(b"x@flood.example"));
         assert!(!c.sender_matches(b""));
+    }
+
+    #[test]
+    fn any_takes_every_sender() {
+        let c = crit(SenderRule::Any);
+        assert!(c.sender_matches(b"") && c.sender_matches(b"#@[]") && c.sender_matches(b"a@b"));
+        assert!(!c.is_default());
+        assert!(crit(SenderRule::Null { double: true }).is_default());
     }
 
     #[test]

@@ -120,6 +120,16 @@ fn qfixq() -> Page {
                 "live empty",
                 "Remove every message, and repair the structure, owners and modes (--live --empty says the same).",
             ),
+            (
+                "requeue",
+                "List what would be put back into service through qmail's bin/qmail-queue: the messages of a \
+                 queue repaired offline (--from DIR) or items of lost+found (--lost-found); change nothing.",
+            ),
+            (
+                "requeue live",
+                "Put them back into service through bin/qmail-queue, removing each source (or marking the \
+                 item) only after qmail-queue accepted it.",
+            ),
         ],
         name: "qfixq",
         command: qfixq::command,
