@@ -19,7 +19,11 @@ fn option_help(help: &str, option: &str) -> String {
     let lines: Vec<&str> = help.lines().collect();
     let i = lines
         .iter()
-        .position(|l| l.trim_start().starts_with(option) || l.contains(&format!(", {option}")))
+        .position(|l| {
+            // An option's own line: indented a little (help text is indented more).
+            let indent = l.len() - l.trim_start().len();
+            (2..8).contains(&indent) && (l.trim_start().starts_with(option) || l.contains(&format!(", {option}")))
+        })
         .unwrap_or_else(|| panic!("{option} in:\n{help}"));
     // Up to the next option (clap puts a long help's default after a blank line).
     lines[i + 1..]
