@@ -24,7 +24,7 @@ _qfixq() {
 
     case "${cmd}" in
         qfixq)
-            opts="-q -n -h -V --queue --qmail-home --split --ids --force --no-quarantine --json --quiet --threads --dry-run --live --empty --from --lost-found --to --help --version check live empty requeue"
+            opts="-q -v -n -h -V --queue --qmail-home --split --ids --force --no-quarantine --json --quiet --verbose --all --threads --dry-run --live --empty --from --lost-found --to --help --version check live empty requeue"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

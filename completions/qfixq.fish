@@ -11,6 +11,7 @@ complete -c qfixq -l force -d 'Repair even while a process works in the queue or
 complete -c qfixq -l no-quarantine -d 'Delete what cannot be saved instead of moving it to lost+found'
 complete -c qfixq -l json -d 'Print the report as one JSON document'
 complete -c qfixq -s q -l quiet -d 'Print the summary only (and failures)'
+complete -c qfixq -s v -l all -l verbose -d 'Print every finding and every step (by default the text report groups them by kind and shows a few of each)'
 complete -c qfixq -s n -l dry-run -d 'Check only, change nothing (the default; as fsck -n and qkillns -n)'
 complete -c qfixq -l live -d 'Same as the mode word `live`'
 complete -c qfixq -l empty -d 'With --live, same as `live empty`'

@@ -27,8 +27,11 @@ _qfixq() {
 '--force[Repair even while a process works in the queue or has a file in it open (a qmail-queue in flight). Never overrides the qmail-send lock]' \
 '--no-quarantine[Delete what cannot be saved instead of moving it to lost+found]' \
 '--json[Print the report as one JSON document]' \
-'-q[Print the summary only (and failures)]' \
-'--quiet[Print the summary only (and failures)]' \
+'(-v --all)-q[Print the summary only (and failures)]' \
+'(-v --all)--quiet[Print the summary only (and failures)]' \
+'-v[Print every finding and every step (by default the text report groups them by kind and shows a few of each)]' \
+'--all[Print every finding and every step (by default the text report groups them by kind and shows a few of each)]' \
+'--verbose[Print every finding and every step (by default the text report groups them by kind and shows a few of each)]' \
 '(--live --empty)-n[Check only, change nothing (the default; as fsck -n and qkillns -n)]' \
 '(--live --empty)--dry-run[Check only, change nothing (the default; as fsck -n and qkillns -n)]' \
 '--live[Same as the mode word \`live\`]' \

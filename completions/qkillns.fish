@@ -18,6 +18,6 @@ complete -c qkillns -l expire -d 'Beside a running qmail-send: backdate the sele
 complete -c qkillns -l force -d 'Remove even while another process works in the queue (never while qmail-send holds its lock)'
 complete -c qkillns -l json -d 'Print one JSON document instead of text'
 complete -c qkillns -s q -l quiet -d 'Print the summary only'
-complete -c qkillns -s v -l verbose -d 'Also print every step (unlink, set time) under its message'
+complete -c qkillns -s v -l verbose -d 'List every message (by default the text listing shows the first few, then counts the rest; failures are always listed) and print every step (unlink, set time) under its message'
 complete -c qkillns -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qkillns -s V -l version -d 'Print version'

@@ -37,8 +37,8 @@ _qkillns() {
 '(-q --quiet)--json[Print one JSON document instead of text]' \
 '-q[Print the summary only]' \
 '--quiet[Print the summary only]' \
-'(-q --quiet)-v[Also print every step (unlink, set time) under its message]' \
-'(-q --quiet)--verbose[Also print every step (unlink, set time) under its message]' \
+'(-q --quiet)-v[List every message (by default the text listing shows the first few, then counts the rest; failures are always listed) and print every step (unlink, set time) under its message]' \
+'(-q --quiet)--verbose[List every message (by default the text listing shows the first few, then counts the rest; failures are always listed) and print every step (unlink, set time) under its message]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
 '-V[Print version]' \

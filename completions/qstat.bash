@@ -24,7 +24,7 @@ _qstat() {
 
     case "${cmd}" in
         qstat)
-            opts="-h -V --queue --qmail-home --split --ids --detail --threads --top --json --prometheus --check --warning --critical --warning-unprocessed --warning-unpreprocessed --critical-unprocessed --critical-unpreprocessed --warning-age --critical-age --warning-expired --critical-expired --warning-damaged --critical-damaged --queue-name --watch --until-preprocessed --help --version"
+            opts="-l -h -V --queue --qmail-home --split --ids --detail --threads --top --json --prometheus --check --warning --critical --warning-unprocessed --warning-unpreprocessed --critical-unprocessed --critical-unpreprocessed --warning-age --critical-age --warning-expired --critical-expired --warning-damaged --critical-damaged --queue-name --list --show --body --raw --sender --recipient --header --older-than --younger-than --watch --until-preprocessed --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -107,6 +107,30 @@ _qstat() {
                     return 0
                     ;;
                 --queue-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --show)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sender)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recipient)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --younger-than)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

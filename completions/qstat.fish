@@ -3,7 +3,7 @@ complete -c qstat -l queue -d 'The queue directory (default: QMAIL_HOME/queue)' 
 complete -c qstat -l qmail-home -d 'qmail\'s home; the queue is DIR/queue [default: /var/qmail]' -r -F
 complete -c qstat -l split -d 'conf-split qmail was built with (default: from qmail-showctl, else from the buckets on disk)' -r
 complete -c qstat -l ids -d 'qmail\'s numeric ids as QMAILQ:QMAILS:QMAILR:QMAILGID (default: from qmail-showctl, else from the passwd and group files)' -r
-complete -c qstat -l threads -d 'Threads that stat and read message files for --detail and --top (on a cold cache each is a read in flight)' -r
+complete -c qstat -l threads -d 'Threads that stat and read message files for --detail, --top and --list (on a cold cache each is a read in flight)' -r
 complete -c qstat -l top -d 'List the N most frequent envelope senders and recipient domains (where a flood comes from)' -r
 complete -c qstat -l prometheus -d 'Print the figures in Prometheus text format (metrics qmail_queue_*), for node_exporter\'s textfile collector; with FILE, write it there atomically (a temporary file, then a rename) [default: standard output]' -r -F
 complete -c qstat -l warning -d '--check: WARNING when the number of messages in queue is outside RANGE ([@]start:end; N means 0:N, i.e. above N)' -r
@@ -17,10 +17,19 @@ complete -c qstat -l critical-expired -d '--check: CRITICAL when the number of m
 complete -c qstat -l warning-damaged -d '--check: WARNING when the number of damaged messages is outside RANGE (scans the queue; with --detail and no RANGE given: 0, i.e. any damaged message warns)' -r
 complete -c qstat -l critical-damaged -d '--check: CRITICAL when the number of damaged messages is outside RANGE (scans the queue)' -r
 complete -c qstat -l queue-name -d '--prometheus: the value of the label queue on every metric (default: the queue\'s path), to tell two queues on one host apart' -r
+complete -c qstat -l show -d 'Show message N: its envelope (sender, recipients and their states, birth time, bucket), its damage, its files with owners and modes, and its header, control characters escaped' -r
+complete -c qstat -l sender -d '--list: only messages whose envelope sender matches RE (a regular expression over the sender\'s bytes; the null sender is the empty string, so \'^$\' selects bounces; a salvaged message, whose sender was lost, never matches)' -r
+complete -c qstat -l recipient -d '--list: only messages with at least one recipient matching RE (delivered or not)' -r
+complete -c qstat -l header -d '--list: only messages with a header NAME whose decoded value matches RE, as in \'Subject: ^failure\' (name without regard to case). May be given more than once: all must match' -r
+complete -c qstat -l older-than -d '--list: only messages at least this old (36h, 2d, 90m, 30s, 1w, 1d12h; age from the info time stamp, or from the mess time stamp before preprocessing)' -r
+complete -c qstat -l younger-than -d '--list: only messages younger than this' -r
 complete -c qstat -l watch -d 'Print again every SECS seconds (fractions allowed), each time after a line with the local time' -r
 complete -c qstat -l detail -d 'Break the queue down by a full scan: preprocessed messages, recipients still to do (local, remote), pending bounces, null-sender and double-bounce messages, the oldest message, messages past control/queuelifetime, damaged messages'
-complete -c qstat -l json -d 'Print one JSON document (one line) with everything computed'
+complete -c qstat -l json -d 'Print one JSON document (one line) with everything computed; with --list, one object per message, one per line, as the listing goes'
 complete -c qstat -l check -d 'Act as a Nagios/Icinga plugin: one line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN'
+complete -c qstat -s l -l list -d 'List the messages, oldest first: per message its birth time (ISO 8601, UTC), number, size, stage (preprocessed, unpreprocessed, being-queued, no-envelope) and sender, then each recipient with its list (local, remote, or todo before preprocessing) and state (pending or done), and what is damaged. Selects with --sender, --recipient, --header, --older-than, --younger-than and message numbers (all must match); --json gives one object per line. Reads only; works beside a running qmail-send'
+complete -c qstat -l body -d 'With --show: the body too'
+complete -c qstat -l raw -d 'With --show: write the message\'s bytes as they are (header and body, nothing else), for piping into a mail reader'
 complete -c qstat -l until-preprocessed -d 'With --watch: exit 0 as soon as no message is left unpreprocessed (todo is empty)'
 complete -c qstat -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qstat -s V -l version -d 'Print version'

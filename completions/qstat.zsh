@@ -20,7 +20,7 @@ _qstat() {
 '--qmail-home=[qmail'\''s home; the queue is DIR/queue \[default\: /var/qmail\]]:DIR:_files' \
 '--split=[conf-split qmail was built with (default\: from qmail-showctl, else from the buckets on disk)]:N:_default' \
 '--ids=[qmail'\''s numeric ids as QMAILQ\:QMAILS\:QMAILR\:QMAILGID (default\: from qmail-showctl, else from the passwd and group files)]:Q:S:R:G:_default' \
-'--threads=[Threads that stat and read message files for --detail and --top (on a cold cache each is a read in flight)]:N:_default' \
+'--threads=[Threads that stat and read message files for --detail, --top and --list (on a cold cache each is a read in flight)]:N:_default' \
 '--top=[List the N most frequent envelope senders and recipient domains (where a flood comes from)]:N:_default' \
 '--prometheus=[Print the figures in Prometheus text format (metrics qmail_queue_*), for node_exporter'\''s textfile collector; with FILE, write it there atomically (a temporary file, then a rename) \[default\: standard output\]]::FILE:_files' \
 '--warning=[--check\: WARNING when the number of messages in queue is outside RANGE (\[@\]start\:end; N means 0\:N, i.e. above N)]:RANGE:_default' \
@@ -36,15 +36,26 @@ _qstat() {
 '--warning-damaged=[--check\: WARNING when the number of damaged messages is outside RANGE (scans the queue; with --detail and no RANGE given\: 0, i.e. any damaged message warns)]:RANGE:_default' \
 '--critical-damaged=[--check\: CRITICAL when the number of damaged messages is outside RANGE (scans the queue)]:RANGE:_default' \
 '--queue-name=[--prometheus\: the value of the label queue on every metric (default\: the queue'\''s path), to tell two queues on one host apart]:NAME:_default' \
+'(-l --list --detail --top --prometheus --check --watch --json)--show=[Show message N\: its envelope (sender, recipients and their states, birth time, bucket), its damage, its files with owners and modes, and its header, control characters escaped]:N:_default' \
+'--sender=[--list\: only messages whose envelope sender matches RE (a regular expression over the sender'\''s bytes; the null sender is the empty string, so '\''^\$'\'' selects bounces; a salvaged message, whose sender was lost, never matches)]:RE:_default' \
+'--recipient=[--list\: only messages with at least one recipient matching RE (delivered or not)]:RE:_default' \
+'*--header=[--list\: only messages with a header NAME whose decoded value matches RE, as in '\''Subject\: ^failure'\'' (name without regard to case). May be given more than once\: all must match]:NAME: RE:_default' \
+'--older-than=[--list\: only messages at least this old (36h, 2d, 90m, 30s, 1w, 1d12h; age from the info time stamp, or from the mess time stamp before preprocessing)]:DUR:_default' \
+'--younger-than=[--list\: only messages younger than this]:DUR:_default' \
 '--watch=[Print again every SECS seconds (fractions allowed), each time after a line with the local time]:SECS:_default' \
 '--detail[Break the queue down by a full scan\: preprocessed messages, recipients still to do (local, remote), pending bounces, null-sender and double-bounce messages, the oldest message, messages past control/queuelifetime, damaged messages]' \
-'(--prometheus)--json[Print one JSON document (one line) with everything computed]' \
+'(--prometheus)--json[Print one JSON document (one line) with everything computed; with --list, one object per message, one per line, as the listing goes]' \
 '(--json --prometheus --watch --top)--check[Act as a Nagios/Icinga plugin\: one line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN]' \
+'(--detail --top --prometheus --check --watch)-l[List the messages, oldest first\: per message its birth time (ISO 8601, UTC), number, size, stage (preprocessed, unpreprocessed, being-queued, no-envelope) and sender, then each recipient with its list (local, remote, or todo before preprocessing) and state (pending or done), and what is damaged. Selects with --sender, --recipient, --header, --older-than, --younger-than and message numbers (all must match); --json gives one object per line. Reads only; works beside a running qmail-send]' \
+'(--detail --top --prometheus --check --watch)--list[List the messages, oldest first\: per message its birth time (ISO 8601, UTC), number, size, stage (preprocessed, unpreprocessed, being-queued, no-envelope) and sender, then each recipient with its list (local, remote, or todo before preprocessing) and state (pending or done), and what is damaged. Selects with --sender, --recipient, --header, --older-than, --younger-than and message numbers (all must match); --json gives one object per line. Reads only; works beside a running qmail-send]' \
+'--body[With --show\: the body too]' \
+'(--body)--raw[With --show\: write the message'\''s bytes as they are (header and body, nothing else), for piping into a mail reader]' \
 '--until-preprocessed[With --watch\: exit 0 as soon as no message is left unpreprocessed (todo is empty)]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
 '-V[Print version]' \
 '--version[Print version]' \
+'*::numbers -- --list\: only these messages (by number):_default' \
 && ret=0
 }
 

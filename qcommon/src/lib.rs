@@ -1,7 +1,8 @@
 //! `qcommon`: what the qmail queue tools share — the queue's layout, the
 //! symlink-safe file layer, envelope codecs, the streaming scanner, locks
 //! and process checks, the mutator through which every change goes, and
-//! safe removal and quarantine. The library never prints and never exits.
+//! safe removal and quarantine. The library never prints and never exits,
+//! but for the progress line a tool asks for ([`progress`]).
 
 pub mod error;
 pub mod safe_fs;
@@ -10,12 +11,14 @@ pub use error::{Error, Result};
 pub mod cli;
 pub mod envelope;
 pub mod fault;
+pub mod human;
 pub mod interrupt;
 pub mod json;
 pub mod layout;
 pub mod lock;
 pub mod mutator;
 pub mod procs;
+pub mod progress;
 pub mod queue;
 pub mod remove;
 pub mod salvaged;

@@ -281,6 +281,19 @@ pub fn scan(
     opts: &ScanOptions,
     sink: &mut dyn FnMut(ScanEvent),
 ) -> Result<ScanSummary> {
+    scan_counted(root, layout, opts, &mut |_| {}, sink)
+}
+
+/// As [`scan`], and tells `listed` the number of mess files the first
+/// pass listed, before the first message: the number of messages to come,
+/// for a progress line (messages without a mess file come on top).
+pub fn scan_counted(
+    root: &Dir,
+    layout: ScanLayout,
+    opts: &ScanOptions,
+    listed: &mut dyn FnMut(u64),
+    sink: &mut dyn FnMut(ScanEvent),
+) -> Result<ScanSummary> {
     let split = layout.split.max(1);
     let mut summary = ScanSummary::default();
     let mut emit = |ev: ScanEvent, s: &mut ScanSummary| {
@@ -413,8 +426,10 @@ pub fn scan(
             });
         }
     });
+    let mut mess_files = 0u64;
     for survey in surveys {
         let Some(survey) = survey.into_inner().expect("survey") else { continue };
+        mess_files += survey.mess_files;
         if let Some(err) = survey.error {
             emit(ScanEvent::Error(err), &mut summary);
         }
@@ -425,6 +440,8 @@ pub fn scan(
             emit(ScanEvent::Stray(stray), &mut summary);
         }
     }
+
+    listed(mess_files);
 
     // Second pass, bucket by bucket: the workers list the next buckets
     // while they examine the messages of this one; this thread only
@@ -592,6 +609,8 @@ fn list_bucket(b: u32, setup: &Setup, opts: &ScanOptions) -> (Listed, Vec<Job>) 
 /// the bucket they belong in) and strays, sorted by name.
 struct Survey {
     misplaced: Vec<(u32, Entry)>,
+    /// Numbered regular files listed, in mess buckets.
+    mess_files: u64,
     strays: Vec<Stray>,
     error: Option<Error>,
 }
@@ -599,7 +618,7 @@ struct Survey {
 /// Lists bucket `b` of the split directory `pd` without stat, for the first
 /// pass.
 fn survey_bucket(part: Part, pd: &Dir, b: u32, split: u32) -> Survey {
-    let mut survey = Survey { misplaced: Vec::new(), strays: Vec::new(), error: None };
+    let mut survey = Survey { misplaced: Vec::new(), mess_files: 0, strays: Vec::new(), error: None };
     let d = match pd.open_dir(OsStr::new(&b.to_string())) {
         Ok(d) => d,
         Err(_) => return survey, // missing, or not a directory: reported with the split directory
@@ -612,6 +631,7 @@ fn survey_bucket(part: Part, pd: &Dir, b: u32, split: u32) -> Survey {
         let kind = kind.or_else(|| d.stat(OsStr::from_bytes(bytes)).ok().map(|s| s.kind));
         match (parse_number(bytes), kind) {
             (Some(n), Some(FileKind::Regular)) => {
+                survey.mess_files += u64::from(part == Part::Mess);
                 let right = bucket_of(n, split);
                 if extra || right != b {
                     survey.misplaced.push((right, Entry::new(n, part, Some(b), ino)));

@@ -99,6 +99,34 @@ impl Kind {
         }
     }
 
+    /// What is done about findings of this kind, in general (the grouped
+    /// report's table, when the findings' own remedies differ).
+    pub fn what(self) -> &'static str {
+        match self {
+            Kind::Structure => "directories, buckets or lock files made or set right",
+            Kind::Owner => "chown",
+            Kind::Mode => "chmod",
+            Kind::PidLeftover => "removed",
+            Kind::Stray => "removed or set aside",
+            Kind::ExtraLinks => "set aside or replaced by a fresh copy",
+            Kind::Renumber => "renumbered to its mess inode number",
+            Kind::WrongBucket => "moved to the right bucket",
+            Kind::Duplicate => "set aside",
+            Kind::StaleBounce => "removed",
+            Kind::Envelope => "made anew from a valid copy, or set aside",
+            Kind::Unsalvageable => "message set aside",
+            Kind::Leftover => "set aside",
+            Kind::SenderLost => "written with the null sender, birth time kept (recorded as salvaged)",
+            Kind::PartialRecord => "partial last record dropped, complete records kept",
+            Kind::Unreadable => "left as it is",
+            Kind::Emptied => "removed (live empty)",
+            Kind::ExtraBucket => "emptied into the right buckets and removed",
+            Kind::RenumberFinish => "given its new number",
+            Kind::Note => "left alone",
+            Kind::SalvageRecord => "removed",
+        }
+    }
+
     /// Whether findings of this kind count as problems (exit status, summary).
     pub fn is_problem(self) -> bool {
         !matches!(self, Kind::RenumberFinish | Kind::Note | Kind::SalvageRecord)

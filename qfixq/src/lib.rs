@@ -22,14 +22,15 @@ use qcommon::layout::{discover, Layout};
 use qcommon::lock::{acquire_sendmutex, LockState, SendLock};
 use qcommon::mutator::{Mode, Mutator};
 use qcommon::procs::{find_queue_processes_locking, real_path, QueueProcess, Reason};
+use qcommon::progress::{Clearing, Progress};
 use qcommon::remove::Quarantine;
 use qcommon::safe_fs::Dir;
-use qcommon::scan::{scan, ScanEvent, ScanLayout, ScanOptions};
+use qcommon::scan::{scan_counted, ScanEvent, ScanLayout, ScanOptions};
 
 pub use exit::ExitCode;
 use finding::Finding;
 use message::MessageCtx;
-use output::{Report, StepStatus};
+use output::{Detail, Report, StepStatus};
 use structure::StructureCtx;
 
 const AFTER_HELP: &str = "\
@@ -82,8 +83,12 @@ pub struct Cli {
     #[arg(long)]
     json: bool,
     /// Print the summary only (and failures).
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "all")]
     quiet: bool,
+    /// Print every finding and every step (by default the text report
+    /// groups them by kind and shows a few of each).
+    #[arg(short = 'v', long, visible_alias = "verbose")]
+    all: bool,
     /// Threads that stat and read message files.
     #[arg(long, value_name = "N", default_value_t = qcommon::scan::DEFAULT_THREADS as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
     threads: u32,
@@ -202,11 +207,13 @@ where
         }
     };
     let stdout = std::io::stdout();
-    let out = stdout.lock();
-    match run(&cli, mode, out) {
+    let progress = Progress::stderr("qfixq");
+    let out = Clearing::new(stdout.lock(), &progress, stdout.is_terminal());
+    match run(&cli, mode, out, &progress) {
         Ok(code) => code,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::Clean,
         Err(e) => {
+            progress.clear();
             eprintln!("qfixq: writing the report: {e}");
             ExitCode::Operational
         }
@@ -214,7 +221,7 @@ where
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("qfixq: {}", output::escape_text(&msg.to_string()));
+    qcommon::progress::around_output(|| eprintln!("qfixq: {}", output::escape_text(&msg.to_string())));
     ExitCode::Operational
 }
 
@@ -269,7 +276,7 @@ fn process_text(p: &QueueProcess) -> String {
     p.describe()
 }
 
-fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> {
+fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::io::Result<ExitCode> {
     let mut options = cli.queue.layout_options();
     // A live run may make a new queue in an empty directory.
     options.new_queue = mode == RunMode::Live;
@@ -285,7 +292,12 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
         Ok(d) => d,
         Err(e) => return Ok(fail(e)),
     };
-    let mut report = Report::new(out, cli.json, cli.quiet);
+    let detail = match (cli.quiet, cli.all) {
+        (true, _) => Detail::Quiet,
+        (false, true) => Detail::All,
+        (false, false) => Detail::Grouped,
+    };
+    let mut report = Report::new(out, cli.json, detail);
     let mut header = layout_header(&layout);
     let sendmutex_inode = root
         .open_dir(std::ffi::OsStr::new("lock"))
@@ -426,10 +438,12 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
     }
 
     let opts = ScanOptions { threads: cli.threads as usize, stat: true, read_envelopes: true, chunk: 128 };
-    let pass = Pass { mode, no_quarantine: cli.no_quarantine, scan: &opts, since: None };
+    let phase = if live { "repairing" } else { "scanning" };
+    let pass = Pass { mode, no_quarantine: cli.no_quarantine, scan: &opts, since: None, progress, phase };
     let outcome = plan_and_apply(&root, &layout, pass, &mut quarantine, &mut |f: &Finding, _: Origin| {
         apply(&mut report, &mut mutator, f, live, &mut tally)
     });
+    progress.clear();
     let scanned = match outcome {
         Ok(n) => n,
         Err(PlanError::Io(e)) => return Err(e),
@@ -449,7 +463,8 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W) -> std::io::Result<ExitCode> 
 
     let mut code = ExitCode::from_outcome(tally.problems, tally.unfixed, live);
     if live && tally.problems > 0 {
-        let verdict = verify(&root, &layout, &sctx, cli.no_quarantine, &opts, now, started);
+        let verdict = verify(&root, &layout, &sctx, (cli.no_quarantine, progress), &opts, now, started);
+        progress.clear();
         if let Some(note) = verdict.note(tally.unfixed) {
             notes.push(note);
         }
@@ -534,6 +549,9 @@ struct Pass<'a> {
     scan: &'a ScanOptions,
     /// For the verifying pass: files written at or after this time are new.
     since: Option<i64>,
+    /// The progress line, and this pass's phase on it.
+    progress: &'a Progress,
+    phase: &'static str,
 }
 
 /// The one data path: structure, then the scan's strays and messages,
@@ -547,7 +565,7 @@ fn plan_and_apply(
     quarantine: &mut Quarantine,
     sink: &mut dyn FnMut(&Finding, Origin) -> std::io::Result<bool>,
 ) -> Result<u64, PlanError> {
-    let Pass { mode, no_quarantine, scan: opts, since } = pass;
+    let Pass { mode, no_quarantine, scan: opts, since, progress, phase } = pass;
     // Stops between two findings when a signal asked for it.
     let mut sink = |f: &Finding, o: Origin| -> Result<bool, PlanError> {
         if qcommon::interrupt::requested() {
@@ -577,11 +595,12 @@ fn plan_and_apply(
         extra_buckets: Vec::new(),
         salvaged: salvage::Book::load(root).map_err(PlanError::Queue)?,
     };
-    let progress = std::io::stderr().is_terminal();
     let mut messages = 0u64;
     let mut failure: Option<PlanError> = None;
     let mut buf: Vec<Finding> = Vec::new();
-    let r = scan(root, ScanLayout { split, big_todo }, opts, &mut |ev| {
+    progress.phase("listing", None);
+    let mut listed = |total: u64| progress.phase(phase, Some(total));
+    let r = scan_counted(root, ScanLayout { split, big_todo }, opts, &mut listed, &mut |ev| {
         if failure.is_some() {
             return;
         }
@@ -596,9 +615,7 @@ fn plan_and_apply(
             ScanEvent::Message(m) => {
                 origin.new = message_is_new(&m, since);
                 messages += 1;
-                if progress && messages.is_multiple_of(10_000) {
-                    eprint!("\rqfixq: {messages} messages scanned");
-                }
+                progress.inc(1);
                 number = Some(m.number);
                 message::plan_message(&mut ctx, quarantine, &m, &mut buf);
             }
@@ -638,9 +655,6 @@ fn plan_and_apply(
             }
         }
     });
-    if progress && messages >= 10_000 {
-        eprintln!("\rqfixq: {messages} messages scanned");
-    }
     if let Some(f) = failure {
         return Err(f);
     }
@@ -658,8 +672,20 @@ fn plan_and_apply(
     // signal asked for it (the rest wait under their waiting names, which
     // the next run finishes).
     let mut stopped: Option<PlanError> = None;
+    if !ctx.pending.is_empty() {
+        let second = match phase {
+            "repairing" => "renumbering",
+            "scanning" => "planning the renumbering",
+            other => other,
+        };
+        progress.phase(second, None);
+        progress.set_total(ctx.pending.len() as u64);
+    }
     message::plan_pending(&mut ctx, &mut |f| match sink(f, Origin::default()) {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            progress.inc(1);
+            Ok(())
+        }
         Err(PlanError::Io(e)) => Err(e),
         Err(other) => {
             stopped = Some(other);
@@ -772,7 +798,7 @@ fn verify(
     root: &Dir,
     layout: &Layout,
     sctx: &StructureCtx<'_>,
-    no_quarantine: bool,
+    (no_quarantine, progress): (bool, &Progress),
     opts: &ScanOptions,
     now: i64,
     started: i64,
@@ -785,7 +811,8 @@ fn verify(
             return v;
         }
     };
-    let pass = Pass { mode: RunMode::Check, no_quarantine, scan: opts, since: Some(started) };
+    let pass =
+        Pass { mode: RunMode::Check, no_quarantine, scan: opts, since: Some(started), progress, phase: "verifying" };
     let r = plan_and_apply(root, layout, pass, &mut q2, &mut |f, o| {
         if f.kind.is_problem() {
             if o.new {

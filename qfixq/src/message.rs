@@ -104,6 +104,16 @@ pub struct PendingList {
 }
 
 impl PendingList {
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.packed.len() + self.wide.len()
+    }
+
+    /// No message waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Message `old` waits to become `new`; `parts` wait under their
     /// renumbering names (`.qfixq-renum-OLD-NEW`).
     pub fn push(&mut self, new: u64, old: u64, parts: u8) {
@@ -752,7 +762,8 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
                     path,
                     problem,
                     format!(
-                        "written with the null sender, birth time {birth} kept (sender lost; recorded as salvaged)"
+                        "written with the null sender, birth time {} kept (sender lost; recorded as salvaged)",
+                        qcommon::human::when(birth, now_secs())
                     ),
                 );
                 // The record first: a crash never leaves an invented null
@@ -1116,6 +1127,11 @@ pub fn plan_extra_buckets(ctx: &mut MessageCtx, out: &mut Vec<Finding>) {
             Action { message: None, steps: vec![Step::Rmdir { path }] },
         ));
     }
+}
+
+/// Now, in seconds since the epoch (for the ages beside times).
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

@@ -1,6 +1,13 @@
-//! What qfixq prints: the header of decisions, one line per finding, the
+//! What qfixq prints: the header of decisions, the findings and their
 //! steps (planned in a check, done in a live run), the summary; as text or
 //! as one JSON document. Every untrusted name is escaped first.
+//!
+//! The text report is grouped by kind unless `--all` asks for every line:
+//! failed steps and problems left as they are come at once, in full; at
+//! the end a table of kinds (count, steps, what is done), the first
+//! [`EXAMPLES`] findings of each kind with their steps, then the summary.
+//! Memory holds counts and those few examples, whatever the queue's size.
+//! JSON always holds everything.
 
 use std::collections::BTreeMap;
 
@@ -24,12 +31,40 @@ pub enum StepStatus<'a> {
     Failed(&'a qcommon::Error),
 }
 
+/// Findings of one kind shown as examples in the grouped text report.
+pub const EXAMPLES: usize = 3;
+
+/// How the text report is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// The summary only (and failures).
+    Quiet,
+    /// Grouped by kind: a table, a few examples per kind, failures in full.
+    Grouped,
+    /// Every finding and every step.
+    All,
+}
+
+/// What the grouped report keeps of one kind.
+#[derive(Debug, Default)]
+struct Group {
+    findings: u64,
+    steps: u64,
+    failed: u64,
+    /// The remedy of the first finding, and whether every other had the same.
+    remedy: String,
+    same_remedy: bool,
+    /// The first findings with their step lines.
+    examples: Vec<Vec<String>>,
+}
+
 /// Writes the report as it goes.
 #[derive(Debug)]
 pub struct Report<W: Write> {
     out: W,
     json: bool,
     quiet: bool,
+    detail: Detail,
     first_finding: bool,
     first_step: bool,
     in_steps: bool,
@@ -37,6 +72,11 @@ pub struct Report<W: Write> {
     pub counts: BTreeMap<Kind, u64>,
     /// Findings written (JSON's summary).
     findings: u64,
+    /// Grouped report: by kind.
+    groups: BTreeMap<Kind, Group>,
+    /// Grouped report: the last finding's kind, its line, whether it is an
+    /// example and whether its line was printed (with a failure).
+    current: Option<(Kind, String, bool, bool)>,
 }
 
 /// One finding in JSON (its steps follow as they happen).
@@ -79,17 +119,24 @@ struct TailJson<'a> {
 
 impl<W: Write> Report<W> {
     /// A report to `out`.
-    pub fn new(out: W, json: bool, quiet: bool) -> Self {
+    pub fn new(out: W, json: bool, detail: Detail) -> Self {
         Report {
             out,
             json,
-            quiet,
+            quiet: detail == Detail::Quiet,
+            detail,
             first_finding: true,
             first_step: true,
             in_steps: false,
             counts: BTreeMap::new(),
             findings: 0,
+            groups: BTreeMap::new(),
+            current: None,
         }
+    }
+
+    fn grouped(&self) -> bool {
+        !self.json && self.detail == Detail::Grouped
     }
 
     /// The header: `(label, value)` pairs, values already escaped, for
@@ -162,8 +209,56 @@ impl<W: Write> Report<W> {
             self.in_steps = true;
             self.first_finding = false;
             self.first_step = true;
+        } else if self.grouped() {
+            let line = format!("{path}: {}: {}", escape_text(&f.problem), escape_text(&f.remedy));
+            let g = self.groups.entry(f.kind).or_default();
+            if g.findings == 0 {
+                g.remedy = escape_text(&f.remedy);
+                g.same_remedy = true;
+            } else if g.same_remedy && g.remedy != escape_text(&f.remedy) {
+                g.same_remedy = false;
+            }
+            g.findings += 1;
+            let example = g.examples.len() < EXAMPLES;
+            if example {
+                g.examples.push(vec![line.clone()]);
+            }
+            // A problem left as it is is shown in full, at once.
+            let shown = f.left && f.kind.is_problem();
+            if shown {
+                writeln!(self.out, "{line}")?;
+            }
+            self.current = Some((f.kind, line, example, shown));
         } else {
             writeln!(self.out, "{path}: {}: {}", escape_text(&f.problem), escape_text(&f.remedy))?;
+        }
+        Ok(())
+    }
+
+    /// Grouped report: one step of the current finding.
+    fn grouped_step(&mut self, s: &Step, status: StepStatus<'_>) -> io::Result<()> {
+        let line = match status {
+            StepStatus::Planned => format!("  would: {s}"),
+            StepStatus::Done => format!("  done: {s}"),
+            StepStatus::Failed(e) => format!("  FAILED: {s}: {}", escape_text(&e.to_string())),
+        };
+        let failed = matches!(status, StepStatus::Failed(_));
+        let Some((kind, finding, example, shown)) = &mut self.current else { return Ok(()) };
+        let g = self.groups.entry(*kind).or_default();
+        g.steps += 1;
+        if *example {
+            if let Some(ex) = g.examples.last_mut() {
+                ex.push(line.clone());
+            }
+        }
+        if failed {
+            // A failure is printed in full, at once, with its finding.
+            g.failed += 1;
+            if !*shown {
+                writeln!(self.out, "{finding}")?;
+                *shown = true;
+            }
+            writeln!(self.out, "{line}")?;
         }
         Ok(())
     }
@@ -177,6 +272,9 @@ impl<W: Write> Report<W> {
                 }
             }
             return Ok(());
+        }
+        if self.grouped() {
+            return self.grouped_step(s, status);
         }
         if self.json {
             if !self.first_step {
@@ -214,6 +312,9 @@ impl<W: Write> Report<W> {
             // The document's object is already open: the tail's fields join it.
             writeln!(self.out, "],{}", &j[1..])?;
         } else {
+            if self.grouped() {
+                self.groups_table(live)?;
+            }
             for n in notes {
                 writeln!(self.out, "{}", escape_text(n))?;
             }
@@ -235,6 +336,60 @@ impl<W: Write> Report<W> {
             }
         }
         self.out.flush()
+    }
+}
+
+impl<W: Write> Report<W> {
+    /// Grouped report: the table of kinds and the examples.
+    fn groups_table(&mut self, live: bool) -> io::Result<()> {
+        if self.groups.is_empty() {
+            return Ok(());
+        }
+        let findings: u64 = self.groups.values().map(|g| g.findings).sum();
+        let steps: u64 = self.groups.values().map(|g| g.steps).sum();
+        writeln!(
+            self.out,
+            "{}: {findings} findings of {} kinds, {steps} steps{}",
+            if live { "repair" } else { "plan" },
+            self.groups.len(),
+            if live { " carried out" } else { "" }
+        )?;
+        let width = self.groups.keys().map(|k| k.name().len()).max().unwrap_or(4).max(4);
+        writeln!(
+            self.out,
+            "  {:<width$}  {:>9}  {:>9}  {}",
+            "kind",
+            "findings",
+            "steps",
+            if live { "what was done" } else { "what live will do" }
+        )?;
+        for (k, g) in &self.groups {
+            let what = if g.same_remedy { g.remedy.as_str() } else { k.what() };
+            let failed = if g.failed > 0 { format!(" ({} steps FAILED)", g.failed) } else { String::new() };
+            writeln!(self.out, "  {:<width$}  {:>9}  {:>9}  {what}{failed}", k.name(), g.findings, g.steps)?;
+        }
+        let shortened = self.groups.values().any(|g| g.findings > g.examples.len() as u64);
+        if shortened {
+            writeln!(
+                self.out,
+                "examples: the first {EXAMPLES} findings of each kind; `--all` prints every finding and step, \
+                 `--json` holds them all"
+            )?;
+        } else {
+            writeln!(self.out, "findings:")?;
+        }
+        for g in self.groups.values() {
+            for ex in &g.examples {
+                for l in ex {
+                    writeln!(self.out, "{l}")?;
+                }
+            }
+            let rest = g.findings - g.examples.len() as u64;
+            if rest > 0 {
+                writeln!(self.out, "  ... and {rest} more of this kind (--all shows them)")?;
+            }
+        }
+        Ok(())
     }
 }
 

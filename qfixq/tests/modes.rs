@@ -34,7 +34,7 @@ fn healthy_queue_is_left_alone() {
         check.expect(0, "check of a healthy queue");
         assert!(check.out().contains("summary: no problems found"), "{}", check.show());
         assert_frozen(&fx, &frozen, "check of a healthy queue", Some(&check));
-        let live = qfixq(q, &["live"]);
+        let live = qfixq(q, &["--all", "live"]);
         live.expect(0, "live on a healthy queue");
         assert_eq!(live.done_steps(), 0, "live on a healthy queue did something\n{}", live.show());
         assert_frozen(&fx, &frozen, "live on a healthy queue", Some(&live));
@@ -162,7 +162,7 @@ fn json_report_matches_the_text_report() {
     let fx = build(30, 23, false, 21, &ds);
     let q = fx.queue();
     let frozen = freeze(&fx);
-    let text = qfixq(q, &[]);
+    let text = qfixq(q, &["--all"]);
     text.expect(4, "text check");
     let json = qfixq(q, &["--json"]);
     json.expect(4, "JSON check");
@@ -235,9 +235,9 @@ fn untrusted_names_are_escaped() {
     }
     let fx = build(20, 23, false, 41, &[Damage::StrayNames]);
     let q = fx.queue();
-    let check = qfixq(q, &[]);
+    let check = qfixq(q, &["--all"]);
     check.expect(4, "check with stray names");
-    let live = qfixq(q, &["live"]);
+    let live = qfixq(q, &["--all", "live"]);
     live.expect(1, "live with stray names");
     for r in [&check, &live] {
         let out = String::from_utf8(r.stdout.clone()).unwrap_or_else(|e| panic!("not UTF-8: {e}\n{}", r.show()));

@@ -145,7 +145,9 @@ pub struct Args {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
-    /// Also print every step (unlink, set time) under its message.
+    /// List every message (by default the text listing shows the first
+    /// few, then counts the rest; failures are always listed) and print
+    /// every step (unlink, set time) under its message.
     #[arg(short = 'v', long, conflicts_with = "quiet")]
     pub verbose: bool,
 
@@ -160,12 +162,12 @@ fn parse_number(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a message number (digits, no leading zero)"))
 }
 
-fn parse_bytes_regex(s: &str) -> Result<regex::bytes::Regex, String> {
+pub fn parse_bytes_regex(s: &str) -> Result<regex::bytes::Regex, String> {
     // Unicode off: an address is bytes, and `.` must match any byte.
     regex::bytes::RegexBuilder::new(s).unicode(false).build().map_err(|e| one_line(&e.to_string()))
 }
 
-fn parse_header_filter(s: &str) -> Result<HeaderFilter, String> {
+pub fn parse_header_filter(s: &str) -> Result<HeaderFilter, String> {
     let Some((name, re)) = s.split_once(':') else {
         return Err(format!("{s:?}: expected 'Name: RE', e.g. 'Subject: ^failure'"));
     };

@@ -93,8 +93,9 @@ pub const SUBJECT_MAX: usize = 60;
 /// Recipients shown in the text listing.
 pub const RECIPIENTS_SHOWN: usize = 3;
 
-/// The text line of one entry.
-pub fn text_line(e: &Entry<'_>, now: i64) -> String {
+/// The text line of one entry; the Subject as UTF-8 when `utf8` (the
+/// locale is UTF-8), its control characters and invalid bytes escaped.
+pub fn text_line(e: &Entry<'_>, now: i64, utf8: bool) -> String {
     let v = e.view;
     let mut s = format!(
         "{}  {}  age {}  from <{}>  to",
@@ -118,7 +119,7 @@ pub fn text_line(e: &Entry<'_>, now: i64) -> String {
         Some(subj) => {
             let cut: String = subj.chars().take(SUBJECT_MAX).collect();
             let more = if cut.len() < subj.len() { "..." } else { "" };
-            let _ = write!(s, "  subject \"{}\"{more}", Escaped(cut.as_bytes()));
+            let _ = write!(s, "  subject \"{}\"{more}", qcommon::human::display_bytes(cut.as_bytes(), utf8));
         }
         None if e.header_read => s.push_str("  subject -"),
         None => {}
@@ -223,12 +224,14 @@ pub fn json_not_found(number: u64, why: &str) -> String {
     qcommon::json::to_string(&LeftJson { number, status: "not_found", errors: &[why.to_string()] })
 }
 
-/// Stdout, buffered and locked, that stops quietly on a closed pipe.
+/// Stdout, buffered and locked, that stops quietly on a closed pipe. On a
+/// terminal each line is written with the progress line cleared.
 #[derive(Debug)]
 pub struct Output {
     w: BufWriter<std::io::StdoutLock<'static>>,
     broken: bool,
     failed: bool,
+    terminal: bool,
 }
 
 impl Default for Output {
@@ -240,11 +243,26 @@ impl Default for Output {
 impl Output {
     /// Locks stdout.
     pub fn new() -> Output {
-        Output { w: BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()), broken: false, failed: false }
+        use std::io::IsTerminal;
+        let terminal = std::io::stdout().is_terminal();
+        Output {
+            w: BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()),
+            broken: false,
+            failed: false,
+            terminal,
+        }
     }
 
     /// Writes `s` and a newline.
     pub fn line(&mut self, s: &str) {
+        if self.terminal {
+            qcommon::progress::around_output(|| {
+                self.write(s.as_bytes());
+                self.write(b"\n");
+                self.flush();
+            });
+            return;
+        }
         self.write(s.as_bytes());
         self.write(b"\n");
     }
@@ -293,8 +311,10 @@ impl Output {
 /// was escaped already is not escaped twice). Errors writing there are
 /// ignored: there is nowhere left to report them.
 pub fn error(msg: &str) {
-    let mut e = std::io::stderr().lock();
-    let _ = writeln!(e, "qkillns: {}", qcommon::error::escape_text(msg));
+    qcommon::progress::around_output(|| {
+        let mut e = std::io::stderr().lock();
+        let _ = writeln!(e, "qkillns: {}", qcommon::error::escape_text(msg));
+    });
 }
 
 #[cfg(test)]
@@ -335,7 +355,9 @@ mod tests {
             bytes: 400,
             error: None,
         };
-        let l = text_line(&e, 1000 + 2 * 86_400 + 3600);
+        let l = text_line(&e, 1000 + 2 * 86_400 + 3600, false);
+        let u = text_line(&e, 1000 + 2 * 86_400 + 3600, true);
+        assert!(u.contains(&format!("subject \"{}\"...", "é".repeat(SUBJECT_MAX))), "{u}");
         assert!(l.starts_with("4711  would remove  age 2d01h  from <>  to <a@x\\x1b[31m> <b@y> <c@z> +1 more"), "{l}");
         assert!(l.contains("subject \"\\xc3\\xa9"), "{l}");
         assert!(l.contains("...  321 bytes"), "{l}");

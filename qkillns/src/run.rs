@@ -27,7 +27,7 @@ use qcommon::layout::{discover, Layout};
 use qcommon::mutator::{Action, Mode, Mutator, Plan, Step};
 use qcommon::queue::Part;
 use qcommon::safe_fs::Dir;
-use qcommon::scan::{scan, ScanEvent, ScanLayout, ScanOptions, ScannedMessage};
+use qcommon::scan::{scan_counted, ScanEvent, ScanLayout, ScanOptions, ScannedMessage};
 
 use crate::args::Args;
 use crate::exit::ExitCode;
@@ -167,7 +167,17 @@ struct Runner<'a> {
     seen: BTreeSet<u64>,
     /// Those of `wanted` found as strays: what and why.
     strays: BTreeMap<u64, Vec<String>>,
+    /// Messages selected but not listed (the text listing shows the first
+    /// [`LISTED`] unless -v).
+    unlisted: u64,
+    listed: u64,
+    progress: qcommon::progress::Progress,
+    /// The locale is UTF-8: subjects are shown as UTF-8.
+    utf8: bool,
 }
+
+/// Messages the text listing shows without --all.
+pub const LISTED: u64 = 10;
 
 /// Selected messages waiting for their headers to be read together, and
 /// then removed together.
@@ -327,7 +337,7 @@ pub fn run(args: &Args) -> ExitCode {
         }
         let target = plan::expire_target(now, l.seconds);
         header.push(("queuelifetime", format!("{} s ({})", l.seconds, l.source)));
-        header.push(("backdate to", format!("{target} ({})", qcommon::remove::utc_stamp(target))));
+        header.push(("backdate to", qcommon::human::when(target, now)));
         header.push((
             "qmail-send",
             if targets.is_empty() {
@@ -414,6 +424,10 @@ pub fn run(args: &Args) -> ExitCode {
         wanted: args.numbers.iter().copied().collect(),
         seen: BTreeSet::new(),
         strays: BTreeMap::new(),
+        unlisted: 0,
+        listed: 0,
+        progress: qcommon::progress::Progress::stderr("qkillns"),
+        utf8: qcommon::human::utf8_locale(),
     };
     runner.print_header(&layout, &header, now);
     // --expire: its advice before it acts (before any backdating or signal).
@@ -425,8 +439,18 @@ pub fn run(args: &Args) -> ExitCode {
 
     let scan_layout = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
     let opts = ScanOptions { threads: args.threads as usize, ..ScanOptions::default() };
-    let result = scan(&root, scan_layout, &opts, &mut |ev| runner.on_event(ev));
+    // The phase: what is done to the selected messages as the scan goes.
+    let phase = match (work, dry) {
+        (_, true) => "scanning",
+        (Work::Remove, false) => "removing",
+        (Work::Expire { .. }, false) => "expiring",
+    };
+    runner.progress.phase("listing", None);
+    let progress = runner.progress.clone();
+    let mut listed = |total: u64| progress.phase(phase, Some(total));
+    let result = scan_counted(&root, scan_layout, &opts, &mut listed, &mut |ev| runner.on_event(ev));
     runner.flush();
+    runner.progress.clear();
     if let Err(e) = result {
         report::error(&format!("cannot scan the queue: {e}"));
         runner.exit = ExitCode::Operational;
@@ -583,6 +607,7 @@ impl Runner<'_> {
         match ev {
             ScanEvent::Message(m) => {
                 self.counts.scanned += 1;
+                self.progress.inc(1);
                 self.consider(m);
             }
             ScanEvent::Stray(s) => {
@@ -604,6 +629,7 @@ impl Runner<'_> {
         if self.out.broken() && self.dry() {
             // Nobody reads the listing any more, and a dry run has nothing
             // to finish.
+            self.progress.clear();
             std::process::exit(if self.out.failed() { ExitCode::Operational } else { ExitCode::Done }.code().into());
         }
     }
@@ -875,7 +901,14 @@ impl Runner<'_> {
             let j = report::json_entry(&e, self.criteria.now);
             self.json_item(&j);
         } else {
-            self.out.line(&report::text_line(&e, self.criteria.now));
+            // The first few, and every failure; the rest are counted.
+            let every = self.args.verbose;
+            if !every && self.listed >= LISTED && status != Status::Failed {
+                self.unlisted += 1;
+                return;
+            }
+            self.listed += 1;
+            self.out.line(&report::text_line(&e, self.criteria.now, self.utf8));
             if self.args.verbose {
                 if let Some(a) = action {
                     for s in &a.steps {
@@ -938,6 +971,12 @@ impl Runner<'_> {
             return;
         }
         let mut lines = Vec::new();
+        if self.unlisted > 0 {
+            lines.push(format!(
+                "... and {} more message(s) not listed: -v lists every one, --json holds them all",
+                self.unlisted
+            ));
+        }
         match self.work {
             Work::Remove if dry => lines
                 .push(format!("would remove {} message(s), {} bytes (of {} scanned)", c.removed, c.bytes, c.scanned)),

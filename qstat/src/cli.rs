@@ -20,12 +20,17 @@ Count the messages of a qmail queue. Without options, the output is qmail-qstat'
 
 counted as qmail-qstat counts (entries below the buckets of mess/, and in todo/), but faster and without \
 touching a file. qstat only reads: it never changes a byte, a mode, an owner or a time stamp, it needs no \
-qmail program, and it may run while qmail-send works (files that vanish while they are counted are no error).";
+qmail program, and it may run while qmail-send works (files that vanish while they are counted are no error).
+
+--list (-l) lists the messages themselves, oldest first, and --show N shows one message, as qmail-qread and \
+qmHandle do, complete: they read the same way.";
 
 const AFTER_HELP: &str = "\
 Exit status: 0 done; 4 printed, but part of the queue could not be read (the errors are on stderr, the \
 counts may be low); 8 the queue is unreadable or not a qmail queue, or its split is undecidable for \
 --detail/--top (give --split); 16 usage error.
+--list: 4 also when a message number given is not in the queue. --show: 8 when message N is not in the \
+queue (or only entries that are not message files have its name), 4 when one of its files could not be read.
 With --check (a Nagios/Icinga plugin): 0 OK, 1 WARNING (a threshold; damaged messages, with --detail), \
 2 CRITICAL (a threshold; damage to the queue's structure: missing buckets or lock files, wrong owners), \
 3 UNKNOWN (queue unreadable, part of it unreadable, bad options or thresholds that do not fit together), \
@@ -51,7 +56,7 @@ pub struct Cli {
     #[arg(long)]
     pub detail: bool,
 
-    /// Threads that stat and read message files for --detail and --top
+    /// Threads that stat and read message files for --detail, --top and --list
     /// (on a cold cache each is a read in flight).
     #[arg(long, value_name = "N", default_value_t = qcommon::scan::DEFAULT_THREADS as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: u32,
@@ -60,7 +65,8 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub top: Option<u32>,
 
-    /// Print one JSON document (one line) with everything computed.
+    /// Print one JSON document (one line) with everything computed; with --list, one object per message,
+    /// one per line, as the listing goes.
     #[arg(long, conflicts_with = "prometheus")]
     pub json: bool,
 
@@ -135,6 +141,56 @@ pub struct Cli {
     /// two queues on one host apart.
     #[arg(long, value_name = "NAME", requires = "prometheus")]
     pub queue_name: Option<String>,
+
+    /// List the messages, oldest first: per message its birth time (ISO 8601, UTC), number, size, stage
+    /// (preprocessed, unpreprocessed, being-queued, no-envelope) and sender, then each recipient with its
+    /// list (local, remote, or todo before preprocessing) and state (pending or done), and what is damaged.
+    /// Selects with --sender, --recipient, --header, --older-than, --younger-than and message numbers (all
+    /// must match); --json gives one object per line. Reads only; works beside a running qmail-send.
+    #[arg(short = 'l', long, conflicts_with_all = ["detail", "top", "prometheus", "check", "watch"])]
+    pub list: bool,
+
+    /// Show message N: its envelope (sender, recipients and their states, birth time, bucket), its damage,
+    /// its files with owners and modes, and its header, control characters escaped.
+    #[arg(long, value_name = "N", conflicts_with_all = ["list", "detail", "top", "prometheus", "check", "watch", "json"])]
+    pub show: Option<u64>,
+
+    /// With --show: the body too.
+    #[arg(long, requires = "show")]
+    pub body: bool,
+
+    /// With --show: write the message's bytes as they are (header and body, nothing else), for piping
+    /// into a mail reader.
+    #[arg(long, requires = "show", conflicts_with = "body")]
+    pub raw: bool,
+
+    /// --list: only messages whose envelope sender matches RE (a regular expression over the sender's
+    /// bytes; the null sender is the empty string, so '^$' selects bounces; a salvaged message, whose
+    /// sender was lost, never matches).
+    #[arg(long, value_name = "RE", requires = "list", value_parser = qkillns::args::parse_bytes_regex)]
+    pub sender: Option<regex::bytes::Regex>,
+
+    /// --list: only messages with at least one recipient matching RE (delivered or not).
+    #[arg(long, value_name = "RE", requires = "list", value_parser = qkillns::args::parse_bytes_regex)]
+    pub recipient: Option<regex::bytes::Regex>,
+
+    /// --list: only messages with a header NAME whose decoded value matches RE, as in 'Subject: ^failure'
+    /// (name without regard to case). May be given more than once: all must match.
+    #[arg(long, value_name = "NAME: RE", requires = "list", value_parser = qkillns::args::parse_header_filter)]
+    pub header: Vec<qkillns::args::HeaderFilter>,
+
+    /// --list: only messages at least this old (36h, 2d, 90m, 30s, 1w, 1d12h; age from the info time
+    /// stamp, or from the mess time stamp before preprocessing).
+    #[arg(long, value_name = "DUR", requires = "list", value_parser = qkillns::duration::parse)]
+    pub older_than: Option<u64>,
+
+    /// --list: only messages younger than this.
+    #[arg(long, value_name = "DUR", requires = "list", value_parser = qkillns::duration::parse)]
+    pub younger_than: Option<u64>,
+
+    /// --list: only these messages (by number).
+    #[arg(value_name = "NUMBER", requires = "list")]
+    pub numbers: Vec<u64>,
 
     /// Print again every SECS seconds (fractions allowed), each time after a line with the local time.
     #[arg(long, value_name = "SECS", value_parser = parse_interval)]

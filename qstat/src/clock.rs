@@ -47,6 +47,14 @@ pub fn utc_stamp(t: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
+/// `t` in UTC as ISO 8601: `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn iso_utc(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
 /// calendar, counting in 400-year eras of 146097 days.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -82,6 +90,12 @@ pub fn age_text(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
 
     #[test]
     fn utc_dates() {

@@ -20,7 +20,7 @@ use qcommon::envelope::{is_double_bounce, read_records, ListEnvelope, TodoEnvelo
 use qcommon::layout::Layout;
 use qcommon::queue::{bucket_of, Part};
 use qcommon::safe_fs::Dir;
-use qcommon::scan::{scan, ReadProblem, ScanEvent, ScanLayout, ScanOptions, ScannedMessage};
+use qcommon::scan::{scan_counted, ReadProblem, ScanEvent, ScanLayout, ScanOptions, ScannedMessage};
 use qcommon::{Error, Result};
 
 use crate::lifetime::Lifetime;
@@ -216,6 +216,7 @@ pub fn gather(
     root: &Dir,
     layout: &Layout,
     wanted: &Wanted,
+    progress: &qcommon::progress::Progress,
     on_error: &mut dyn FnMut(Error),
 ) -> Result<(Detail, Option<TopLists>)> {
     let mut d = Detail {
@@ -236,9 +237,14 @@ pub fn gather(
     let mut domains = wanted.top.map(|_| TopCounter::new(DEFAULT_CAPACITY));
     let sl = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
     let opts = ScanOptions { threads: wanted.threads, ..ScanOptions::default() };
+    progress.phase("listing", None);
+    let mut listed = |total: u64| progress.phase("scanning", Some(total));
     let cx = Context { root, wanted, sl, salvaged };
-    scan(root, sl, &opts, &mut |ev| match ev {
-        ScanEvent::Message(m) => examine(cx, &mut d, &m, senders.as_mut().zip(domains.as_mut()), on_error),
+    scan_counted(root, sl, &opts, &mut listed, &mut |ev| match ev {
+        ScanEvent::Message(m) => {
+            progress.inc(1);
+            examine(cx, &mut d, &m, senders.as_mut().zip(domains.as_mut()), on_error)
+        }
         ScanEvent::Stray(_) => d.strays += 1,
         ScanEvent::Error(e) => on_error(e),
     })?;

@@ -12,7 +12,9 @@
 //! [`words`] for its `wc -w` and [`listing`] for atime-free listings),
 //! [`detail`] (the full scan, with [`top`] and [`lifetime`]), [`report`]
 //! (one look at the queue), the outputs [`text`], [`json`], [`prom`],
-//! [`check`], [`clock`] for time, [`exit`] for exit statuses.
+//! [`check`], [`clock`] for time, [`exit`] for exit statuses; [`list`]
+//! (`--list`) and [`show`] (`--show`), which read messages one by one with
+//! [`message`].
 
 pub mod check;
 pub mod cli;
@@ -22,9 +24,12 @@ pub mod detail;
 pub mod exit;
 pub mod json;
 pub mod lifetime;
+pub mod list;
 pub mod listing;
+pub mod message;
 pub mod prom;
 pub mod report;
+pub mod show;
 pub mod structure;
 pub mod text;
 pub mod top;
@@ -110,7 +115,11 @@ pub fn execute(cli: &Cli, words: WordRules, out: &mut dyn Write, err: &mut dyn W
         words,
         threads: count_threads(),
         scan_threads: cli.threads as usize,
+        progress: qcommon::progress::Progress::stderr("qstat"),
     };
+    if cli.list || cli.show.is_some() {
+        return finish(messages(cli, out, err), err);
+    }
     let result = match cli.watch {
         Some(interval) => watch(cli, &req, interval, out, err),
         None => emit(cli, report::take(&req, clock::now()), out, err),
@@ -118,6 +127,46 @@ pub fn execute(cli: &Cli, words: WordRules, out: &mut dyn Write, err: &mut dyn W
     match result {
         Ok(code) => code,
         // A closed pipe (`qstat | head -1`) is not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::Ok,
+        Err(e) => {
+            let _ = writeln!(err, "qstat: cannot write the output: {e}");
+            ExitCode::Operational
+        }
+    }
+}
+
+/// `--list` or `--show`.
+fn messages(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<ExitCode> {
+    if let Some(number) = cli.show {
+        let req = show::ShowRequest { layout: cli.queue.layout_options(), number, body: cli.body, raw: cli.raw };
+        return show::run(&req, out, err);
+    }
+    let mut numbers = cli.numbers.clone();
+    numbers.sort_unstable();
+    numbers.dedup();
+    let selection = list::Selection {
+        numbers,
+        sender: cli.sender.clone(),
+        recipient: cli.recipient.clone(),
+        headers: cli.header.clone(),
+        older_than: cli.older_than,
+        younger_than: cli.younger_than,
+    };
+    let req = list::ListRequest {
+        layout: cli.queue.layout_options(),
+        selection,
+        json: cli.json,
+        threads: cli.threads as usize,
+        now: clock::now(),
+    };
+    list::run(&req, out, err)
+}
+
+/// The exit status of a run whose output may have failed.
+fn finish(result: io::Result<ExitCode>, err: &mut dyn Write) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        // A closed pipe (`qstat -l | head -1`) is not an error.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::Ok,
         Err(e) => {
             let _ = writeln!(err, "qstat: cannot write the output: {e}");

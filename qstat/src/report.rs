@@ -30,6 +30,8 @@ pub struct Request {
     pub scan_threads: usize,
     /// Look at the queue's structure (`--check`).
     pub structure: bool,
+    /// The progress line (on standard error, on a terminal only).
+    pub progress: qcommon::progress::Progress,
 }
 
 /// What was seen.
@@ -83,7 +85,9 @@ fn escaped(e: &impl std::fmt::Display) -> String {
 /// Looks at the queue once. `now` is the time of the look.
 pub fn take(req: &Request, now: i64) -> Result<Report, Fatal> {
     let opened = open_queue_checked(&req.layout).map_err(|e| Fatal(escaped(&e)))?;
+    req.progress.spin("counting");
     let outcome = count(&opened.dir, req.words, req.threads);
+    req.progress.clear();
     let mut errors: Vec<String> = Vec::new();
     fn push(errors: &mut Vec<String>, text: String) {
         if !errors.contains(&text) {
@@ -128,8 +132,9 @@ pub fn take(req: &Request, now: i64) -> Result<Report, Fatal> {
             report.warnings.push(Escaped(w.as_bytes()).to_string());
         }
         let wanted = Wanted { top: req.top, now, lifetime, threads: req.scan_threads };
-        let (detail, top) = gather(&opened.dir, &layout, &wanted, &mut |e| push(&mut errors, escaped(&e)))
-            .map_err(|e| Fatal(escaped(&e)))?;
+        let gathered = gather(&opened.dir, &layout, &wanted, &req.progress, &mut |e| push(&mut errors, escaped(&e)));
+        req.progress.clear();
+        let (detail, top) = gathered.map_err(|e| Fatal(escaped(&e)))?;
         if req.detail {
             report.detail = Some(detail);
         }

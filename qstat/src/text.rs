@@ -6,7 +6,6 @@ use std::io::{self, Write};
 
 use qcommon::error::Escaped;
 
-use crate::clock::{age_text, local_stamp};
 use crate::count::Counts;
 use crate::detail::{BySource, Detail, TopLists};
 use crate::report::Report;
@@ -57,10 +56,9 @@ pub fn write_detail(w: &mut dyn Write, d: &Detail, now: i64) -> io::Result<()> {
     match &d.oldest {
         Some(o) => writeln!(
             w,
-            "oldest message: {}, {} old (since {}, {})",
+            "oldest message: {}, born {}, from its {}",
             o.number,
-            age_text(now - o.birth),
-            local_stamp(o.birth),
+            qcommon::human::when(o.birth, now),
             o.basis.name()
         )?,
         None => writeln!(w, "oldest message: none")?,

@@ -319,7 +319,10 @@ fn qfixq_check_names_every_oddity_and_changes_nothing() {
         return;
     }
     let h = hostile(11, true);
-    let run = read_only(&h, h.cmd("qfixq"), &[4]);
+    // Grouped by kind, then every finding (--all).
+    let grouped = read_only(&h, h.cmd("qfixq"), &[4]);
+    assert!(grouped.out().contains("what live will do"), "{}", grouped.show());
+    let run = read_only(&h, h.cmd("qfixq").arg("--all"), &[4]);
     let out = run.out();
     assert!(out.contains("(a symbolic link)"), "the header says the root is a link\n{}", run.show());
     for (p, word) in &h.oddities {

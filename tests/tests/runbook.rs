@@ -7,9 +7,10 @@
 //! comparison both sides are made independent of the run: the practice
 //! queue's path reads `/var/qmail/queue`, numbers of five digits or more
 //! (message and inode numbers, times, byte counts) read `N`, bucket
-//! numbers in paths `B`, ages `AGE`, disk percentages `P`, process ids
-//! `N`, and qfixq's `processes:` line leaves out qmail programs running
-//! elsewhere on the host. A quoted
+//! numbers in paths `B`, ages `AGE` (also those beside a time, `(AGE
+//! ago)`), disk percentages `P`, process ids `N`, and qfixq's
+//! `processes:` line leaves out qmail programs running elsewhere on the
+//! host and the ones it ignores (zombies). A quoted
 //! `...` stands for lines left out. A block marked `(counts vary)` has
 //! counts that depend on the inode numbers (which messages lost their
 //! info): there every number and recipient is compared as a placeholder.
@@ -162,7 +163,23 @@ fn normalize(line: &str, queue: &str, varies: bool) -> String {
     // qmail programs that run elsewhere on this host (other tests' stand-ins
     // among them) are listed in qfixq's header too: left out.
     if let Some(list) = s.strip_prefix("processes: ") {
-        let kept: Vec<&str> = list.split(", ").filter(|p| !p.ends_with("(qmail program)")).collect();
+        // The entries, split at ", " outside parentheses.
+        let mut entries: Vec<&str> = Vec::new();
+        let (mut depth, mut start) = (0i32, 0usize);
+        for (i, c) in list.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 && list[i..].starts_with(", ") => {
+                    entries.push(&list[start..i]);
+                    start = i + 2;
+                }
+                _ => {}
+            }
+        }
+        entries.push(&list[start..]);
+        let kept: Vec<&str> =
+            entries.into_iter().filter(|p| !p.ends_with("(qmail program)") && !p.ends_with("ignored)")).collect();
         s = format!("processes: {}", if kept.is_empty() { "none".to_string() } else { kept.join(", ") });
     }
     if varies {
@@ -189,6 +206,19 @@ fn normalize(line: &str, queue: &str, varies: bool) -> String {
         out.push_str(rest);
         s = out;
     }
+    // Ages beside times: "(5d 7h ago)" -> "(AGE ago)".
+    let mut out = String::new();
+    let mut rest = s.as_str();
+    while let Some(i) = rest.find(" ago)") {
+        let open = rest[..i].rfind('(');
+        match open.filter(|&o| rest[o + 1..i].chars().all(|c| c.is_ascii_digit() || " NdhmsAGE".contains(c))) {
+            Some(o) => out.push_str(&format!("{}(AGE ago)", &rest[..o])),
+            None => out.push_str(&rest[..i + 5]),
+        }
+        rest = &rest[i + 5..];
+    }
+    out.push_str(rest);
+    s = out;
     // Ages "age 1d13h" and disk use "52.5% used".
     let words: Vec<String> = s.split(' ').map(str::to_string).collect();
     let mut out: Vec<String> = Vec::new();
@@ -367,6 +397,11 @@ fn normalizing_keeps_counts_and_hides_run_dependent_numbers() {
         "processes: qmail-send pid N (holds lock/sendmutex)"
     );
     assert_eq!(normalize_t("processes: qmail-send pid 9314 (qmail program)", q), "processes: none");
+    assert_eq!(normalize_t("processes: qmail-queue pid 27225 (zombie, already exited: ignored)", q), "processes: none");
+    assert_eq!(
+        normalize("birth time 2026-11-29T23:36:26Z (5d 7h ago) kept", q, true),
+        normalize("birth time 2026-12-05T07:01:02Z (45m 3s ago) kept", q, true)
+    );
     assert_eq!(normalize_t("queue:     /tmp/x/practice/queue", q), "queue:     /var/qmail/queue");
     assert_eq!(
         normalize("10030300  removed  age 2d05h  from <>  to <david@localdomain.example>  1011 bytes", q, true),

@@ -53,7 +53,7 @@ fn salvaged_messages_are_recorded_kept_by_qkillns_counted_by_qstat_and_follow_a_
     let bounces = damaged(&queue, 41);
 
     // The check plans the record before the info; live writes it.
-    let check = cmd("qfixq").queue(&queue, SPLIT).run();
+    let check = cmd("qfixq").queue(&queue, SPLIT).arg("--all").run();
     check.assert_sane().expect(4);
     let lost = check.out().lines().filter(|l| l.contains(": written with the null sender")).count();
     assert!(lost >= 3, "too few sender-lost findings ({lost})\n{}", check.show());
@@ -119,7 +119,7 @@ fn salvaged_messages_are_recorded_kept_by_qkillns_counted_by_qstat_and_follow_a_
     assert_eq!(count_after(&run.out(), "removed "), Some(lost as u64), "{}", run.show());
     let run = cmd("qstat").queue(&copy, SPLIT).arg("--detail").run();
     assert_eq!(count_after(&run.out(), line), Some(0), "{}", run.show());
-    let run = cmd("qfixq").queue(&copy, SPLIT).run();
+    let run = cmd("qfixq").queue(&copy, SPLIT).arg("--all").run();
     run.assert_sane().expect(0);
     assert_eq!(run.out().matches("no longer in the queue").count(), lost, "{}", run.show());
     assert_eq!(record_names(&copy).len(), lost, "the check removed something");

@@ -99,6 +99,28 @@ pub fn build(messages: usize, split: u32, big_todo: bool, seed: u64, damages: &[
     build_in(scratch(!renumbers), messages, split, big_todo, seed, damages)
 }
 
+/// Builds as [`build`] does, but says which damage could not be applied
+/// (some damages do not compose: one may remove what another needs).
+pub fn try_build(
+    messages: usize,
+    split: u32,
+    big_todo: bool,
+    seed: u64,
+    damages: &[Damage],
+) -> Result<Fixture, Damage> {
+    let renumbers = damages.iter().any(|d| matches!(d, Damage::CopiedToOtherFs | Damage::CopiedToOtherFsBrokenLinks));
+    let tmp = scratch(!renumbers);
+    let spec = BuildSpec { messages, split, big_todo, seed, ids: Some(IDS), now: NOW, ..BuildSpec::default() };
+    let built = build_queue(&tmp.path().join("queue"), &spec).expect("build queue");
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&outside).expect("mkdir outside");
+    let mut reports = Vec::new();
+    for d in damages {
+        reports.push(apply_damage(&built, *d, seed, &outside).map_err(|_| *d)?);
+    }
+    Ok(Fixture { tmp, built, outside, reports })
+}
+
 /// Builds as [`build`] does, in `tmp`.
 pub fn build_in(
     tmp: tempfile::TempDir,

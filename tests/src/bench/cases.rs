@@ -27,6 +27,8 @@ pub enum Case {
     LiveOwners,
     /// `qkillns -n` against the qfixq check of the same queue.
     KillnsDry,
+    /// `qstat --list` (every message, oldest first) against `qstat --detail`.
+    List,
     /// `qkillns` (removal) against the qfixq check of the same queue.
     Killns,
 }
@@ -40,6 +42,7 @@ pub const CASE_NAMES: &[(&str, &[Case])] = &[
     ("live-owners", &[Case::LiveOwners]),
     ("killns", &[Case::KillnsDry, Case::Killns]),
     ("killns-n", &[Case::KillnsDry]),
+    ("list", &[Case::List]),
 ];
 
 /// The stat-every-file walk (as a shell command on `q`).
@@ -103,6 +106,7 @@ impl Case {
             Case::LiveOwners => "qfixq live, owners",
             Case::KillnsDry => "qkillns -n",
             Case::Killns => "qkillns (removal)",
+            Case::List => "qstat --list",
         }
     }
 
@@ -130,7 +134,7 @@ impl Case {
 
     /// Whether the case reads message contents (the cold variant applies).
     pub fn cold_applies(self) -> bool {
-        matches!(self, Case::Qstat | Case::Detail | Case::Check | Case::KillnsDry)
+        matches!(self, Case::Qstat | Case::Detail | Case::Check | Case::KillnsDry | Case::List)
     }
 
     /// Our tool on queue `q` (with `one_thread`: limited to one I/O thread,
@@ -150,6 +154,8 @@ impl Case {
                 ("qkillns -n --threads 1", t.tool("qkillns", &["-n", "--threads", "1"], q), &[0])
             }
             (Case::Killns, false) => ("qkillns", t.tool("qkillns", &[], q), &[0]),
+            (Case::List, false) => ("qstat --list", t.tool("qstat", &["--list"], q), &[0]),
+            (Case::List, true) => ("qstat --list --threads 1", t.tool("qstat", &["--list", "--threads", "1"], q), &[0]),
             _ => return None,
         };
         Some(Cmd { label: label.into(), argv, ok })
@@ -169,6 +175,7 @@ impl Case {
                 Cmd { label: "find -printf walk".into(), argv: find_walk(q), ok: &[0] }
             }
             Case::KillnsDry | Case::Killns => Cmd { label: "qfixq check".into(), argv: t.check(q, &[]), ok: &[0] },
+            Case::List => Cmd { label: "qstat --detail".into(), argv: t.tool("qstat", &["--detail"], q), ok: &[0] },
         }
     }
 }
@@ -399,6 +406,7 @@ fn case_slug(case: Case) -> &'static str {
         Case::LiveOwners => "live-owners",
         Case::KillnsDry => "killns-n",
         Case::Killns => "killns",
+        Case::List => "list",
     }
 }
 

@@ -53,7 +53,7 @@ struct Args {
     /// queues made.
     #[arg(long, value_name = "DIR", default_value = "/work/bench-queues")]
     dir: PathBuf,
-    /// Cases to run (killns: qkillns -n and removal; killns-n: -n only).
+    /// Cases to run (killns: qkillns -n and removal; killns-n: -n only; list: qstat --list beside qstat --detail).
     #[arg(long, value_delimiter = ',', value_parser = parse_case,
           default_value = "qstat,detail,check,live-copy,live-owners,killns")]
     cases: Vec<&'static [Case]>,

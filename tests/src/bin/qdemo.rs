@@ -152,7 +152,7 @@ fn demo() -> anyhow::Result<Verdict> {
     let mut v = Verdict::default();
     let s = run("How many messages? (qmail-qstat's two lines)", "qstat", with(&[]))?;
     v.exit("qstat", &s, 0);
-    let s = run("Check the queue (read only: prints the exact repair plan)", "qfixq", with(&[]))?;
+    let s = run("Check the queue (read only: prints the repair plan, grouped by kind)", "qfixq", with(&[]))?;
     v.exit("qfixq (check)", &s, 4);
     let s = run("Repair it (qmail-send must be stopped; qfixq holds its lock)", "qfixq", with(&["live", "-q"]))?;
     v.exit("qfixq live", &s, 1);
