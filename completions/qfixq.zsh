@@ -17,7 +17,7 @@ _qfixq() {
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
 '(--qmail-home)--queue=[The queue directory (default\: QMAIL_HOME/queue)]:DIR:_files' \
-'--qmail-home=[qmail'\''s home; the queue is DIR/queue]:DIR:_files' \
+'--qmail-home=[qmail'\''s home; the queue is DIR/queue \[default\: /var/qmail\]]:DIR:_files' \
 '--split=[conf-split qmail was built with (default\: from qmail-showctl, else from the buckets on disk)]:N:_default' \
 '--ids=[qmail'\''s numeric ids as QMAILQ\:QMAILS\:QMAILR\:QMAILGID (default\: from qmail-showctl, else from the passwd and group files)]:Q:S:R:G:_default' \
 '--threads=[Threads that stat and read message files]:N:_default' \

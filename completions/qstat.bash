@@ -24,7 +24,7 @@ _qstat() {
 
     case "${cmd}" in
         qstat)
-            opts="-l -h -V --queue --qmail-home --split --ids --detail --threads --top --json --prometheus --check --warning --critical --warning-unprocessed --warning-unpreprocessed --critical-unprocessed --critical-unpreprocessed --list --show --body --raw --sender --recipient --header --older-than --younger-than --watch --until-preprocessed --help --version"
+            opts="-l -h -V --queue --qmail-home --split --ids --detail --threads --top --json --prometheus --check --warning --critical --warning-unprocessed --warning-unpreprocessed --critical-unprocessed --critical-unpreprocessed --warning-age --critical-age --warning-expired --critical-expired --warning-damaged --critical-damaged --queue-name --list --show --body --raw --sender --recipient --header --older-than --younger-than --watch --until-preprocessed --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -79,6 +79,34 @@ _qstat() {
                     return 0
                     ;;
                 --critical-unprocessed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --warning-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --critical-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --warning-expired)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --critical-expired)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --warning-damaged)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --critical-damaged)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --queue-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -17,18 +17,25 @@ _qstat() {
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
 '(--qmail-home)--queue=[The queue directory (default\: QMAIL_HOME/queue)]:DIR:_files' \
-'--qmail-home=[qmail'\''s home; the queue is DIR/queue]:DIR:_files' \
+'--qmail-home=[qmail'\''s home; the queue is DIR/queue \[default\: /var/qmail\]]:DIR:_files' \
 '--split=[conf-split qmail was built with (default\: from qmail-showctl, else from the buckets on disk)]:N:_default' \
 '--ids=[qmail'\''s numeric ids as QMAILQ\:QMAILS\:QMAILR\:QMAILGID (default\: from qmail-showctl, else from the passwd and group files)]:Q:S:R:G:_default' \
 '--threads=[Threads that stat and read message files for --detail, --top and --list (on a cold cache each is a read in flight)]:N:_default' \
 '--top=[List the N most frequent envelope senders and recipient domains (where a flood comes from)]:N:_default' \
-'--prometheus=[Print the figures in Prometheus text format (metrics qmail_queue_*), for node_exporter'\''s textfile collector; with FILE, write it there atomically (a temporary file, then a rename)]::FILE:_files' \
+'--prometheus=[Print the figures in Prometheus text format (metrics qmail_queue_*), for node_exporter'\''s textfile collector; with FILE, write it there atomically (a temporary file, then a rename) \[default\: standard output\]]::FILE:_files' \
 '--warning=[--check\: WARNING when the number of messages in queue is outside RANGE (\[@\]start\:end; N means 0\:N, i.e. above N)]:RANGE:_default' \
 '--critical=[--check\: CRITICAL when the number of messages in queue is outside RANGE]:RANGE:_default' \
 '--warning-unpreprocessed=[--check\: WARNING when the number of messages not yet preprocessed is outside RANGE]:RANGE:_default' \
 '--warning-unprocessed=[--check\: WARNING when the number of messages not yet preprocessed is outside RANGE]:RANGE:_default' \
 '--critical-unpreprocessed=[--check\: CRITICAL when the number of messages not yet preprocessed is outside RANGE]:RANGE:_default' \
 '--critical-unprocessed=[--check\: CRITICAL when the number of messages not yet preprocessed is outside RANGE]:RANGE:_default' \
+'--warning-age=[--check\: WARNING when the oldest message'\''s age in seconds is outside RANGE (scans the queue, as --detail)]:RANGE:_default' \
+'--critical-age=[--check\: CRITICAL when the oldest message'\''s age in seconds is outside RANGE (scans the queue)]:RANGE:_default' \
+'--warning-expired=[--check\: WARNING when the number of messages past queuelifetime is outside RANGE (scans the queue)]:RANGE:_default' \
+'--critical-expired=[--check\: CRITICAL when the number of messages past queuelifetime is outside RANGE (scans the queue)]:RANGE:_default' \
+'--warning-damaged=[--check\: WARNING when the number of damaged messages is outside RANGE (scans the queue; with --detail and no RANGE given\: 0, i.e. any damaged message warns)]:RANGE:_default' \
+'--critical-damaged=[--check\: CRITICAL when the number of damaged messages is outside RANGE (scans the queue)]:RANGE:_default' \
+'--queue-name=[--prometheus\: the value of the label queue on every metric (default\: the queue'\''s path), to tell two queues on one host apart]:NAME:_default' \
 '(-l --list --detail --top --prometheus --check --watch --json)--show=[Show message N\: its envelope (sender, recipients and their states, birth time, bucket), its damage, its files with owners and modes, and its header, control characters escaped]:N:_default' \
 '--sender=[--list\: only messages whose envelope sender matches RE (a regular expression over the sender'\''s bytes; the null sender is the empty string, so '\''^\$'\'' selects bounces; a salvaged message, whose sender was lost, never matches)]:RE:_default' \
 '--recipient=[--list\: only messages with at least one recipient matching RE (delivered or not)]:RE:_default' \

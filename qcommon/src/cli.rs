@@ -13,7 +13,7 @@ pub struct QueueArgs {
     /// The queue directory (default: QMAIL_HOME/queue).
     #[arg(long, value_name = "DIR", conflicts_with = "qmail_home")]
     pub queue: Option<PathBuf>,
-    /// qmail's home; the queue is DIR/queue.
+    /// qmail's home; the queue is DIR/queue [default: /var/qmail].
     #[arg(long, value_name = "DIR", default_value = None)]
     pub qmail_home: Option<PathBuf>,
     /// conf-split qmail was built with (default: from qmail-showctl, else

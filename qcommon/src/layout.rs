@@ -71,6 +71,20 @@ impl fmt::Display for Source {
     }
 }
 
+impl Source {
+    /// A stable code for JSON and metrics: `option`, `qmail_showctl`,
+    /// `disk`, `passwd` or `default`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Source::Option(_) => "option",
+            Source::Showctl(_) => "qmail_showctl",
+            Source::Disk(_) => "disk",
+            Source::Passwd => "passwd",
+            Source::Default => "default",
+        }
+    }
+}
+
 /// A decided value and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision<T> {

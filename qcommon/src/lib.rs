@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod fault;
 pub mod human;
 pub mod interrupt;
+pub mod json;
 pub mod layout;
 pub mod lock;
 pub mod mutator;

@@ -83,6 +83,22 @@ impl Kind {
 }
 
 impl Kind {
+    /// The stable snake_case code for JSON (docs/json.md).
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::PidLeftover => "pid_leftover",
+            Kind::ExtraLinks => "extra_links",
+            Kind::WrongBucket => "wrong_bucket",
+            Kind::StaleBounce => "stale_bounce",
+            Kind::SenderLost => "sender_lost",
+            Kind::PartialRecord => "partial_record",
+            Kind::ExtraBucket => "extra_bucket",
+            Kind::RenumberFinish => "renumber_finish",
+            Kind::SalvageRecord => "salvage_record",
+            k => k.name(),
+        }
+    }
+
     /// What is done about findings of this kind, in general (the grouped
     /// report's table, when the findings' own remedies differ).
     pub fn what(self) -> &'static str {

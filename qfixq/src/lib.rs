@@ -134,6 +134,14 @@ enum RunMode {
 }
 
 impl RunMode {
+    fn code(self) -> &'static str {
+        match self {
+            RunMode::Check => "check",
+            RunMode::Live => "live",
+            RunMode::Empty => "live_empty",
+        }
+    }
+
     fn words(self) -> &'static str {
         match self {
             RunMode::Check => "check (read only)",
@@ -217,6 +225,53 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::Operational
 }
 
+/// The header's data for JSON, one key per line of [`layout_header`]
+/// (docs/json.md): numbers as numbers, sources as codes with the prose
+/// beside them.
+fn header_data(layout: &qcommon::layout::Layout) -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::json;
+    let text = |s: &qcommon::layout::Source| layout.source_text(s);
+    vec![
+        (
+            "queue",
+            json!({
+                "path": qcommon::error::escape_path(&layout.queue),
+                "symlink": layout.queue_is_symlink,
+            }),
+        ),
+        (
+            "split",
+            json!({
+                "value": layout.split.value,
+                "source": layout.split.source.code(),
+                "source_text": text(&layout.split.source),
+            }),
+        ),
+        (
+            "ids",
+            match &layout.ids {
+                Ok(d) => json!({
+                    "qmailq": d.value.qmailq,
+                    "qmails": d.value.qmails,
+                    "qmailr": d.value.qmailr,
+                    "qmail_gid": d.value.qmail_gid,
+                    "source": d.source.code(),
+                    "source_text": text(&d.source),
+                }),
+                Err(e) => json!({ "error": output::escape_text(&e.to_string()) }),
+            },
+        ),
+        (
+            "todo",
+            json!({
+                "big_todo": layout.big_todo.value,
+                "source": layout.big_todo.source.code(),
+                "source_text": text(&layout.big_todo.source),
+            }),
+        ),
+    ]
+}
+
 fn process_text(p: &QueueProcess) -> String {
     p.describe()
 }
@@ -265,8 +320,32 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
             None => procs.iter().map(process_text).collect::<Vec<_>>().join(", "),
         },
     ));
+    let mut data = header_data(&layout);
+    data.push((
+        "processes",
+        match &procs_unknown {
+            Some(e) => serde_json::json!({ "count": null, "error": output::escape_text(e) }),
+            None => serde_json::json!({
+                "count": procs.len(),
+                "pids": procs.iter().map(|p| p.pid).collect::<Vec<_>>(),
+                "text": header.last().map(|h| h.1.clone()).unwrap_or_default(),
+            }),
+        },
+    ));
     let mut notes = Vec::new();
-    match fs_usage(&layout.queue) {
+    let usage = fs_usage(&layout.queue);
+    data.push((
+        "disk",
+        match &usage {
+            Ok(u) => serde_json::json!({
+                "blocks_used_pct": (u.blocks_pct * 10.0).round() / 10.0,
+                "inodes_used_pct": (u.inodes_pct * 10.0).round() / 10.0,
+                "nearly_full": u.blocks_pct >= FULL_WARNING_PCT || u.inodes_pct >= FULL_WARNING_PCT,
+            }),
+            Err(e) => serde_json::json!({ "error": output::escape_text(&e.to_string()) }),
+        },
+    ));
+    match usage {
         Ok(u) => {
             let mut s = format!("blocks {:.1}% used, inodes {:.1}% used", u.blocks_pct, u.inodes_pct);
             if u.blocks_pct >= FULL_WARNING_PCT || u.inodes_pct >= FULL_WARNING_PCT {
@@ -278,7 +357,7 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
         }
         Err(e) => header.push(("disk", format!("unknown: {e}"))),
     }
-    report.header(mode.words(), &header)?;
+    report.header(mode.words(), mode.code(), &header, data)?;
 
     let live = mode != RunMode::Check;
     let sctx = StructureCtx { root: &root, split: layout.split.value, big_todo: layout.big_todo.value, ids };

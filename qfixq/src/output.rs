@@ -10,28 +10,15 @@
 //! JSON always holds everything.
 
 use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
 use std::io::{self, Write};
 
 use qcommon::error::escape_path;
 use qcommon::mutator::Step;
 
 use crate::finding::{Finding, Kind};
-
-/// A JSON string literal of already escaped (ASCII) text.
-pub fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
 
 /// How a step ended, for the report.
 #[derive(Debug)]
@@ -83,11 +70,51 @@ pub struct Report<W: Write> {
     in_steps: bool,
     /// Counts of problems by kind.
     pub counts: BTreeMap<Kind, u64>,
+    /// Findings written (JSON's summary).
+    findings: u64,
     /// Grouped report: by kind.
     groups: BTreeMap<Kind, Group>,
     /// Grouped report: the last finding's kind, its line, whether it is an
     /// example and whether its line was printed (with a failure).
     current: Option<(Kind, String, bool, bool)>,
+}
+
+/// One finding in JSON (its steps follow as they happen).
+#[derive(Serialize)]
+struct FindingJson<'a> {
+    kind: &'static str,
+    problem: bool,
+    path: &'a str,
+    text: &'a str,
+    remedy: &'a str,
+    left: bool,
+}
+
+/// One step in JSON.
+#[derive(Serialize)]
+struct StepJson<'a> {
+    op: &'a str,
+    path: &'a str,
+    text: &'a str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    findings: u64,
+    problems: u64,
+    unfixed: u64,
+    by_kind: BTreeMap<&'a str, u64>,
+}
+
+/// The end of the document.
+#[derive(Serialize)]
+struct TailJson<'a> {
+    summary: SummaryJson<'a>,
+    notes: Vec<String>,
+    exit: u8,
 }
 
 impl<W: Write> Report<W> {
@@ -102,6 +129,7 @@ impl<W: Write> Report<W> {
             first_step: true,
             in_steps: false,
             counts: BTreeMap::new(),
+            findings: 0,
             groups: BTreeMap::new(),
             current: None,
         }
@@ -111,12 +139,21 @@ impl<W: Write> Report<W> {
         !self.json && self.detail == Detail::Grouped
     }
 
-    /// The header: `(label, value)` pairs, values already escaped.
-    pub fn header(&mut self, mode: &str, lines: &[(&str, String)]) -> io::Result<()> {
+    /// The header: `(label, value)` pairs, values already escaped, for
+    /// the text; `(key, value)` pairs of data for JSON, one per text line.
+    pub fn header(
+        &mut self,
+        mode: &str,
+        mode_code: &str,
+        lines: &[(&str, String)],
+        data: Vec<(&'static str, Value)>,
+    ) -> io::Result<()> {
         if self.json {
-            write!(self.out, "{{\"mode\":{}", json_str(mode))?;
-            for (k, v) in lines {
-                write!(self.out, ",{}:{}", json_str(k), json_str(v))?;
+            write!(self.out, "{{\"schema_version\":{},\"mode\":", qcommon::json::SCHEMA_VERSION)?;
+            qcommon::json::write(&mut self.out, mode_code)?;
+            for (k, v) in data {
+                write!(self.out, ",\"{k}\":")?;
+                qcommon::json::write(&mut self.out, &v)?;
             }
             write!(self.out, ",\"findings\":[")?;
         } else {
@@ -158,15 +195,17 @@ impl<W: Write> Report<W> {
             if !self.first_finding {
                 write!(self.out, ",")?;
             }
-            write!(
-                self.out,
-                "{{\"kind\":{},\"path\":{},\"problem\":{},\"remedy\":{},\"left\":{},\"steps\":[",
-                json_str(f.kind.name()),
-                json_str(&path),
-                json_str(&escape_text(&f.problem)),
-                json_str(&escape_text(&f.remedy)),
-                f.left
-            )?;
+            let j = qcommon::json::to_string(&FindingJson {
+                kind: f.kind.code(),
+                problem: f.kind.is_problem(),
+                path: &path,
+                text: &escape_text(&f.problem),
+                remedy: &escape_text(&f.remedy),
+                left: f.left,
+            });
+            // The object stays open for its steps.
+            write!(self.out, "{},\"steps\":[", &j[..j.len() - 1])?;
+            self.findings += 1;
             self.in_steps = true;
             self.first_finding = false;
             self.first_step = true;
@@ -245,20 +284,11 @@ impl<W: Write> Report<W> {
             let (st, err) = match status {
                 StepStatus::Planned => ("planned", None),
                 StepStatus::Done => ("done", None),
-                StepStatus::Failed(e) => ("failed", Some(e.to_string())),
+                StepStatus::Failed(e) => ("failed", Some(escape_text(&e.to_string()))),
             };
-            write!(
-                self.out,
-                "{{\"op\":{},\"path\":{},\"text\":{},\"status\":{}",
-                json_str(s.verb()),
-                json_str(&escape_path(s.path())),
-                json_str(&s.to_string()),
-                json_str(st)
-            )?;
-            if let Some(e) = err {
-                write!(self.out, ",\"error\":{}", json_str(&escape_text(&e)))?;
-            }
-            write!(self.out, "}}")?;
+            let op = s.verb().replace('-', "_");
+            let j = StepJson { op: &op, path: &escape_path(s.path()), text: &s.to_string(), status: st, error: err };
+            qcommon::json::write(&mut self.out, &j)?;
         } else {
             match status {
                 StepStatus::Planned => writeln!(self.out, "  would: {s}")?,
@@ -274,23 +304,13 @@ impl<W: Write> Report<W> {
         let by_kind: Vec<String> = self.counts.iter().map(|(k, n)| format!("{}: {n}", k.name())).collect();
         if self.json {
             self.close_steps()?;
-            write!(self.out, "],\"summary\":{{\"problems\":{problems},\"unfixed\":{unfixed},\"by_kind\":{{")?;
-            let mut first = true;
-            for (k, n) in &self.counts {
-                if !first {
-                    write!(self.out, ",")?;
-                }
-                first = false;
-                write!(self.out, "{}:{n}", json_str(k.name()))?;
-            }
-            write!(self.out, "}}}},\"notes\":[")?;
-            for (i, n) in notes.iter().enumerate() {
-                if i > 0 {
-                    write!(self.out, ",")?;
-                }
-                write!(self.out, "{}", json_str(&escape_text(n)))?;
-            }
-            writeln!(self.out, "],\"exit\":{exit}}}")?;
+            let by_kind: BTreeMap<&str, u64> = self.counts.iter().map(|(k, n)| (k.code(), *n)).collect();
+            let notes: Vec<String> = notes.iter().map(|n| escape_text(n)).collect();
+            let tail =
+                TailJson { summary: SummaryJson { findings: self.findings, problems, unfixed, by_kind }, notes, exit };
+            let j = qcommon::json::to_string(&tail);
+            // The document's object is already open: the tail's fields join it.
+            writeln!(self.out, "],{}", &j[1..])?;
         } else {
             if self.grouped() {
                 self.groups_table(live)?;

@@ -109,11 +109,16 @@ fn normalize(s: &str) -> String {
 const JSON_TO_TEXT: &str = r#"
 import json, sys
 d = json.loads(sys.stdin.buffer.read().decode("utf-8"))
-keys = [k for k in d if k not in ("mode", "findings", "summary", "notes", "exit")]
+keys = [k for k in d if k not in ("schema_version", "mode", "findings", "summary", "notes", "exit")]
+assert d["schema_version"] == 2, d["schema_version"]
+assert isinstance(d["split"]["value"], int) and isinstance(d["disk"], dict), (d["split"], d["disk"])
+assert d["summary"]["findings"] == len(d["findings"])
+assert d["summary"]["problems"] == sum(1 for f in d["findings"] if f["problem"])
 out = [str(len(keys)), str(len(d["findings"])), str(d["summary"]["problems"]), str(len(d["notes"])), str(d["exit"])]
 for f in d["findings"]:
-    assert isinstance(f["left"], bool)
-    out.append("%s: %s: %s" % (f["path"], f["problem"], f["remedy"]))
+    assert isinstance(f["left"], bool) and isinstance(f["problem"], bool)
+    assert f["kind"].replace("_", "").isalpha() and f["kind"].islower(), f["kind"]
+    out.append("%s: %s: %s" % (f["path"], f["text"], f["remedy"]))
     for s in f["steps"]:
         assert s["status"] in ("planned", "done", "failed"), s
         word = {"planned": "would", "done": "done", "failed": "FAILED"}[s["status"]]

@@ -10,7 +10,6 @@ pub mod duration;
 pub mod exit;
 pub mod guard;
 pub mod headers;
-pub mod json;
 pub mod plan;
 pub mod report;
 pub mod run;

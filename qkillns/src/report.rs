@@ -1,7 +1,7 @@
 //! What qkillns prints: this module owns stdout (the listing, the summary,
 //! the JSON document) and stderr (errors). Every untrusted byte (names,
 //! addresses, subjects) is escaped before it reaches a terminal; JSON is
-//! escaped as [`crate::json`] says.
+//! written by [`qcommon::json`].
 //!
 //! Stdout is written through one buffered, locked handle; nothing uses
 //! `print!`. A closed pipe is not an error: output stops quietly (see
@@ -14,8 +14,8 @@ use qcommon::error::Escaped;
 use qcommon::mutator::Action;
 
 use crate::duration::format_age;
-use crate::json;
 use crate::select::View;
+use serde::Serialize;
 
 /// What became of a selected message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,13 +56,13 @@ impl Status {
     /// The JSON value.
     pub fn json(self) -> &'static str {
         match self {
-            Status::WouldRemove => "would-remove",
+            Status::WouldRemove => "would_remove",
             Status::Removed => "removed",
             Status::Failed => "failed",
-            Status::WouldExpire => "would-expire",
+            Status::WouldExpire => "would_expire",
             Status::Expired => "expired",
-            Status::AlreadyPast => "already-expired",
-            Status::NotPreprocessed => "not-preprocessed",
+            Status::AlreadyPast => "already_expired",
+            Status::NotPreprocessed => "not_preprocessed",
             Status::Vanished => "vanished",
         }
     }
@@ -136,87 +136,92 @@ pub fn text_line(e: &Entry<'_>, now: i64, utf8: bool) -> String {
     s
 }
 
+/// One recipient in JSON.
+#[derive(Serialize)]
+struct RcptJson<'a> {
+    #[serde(serialize_with = "qcommon::json::bytes")]
+    address: &'a [u8],
+    list: &'static str,
+    done: bool,
+}
+
+/// A list too large to hold: its file and count.
+#[derive(Serialize)]
+struct LargeJson {
+    #[serde(serialize_with = "qcommon::json::bytes")]
+    file: Vec<u8>,
+    list: &'static str,
+    count: u64,
+}
+
+/// One entry in JSON.
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    number: u64,
+    status: &'static str,
+    stage: &'static str,
+    birth: i64,
+    age_seconds: i64,
+    #[serde(serialize_with = "qcommon::json::bytes")]
+    sender: &'a [u8],
+    recipients: Vec<RcptJson<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    recipients_not_listed: Vec<LargeJson>,
+    subject: Option<&'a str>,
+    size: Option<u64>,
+    bytes: u64,
+    steps: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
 /// The JSON object of one entry.
 pub fn json_entry(e: &Entry<'_>, now: i64) -> String {
+    use std::os::unix::ffi::OsStrExt;
     let v = e.view;
-    let mut s = String::with_capacity(256);
-    let _ = write!(
-        s,
-        "{{\"number\":{},\"status\":\"{}\",\"stage\":\"{}\",\"birth\":{},\"age_seconds\":{},\"sender\":{},\"recipients\":[",
-        v.number,
-        e.status.json(),
-        v.stage.name(),
-        v.birth,
-        now.saturating_sub(v.birth),
-        json::bytes(v.sender)
-    );
-    for (i, r) in v.recipients.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let _ = write!(
-            s,
-            "{{\"address\":{},\"list\":\"{}\",\"done\":{}}}",
-            json::bytes(r.address),
-            r.channel.name(),
-            r.done
-        );
-    }
-    s.push(']');
-    // A list too large to hold is not listed: its file and count are.
-    if !v.large.is_empty() {
-        s.push_str(",\"recipients_not_listed\":[");
-        for (i, l) in v.large.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            s.push_str("{\"file\":");
-            json::push_str(&mut s, &l.path.to_string_lossy());
-            let _ = write!(s, ",\"list\":\"{}\",\"count\":{}}}", l.channel.name(), l.count);
-        }
-        s.push(']');
-    }
-    s.push_str(",\"subject\":");
-    match e.subject {
-        Some(subj) => json::push_str(&mut s, subj),
-        None => s.push_str("null"),
-    }
-    s.push_str(",\"size\":");
-    match v.mess_size {
-        Some(n) => {
-            let _ = write!(s, "{n}");
-        }
-        None => s.push_str("null"),
-    }
-    let _ = write!(s, ",\"bytes\":{},\"steps\":[", e.bytes);
-    if let Some(a) = e.action {
-        for (i, step) in a.steps.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            json::push_str(&mut s, &step.to_string());
-        }
-    }
-    s.push(']');
-    if let Some(err) = &e.error {
-        s.push_str(",\"error\":");
-        json::push_str(&mut s, err);
-    }
-    s.push('}');
-    s
+    qcommon::json::to_string(&EntryJson {
+        number: v.number,
+        status: e.status.json(),
+        stage: v.stage.name(),
+        birth: v.birth,
+        age_seconds: now.saturating_sub(v.birth),
+        sender: v.sender,
+        recipients: v
+            .recipients
+            .iter()
+            .map(|r| RcptJson { address: r.address, list: r.channel.name(), done: r.done })
+            .collect(),
+        // A list too large to hold is not listed: its file and count are.
+        recipients_not_listed: v
+            .large
+            .iter()
+            .map(|l| LargeJson { file: l.path.as_os_str().as_bytes().to_vec(), list: l.channel.name(), count: l.count })
+            .collect(),
+        subject: e.subject,
+        size: v.mess_size,
+        bytes: e.bytes,
+        steps: e.action.map(|a| a.steps.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+        error: e.error.as_deref(),
+    })
+}
+
+/// A message left alone, with why, in JSON.
+#[derive(Serialize)]
+struct LeftJson<'a> {
+    number: u64,
+    status: &'static str,
+    errors: &'a [String],
 }
 
 /// The JSON object of a message that could not be read.
 pub fn json_unreadable(number: u64, problems: &[String]) -> String {
-    let mut s = format!("{{\"number\":{number},\"status\":\"unreadable\",\"errors\":[");
-    for (i, p) in problems.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        json::push_str(&mut s, p);
-    }
-    s.push_str("]}");
-    s
+    qcommon::json::to_string(&LeftJson { number, status: "unreadable", errors: problems })
+}
+
+/// The JSON object of a message number given that is not a message of
+/// the queue.
+pub fn json_not_found(number: u64, why: &str) -> String {
+    qcommon::json::to_string(&LeftJson { number, status: "not_found", errors: &[why.to_string()] })
 }
 
 /// Stdout, buffered and locked, that stops quietly on a closed pipe. On a

@@ -33,7 +33,6 @@ use crate::args::Args;
 use crate::exit::ExitCode;
 use crate::guard::{self, Target};
 use crate::headers;
-use crate::json;
 use crate::plan::{self, Expiry, Lifetime};
 use crate::report::{self, Entry, Output, Status};
 use crate::select::{classify, Classified, Criteria, Stage, View};
@@ -71,6 +70,76 @@ pub struct Counts {
     /// Message numbers given that were left alone: not in the queue, only
     /// strays, no envelope, unreadable.
     pub named_left: u64,
+}
+
+/// The document's head (its messages follow).
+#[derive(serde::Serialize)]
+struct HeadJson<'a> {
+    schema_version: u32,
+    tool: &'static str,
+    version: &'static str,
+    mode: &'static str,
+    dry_run: bool,
+    now: i64,
+    #[serde(serialize_with = "qcommon::json::bytes")]
+    queue: &'a [u8],
+    split: u32,
+    split_source: &'static str,
+    big_todo: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expire_to: Option<i64>,
+    header: std::collections::BTreeMap<String, &'a str>,
+}
+
+/// A refusal, as JSON.
+#[derive(serde::Serialize)]
+struct ErrorJson<'a> {
+    schema_version: u32,
+    tool: &'static str,
+    error: &'a str,
+}
+
+/// The summary: a dry run names its counts as what would happen.
+#[derive(serde::Serialize)]
+struct SummaryJson {
+    scanned: u64,
+    selected: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    removed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    would_remove: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_freed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_would_free: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expired: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    would_expire: Option<u64>,
+    already_expired: u64,
+    not_preprocessed: u64,
+    failed: u64,
+    vanished: u64,
+    unreadable: u64,
+    no_envelope: u64,
+    scan_errors: u64,
+    salvaged_kept: u64,
+    named_left: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queuelifetime: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct SignalledJson<'a> {
+    pid: u32,
+    name: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct TailJson<'a> {
+    summary: SummaryJson,
+    signalled: Vec<SignalledJson<'a>>,
+    notes: &'a [String],
 }
 
 /// Removal or expiry.
@@ -216,7 +285,11 @@ pub fn run(args: &Args) -> ExitCode {
     let refuse = |out: &mut Output, msg: &str| -> ExitCode {
         report::error(msg);
         if args.json {
-            out.line(&format!("{{\"tool\":\"qkillns\",\"error\":{}}}", json::string(msg)));
+            out.line(&qcommon::json::to_string(&ErrorJson {
+                schema_version: qcommon::json::SCHEMA_VERSION,
+                tool: "qkillns",
+                error: msg,
+            }));
             out.flush();
         }
         ExitCode::Operational
@@ -499,31 +572,29 @@ impl Runner<'_> {
 
     fn print_header(&mut self, layout: &Layout, header: &[(&str, String)], now: i64) {
         if self.json() {
-            let mut s = String::from("{\"tool\":\"qkillns\",\"version\":");
-            json::push_str(&mut s, env!("CARGO_PKG_VERSION"));
-            s.push_str(&format!(
-                ",\"mode\":\"{}\",\"dry_run\":{},\"now\":{now},\"queue\":",
-                match self.work {
+            let head = HeadJson {
+                schema_version: qcommon::json::SCHEMA_VERSION,
+                tool: "qkillns",
+                version: env!("CARGO_PKG_VERSION"),
+                mode: match self.work {
                     Work::Remove => "remove",
                     Work::Expire { .. } => "expire",
                 },
-                self.dry()
-            ));
-            json::push_bytes(&mut s, std::os::unix::ffi::OsStrExt::as_bytes(layout.queue.as_os_str()));
-            s.push_str(&format!(",\"split\":{},\"big_todo\":{}", layout.split.value, layout.big_todo.value));
-            if let Work::Expire { target } = self.work {
-                s.push_str(&format!(",\"expire_to\":{target}"));
-            }
-            s.push_str(",\"header\":{");
-            for (i, (k, v)) in header.iter().enumerate() {
-                if i > 0 {
-                    s.push(',');
-                }
-                json::push_str(&mut s, k);
-                s.push(':');
-                json::push_str(&mut s, v);
-            }
-            s.push_str("},\"messages\":[");
+                dry_run: self.dry(),
+                now,
+                queue: std::os::unix::ffi::OsStrExt::as_bytes(layout.queue.as_os_str()),
+                split: layout.split.value,
+                split_source: layout.split.source.code(),
+                big_todo: layout.big_todo.value,
+                expire_to: match self.work {
+                    Work::Expire { target } => Some(target),
+                    Work::Remove => None,
+                },
+                header: header.iter().map(|(k, v)| (k.replace([' ', '-'], "_"), v.as_str())).collect(),
+            };
+            let j = qcommon::json::to_string(&head);
+            // The document stays open for the messages.
+            let s = format!("{},\"messages\":[", &j[..j.len() - 1]);
             self.out.write(s.as_bytes());
         } else if !self.args.quiet {
             for (k, v) in header {
@@ -579,7 +650,7 @@ impl Runner<'_> {
             };
             report::error(&text);
             if self.json() {
-                let j = format!("{{\"number\":{n},\"status\":\"not found\",\"errors\":[{}]}}", json::string(&text));
+                let j = report::json_not_found(n, &text);
                 self.json_item(&j);
             }
         }
@@ -862,44 +933,40 @@ impl Runner<'_> {
         let c = self.counts;
         let dry = self.dry();
         if self.json() {
-            let mut s = String::from("],\"summary\":{");
-            s.push_str(&format!(
-                "\"scanned\":{},\"selected\":{},\"removed\":{},\"bytes\":{},\"expired\":{},\"already_expired\":{},\
-                 \"not_preprocessed\":{},\"failed\":{},\"vanished\":{},\"unreadable\":{},\"no_envelope\":{},\
-                 \"scan_errors\":{},\"salvaged_kept\":{},\"named_left\":{}",
-                c.scanned,
-                c.selected,
-                c.removed,
-                c.bytes,
-                c.expired,
-                c.already_past,
-                c.not_preprocessed,
-                c.failed,
-                c.vanished,
-                c.unreadable,
-                c.no_envelope,
-                c.scan_errors,
-                c.salvaged_kept,
-                c.named_left
-            ));
-            if let Some(l) = lifetime {
-                s.push_str(&format!(",\"queuelifetime\":{}", l.seconds));
-            }
-            s.push_str("},\"signalled\":[");
-            for (i, t) in signalled.iter().enumerate() {
-                if i > 0 {
-                    s.push(',');
-                }
-                s.push_str(&format!("{{\"pid\":{},\"name\":{}}}", t.pid, json::string(&t.name)));
-            }
-            s.push_str("],\"notes\":[");
-            for (i, n) in notes.iter().enumerate() {
-                if i > 0 {
-                    s.push(',');
-                }
-                json::push_str(&mut s, n);
-            }
-            s.push_str("]}");
+            // A dry run names its counts as what would happen; each work
+            // has its own counts.
+            let (done, would) = if dry { (None, Some(())) } else { (Some(()), None) };
+            let expiring = matches!(self.work, Work::Expire { .. });
+            let (remove_done, remove_would) = if expiring { (None, None) } else { (done, would) };
+            let (expire_done, expire_would) = if expiring { (done, would) } else { (None, None) };
+            let summary = SummaryJson {
+                scanned: c.scanned,
+                selected: c.selected,
+                removed: remove_done.map(|_| c.removed),
+                would_remove: remove_would.map(|_| c.removed),
+                bytes_freed: remove_done.map(|_| c.bytes),
+                bytes_would_free: remove_would.map(|_| c.bytes),
+                expired: expire_done.map(|_| c.expired),
+                would_expire: expire_would.map(|_| c.expired),
+                already_expired: c.already_past,
+                not_preprocessed: c.not_preprocessed,
+                failed: c.failed,
+                vanished: c.vanished,
+                unreadable: c.unreadable,
+                no_envelope: c.no_envelope,
+                scan_errors: c.scan_errors,
+                salvaged_kept: c.salvaged_kept,
+                named_left: c.named_left,
+                queuelifetime: lifetime.map(|l| l.seconds),
+            };
+            let tail = TailJson {
+                summary,
+                signalled: signalled.iter().map(|t| SignalledJson { pid: t.pid, name: &t.name }).collect(),
+                notes,
+            };
+            let j = qcommon::json::to_string(&tail);
+            // The document's object is open: the tail's fields join it.
+            let s = format!("],{}", &j[1..]);
             self.out.line(&s);
             return;
         }

@@ -48,7 +48,7 @@ fn exactly_the_manifest_null_senders_go() {
     let text = String::from_utf8(out.stdout).unwrap();
     check_json(&text).unwrap_or_else(|e| panic!("{e}"));
     for n in null.iter().chain(&double) {
-        assert!(text.contains(&format!("{{\"number\":{n},\"status\":\"would-remove\"")), "{n} missing");
+        assert!(text.contains(&format!("{{\"number\":{n},\"status\":\"would_remove\"")), "{n} missing");
     }
     assert!(text.contains(&format!("\"selected\":{}", null.len() + double.len())), "{text}");
     assert_same(&before, &snapshot(&queue));

@@ -286,7 +286,7 @@ fn json_is_one_valid_document() {
     let out = qkillns(&q).args(["-n", "--json"]).assert().success().get_output().clone();
     let text = String::from_utf8(out.stdout).unwrap();
     check_json(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
-    assert!(text.contains(&format!("\"number\":{},\"status\":\"would-remove\"", m.number)), "{text}");
+    assert!(text.contains(&format!("\"number\":{},\"status\":\"would_remove\"", m.number)), "{text}");
     assert!(text.contains("we\\\"ird\\u00ff@x\\u001b.example"), "{text}");
     assert!(text.contains("\"subject\":\"café \\\"quoted\\\"\""), "{text}");
     assert!(text.contains(&format!("\"number\":{},\"status\":\"unreadable\"", bad.number)), "{text}");

@@ -175,7 +175,7 @@ fn bad_numbers_are_reported_and_left_alone() {
     let out = qkillns(&q).args(["-n", "--json", &unknown.to_string()]).assert().code(8).get_output().clone();
     let (text, _) = text_of(&out);
     check_json(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-    assert!(text.contains(&format!("{{\"number\":{unknown},\"status\":\"not found\"")), "{text}");
+    assert!(text.contains(&format!("{{\"number\":{unknown},\"status\":\"not_found\"")), "{text}");
     assert!(text.contains("\"named_left\":1"), "{text}");
 
     // A number that is not one: a usage error.

@@ -31,8 +31,10 @@ counts may be low); 8 the queue is unreadable or not a qmail queue, or its split
 --detail/--top (give --split); 16 usage error.
 --list: 4 also when a message number given is not in the queue. --show: 8 when message N is not in the \
 queue (or only entries that are not message files have its name), 4 when one of its files could not be read.
-With --check (a Nagios/Icinga plugin): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (queue unreadable, part of \
-it unreadable, bad options), and one line on stdout.";
+With --check (a Nagios/Icinga plugin): 0 OK, 1 WARNING (a threshold; damaged messages, with --detail), \
+2 CRITICAL (a threshold; damage to the queue's structure: missing buckets or lock files, wrong owners), \
+3 UNKNOWN (queue unreadable, part of it unreadable, bad options or thresholds that do not fit together), \
+and one line on stdout.";
 
 /// qstat's options.
 #[derive(Debug, Clone, Parser)]
@@ -69,7 +71,8 @@ pub struct Cli {
     pub json: bool,
 
     /// Print the figures in Prometheus text format (metrics qmail_queue_*), for node_exporter's textfile
-    /// collector; with FILE, write it there atomically (a temporary file, then a rename).
+    /// collector; with FILE, write it there atomically (a temporary file, then a rename) [default: standard
+    /// output].
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     pub prometheus: Option<PathBuf>,
 
@@ -107,6 +110,37 @@ pub struct Cli {
         visible_alias = "critical-unprocessed"
     )]
     pub critical_unpreprocessed: Option<Threshold>,
+
+    /// --check: WARNING when the oldest message's age in seconds is outside RANGE (scans the queue, as
+    /// --detail).
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub warning_age: Option<Threshold>,
+
+    /// --check: CRITICAL when the oldest message's age in seconds is outside RANGE (scans the queue).
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub critical_age: Option<Threshold>,
+
+    /// --check: WARNING when the number of messages past queuelifetime is outside RANGE (scans the queue).
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub warning_expired: Option<Threshold>,
+
+    /// --check: CRITICAL when the number of messages past queuelifetime is outside RANGE (scans the queue).
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub critical_expired: Option<Threshold>,
+
+    /// --check: WARNING when the number of damaged messages is outside RANGE (scans the queue; with
+    /// --detail and no RANGE given: 0, i.e. any damaged message warns).
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub warning_damaged: Option<Threshold>,
+
+    /// --check: CRITICAL when the number of damaged messages is outside RANGE (scans the queue).
+    #[arg(long, value_name = "RANGE", requires = "check", allow_hyphen_values = true, value_parser = Threshold::parse)]
+    pub critical_damaged: Option<Threshold>,
+
+    /// --prometheus: the value of the label queue on every metric (default: the queue's path), to tell
+    /// two queues on one host apart.
+    #[arg(long, value_name = "NAME", requires = "prometheus")]
+    pub queue_name: Option<String>,
 
     /// List the messages, oldest first: per message its birth time (ISO 8601, UTC), number, size, stage
     /// (preprocessed, unpreprocessed, being-queued, no-envelope) and sender, then each recipient with its
@@ -165,6 +199,24 @@ pub struct Cli {
     /// With --watch: exit 0 as soon as no message is left unpreprocessed (todo is empty).
     #[arg(long, requires = "watch")]
     pub until_preprocessed: bool,
+}
+
+impl Cli {
+    /// The thresholds of `--check`.
+    pub fn thresholds(&self) -> crate::check::Thresholds {
+        crate::check::Thresholds {
+            warning: self.warning.clone(),
+            critical: self.critical.clone(),
+            warning_unpreprocessed: self.warning_unpreprocessed.clone(),
+            critical_unpreprocessed: self.critical_unpreprocessed.clone(),
+            warning_age: self.warning_age.clone(),
+            critical_age: self.critical_age.clone(),
+            warning_expired: self.warning_expired.clone(),
+            critical_expired: self.critical_expired.clone(),
+            warning_damaged: self.warning_damaged.clone(),
+            critical_damaged: self.critical_damaged.clone(),
+        }
+    }
 }
 
 /// Parses a positive number of seconds.

@@ -52,6 +52,14 @@ pub enum Basis {
 }
 
 impl Basis {
+    /// The stable code (JSON).
+    pub fn code(self) -> &'static str {
+        match self {
+            Basis::InfoMtime => "info_mtime",
+            Basis::MessMtime => "mess_mtime",
+        }
+    }
+
     /// Words for reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -79,6 +87,8 @@ pub struct Detail {
     pub split: u32,
     /// Where the split came from.
     pub split_source: String,
+    /// Where the split came from, as a code (`qcommon::layout::Source::code`).
+    pub split_source_code: &'static str,
     /// Whether todo/intd were scanned as split (big-todo).
     pub big_todo: bool,
     /// Distinct message numbers seen.
@@ -162,6 +172,28 @@ pub mod reason {
     pub const BOUNCE_BEFORE: &str = "bounce file before preprocessing";
     /// Some file could not be read.
     pub const UNREADABLE: &str = "unreadable file";
+
+    /// Every reason: its stable code (JSON, Prometheus labels) and its words.
+    pub const ALL: [(&str, &str); 10] = [
+        ("no_mess", NO_MESS),
+        ("empty_mess", EMPTY_MESS),
+        ("inode_mismatch", INODE),
+        ("wrong_bucket", MISPLACED),
+        ("bad_todo", BAD_TODO),
+        ("bad_info", BAD_INFO),
+        ("bad_recipients", BAD_RECIPIENTS),
+        ("truncated_recipients", TRUNCATED),
+        ("bounce_before_preprocessing", BOUNCE_BEFORE),
+        ("unreadable_file", UNREADABLE),
+    ];
+
+    /// The code of a reason (its words, snake_cased, for one not listed).
+    pub fn code(words: &str) -> String {
+        match ALL.iter().find(|(_, w)| *w == words) {
+            Some((c, _)) => (*c).to_string(),
+            None => words.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+        }
+    }
 }
 
 /// What to gather.
@@ -190,6 +222,7 @@ pub fn gather(
     let mut d = Detail {
         split: layout.split.value,
         split_source: layout.source_text(&layout.split.source),
+        split_source_code: layout.split.source.code(),
         big_todo: layout.big_todo.value,
         lifetime: Some(wanted.lifetime.clone()),
         ..Detail::default()

@@ -1,241 +1,220 @@
 //! `--json`: the report as one JSON document on one line (so that
 //! `--watch --json` gives one document per line). This module owns the
-//! document's shape and its escaping.
-//!
-//! Strings are the bytes of names and addresses: valid UTF-8 is kept (with
-//! `"`, `\` and control characters escaped as JSON requires), and each
-//! byte that is not part of valid UTF-8 is written as `\u00XX`, its value
-//! (so `\u00ff` may stand for the byte 0xff or for the character ÿ; the
-//! text output, which escapes every such byte as `\xff`, tells them apart).
+//! document's shape (docs/json.md); [`qcommon::json`] writes it, with its
+//! rule for byte strings (valid UTF-8 kept, each other byte `\u00XX`).
 
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 
-use crate::detail::{BySource, Detail, TopLists};
+use serde::Serialize;
+
+use crate::detail::{reason, BySource, Detail, TopLists};
 use crate::report::Report;
 
-/// Appends `bytes` as a JSON string literal.
-pub fn string(out: &mut String, bytes: &[u8]) {
-    out.push('"');
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                }
-                c => out.push(c),
-            }
-        }
-        for &b in chunk.invalid() {
-            let _ = write!(out, "\\u{:04x}", b);
-        }
-    }
-    out.push('"');
+#[derive(Serialize)]
+struct BySourceJson {
+    total: u64,
+    from_info: u64,
+    from_todo: u64,
 }
 
-fn key(out: &mut String, k: &str) {
-    string(out, k.as_bytes());
-    out.push(':');
+fn by_source(b: &BySource) -> BySourceJson {
+    BySourceJson { total: b.total(), from_info: b.info, from_todo: b.todo }
 }
 
-fn num(out: &mut String, k: &str, v: impl std::fmt::Display) {
-    key(out, k);
-    let _ = write!(out, "{v},");
+#[derive(Serialize)]
+struct Pending {
+    local: u64,
+    remote: u64,
+    todo: u64,
 }
 
-fn text(out: &mut String, k: &str, v: &[u8]) {
-    key(out, k);
-    string(out, v);
-    out.push(',');
+#[derive(Serialize)]
+struct OldestJson {
+    number: u64,
+    birth: i64,
+    age_seconds: i64,
+    basis: &'static str,
+    basis_text: &'static str,
 }
 
-/// Removes a trailing comma before closing `close`.
-fn close(out: &mut String, c: char) {
-    if out.ends_with(',') {
-        out.pop();
-    }
-    out.push(c);
-    out.push(',');
+#[derive(Serialize)]
+struct LifetimeJson {
+    seconds: u64,
+    source: &'static str,
+    source_text: String,
 }
 
-fn by_source(out: &mut String, k: &str, b: &BySource) {
-    key(out, k);
-    out.push('{');
-    num(out, "total", b.total());
-    num(out, "from_info", b.info);
-    num(out, "from_todo", b.todo);
-    close(out, '}');
+#[derive(Serialize)]
+struct DetailJson<'a> {
+    split: u32,
+    split_source: &'static str,
+    split_source_text: &'a str,
+    big_todo: bool,
+    messages_scanned: u64,
+    preprocessed: u64,
+    unpreprocessed: u64,
+    other: u64,
+    recipients_pending: Pending,
+    pending_bounces: u64,
+    null_sender: BySourceJson,
+    salvaged: Option<u64>,
+    double_bounce: BySourceJson,
+    oldest: Option<OldestJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queuelifetime: Option<LifetimeJson>,
+    past_queuelifetime: u64,
+    damaged: u64,
+    damage: BTreeMap<String, u64>,
+    damage_text: BTreeMap<String, &'static str>,
+    strays: u64,
+    unreadable: u64,
 }
 
-fn detail(out: &mut String, d: &Detail, now: i64) {
-    key(out, "detail");
-    out.push('{');
-    num(out, "split", d.split);
-    text(out, "split_source", d.split_source.as_bytes());
-    key(out, "big_todo");
-    out.push_str(if d.big_todo { "true," } else { "false," });
-    num(out, "messages_scanned", d.messages);
-    num(out, "preprocessed", d.preprocessed);
-    num(out, "unpreprocessed", d.unpreprocessed);
-    num(out, "other", d.other);
-    key(out, "recipients_pending");
-    out.push('{');
-    num(out, "local", d.local_pending);
-    num(out, "remote", d.remote_pending);
-    num(out, "todo", d.todo_recipients);
-    close(out, '}');
-    num(out, "pending_bounces", d.pending_bounce);
-    by_source(out, "null_sender", &d.null_sender);
-    key(out, "salvaged");
-    match &d.salvaged_unknown {
-        None => {
-            out.push_str(&d.salvaged.to_string());
-            out.push(',');
-        }
-        Some(_) => out.push_str("null,"),
+fn detail(d: &Detail, now: i64) -> DetailJson<'_> {
+    DetailJson {
+        split: d.split,
+        split_source: d.split_source_code,
+        split_source_text: &d.split_source,
+        big_todo: d.big_todo,
+        messages_scanned: d.messages,
+        preprocessed: d.preprocessed,
+        unpreprocessed: d.unpreprocessed,
+        other: d.other,
+        recipients_pending: Pending { local: d.local_pending, remote: d.remote_pending, todo: d.todo_recipients },
+        pending_bounces: d.pending_bounce,
+        null_sender: by_source(&d.null_sender),
+        salvaged: d.salvaged_unknown.is_none().then_some(d.salvaged),
+        double_bounce: by_source(&d.double_bounce),
+        oldest: d.oldest.map(|o| OldestJson {
+            number: o.number,
+            birth: o.birth,
+            age_seconds: now - o.birth,
+            basis: o.basis.code(),
+            basis_text: o.basis.name(),
+        }),
+        queuelifetime: d.lifetime.as_ref().map(|l| LifetimeJson {
+            seconds: l.seconds,
+            source: l.source_code(),
+            source_text: l.source_text(),
+        }),
+        past_queuelifetime: d.past_lifetime,
+        damaged: d.damaged,
+        damage: d.damage.iter().map(|(r, n)| (reason::code(r), *n)).collect(),
+        damage_text: d.damage.keys().map(|r| (reason::code(r), *r)).collect(),
+        strays: d.strays,
+        unreadable: d.unreadable,
     }
-    by_source(out, "double_bounce", &d.double_bounce);
-    key(out, "oldest");
-    match &d.oldest {
-        Some(o) => {
-            out.push('{');
-            num(out, "number", o.number);
-            num(out, "birth", o.birth);
-            num(out, "age_seconds", now - o.birth);
-            text(out, "basis", o.basis.name().as_bytes());
-            close(out, '}');
-        }
-        None => out.push_str("null,"),
-    }
-    if let Some(l) = &d.lifetime {
-        key(out, "queuelifetime");
-        out.push('{');
-        num(out, "seconds", l.seconds);
-        text(out, "source", l.source_text().as_bytes());
-        close(out, '}');
-    }
-    num(out, "past_queuelifetime", d.past_lifetime);
-    num(out, "damaged", d.damaged);
-    key(out, "damage");
-    out.push('{');
-    for (r, n) in &d.damage {
-        num(out, r, n);
-    }
-    close(out, '}');
-    num(out, "strays", d.strays);
-    num(out, "unreadable", d.unreadable);
-    close(out, '}');
 }
 
-fn top(out: &mut String, t: &TopLists) {
-    key(out, "top");
-    out.push('{');
-    key(out, "senders");
-    out.push('[');
-    for (s, n) in &t.senders {
-        out.push('{');
-        text(out, "sender", s);
-        num(out, "messages", n);
-        close(out, '}');
+#[derive(Serialize)]
+struct SenderJson<'a> {
+    #[serde(serialize_with = "qcommon::json::bytes")]
+    sender: &'a [u8],
+    messages: u64,
+}
+
+#[derive(Serialize)]
+struct DomainJson<'a> {
+    #[serde(serialize_with = "qcommon::json::bytes")]
+    domain: &'a [u8],
+    recipients: u64,
+}
+
+#[derive(Serialize)]
+struct TopJson<'a> {
+    senders: Vec<SenderJson<'a>>,
+    senders_counted: u64,
+    senders_max_undercount: u64,
+    recipient_domains: Vec<DomainJson<'a>>,
+    recipients_counted: u64,
+    domains_max_undercount: u64,
+}
+
+fn top(t: &TopLists) -> TopJson<'_> {
+    TopJson {
+        senders: t.senders.iter().map(|(s, n)| SenderJson { sender: s, messages: *n }).collect(),
+        senders_counted: t.sender_total,
+        senders_max_undercount: t.sender_undercount,
+        recipient_domains: t.domains.iter().map(|(s, n)| DomainJson { domain: s, recipients: *n }).collect(),
+        recipients_counted: t.domain_total,
+        domains_max_undercount: t.domain_undercount,
     }
-    close(out, ']');
-    num(out, "senders_counted", t.sender_total);
-    num(out, "senders_max_undercount", t.sender_undercount);
-    key(out, "recipient_domains");
-    out.push('[');
-    for (s, n) in &t.domains {
-        out.push('{');
-        text(out, "domain", s);
-        num(out, "recipients", n);
-        close(out, '}');
-    }
-    close(out, ']');
-    num(out, "recipients_counted", t.domain_total);
-    num(out, "domains_max_undercount", t.domain_undercount);
-    close(out, '}');
+}
+
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    schema_version: u32,
+    #[serde(serialize_with = "qcommon::json::bytes")]
+    queue: &'a [u8],
+    time: i64,
+    messages: u64,
+    unpreprocessed: u64,
+    todo_layout: &'static str,
+    complete: bool,
+    errors: &'a [String],
+    warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<DetailJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top: Option<TopJson<'a>>,
 }
 
 /// The report as one line of JSON, with a newline.
 pub fn render(r: &Report) -> String {
     use std::os::unix::ffi::OsStrExt;
-    let mut out = String::from("{");
-    text(&mut out, "queue", r.queue.as_os_str().as_bytes());
-    num(&mut out, "time", r.time);
-    num(&mut out, "messages", r.counts.messages);
-    num(&mut out, "unpreprocessed", r.counts.unpreprocessed);
-    text(&mut out, "todo_layout", if r.big_todo { b"big-todo" } else { b"flat" });
-    key(&mut out, "complete");
-    out.push_str(if r.complete() { "true," } else { "false," });
-    key(&mut out, "errors");
-    out.push('[');
-    for e in &r.errors {
-        string(&mut out, e.as_bytes());
-        out.push(',');
-    }
-    close(&mut out, ']');
-    key(&mut out, "warnings");
-    out.push('[');
-    for e in &r.warnings {
-        string(&mut out, e.as_bytes());
-        out.push(',');
-    }
-    close(&mut out, ']');
-    if let Some(d) = &r.detail {
-        detail(&mut out, d, r.time);
-    }
-    if let Some(t) = &r.top {
-        top(&mut out, t);
-    }
-    if out.ends_with(',') {
-        out.pop();
-    }
-    out.push_str("}\n");
-    out
+    let doc = ReportJson {
+        schema_version: qcommon::json::SCHEMA_VERSION,
+        queue: r.queue.as_os_str().as_bytes(),
+        time: r.time,
+        messages: r.counts.messages,
+        unpreprocessed: r.counts.unpreprocessed,
+        todo_layout: if r.big_todo { "big_todo" } else { "flat" },
+        complete: r.complete(),
+        errors: &r.errors,
+        warnings: &r.warnings,
+        detail: r.detail.as_ref().map(|d| detail(d, r.time)),
+        top: r.top.as_ref().map(top),
+    };
+    let mut s = qcommon::json::to_string(&doc);
+    s.push('\n');
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn s(b: &[u8]) -> String {
-        let mut o = String::new();
-        string(&mut o, b);
-        o
-    }
-
-    #[test]
-    fn strings_are_escaped() {
-        assert_eq!(s(b"plain@example.org"), "\"plain@example.org\"");
-        assert_eq!(s(b"q\"b\\s"), "\"q\\\"b\\\\s\"");
-        assert_eq!(s(b"a\nb\x01\x7f"), "\"a\\nb\\u0001\\u007f\"");
-        assert_eq!(s("é".as_bytes()), "\"é\"");
-        assert_eq!(s(b"bad\xff\xc3"), "\"bad\\u00ff\\u00c3\"");
-    }
-
     #[test]
     fn document_shape() {
+        let mut d = Detail::default();
+        d.damage.insert(reason::EMPTY_MESS, 3);
         let r = Report {
-            queue: "/q".into(),
+            queue: <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"/q\xff").into(),
             time: 5,
             counts: crate::count::Counts { messages: 2, unpreprocessed: 1 },
             big_todo: false,
-            detail: Some(Detail::default()),
-            top: Some(TopLists { senders: vec![(vec![], 2)], ..TopLists::default() }),
+            detail: Some(d),
+            top: Some(TopLists { senders: vec![(b"a\x7f\xff".to_vec(), 2)], ..TopLists::default() }),
             errors: vec!["x".into()],
             warnings: vec![],
+            count_errors: 0,
+            structure: None,
         };
         let j = render(&r);
-        assert!(j.starts_with("{\"queue\":\"/q\",\"time\":5,\"messages\":2,\"unpreprocessed\":1,"), "{j}");
+        assert!(
+            j.starts_with(
+                "{\"schema_version\":2,\"queue\":\"/q\\u00ff\",\"time\":5,\"messages\":2,\"unpreprocessed\":1,"
+            ),
+            "{j}"
+        );
         assert!(j.contains("\"complete\":false,\"errors\":[\"x\"],\"warnings\":[]"), "{j}");
         assert!(j.contains("\"oldest\":null"), "{j}");
-        assert!(j.contains("\"damage\":{}"), "{j}");
-        assert!(j.contains("\"senders\":[{\"sender\":\"\",\"messages\":2}]"), "{j}");
+        assert!(
+            j.contains("\"damage\":{\"empty_mess\":3},\"damage_text\":{\"empty_mess\":\"empty mess file\"}"),
+            "{j}"
+        );
+        assert!(j.contains("\"senders\":[{\"sender\":\"a\\u007f\\u00ff\",\"messages\":2}]"), "{j}");
         assert!(j.ends_with("}}\n"), "{j}");
-        assert!(!j.contains(",}") && !j.contains(",]"), "{j}");
         assert_eq!(j.lines().count(), 1);
     }
 }

@@ -30,6 +30,7 @@ pub mod message;
 pub mod prom;
 pub mod report;
 pub mod show;
+pub mod structure;
 pub mod text;
 pub mod top;
 pub mod words;
@@ -44,7 +45,6 @@ use clap::Parser;
 pub use cli::{command, Cli};
 pub use exit::ExitCode;
 
-use crate::check::Thresholds;
 use crate::report::{Fatal, Report, Request};
 use crate::words::WordRules;
 
@@ -99,9 +99,18 @@ fn count_threads() -> usize {
 
 /// Runs a parsed command line, writing to `out` and `err`.
 pub fn execute(cli: &Cli, words: WordRules, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let thresholds = cli.thresholds();
+    if cli.check {
+        if let Err(why) = thresholds.validate() {
+            let _ = out.write_all(check::unknown(&format!("usage: {why}")).as_bytes());
+            let _ = out.flush();
+            return ExitCode::Unknown;
+        }
+    }
     let req = Request {
         layout: cli.queue.layout_options(),
-        detail: cli.detail,
+        detail: cli.detail || (cli.check && thresholds.need_scan()),
+        structure: cli.check,
         top: cli.top.map(|n| n as usize),
         words,
         threads: count_threads(),
@@ -178,6 +187,11 @@ fn emit(cli: &Cli, res: Result<Report, Fatal>, out: &mut dyn Write, err: &mut dy
                 return Ok(ExitCode::Unknown);
             }
             let _ = writeln!(err, "qstat: {f}");
+            // The textfile says the run failed, instead of going stale.
+            if let Some(path) = &cli.prometheus {
+                let label = prom::queue_label(cli.queue_name.as_deref(), &queue_path(cli));
+                write_prometheus(path, |prev| prom::render_failure(&label, clock::now(), prev), out, err)?;
+            }
             return Ok(ExitCode::Operational);
         }
     };
@@ -189,23 +203,14 @@ fn emit(cli: &Cli, res: Result<Report, Fatal>, out: &mut dyn Write, err: &mut dy
     }
     let mut code = if r.complete() { ExitCode::Ok } else { ExitCode::Incomplete };
     if cli.check {
-        let th = Thresholds {
-            warning: cli.warning.clone(),
-            critical: cli.critical.clone(),
-            warning_unpreprocessed: cli.warning_unpreprocessed.clone(),
-            critical_unpreprocessed: cli.critical_unpreprocessed.clone(),
-        };
-        let (line, state) = check::render(&r, &th);
+        let (line, state) = check::render(&r, &cli.thresholds());
         out.write_all(line.as_bytes())?;
         code = state;
     } else if cli.json {
         out.write_all(json::render(&r).as_bytes())?;
     } else if let Some(path) = &cli.prometheus {
-        let text = prom::render(&r);
-        if path == Path::new("-") {
-            out.write_all(text.as_bytes())?;
-        } else if let Err(e) = prom::write_atomically(path, &text) {
-            let _ = writeln!(err, "qstat: cannot write {}: {e}", qcommon::error::escape_path(path));
+        let label = prom::queue_label(cli.queue_name.as_deref(), &r.queue);
+        if !write_prometheus(path, |prev| prom::render(&r, &label, prev), out, err)? {
             code = ExitCode::Operational;
         }
     } else {
@@ -213,6 +218,37 @@ fn emit(cli: &Cli, res: Result<Report, Fatal>, out: &mut dyn Write, err: &mut dy
     }
     out.flush()?;
     Ok(code)
+}
+
+/// The queue's path as the options name it (for a run that could not
+/// open it).
+fn queue_path(cli: &Cli) -> std::path::PathBuf {
+    match (&cli.queue.queue, &cli.queue.qmail_home) {
+        (Some(q), _) => q.clone(),
+        (None, Some(h)) => h.join("queue"),
+        (None, None) => Path::new(qcommon::layout::DEFAULT_HOME).join("queue"),
+    }
+}
+
+/// Writes the textfile `render` makes (given the last success recorded
+/// in the file it replaces) to stdout (`-`) or atomically to `path`.
+/// False when the file could not be written (the error is on `err`).
+fn write_prometheus(
+    path: &Path,
+    render: impl FnOnce(Option<i64>) -> String,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<bool> {
+    if path == Path::new("-") {
+        out.write_all(render(None).as_bytes())?;
+        return Ok(true);
+    }
+    let text = render(prom::previous_success(path));
+    if let Err(e) = prom::write_atomically(path, &text) {
+        let _ = writeln!(err, "qstat: cannot write {}: {e}", qcommon::error::escape_path(path));
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// `--watch`: a look every `interval`, until killed, or until nothing is

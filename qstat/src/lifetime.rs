@@ -36,6 +36,14 @@ pub struct Lifetime {
 }
 
 impl Lifetime {
+    /// Where it came from, as a code: `file` or `default`.
+    pub fn source_code(&self) -> &'static str {
+        match &self.source {
+            LifetimeSource::File(_) => "file",
+            LifetimeSource::Default(_) => "default",
+        }
+    }
+
     /// Words for reports: `from /var/qmail/control/queuelifetime` or
     /// `default: ...`.
     pub fn source_text(&self) -> String {

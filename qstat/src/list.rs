@@ -570,7 +570,7 @@ pub fn write_text(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result<()> 
 }
 
 fn jstr(s: &mut String, b: &[u8]) {
-    crate::json::string(s, b);
+    s.push_str(&qcommon::json::to_string(&qcommon::json::Bytes(b)));
 }
 
 fn jstrs(s: &mut String, key: &str, items: impl Iterator<Item = String>) {

@@ -2,9 +2,17 @@
 //! node_exporter's textfile collector reads it, and the atomic write of
 //! that file. This module owns the metric names (`qmail_queue_*`).
 //!
-//! Label values (senders, domains) are the bytes read as UTF-8 with
-//! invalid sequences replaced by U+FFFD, then escaped as the format
-//! requires (`\\`, `\"`, `\n`).
+//! Every sample carries the label `queue` (the queue's path, or the name
+//! given with `--queue-name`), so that two queues on one host make two
+//! series. Other labels are stable codes (`channel`, `source`, `reason`),
+//! or ranks with the senders and domains of the top lists. Label values
+//! are the bytes read as UTF-8 with invalid sequences replaced by U+FFFD,
+//! then escaped as the format requires (`\\`, `\"`, `\n`).
+//!
+//! A run that cannot read the queue still writes its file (exit 8 all
+//! the same): `qmail_queue_run_error 1`, `qmail_queue_read_complete 0` and
+//! `qmail_queue_last_success_timestamp_seconds` carried over from the
+//! file it replaces, so an alert sees the failure instead of a stale file.
 
 use std::fmt::Write as _;
 use std::fs::OpenOptions;
@@ -14,27 +22,24 @@ use std::path::{Path, PathBuf};
 
 use crate::report::Report;
 
-struct Out(String);
+struct Out {
+    text: String,
+    queue: String,
+}
 
 impl Out {
     fn head(&mut self, name: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} gauge");
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} gauge");
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl std::fmt::Display) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, val)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                let _ = write!(self.0, "{k}=\"{}\"", label_value(val.as_bytes()));
-            }
-            self.0.push('}');
+        self.text.push_str(name);
+        let _ = write!(self.text, "{{queue=\"{}\"", label_value(self.queue.as_bytes()));
+        for (k, val) in labels {
+            let _ = write!(self.text, ",{k}=\"{}\"", label_value(val.as_bytes()));
         }
-        let _ = writeln!(self.0, " {v}");
+        let _ = writeln!(self.text, "}} {v}");
     }
 
     fn gauge(&mut self, name: &str, help: &str, v: impl std::fmt::Display) {
@@ -57,9 +62,55 @@ pub fn label_value(b: &[u8]) -> String {
     s
 }
 
-/// The report as a textfile.
-pub fn render(r: &Report) -> String {
-    let mut o = Out(String::new());
+/// The value of the label `queue`: the name given, else the queue path.
+pub fn queue_label(name: Option<&str>, path: &Path) -> String {
+    match name {
+        Some(n) => n.to_string(),
+        None => String::from_utf8_lossy(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())).into_owned(),
+    }
+}
+
+/// The last success recorded in a textfile written before (`None` when
+/// there is none, or it cannot be read).
+pub fn previous_success(path: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .filter(|l| l.starts_with("qmail_queue_last_success_timestamp_seconds"))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn run_state(o: &mut Out, error: bool, last_success: Option<i64>) {
+    o.gauge(
+        "qmail_queue_run_error",
+        "1 when this run could not read the queue, or read only part of it; 0 when it read it all.",
+        u8::from(error),
+    );
+    let name = "qmail_queue_last_success_timestamp_seconds";
+    o.head(name, "When a run last read the whole queue, in seconds since the epoch (absent: never, as far as known).");
+    if let Some(t) = last_success {
+        o.sample(name, &[], t);
+    }
+}
+
+/// The textfile of a run that could not look at the queue at all.
+pub fn render_failure(queue: &str, now: i64, last_success: Option<i64>) -> String {
+    let mut o = Out { text: String::new(), queue: queue.to_string() };
+    run_state(&mut o, true, last_success);
+    o.gauge(
+        "qmail_queue_read_complete",
+        "1 when the whole queue could be read, 0 when some of it could not (the other figures may be low).",
+        0,
+    );
+    o.gauge("qmail_queue_scan_timestamp_seconds", "When these figures were taken, in seconds since the epoch.", now);
+    o.text
+}
+
+/// The report as a textfile; `queue` is the value of the label `queue`,
+/// `last_success` the last success before this run (kept when this run
+/// did not read the whole queue).
+pub fn render(r: &Report, queue: &str, last_success: Option<i64>) -> String {
+    let mut o = Out { text: String::new(), queue: queue.to_string() };
+    run_state(&mut o, !r.complete(), if r.complete() { Some(r.time) } else { last_success });
     o.gauge(
         "qmail_queue_messages",
         "Messages in the queue, as qmail-qstat counts them (entries below the mess buckets).",
@@ -143,7 +194,7 @@ pub fn render(r: &Report) -> String {
         let name = "qmail_queue_damaged_messages_by_reason";
         o.head(name, "Damaged messages by reason (a message may have several).");
         for (reason, n) in &d.damage {
-            o.sample(name, &[("reason", reason)], n);
+            o.sample(name, &[("reason", &crate::detail::reason::code(reason))], n);
         }
         o.gauge("qmail_queue_stray_entries", "Entries in the queue that are not message files.", d.strays);
         o.gauge("qmail_queue_unreadable_messages", "Messages some file of which could not be read.", d.unreadable);
@@ -162,7 +213,7 @@ pub fn render(r: &Report) -> String {
             o.sample(name, &[("rank", &rank), ("domain", &String::from_utf8_lossy(s))], n);
         }
     }
-    o.0
+    o.text
 }
 
 /// Writes `text` to `path` atomically: a temporary file in the same
@@ -212,6 +263,8 @@ mod tests {
             top: None,
             errors: vec![],
             warnings: vec![],
+            count_errors: 0,
+            structure: None,
         }
     }
 
@@ -236,12 +289,18 @@ mod tests {
 
     #[test]
     fn basic_metrics() {
-        let t = render(&report());
-        assert!(t.contains("\nqmail_queue_messages 7\n"), "{t}");
-        assert!(t.contains("\nqmail_queue_unpreprocessed_messages 2\n"), "{t}");
+        let t = render(&report(), "/q", None);
+        assert!(t.contains("\nqmail_queue_messages{queue=\"/q\"} 7\n"), "{t}");
+        assert!(t.contains("\nqmail_queue_unpreprocessed_messages{queue=\"/q\"} 2\n"), "{t}");
         assert!(t.contains("# TYPE qmail_queue_messages gauge\n"), "{t}");
-        assert!(t.contains("\nqmail_queue_read_complete 1\n"), "{t}");
+        assert!(t.contains("\nqmail_queue_read_complete{queue=\"/q\"} 1\n"), "{t}");
+        assert!(t.contains("\nqmail_queue_run_error{queue=\"/q\"} 0\n"), "{t}");
+        assert!(t.contains("\nqmail_queue_last_success_timestamp_seconds{queue=\"/q\"} 100\n"), "{t}");
         check_format(&t);
+        let f = render_failure("mx1", 200, Some(100));
+        assert!(f.contains("\nqmail_queue_run_error{queue=\"mx1\"} 1\n"), "{f}");
+        assert!(f.contains("\nqmail_queue_last_success_timestamp_seconds{queue=\"mx1\"} 100\n"), "{f}");
+        check_format(&f);
     }
 
     #[test]
@@ -255,15 +314,19 @@ mod tests {
             domains: vec![(b"example.org".to_vec(), 4)],
             ..TopLists::default()
         });
-        let t = render(&r);
+        let t = render(&r, "/q", None);
         check_format(&t);
-        assert!(t.contains("qmail_queue_pending_recipients{channel=\"remote\"} 0\n"), "{t}");
-        assert!(t.contains("qmail_queue_damaged_messages_by_reason{reason=\"no mess file\"} 2\n"), "{t}");
+        assert!(t.contains("qmail_queue_pending_recipients{queue=\"/q\",channel=\"remote\"} 0\n"), "{t}");
+        assert!(t.contains("qmail_queue_damaged_messages_by_reason{queue=\"/q\",reason=\"no_mess\"} 2\n"), "{t}");
         assert!(
-            t.contains("qmail_queue_top_sender_messages{rank=\"1\",sender=\"a\\\"b\\\\c\\nd\u{fffd}\"} 3\n"),
+            t.contains(
+                "qmail_queue_top_sender_messages{queue=\"/q\",rank=\"1\",sender=\"a\\\"b\\\\c\\nd\u{fffd}\"} 3\n"
+            ),
             "{t}"
         );
-        assert!(t.contains("qmail_queue_top_recipient_domain_recipients{rank=\"1\",domain=\"example.org\"} 4\n"));
+        assert!(t.contains(
+            "qmail_queue_top_recipient_domain_recipients{queue=\"/q\",rank=\"1\",domain=\"example.org\"} 4\n"
+        ));
         assert!(!t.lines().any(|l| l.starts_with("qmail_queue_oldest_message_age_seconds")), "no sample: no message");
     }
 

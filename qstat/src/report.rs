@@ -28,6 +28,8 @@ pub struct Request {
     pub threads: usize,
     /// Threads of the scan behind the breakdown.
     pub scan_threads: usize,
+    /// Look at the queue's structure (`--check`).
+    pub structure: bool,
     /// The progress line (on standard error, on a terminal only).
     pub progress: qcommon::progress::Progress,
 }
@@ -51,6 +53,10 @@ pub struct Report {
     pub errors: Vec<String>,
     /// Warnings (escaped): nothing was missed, but something is odd.
     pub warnings: Vec<String>,
+    /// How many of `errors` (the first ones) came from qmail-qstat's count.
+    pub count_errors: usize,
+    /// Problems of the queue's structure, when looked at.
+    pub structure: Option<Vec<crate::structure::Problem>>,
 }
 
 impl Report {
@@ -100,9 +106,27 @@ pub fn take(req: &Request, now: i64) -> Result<Report, Fatal> {
         top: None,
         errors: Vec::new(),
         warnings: Vec::new(),
+        count_errors: errors.len(),
+        structure: None,
     };
+    let mut layout = None;
+    if req.structure {
+        match discover(&req.layout) {
+            Ok(l) => {
+                report.structure = Some(crate::structure::check(&opened.dir, &l));
+                layout = Some(l);
+            }
+            // Buckets that disagree leave the split unknown, and the
+            // structure cannot be judged without it: UNKNOWN, saying to
+            // give --split.
+            Err(e) => return Err(Fatal(escaped(&e))),
+        }
+    }
     if req.detail || req.top.is_some() {
-        let layout = discover(&req.layout).map_err(|e| Fatal(escaped(&e)))?;
+        let layout = match layout {
+            Some(l) => l,
+            None => discover(&req.layout).map_err(|e| Fatal(escaped(&e)))?,
+        };
         let (lifetime, warning) = read_lifetime(layout.home.as_deref());
         if let Some(w) = warning {
             report.warnings.push(Escaped(w.as_bytes()).to_string());

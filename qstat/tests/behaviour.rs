@@ -23,7 +23,7 @@ fn detail_matches_what_was_built() {
         let c = &b.counts;
         assert_eq!(j.get("messages").u(), c.messages);
         assert_eq!(j.get("unpreprocessed").u(), c.todo);
-        assert_eq!(j.get("todo_layout").s(), if big { "big-todo" } else { "flat" });
+        assert_eq!(j.get("todo_layout").s(), if big { "big_todo" } else { "flat" });
         assert_eq!(j.at("detail.messages_scanned").u(), c.messages);
         assert_eq!(j.at("detail.unpreprocessed").u(), c.todo);
         assert_eq!(j.at("detail.preprocessed").u(), c.messages - c.todo);
@@ -45,7 +45,7 @@ fn detail_matches_what_was_built() {
         let oldest = b.messages.iter().min_by_key(|m| (m.birth, m.number)).unwrap();
         assert_eq!(j.at("detail.oldest.number").u(), oldest.number);
         assert_eq!(j.at("detail.oldest.birth").u() as i64, oldest.birth);
-        let basis = if oldest.state == BuiltState::Preprocessed { "info mtime" } else { "mess mtime" };
+        let basis = if oldest.state == BuiltState::Preprocessed { "info_mtime" } else { "mess_mtime" };
         assert_eq!(j.at("detail.oldest.basis").s(), basis);
         // Built long ago (NOW is in 2023): everything preprocessed is past
         // the default queuelifetime.
@@ -100,7 +100,8 @@ fn queuelifetime_from_control() {
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let j = Json::parse(&out(&o));
     assert_eq!(j.at("detail.queuelifetime.seconds").u(), lifetime as u64);
-    assert!(j.at("detail.queuelifetime.source").s().contains("control/queuelifetime"));
+    assert!(j.at("detail.queuelifetime.source_text").s().contains("control/queuelifetime"));
+    assert_eq!(j.at("detail.queuelifetime.source").s(), "file");
     let got = j.at("detail.past_queuelifetime").u();
     assert!(before <= got && got <= after, "{before} <= {got} <= {after}");
     assert!(got > 0 && got < b.counts.messages - b.counts.todo, "{got}");
@@ -234,11 +235,18 @@ fn prometheus_file_is_written_atomically() {
     assert_eq!(names, vec![std::ffi::OsString::from("qmail.prom")], "no temporary file left");
     // Same figures as on stdout (the time stamp and ages may differ by a second).
     fn strip(s: &str) -> Vec<&str> {
-        s.lines().filter(|l| !l.starts_with("qmail_queue_scan_timestamp") && !l.contains("_age_")).collect()
+        s.lines()
+            .filter(|l| {
+                !l.starts_with("qmail_queue_scan_timestamp")
+                    && !l.starts_with("qmail_queue_last_success_timestamp")
+                    && !l.contains("_age_")
+            })
+            .collect()
     }
     assert_eq!(strip(&text), strip(&stdout_text));
-    assert!(text.contains(&format!("\nqmail_queue_messages {}\n", b.counts.messages)));
-    assert!(text.contains(&format!("\nqmail_queue_unpreprocessed_messages {}\n", b.counts.todo)));
+    let q = b.queue.display();
+    assert!(text.contains(&format!("\nqmail_queue_messages{{queue=\"{q}\"}} {}\n", b.counts.messages)));
+    assert!(text.contains(&format!("\nqmail_queue_unpreprocessed_messages{{queue=\"{q}\"}} {}\n", b.counts.todo)));
     assert!(text.contains("# TYPE qmail_queue_expired_messages gauge\n"));
     // A directory that does not exist: 8.
     let o =

@@ -183,14 +183,36 @@ fn every_damage(big_todo: bool) {
                 assert_no_panic(&o, &what);
             }
             if args.contains(&"--check") {
-                assert_eq!(code(&o), 0, "{what}: {} {}", out(&o), err(&o));
-                assert_eq!(out(&o).lines().count(), 1, "{what}");
-                assert!(out(&o).starts_with("QSTAT OK - "), "{what}: {}", out(&o));
+                // The state follows what the scan saw: structure damage is
+                // CRITICAL, damaged messages WARNING, else OK (the message
+                // count stays under its threshold).
+                let line = out(&o);
+                assert_eq!(line.lines().count(), 1, "{what}");
+                let figure = |label: &str| -> u64 {
+                    let p = line.trim_end().split_once(" | ").expect("perfdata").1;
+                    let f = p
+                        .split(' ')
+                        .find(|x| x.starts_with(&format!("{label}=")))
+                        .unwrap_or_else(|| panic!("{what}: {label} in {line}"));
+                    f[label.len() + 1..].split(';').next().unwrap().parse().expect("a number")
+                };
+                let (want, word) = if figure("structure_problems") > 0 {
+                    (2, "CRITICAL")
+                } else if figure("damaged") > 0 {
+                    (1, "WARNING")
+                } else {
+                    (0, "OK")
+                };
+                assert_eq!(code(&o), want, "{what}: {line} {}", err(&o));
+                assert!(line.starts_with(&format!("QSTAT {word} - ")), "{what}: {line}");
+                if damage == Damage::MissingBucket {
+                    assert_eq!(want, 2, "{what}: a missing bucket is structure damage: {line}");
+                }
             } else {
                 assert_eq!(code(&o), 0, "{what}: {}", err(&o));
             }
             if args.contains(&"--prometheus") {
-                assert!(out(&o).contains("\nqmail_queue_damaged_messages "), "{what}");
+                assert!(out(&o).contains("\nqmail_queue_damaged_messages{queue="), "{what}");
             }
             if args.contains(&"--json") {
                 let j = Json::parse(&out(&o));

@@ -97,7 +97,8 @@ fn salvaged_messages_are_recorded_kept_by_qkillns_counted_by_qstat_and_follow_a_
     let prom = tmp.path().join("q.prom");
     cmd("qstat").queue(&copy, SPLIT).args(["--detail", "--prometheus"]).arg(&prom).run().assert_sane().expect(0);
     let text = fs::read_to_string(&prom).unwrap();
-    assert!(text.lines().any(|l| l == format!("qmail_queue_salvaged_messages {lost}")), "{text}");
+    let label = copy.display();
+    assert!(text.lines().any(|l| l == format!("qmail_queue_salvaged_messages{{queue=\"{label}\"}} {lost}")), "{text}");
 
     // qkillns keeps them, says so, and removes exactly the real bounces.
     let repaired = contents(&copy).unwrap();

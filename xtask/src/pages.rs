@@ -30,6 +30,9 @@ pub struct Page {
     pub examples: Vec<(&'static str, &'static [&'static str])>,
     /// (page, section).
     pub see_also: Vec<(&'static str, &'static str)>,
+    /// (mode words, what they do): the MODES section, for a tool whose
+    /// operands are mode words (they are left out of OPTIONS).
+    pub modes: Vec<(&'static str, &'static str)>,
 }
 
 /// The pages of the three tools.
@@ -102,6 +105,32 @@ fn qfixq() -> Page {
         })
         .collect();
     Page {
+        modes: vec![
+            (
+                "(none), check",
+                "Check only: change nothing, and print every problem with the exact steps a repair would take \
+                 (the default; -n and --dry-run say the same).",
+            ),
+            (
+                "live",
+                "Repair the queue: qmail-send must be stopped; qfixq takes its lock (lock/sendmutex) and holds it \
+                 to the end (--live says the same).",
+            ),
+            (
+                "live empty",
+                "Remove every message, and repair the structure, owners and modes (--live --empty says the same).",
+            ),
+            (
+                "requeue",
+                "List what would be put back into service through qmail's bin/qmail-queue: the messages of a \
+                 queue repaired offline (--from DIR) or items of lost+found (--lost-found); change nothing.",
+            ),
+            (
+                "requeue live",
+                "Put them back into service through bin/qmail-queue, removing each source (or marking the \
+                 item) only after qmail-queue accepted it.",
+            ),
+        ],
         name: "qfixq",
         command: qfixq::command,
         exit,
@@ -158,11 +187,18 @@ fn qstat() -> Page {
                         "Everything was counted and printed; with --check: OK; with --watch --until-preprocessed: \
                          no message is left unpreprocessed."
                     }
-                    E::Warning => "--check: a --warning threshold was crossed.",
-                    E::Critical => "--check: a --critical threshold was crossed.",
+                    E::Warning => {
+                        "--check: a warning threshold was crossed, or (with the scan of --detail) damaged \
+                         messages were found."
+                    }
+                    E::Critical => {
+                        "--check: a critical threshold was crossed, or the queue's structure is damaged so that \
+                         qmail-send stops or stalls (a missing directory, bucket or lock file, a wrong owner)."
+                    }
                     E::Unknown => {
-                        "--check: the state is unknown (the queue or part of it is unreadable, or a bad option). \
-                         In --check mode every error exits 3, as plugins must."
+                        "--check: the state is unknown (the queue or part of it is unreadable, a bad option, or a \
+                         warning and a critical range that do not fit together). In --check mode every error \
+                         exits 3, as plugins must."
                     }
                     E::Incomplete => {
                         "The figures were printed, but part of the queue could not be read (each error is on \
@@ -178,6 +214,7 @@ fn qstat() -> Page {
         })
         .collect();
     Page {
+        modes: vec![],
         name: "qstat",
         command: qstat::command,
         exit,
@@ -190,8 +227,9 @@ fn qstat() -> Page {
         notes: vec![
             "qstat only reads: it never changes a byte, a mode, an owner or a time stamp, and it may run while \
              qmail-send works (files that vanish while they are counted are no error). It needs no qmail program.",
-            "A RANGE for --warning and --critical follows the Nagios plugin guidelines: N alerts above N, \
-             START:END outside START..END, @START:END inside it.",
+            "A RANGE for --warning and --critical (and the other thresholds) follows the Nagios plugin \
+             guidelines: N alerts above N, START:END outside START..END, @START:END inside it. The critical \
+             range must hold the warning range.",
         ],
         operands: None,
         examples: vec![
@@ -206,6 +244,11 @@ fn qstat() -> Page {
             (
                 "A Nagios/Icinga check: WARNING above 5000 messages, CRITICAL above 20000:",
                 &["qstat --check --warning 5000 --critical 20000"],
+            ),
+            (
+                "A check that also scans every message: WARNING on damaged messages or a message older than a \
+                 day, CRITICAL past five days:",
+                &["qstat --check --detail --warning 5000 --critical 20000 --warning-age 86400 --critical-age 432000"],
             ),
             (
                 "Metrics for node_exporter's textfile collector, every minute from cron (/etc/cron.d/qstat):",
@@ -240,6 +283,7 @@ fn qkillns() -> Page {
         })
         .collect();
     Page {
+        modes: vec![],
         name: "qkillns",
         command: qkillns::command,
         exit,
