@@ -69,7 +69,8 @@ fn split_args(queue: &Path) -> Vec<String> {
 
 /// What lost+found holds, by content: (file name without a `.k` suffix,
 /// content hash) -> count; `reason` files (which name message numbers)
-/// left out.
+/// left out, and the temporary file of a reason whose write a kill cut
+/// short (it holds no mail).
 fn lost_found_contents(queue: &Path) -> BTreeMap<(String, u64), usize> {
     let mut out = BTreeMap::new();
     for f in regular_files(&queue.join("lost+found")) {
@@ -77,7 +78,7 @@ fn lost_found_contents(queue: &Path) -> BTreeMap<(String, u64), usize> {
             continue; // compared apart: their names are message numbers
         }
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if name == "reason" {
+        if name == "reason" || name.starts_with(".qtools-tmp.") {
             continue;
         }
         let base = match name.split_once('.') {
