@@ -100,8 +100,12 @@ impl Book {
     /// the numbers of renumberings still waiting (old and new): their
     /// records stay.
     pub fn plan_gone(&mut self, keep: impl Iterator<Item = u64>, out: &mut Vec<Finding>) {
-        self.seen.extend(keep);
-        let mut gone: Vec<u64> = self.records.iter().map(|r| r.number).filter(|n| !self.seen.contains(n)).collect();
+        // Kept apart from `seen` (the messages the scan delivered): the
+        // second half moves the record of a message whose files all wait
+        // only when the scan did not see that message under its old number.
+        let keep: HashSet<u64> = keep.collect();
+        let mut gone: Vec<u64> =
+            self.records.iter().map(|r| r.number).filter(|n| !self.seen.contains(n) && !keep.contains(n)).collect();
         gone.sort_unstable();
         for n in gone {
             self.records.remove(n);

@@ -108,3 +108,38 @@ fn files_moved_by_an_interrupted_second_half_are_finished() {
     assert!(!q.join("lost+found").exists() || regular_files(&q.join("lost+found")).is_empty(), "{}", live.show());
     assert_none(&check_healthy(q, SPLIT as u32, false, &before), "health", Some(&live));
 }
+
+/// A crash in the first half after a salvaged message's mess moved but
+/// before its record did: every file waits, the record is still under the
+/// old number. The rerun moves the record to the new number with the
+/// message (it used to be left under the old one, naming no message, so
+/// qkillns would have taken the salvaged message for a bounce).
+#[test]
+fn a_salvage_record_left_behind_by_a_first_half_crash_follows_its_message() {
+    if !root_or_skip("a_salvage_record_left_behind") {
+        return;
+    }
+    let fx = build(40, SPLIT as u32, false, 33, &[]);
+    let q = fx.queue();
+    let (k, parts, _) = pick(q);
+    let x = free_number(q, k);
+    // The message as qfixq salvaged it: info with the null sender, and its
+    // record under the old number X.
+    std::fs::write(q.join(bucketed("info", k)), b"F\0").unwrap();
+    let birth =
+        std::fs::metadata(q.join(bucketed("mess", k))).map(|m| std::os::unix::fs::MetadataExt::mtime(&m)).unwrap();
+    std::fs::create_dir_all(q.join("lost+found/salvaged")).unwrap();
+    std::fs::write(q.join(format!("lost+found/salvaged/{x}")), format!("{x} {k} {birth} info-missing\n")).unwrap();
+    for part in &parts {
+        std::fs::rename(q.join(bucketed(part.dir(), k)), q.join(waiting(part.dir(), x, k))).unwrap();
+    }
+    std::fs::rename(q.join(bucketed("mess", k)), q.join(waiting("mess", x, k))).unwrap();
+
+    let live = qfixq(q, &["live"]);
+    assert!(matches!(live.code(), Some(0 | 1)), "{}", live.show());
+    qfixq(q, &[]).expect(0, "check after live");
+    assert!(!q.join(format!("lost+found/salvaged/{x}")).exists(), "record left under the old number\n{}", live.show());
+    let rec = std::fs::read_to_string(q.join(format!("lost+found/salvaged/{k}"))).unwrap_or_default();
+    assert!(rec.starts_with(&format!("{k} {k} {birth} ")), "record {rec:?}\n{}", live.show());
+    assert_eq!(std::fs::read(q.join(bucketed("info", k))).unwrap(), b"F\0");
+}
