@@ -79,16 +79,7 @@ fn requeue(s: &Setup, args: &[&str], env: &[(&str, &str)]) -> Run {
     cmd.arg("requeue").args(args);
     cmd.arg("--qmail-home").arg(&s.home).arg("--ids").arg(IDS_ARG).arg("--split").arg("7");
     cmd.env_remove("QTOOLS_ABORT_AFTER_STEP").env("QQ_RECORD", &s.records).timeout(Duration::from_secs(120));
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run qfixq");
-    Run {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        status: out.status,
-        stdout: out.stdout,
-        stderr: out.stderr,
-    }
+    run_with_env(cmd, args, env)
 }
 
 fn from(s: &Setup) -> String {

@@ -229,7 +229,12 @@ pub fn qfixq(queue: &Path, args: &[&str]) -> Run {
 
 /// Runs qfixq on `queue` with `args` and extra environment.
 pub fn qfixq_env(queue: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = command(queue, args);
+    run_with_env(command(queue, args), args, env)
+}
+
+/// Runs a prepared qfixq command with extra environment; `args` name the
+/// run in failure messages.
+pub fn run_with_env(mut cmd: assert_cmd::Command, args: &[&str], env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         cmd.env(k, v);
     }
