@@ -1,5 +1,6 @@
 //! `qcommon`: what the qmail queue tools share — the queue's layout, the
-//! symlink-safe file layer, envelope codecs, the streaming scanner, locks
+//! symlink-safe file layer, envelope codecs, the streaming scanner, the
+//! message model every tool reads a scanned message through, locks
 //! and process checks, the mutator through which every change goes, and
 //! safe removal and quarantine. The library never prints and never exits,
 //! but for the progress line a tool asks for ([`progress`]).
@@ -16,6 +17,7 @@ pub mod interrupt;
 pub mod json;
 pub mod layout;
 pub mod lock;
+pub mod message;
 pub mod mutator;
 pub mod procs;
 pub mod progress;

@@ -2,6 +2,10 @@
 //! directories, which are split into buckets, and the owner, group and
 //! mode of every directory and message file. Everything that checks or
 //! builds a queue reads these tables instead of repeating them.
+//! [`QueueShape`] (split and big-todo) names the path of every file of a
+//! message.
+
+use std::path::PathBuf;
 
 /// Which of qmail's users owns a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -206,6 +210,72 @@ pub fn bucket_of(n: u64, split: u32) -> u32 {
     (n % u64::from(split)) as u32
 }
 
+/// The shape of one queue: its split and whether todo and intd are split
+/// too (the big-todo patch). It names the place of every file of a
+/// message (docs/queue-format.md, "The files of message N"): the one
+/// place where a path inside the queue is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QueueShape {
+    /// conf-split (a split of 0 is taken as 1).
+    pub split: u32,
+    /// todo and intd are split too.
+    pub big_todo: bool,
+}
+
+impl QueueShape {
+    /// The bucket of message `n`: `n mod split`.
+    pub fn bucket(&self, n: u64) -> u32 {
+        bucket_of(n, self.split.max(1))
+    }
+
+    /// Whether `part`'s directory is split into buckets in this queue.
+    pub fn is_split(&self, part: Part) -> bool {
+        part.is_split(self.big_todo)
+    }
+
+    /// The bucket `part`'s file of message `n` belongs in (`None`: directly
+    /// in the part's directory).
+    pub fn bucket_for(&self, part: Part, n: u64) -> Option<u32> {
+        self.is_split(part).then(|| self.bucket(n))
+    }
+
+    /// The directory holding `part`'s file of message `n`, relative to the
+    /// queue root: `mess/B`, `todo` (or `todo/B` with big-todo), `bounce`.
+    pub fn dir(&self, part: Part, n: u64) -> PathBuf {
+        part_dir_at(part, self.bucket_for(part, n))
+    }
+
+    /// The path of `part`'s file of message `n`, relative to the queue
+    /// root: `mess/B/N`, `todo/N` or `todo/B/N`, `info/B/N`, `bounce/N`.
+    pub fn path(&self, part: Part, n: u64) -> PathBuf {
+        part_path_at(part, self.bucket_for(part, n), n)
+    }
+
+    /// Whether a file of `part` for message `n` found in `bucket` (`None`:
+    /// directly in the part's directory) is where this queue puts it.
+    pub fn is_in_place(&self, part: Part, bucket: Option<u32>, n: u64) -> bool {
+        bucket == self.bucket_for(part, n)
+    }
+}
+
+/// The directory `part/B` (or `part` without a bucket), relative to the
+/// queue root.
+pub fn part_dir_at(part: Part, bucket: Option<u32>) -> PathBuf {
+    let mut p = PathBuf::from(part.dir());
+    if let Some(b) = bucket {
+        p.push(b.to_string());
+    }
+    p
+}
+
+/// The path `part/B/N` (or `part/N` without a bucket) of message `n`,
+/// relative to the queue root, wherever the file was found.
+pub fn part_path_at(part: Part, bucket: Option<u32>, n: u64) -> PathBuf {
+    let mut p = part_dir_at(part, bucket);
+    p.push(n.to_string());
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +294,32 @@ mod tests {
         for (i, p) in Part::ALL.iter().enumerate() {
             assert_eq!(p.index(), i);
         }
+    }
+
+    #[test]
+    fn shape_names_every_path() {
+        let flat = QueueShape { split: 23, big_todo: false };
+        let big = QueueShape { split: 23, big_todo: true };
+        let p = |s: QueueShape, part| s.path(part, 100).to_string_lossy().into_owned();
+        assert_eq!(p(flat, Part::Mess), "mess/8/100");
+        assert_eq!(p(flat, Part::Todo), "todo/100");
+        assert_eq!(p(flat, Part::Intd), "intd/100");
+        assert_eq!(p(big, Part::Todo), "todo/8/100");
+        assert_eq!(p(big, Part::Intd), "intd/8/100");
+        assert_eq!(p(big, Part::Info), "info/8/100");
+        assert_eq!(p(big, Part::Local), "local/8/100");
+        assert_eq!(p(big, Part::Remote), "remote/8/100");
+        assert_eq!(p(big, Part::Bounce), "bounce/100");
+        assert_eq!(flat.dir(Part::Mess, 100), PathBuf::from("mess/8"));
+        assert_eq!(flat.dir(Part::Bounce, 100), PathBuf::from("bounce"));
+        assert!(flat.is_in_place(Part::Mess, Some(8), 100));
+        assert!(!flat.is_in_place(Part::Mess, Some(9), 100));
+        assert!(!flat.is_in_place(Part::Mess, None, 100));
+        assert!(flat.is_in_place(Part::Todo, None, 100));
+        assert!(!flat.is_in_place(Part::Todo, Some(8), 100));
+        assert!(big.is_in_place(Part::Todo, Some(8), 100));
+        assert_eq!(part_path_at(Part::Info, Some(3), 100), PathBuf::from("info/3/100"));
+        // A split of 0 is taken as 1: everything in bucket 0.
+        assert_eq!(QueueShape { split: 0, big_todo: false }.bucket(100), 0);
     }
 }

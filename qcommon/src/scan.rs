@@ -236,14 +236,8 @@ pub struct ScanSummary {
     pub buckets: u32,
 }
 
-/// What the scan needs to know of the layout.
-#[derive(Debug, Clone, Copy)]
-pub struct ScanLayout {
-    /// conf-split.
-    pub split: u32,
-    /// todo and intd are split too.
-    pub big_todo: bool,
-}
+/// What the scan needs to know of the layout: the queue's shape.
+pub use crate::queue::QueueShape as ScanLayout;
 
 const TOP_LEVEL: [&str; 10] =
     ["pid", "intd", "todo", "bounce", "mess", "info", "local", "remote", "lock", LOST_AND_FOUND];
