@@ -45,7 +45,7 @@ use crate::envelope::{self, read_records, EnvelopeError, ListEnvelope, TodoEnvel
 use crate::error::{Error, Result};
 use crate::queue::{part_path_at, Part, QueueShape};
 use crate::safe_fs::Dir;
-use crate::salvaged::{Record, Salvaged};
+use crate::salvaged::Record;
 use crate::scan::{Parsed, ReadProblem, ScannedMessage};
 
 /// Where a message is in qmail's life, by which of its files exist
@@ -489,9 +489,10 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
-    /// Reads `msg`; `records` are the salvage records of the queue, when
-    /// known.
-    pub fn of(msg: &'a ScannedMessage, records: Option<&Salvaged>) -> Message<'a> {
+    /// Reads `msg`; `record` is the salvage record of its number, if
+    /// any ([`crate::salvaged::Salvaged::get`]): it applies while the message's info holds
+    /// the null sender.
+    pub fn of(msg: &'a ScannedMessage, record: Option<&Record>) -> Message<'a> {
         let has = |p: Part| msg.has(p);
         let stage = Stage::of(has);
         let source = Source::of(has);
@@ -532,7 +533,7 @@ impl<'a> Message<'a> {
                     Some(Ok(i)) => {
                         m.sender = Some(&i.sender);
                         if i.sender.is_empty() {
-                            m.salvaged = records.and_then(|r| r.get(msg.number)).copied();
+                            m.salvaged = record.filter(|r| r.number == msg.number).copied();
                         }
                     }
                     p => m.problems.extend(problem(msg, Part::Info, p)),
@@ -656,6 +657,7 @@ fn problem<'a, T>(msg: &'a ScannedMessage, part: Part, p: &'a Option<Parsed<T>>)
 mod tests {
     use super::*;
     use crate::safe_fs::SymlinkBehavior;
+    use crate::salvaged::Salvaged;
     use crate::scan::{scan, ScanEvent, ScanOptions};
     use std::os::unix::fs::MetadataExt;
     use std::path::Path;
@@ -883,10 +885,12 @@ mod tests {
             records.insert(Record { number: n, inode: n, birth: 5, why: crate::salvaged::Why::InfoMissing });
         }
         let all = scanned(q, false);
-        let ma = Message::of(find(&all, a), Some(&records));
+        let ma = Message::of(find(&all, a), records.get(a));
         assert!(ma.sender_lost() && ma.salvaged.unwrap().number == a);
         assert!(!Message::of(find(&all, a), None).sender_lost());
-        assert!(!Message::of(find(&all, b), Some(&records)).sender_lost());
+        assert!(!Message::of(find(&all, b), records.get(b)).sender_lost());
+        // Another number's record does not apply.
+        assert!(!Message::of(find(&all, a), records.get(b)).sender_lost());
     }
 
     #[test]

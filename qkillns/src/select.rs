@@ -1,91 +1,30 @@
-//! Which messages go: this module owns reading a scanned message as an
-//! envelope (sender, recipients, birth time, stage) and the selection
-//! rules (null sender, double bounces, sender, recipient, age). Header
-//! filters need the message text and live in [`crate::headers`].
+//! Which messages go: this module owns the selection rules (null sender,
+//! double bounces, sender, recipient, age) and what qkillns makes of a
+//! scanned message. The message itself (stage, sender, recipients, birth
+//! time, size) is read by [`qcommon::message`], as every tool reads it;
+//! header filters need the message text and live in [`crate::headers`].
 //!
-//! Where the envelope comes from:
-//! - not yet preprocessed (a `todo` file): the todo's `F` and `T` records;
-//!   birth is the mess time stamp;
-//! - preprocessed (`info`, no todo): info's `F` record, the `T` and `D`
-//!   records of local and remote; birth is the info time stamp (qmail-send
-//!   bounces a message when now > birth + queuelifetime);
-//! - uncommitted (mess and intd, neither todo nor info): the intd's
-//!   records, when it parses. This is what a run of qkillns interrupted
-//!   between the todo and the intd of a message leaves (or a queueing that
-//!   never finished, which qmail has not accepted); selecting it lets a
-//!   rerun finish the job.
-//!
-//! A message with none of those (a lone mess) cannot be judged and is only
-//! counted.
+//! Where the envelope comes from ([`qcommon::message::Source`]): todo
+//! while it exists, else info with local and remote, else an intd that
+//! parses. The last is what a run of qkillns interrupted between the todo
+//! and the intd of a message leaves (or a queueing that never finished,
+//! which qmail has not accepted); selecting it lets a rerun finish the
+//! job. A message with none of those (a lone mess, leftovers, an intd
+//! still being written) cannot be judged and is only counted.
 //!
 //! A recipient list too large for the scan to hold (see
 //! [`qcommon::envelope::WHOLE_CAP`]) is not copied into the view: it is
 //! named in [`View::large`] and a recipient rule reads it again from its
 //! file, record by record.
 
-use std::path::PathBuf;
-
-use qcommon::envelope::{is_double_bounce, read_records, ListEnvelope, TodoEnvelope};
-use qcommon::queue::Part;
+use qcommon::envelope::{is_double_bounce, read_records};
+use qcommon::message::Message;
 use qcommon::safe_fs::Dir;
-use qcommon::scan::{Parsed, ReadProblem, ScannedMessage};
+use qcommon::scan::ScannedMessage;
 
 use crate::args::Args;
 
-/// Where a message is in qmail's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// todo exists: qmail-send has not preprocessed it.
-    Todo,
-    /// info exists (and no todo).
-    Preprocessed,
-    /// mess and a complete intd only.
-    Uncommitted,
-}
-
-impl Stage {
-    /// A word for listings and JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::Todo => "todo",
-            Stage::Preprocessed => "preprocessed",
-            Stage::Uncommitted => "uncommitted",
-        }
-    }
-}
-
-/// Which list a recipient is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    /// A `T` record of todo or intd.
-    Todo,
-    /// `local/B/N`.
-    Local,
-    /// `remote/B/N`.
-    Remote,
-}
-
-impl Channel {
-    /// A word for JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            Channel::Todo => "todo",
-            Channel::Local => "local",
-            Channel::Remote => "remote",
-        }
-    }
-}
-
-/// One recipient.
-#[derive(Debug, Clone, Copy)]
-pub struct Rcpt<'a> {
-    /// The address.
-    pub address: &'a [u8],
-    /// Its list.
-    pub channel: Channel,
-    /// Delivered already (`D` record).
-    pub done: bool,
-}
+pub use qcommon::message::{Channel, LargeList, Recipient as Rcpt, Stage};
 
 /// A message read as an envelope.
 #[derive(Debug)]
@@ -101,24 +40,13 @@ pub struct View<'a> {
     /// The envelopes too large to hold: their recipients are read again
     /// from the file when needed.
     pub large: Vec<LargeList>,
-    /// Birth time (seconds since the epoch).
+    /// Birth time (seconds since the epoch; 0 when no file has one).
     pub birth: i64,
     /// Size of the mess file, when there is one.
     pub mess_size: Option<u64>,
     /// Problems reading parts of the message other than its sender: when
     /// it is selected, it is left alone and these are reported.
     pub problems: Vec<String>,
-}
-
-/// A recipient list (todo, intd, local or remote) too large to hold.
-#[derive(Debug, Clone)]
-pub struct LargeList {
-    /// Its path relative to the queue root.
-    pub path: PathBuf,
-    /// Which list.
-    pub channel: Channel,
-    /// Its complete records.
-    pub count: u64,
 }
 
 /// What a scanned message is, for qkillns.
@@ -133,103 +61,23 @@ pub enum Classified<'a> {
     NoEnvelope,
 }
 
-fn problem<T>(msg: &ScannedMessage, part: Part, p: &Option<Parsed<T>>) -> Option<String> {
-    match p {
-        Some(Err(ReadProblem::Io(e))) => Some(e.to_string()),
-        Some(Err(ReadProblem::Bad(e))) => {
-            let path = msg.file(part).map(|f| f.rel_path(msg.number)).unwrap_or_default();
-            Some(format!("{}: {e}", qcommon::error::escape_path(&path)))
-        }
-        _ => None,
-    }
-}
-
 /// Reads `msg` as an envelope (see the module notes).
-pub fn classify<'a>(msg: &'a ScannedMessage) -> Classified<'a> {
-    let mut problems: Vec<String> = msg.io_errors.iter().map(ToString::to_string).collect();
-    let mtime = |p: Part| msg.file(p).and_then(|f| f.stat).map(|s| s.mtime);
-    let fallback_birth = || mtime(Part::Mess).or(mtime(Part::Todo)).or(mtime(Part::Intd)).or(mtime(Part::Info));
-    let mess_size = msg.file(Part::Mess).and_then(|f| f.stat).map(|s| s.size);
-    let large_of = |part: Part, channel: Channel, count: u64| LargeList {
-        path: msg.file(part).map(|f| f.rel_path(msg.number)).unwrap_or_default(),
-        channel,
-        count,
-    };
-    let todo_view = |t: &'a TodoEnvelope, part: Part| match t {
-        TodoEnvelope::Whole(t) => {
-            (t.recipients.iter().map(|a| Rcpt { address: a, channel: Channel::Todo, done: false }).collect(), vec![])
-        }
-        TodoEnvelope::Large(s) => (vec![], vec![large_of(part, Channel::Todo, s.recipients)]),
-    };
-    let view =
-        |stage, sender, (recipients, large): (Vec<Rcpt<'a>>, Vec<LargeList>), birth: Option<i64>, problems| View {
-            number: msg.number,
-            stage,
+pub fn classify(msg: &ScannedMessage) -> Classified<'_> {
+    let m = Message::of(msg, None);
+    let problems: Vec<String> = m.problems.iter().map(ToString::to_string).collect();
+    match m.sender {
+        Some(sender) => Classified::Message(View {
+            number: m.number,
+            stage: m.stage,
             sender,
-            recipients,
-            large,
-            birth: birth.or_else(fallback_birth).unwrap_or(0),
-            mess_size,
+            recipients: m.recipients(),
+            large: m.large(),
+            birth: m.birth.map_or(0, |b| b.time),
+            mess_size: m.size,
             problems,
-        };
-
-    if msg.has(Part::Todo) {
-        return match &msg.todo {
-            Some(Ok(t)) => Classified::Message(view(
-                Stage::Todo,
-                t.sender(),
-                todo_view(t, Part::Todo),
-                mtime(Part::Mess),
-                problems,
-            )),
-            Some(Err(_)) => {
-                problems.extend(problem(msg, Part::Todo, &msg.todo));
-                Classified::Unreadable(problems)
-            }
-            None if problems.is_empty() => Classified::NoEnvelope,
-            None => Classified::Unreadable(problems),
-        };
-    }
-    if msg.has(Part::Info) {
-        return match &msg.info {
-            Some(Ok(info)) => {
-                let (mut rc, mut large) = (Vec::new(), Vec::new());
-                for (part, parsed, channel) in
-                    [(Part::Local, &msg.local, Channel::Local), (Part::Remote, &msg.remote, Channel::Remote)]
-                {
-                    match parsed {
-                        Some(Ok(ListEnvelope::Whole(r))) => {
-                            rc.extend(r.list.iter().map(|r| Rcpt { address: &r.address[..], channel, done: r.done }))
-                        }
-                        Some(Ok(l @ ListEnvelope::Large(_))) => large.push(large_of(part, channel, l.records())),
-                        Some(Err(_)) => problems.extend(problem(msg, part, parsed)),
-                        None => {}
-                    }
-                }
-                Classified::Message(view(
-                    Stage::Preprocessed,
-                    &info.sender[..],
-                    (rc, large),
-                    mtime(Part::Info),
-                    problems,
-                ))
-            }
-            Some(Err(_)) => {
-                problems.extend(problem(msg, Part::Info, &msg.info));
-                Classified::Unreadable(problems)
-            }
-            None if problems.is_empty() => Classified::NoEnvelope,
-            None => Classified::Unreadable(problems),
-        };
-    }
-    if let (true, Some(Ok(t))) = (msg.has(Part::Intd), &msg.intd) {
-        let rc = todo_view(t, Part::Intd);
-        return Classified::Message(view(Stage::Uncommitted, t.sender(), rc, mtime(Part::Mess), problems));
-    }
-    if problems.is_empty() {
-        Classified::NoEnvelope
-    } else {
-        Classified::Unreadable(problems)
+        }),
+        None if problems.is_empty() => Classified::NoEnvelope,
+        None => Classified::Unreadable(problems),
     }
 }
 

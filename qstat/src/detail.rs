@@ -1,27 +1,35 @@
 //! The detailed breakdown (`--detail`) and the top lists (`--top`): this
 //! module owns what is learnt from a full scan of the queue with
 //! [`qcommon::scan`] (a stat of every message file, the envelopes read and
-//! parsed).
+//! parsed), each message read through [`qcommon::message`] as every tool
+//! reads it.
 //!
-//! Each message number the scan finds is in one state:
+//! Each message number the scan finds is counted by where its envelope
+//! comes from ([`Source`]):
 //! - not yet preprocessed: it has a `todo` file (its sender and recipients
 //!   come from todo's `F` and `T` records);
 //! - preprocessed: no `todo` but an `info` file (the sender comes from
 //!   info, the recipients still to do are the `T` records of `local` and
-//!   `remote`, the birth time is info's mtime, as qmail-send uses it);
+//!   `remote`);
 //! - other: neither (a message being queued right now, or leftovers).
 //!
-//! A message with damaged files is counted as damaged, with the reasons,
-//! and as much of it as can be read is still counted.
+//! Its birth time follows the model's one rule (info's mtime once
+//! preprocessed, as qmail-send uses it; mess's before). A message with
+//! damaged files is counted as damaged, with the reasons
+//! ([`qcommon::message::Damage`]), and as much of it as can be read is
+//! still counted.
 
 use std::collections::BTreeMap;
 
-use qcommon::envelope::{is_double_bounce, read_records, ListEnvelope, TodoEnvelope};
+use qcommon::envelope::is_double_bounce;
 use qcommon::layout::Layout;
-use qcommon::queue::{bucket_of, Part};
+use qcommon::message::{Damage, Message, Source};
+use qcommon::queue::Part;
 use qcommon::safe_fs::Dir;
-use qcommon::scan::{scan_counted, ReadProblem, ScanEvent, ScanLayout, ScanOptions, ScannedMessage};
+use qcommon::scan::{scan_counted, ScanEvent, ScanLayout, ScanOptions, ScannedMessage};
 use qcommon::{Error, Result};
+
+pub use qcommon::message::Basis;
 
 use crate::lifetime::Lifetime;
 use crate::top::{domain_of, TopCounter, DEFAULT_CAPACITY};
@@ -39,33 +47,6 @@ impl BySource {
     /// Both.
     pub fn total(&self) -> u64 {
         self.info + self.todo
-    }
-}
-
-/// Which time stamp a birth time is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Basis {
-    /// The mtime of info (preprocessed messages; qmail-send's own).
-    InfoMtime,
-    /// The mtime of mess (messages not yet preprocessed, and others).
-    MessMtime,
-}
-
-impl Basis {
-    /// The stable code (JSON).
-    pub fn code(self) -> &'static str {
-        match self {
-            Basis::InfoMtime => "info_mtime",
-            Basis::MessMtime => "mess_mtime",
-        }
-    }
-
-    /// Words for reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Basis::InfoMtime => "info mtime",
-            Basis::MessMtime => "mess mtime",
-        }
     }
 }
 
@@ -150,47 +131,36 @@ pub struct TopLists {
     pub domain_undercount: u64,
 }
 
-/// Damage reasons, as reported.
+/// Damage reasons, as reported: the words of
+/// [`qcommon::message::Damage`].
 pub mod reason {
-    /// Files of the message exist but not its mess file.
-    pub const NO_MESS: &str = "no mess file";
-    /// The mess file is empty.
-    pub const EMPTY_MESS: &str = "empty mess file";
-    /// The mess file's inode is not the message number.
-    pub const INODE: &str = "mess inode differs from its number";
-    /// A file in the wrong bucket or directory, or two copies.
-    pub const MISPLACED: &str = "file in a wrong bucket";
-    /// todo cannot be parsed.
-    pub const BAD_TODO: &str = "unusable todo";
-    /// info cannot be parsed.
-    pub const BAD_INFO: &str = "unusable info";
-    /// local or remote cannot be parsed.
-    pub const BAD_RECIPIENTS: &str = "unusable local or remote";
-    /// local or remote ends in a partial record.
-    pub const TRUNCATED: &str = "truncated local or remote";
-    /// A bounce file beside a todo file.
-    pub const BOUNCE_BEFORE: &str = "bounce file before preprocessing";
-    /// Some file could not be read.
-    pub const UNREADABLE: &str = "unreadable file";
+    use qcommon::message::Damage;
 
-    /// Every reason: its stable code (JSON, Prometheus labels) and its words.
-    pub const ALL: [(&str, &str); 10] = [
-        ("no_mess", NO_MESS),
-        ("empty_mess", EMPTY_MESS),
-        ("inode_mismatch", INODE),
-        ("wrong_bucket", MISPLACED),
-        ("bad_todo", BAD_TODO),
-        ("bad_info", BAD_INFO),
-        ("bad_recipients", BAD_RECIPIENTS),
-        ("truncated_recipients", TRUNCATED),
-        ("bounce_before_preprocessing", BOUNCE_BEFORE),
-        ("unreadable_file", UNREADABLE),
-    ];
+    /// Files of the message exist but not its mess file.
+    pub const NO_MESS: &str = Damage::NoMess.words();
+    /// The mess file is empty.
+    pub const EMPTY_MESS: &str = Damage::EmptyMess.words();
+    /// The mess file's inode is not the message number.
+    pub const INODE: &str = Damage::InodeMismatch.words();
+    /// A file in the wrong bucket or directory, or two copies.
+    pub const MISPLACED: &str = Damage::Misplaced.words();
+    /// todo cannot be parsed.
+    pub const BAD_TODO: &str = Damage::BadTodo.words();
+    /// info cannot be parsed.
+    pub const BAD_INFO: &str = Damage::BadInfo.words();
+    /// local or remote cannot be parsed.
+    pub const BAD_RECIPIENTS: &str = Damage::BadRecipients.words();
+    /// local or remote ends in a partial record.
+    pub const TRUNCATED: &str = Damage::TruncatedRecipients.words();
+    /// A bounce file beside a todo file.
+    pub const BOUNCE_BEFORE: &str = Damage::BounceBeforePreprocessing.words();
+    /// Some file could not be read.
+    pub const UNREADABLE: &str = Damage::Unreadable.words();
 
     /// The code of a reason (its words, snake_cased, for one not listed).
     pub fn code(words: &str) -> String {
-        match ALL.iter().find(|(_, w)| *w == words) {
-            Some((c, _)) => (*c).to_string(),
+        match Damage::ALL.iter().find(|d| d.words() == words) {
+            Some(d) => d.code().to_string(),
             None => words.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
         }
     }
@@ -262,21 +232,6 @@ pub fn gather(
     Ok((d, tops))
 }
 
-/// Adds the domains of the `T` records of the large envelope `part` of
-/// `m`, read again from its file (it is not held in memory).
-fn large_domains(root: &Dir, m: &ScannedMessage, part: Part, dm: &mut TopCounter, on_error: &mut dyn FnMut(Error)) {
-    let Some(f) = m.file(part) else { return };
-    let r = read_records(root, &f.rel_path(m.number), |kind, address| {
-        if kind == b'T' {
-            dm.add(&domain_of(address));
-        }
-        true
-    });
-    if let Err(e) = r {
-        on_error(e);
-    }
-}
-
 /// What every message of one gathering is examined against.
 #[derive(Clone, Copy)]
 struct Context<'a> {
@@ -289,163 +244,107 @@ struct Context<'a> {
 fn examine(
     cx: Context<'_>,
     d: &mut Detail,
-    m: &ScannedMessage,
+    scanned: &ScannedMessage,
     mut tops: Option<(&mut TopCounter, &mut TopCounter)>,
     on_error: &mut dyn FnMut(Error),
 ) {
     let Context { root, wanted, sl, salvaged } = cx;
+    let m = Message::of(scanned, salvaged.get(scanned.number));
     d.messages += 1;
-    let mut reasons: Vec<&'static str> = Vec::new();
-    let mut unreadable = false;
-    for e in &m.io_errors {
-        on_error(Error::Other(e.to_string()));
-        unreadable = true;
+    for p in m.problems.iter().filter(|p| p.is_io()) {
+        on_error(Error::Other(p.to_string()));
+    }
+    match m.source {
+        Some(Source::Todo) => d.unpreprocessed += 1,
+        Some(Source::Info) => d.preprocessed += 1,
+        Some(Source::Intd) | None => d.other += 1,
+    }
+    if scanned.has(Part::Bounce) {
+        d.pending_bounce += 1;
+    }
+    if let Some(sender) = m.sender {
+        let by = match m.source {
+            Some(Source::Todo) => Some(false),
+            Some(Source::Info) => Some(true),
+            _ => None,
+        };
+        let count = |b: &mut BySource| {
+            if by == Some(true) {
+                b.info += 1;
+            } else {
+                b.todo += 1;
+            }
+        };
+        if by.is_some() {
+            if m.sender_lost() {
+                d.salvaged += 1;
+            } else if sender.is_empty() {
+                count(&mut d.null_sender);
+            } else if is_double_bounce(sender) {
+                count(&mut d.double_bounce);
+            }
+            if let Some((s, _)) = tops.as_mut() {
+                s.add(sender);
+            }
+        }
+    }
+    // Recipients: todo's all, local's and remote's still to do.
+    match m.source {
+        Some(Source::Todo) => {
+            if let Some(Ok(t)) = &scanned.todo {
+                d.todo_recipients += t.recipient_count();
+            }
+        }
+        Some(Source::Info) => {
+            for (l, pending) in [(&scanned.local, &mut d.local_pending), (&scanned.remote, &mut d.remote_pending)] {
+                if let Some(Ok(r)) = l {
+                    *pending += r.pending();
+                }
+            }
+        }
+        _ => {}
     }
     // Errors met reading a large envelope again, reported at the end.
     let mut late: Vec<Error> = Vec::new();
-    let mut io = |p: &ReadProblem, bad: &'static str, reasons: &mut Vec<&'static str>| match p {
-        ReadProblem::Io(e) => {
-            on_error(Error::Other(e.to_string()));
-            unreadable = true;
-        }
-        ReadProblem::Bad(_) => reasons.push(bad),
-    };
-
-    // Where the files are.
-    match m.file(Part::Mess) {
-        None => reasons.push(reason::NO_MESS),
-        Some(f) => {
-            if let Some(st) = f.stat {
-                if st.size == 0 {
-                    reasons.push(reason::EMPTY_MESS);
+    if let (Some((_, dm)), Some(Source::Todo | Source::Info)) = (tops.as_mut(), m.source) {
+        for l in &m.lists {
+            let r = l.for_each(root, |address, done| {
+                if !done {
+                    dm.add(&domain_of(address));
                 }
-                if st.ino != m.number {
-                    reasons.push(reason::INODE);
-                }
-            }
-        }
-    }
-    let right = bucket_of(m.number, sl.split);
-    let misplaced =
-        !m.extra.is_empty()
-            || m.all_files().any(|f| {
-                if f.part.is_split(sl.big_todo) {
-                    f.bucket != Some(right)
-                } else {
-                    f.bucket.is_some()
-                }
+                true
             });
-    if misplaced {
-        reasons.push(reason::MISPLACED);
+            if let Err(e) = r {
+                late.push(e);
+            }
+        }
     }
-
-    let mess_mtime = m.file(Part::Mess).and_then(|f| f.stat).map(|s| s.mtime);
-    let mut birth: Option<(i64, Basis)> = mess_mtime.map(|t| (t, Basis::MessMtime));
-
-    if m.has(Part::Todo) {
-        d.unpreprocessed += 1;
-        if m.has(Part::Bounce) {
-            d.pending_bounce += 1;
-            reasons.push(reason::BOUNCE_BEFORE);
-        }
-        match &m.todo {
-            Some(Ok(t)) => {
-                if t.sender().is_empty() {
-                    d.null_sender.todo += 1;
-                } else if is_double_bounce(t.sender()) {
-                    d.double_bounce.todo += 1;
-                }
-                d.todo_recipients += t.recipient_count();
-                if let Some((s, dm)) = tops.as_mut() {
-                    s.add(t.sender());
-                    match t {
-                        TodoEnvelope::Whole(t) => t.recipients.iter().for_each(|r| dm.add(&domain_of(r))),
-                        TodoEnvelope::Large(_) => large_domains(root, m, Part::Todo, dm, &mut |e| late.push(e)),
-                    }
-                }
-            }
-            Some(Err(p)) => io(p, reason::BAD_TODO, &mut reasons),
-            None => {}
-        }
-    } else if m.has(Part::Info) {
-        d.preprocessed += 1;
-        match &m.info {
-            Some(Ok(i)) => {
-                if i.sender.is_empty() && salvaged.contains(m.number) {
-                    d.salvaged += 1;
-                } else if i.sender.is_empty() {
-                    d.null_sender.info += 1;
-                } else if is_double_bounce(&i.sender) {
-                    d.double_bounce.info += 1;
-                }
-                if let Some((s, _)) = tops.as_mut() {
-                    s.add(&i.sender);
-                }
-            }
-            Some(Err(p)) => io(p, reason::BAD_INFO, &mut reasons),
-            None => {}
-        }
-        for (part, list, pending) in
-            [(Part::Local, &m.local, &mut d.local_pending), (Part::Remote, &m.remote, &mut d.remote_pending)]
-        {
-            match list {
-                Some(Ok(r)) => {
-                    *pending += r.pending();
-                    if r.dropped() > 0 {
-                        reasons.push(reason::TRUNCATED);
-                    }
-                    if let Some((_, dm)) = tops.as_mut() {
-                        match r {
-                            ListEnvelope::Whole(r) => {
-                                r.list.iter().filter(|rc| !rc.done).for_each(|rc| dm.add(&domain_of(&rc.address)))
-                            }
-                            ListEnvelope::Large(_) => large_domains(root, m, part, dm, &mut |e| late.push(e)),
-                        }
-                    }
-                }
-                Some(Err(p)) => io(p, reason::BAD_RECIPIENTS, &mut reasons),
-                None => {}
-            }
-        }
-        if m.has(Part::Bounce) {
-            d.pending_bounce += 1;
-        }
-        if let Some(t) = m.file(Part::Info).and_then(|f| f.stat).map(|s| s.mtime) {
-            birth = Some((t, Basis::InfoMtime));
+    if let Some(b) = m.birth {
+        if b.basis == Basis::InfoMtime {
             let lifetime = i64::try_from(wanted.lifetime.seconds).unwrap_or(i64::MAX);
-            if wanted.now > t.saturating_add(lifetime) {
+            if wanted.now > b.time.saturating_add(lifetime) {
                 d.past_lifetime += 1;
             }
         }
-    } else {
-        d.other += 1;
-        if m.has(Part::Bounce) {
-            d.pending_bounce += 1;
-        }
-    }
-
-    if let Some((t, basis)) = birth {
         let older = match d.oldest {
             None => true,
-            Some(o) => (t, m.number) < (o.birth, o.number),
+            Some(o) => (b.time, m.number) < (o.birth, o.number),
         };
         if older {
-            d.oldest = Some(Oldest { number: m.number, birth: t, basis });
+            d.oldest = Some(Oldest { number: m.number, birth: b.time, basis: b.basis });
         }
     }
     for e in late {
         on_error(e);
     }
-    if unreadable {
+    let damage = m.damage(sl);
+    if damage.contains(&Damage::Unreadable) {
         d.unreadable += 1;
-        reasons.push(reason::UNREADABLE);
     }
-    if !reasons.is_empty() {
-        reasons.sort_unstable();
-        reasons.dedup();
+    if !damage.is_empty() {
         d.damaged += 1;
-        for r in reasons {
-            *d.damage.entry(r).or_default() += 1;
+        for r in damage {
+            *d.damage.entry(r.words()).or_default() += 1;
         }
     }
 }

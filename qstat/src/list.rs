@@ -25,16 +25,17 @@ use std::sync::{Condvar, Mutex};
 use qcommon::envelope::is_double_bounce;
 use qcommon::error::{escape_text, Escaped};
 use qcommon::layout::{discover, open_queue_checked, LayoutOptions};
-use qcommon::queue::{bucket_of, Part};
+use qcommon::message::{self as model, birth_of};
+use qcommon::queue::{Part, QueueShape};
 use qcommon::safe_fs::{parse_number, Dir};
 use qcommon::salvaged::Salvaged;
-use qcommon::scan::{scan, ScanEvent, ScanLayout, ScanOptions, ScannedMessage};
+use qcommon::scan::{scan, ScanEvent, ScanOptions, ScannedMessage};
 use qkillns::args::HeaderFilter;
 use qkillns::select::{classify, Classified, Criteria, SenderRule};
 
 use crate::clock::iso_utc;
 use crate::exit::ExitCode;
-use crate::message::{read, Dirs, Message, ReadOptions, Sender};
+use crate::message::{read, Dirs, Message, ReadOptions};
 
 /// Which messages `--list` shows (all must match).
 #[derive(Debug, Clone, Default)]
@@ -80,20 +81,15 @@ pub struct ListRequest {
     pub now: i64,
 }
 
-/// The birth time the first pass orders by: info's time stamp for a
-/// preprocessed message, else mess's (else any file's).
-fn birth_of(m: &ScannedMessage) -> i64 {
-    let mtime = |p: Part| m.file(p).and_then(|f| f.stat).map(|s| s.mtime);
-    let first = if !m.has(Part::Todo) && m.has(Part::Info) { mtime(Part::Info) } else { mtime(Part::Mess) };
-    first.or(mtime(Part::Mess)).or(mtime(Part::Todo)).or(mtime(Part::Intd)).or(mtime(Part::Info)).unwrap_or(0)
+/// The birth time the first pass orders by: the model's rule
+/// ([`qcommon::message::birth_order`]), 0 when no file has a time stamp.
+fn scanned_birth(m: &ScannedMessage) -> i64 {
+    birth_of(|p| m.has(p), |p| m.file(p).and_then(|f| f.stat).map(|s| s.mtime)).map_or(0, |b| b.time)
 }
 
 /// Whether a file of `m` sits in a wrong place (as `--detail` counts it).
-fn misplaced(m: &ScannedMessage, sl: ScanLayout) -> bool {
-    let right = bucket_of(m.number, sl.split.max(1));
-    !m.extra.is_empty()
-        || m.all_files()
-            .any(|f| if f.part.is_split(sl.big_todo) { f.bucket != Some(right) } else { f.bucket.is_some() })
+fn misplaced(m: &ScannedMessage, shape: QueueShape) -> bool {
+    !m.extra.is_empty() || m.all_files().any(|f| !shape.is_in_place(f.part, f.bucket, m.number))
 }
 
 /// Runs `--list`, printing to `out` and errors to `err`.
@@ -111,7 +107,7 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
         Err(e) => return fatal(err, &e),
     };
     let root = &opened.dir;
-    let sl = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
+    let sl = QueueShape { split: layout.split.value, big_todo: layout.big_todo.value };
     let mut incomplete = false;
     let salvaged = match qcommon::salvaged::read_all(root) {
         Ok(s) => s,
@@ -164,16 +160,14 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
                 }
                 return;
             }
-            let birth = birth_of(&m);
+            let birth = scanned_birth(&m);
             if !sel.age_ok(birth, req.now) {
                 return;
             }
             // A message whose envelope cannot be read matches neither.
             let Classified::Message(mut v) = classify(&m) else { return };
             if let Some(re) = &sel.sender {
-                let lost = v.sender.is_empty()
-                    && v.stage == qkillns::select::Stage::Preprocessed
-                    && salvaged.contains(m.number);
+                let lost = model::Message::of(&m, salvaged.get(m.number)).sender_lost();
                 if lost || !re.is_match(v.sender) {
                     return;
                 }
@@ -252,7 +246,7 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
 /// What the second pass's readers share.
 struct Ctx<'a> {
     root: &'a Dir,
-    sl: ScanLayout,
+    sl: QueueShape,
     salvaged: &'a Salvaged,
     wrong_place: &'a [u64],
     headers: &'a [HeaderFilter],
@@ -270,10 +264,10 @@ impl Ctx<'_> {
     ) -> Option<Message> {
         let misplaced = self.wrong_place.binary_search(&n).is_ok();
         let opts = ReadOptions {
-            layout: self.sl,
+            shape: self.sl,
             search_buckets: misplaced,
             misplaced,
-            salvaged: self.salvaged.contains(n),
+            record: self.salvaged.get(n).copied(),
             parts: (!misplaced).then_some(mask),
         };
         let m = read(self.root, dirs, n, &opts, buf);
@@ -414,34 +408,35 @@ const PENDING: u8 = 0x80;
 /// See [`PENDING`].
 const GONE: u8 = PENDING;
 
-/// The birth of a message the scan did not state, from its files where
-/// they belong: info's time stamp for a preprocessed message, else
-/// mess's (else todo's, intd's, info's). `None` when all are gone.
-fn stat_birth(root: &Dir, dirs: &mut Dirs, sl: ScanLayout, n: u64, parts: u8) -> Option<i64> {
-    use Part::{Info, Intd, Mess, Todo};
+/// The birth of a message the scan did not state, by the model's rule
+/// ([`qcommon::message::birth_order`]), from its files where they
+/// belong. `None` when all are gone.
+fn stat_birth(root: &Dir, dirs: &mut Dirs, sl: QueueShape, n: u64, parts: u8) -> Option<i64> {
     let has = |p: Part| parts & (1 << p.index()) != 0;
-    let order = if has(Info) && !has(Todo) { [Info, Mess, Todo, Intd] } else { [Mess, Todo, Intd, Info] };
     let name = qcommon::safe_fs::number_name(n);
     let mut gone = true;
-    for p in order.into_iter().filter(|p| has(*p)) {
-        let Ok(d) = dirs.get(root, &crate::message::part_dir(p, n, sl)) else { continue };
+    let birth = birth_of(has, |p| {
+        let d = dirs.get(root, &sl.dir(p, n)).ok()?;
         match d.stat(&name) {
-            Ok(st) => return Some(st.mtime),
-            Err(e) if e.is_not_found() => {}
+            Ok(st) => Some(st.mtime),
+            Err(e) if e.is_not_found() => None,
             // Read again (and reported) by the second pass.
-            Err(_) => gone = false,
+            Err(_) => {
+                gone = false;
+                None
+            }
         }
-    }
-    if gone {
-        None
-    } else {
-        Some(0)
+    });
+    match birth {
+        Some(b) => Some(b.time),
+        None if gone => None,
+        None => Some(0),
     }
 }
 
 /// [`stat_birth`] for every pending entry, with `threads` threads over
 /// consecutive slices (so each keeps to a few buckets).
-fn state_births(root: &Dir, index: &mut [Entry], sl: ScanLayout, threads: usize) {
+fn state_births(root: &Dir, index: &mut [Entry], sl: QueueShape, threads: usize) {
     let per = index.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
         for chunk in index.chunks_mut(per) {
@@ -460,21 +455,15 @@ fn state_births(root: &Dir, index: &mut [Entry], sl: ScanLayout, threads: usize)
 }
 
 /// The birth of a message with a file in a wrong place, stated where the
-/// scan found its files (see [`birth_of`]).
+/// scan found its files (see [`scanned_birth`]).
 fn birth_in_place(root: &Dir, dirs: &mut Dirs, m: &ScannedMessage) -> i64 {
-    let mtime = |p: Part, dirs: &mut Dirs| {
+    let mtime = |p: Part| {
         let f = m.file(p)?;
         let rel = f.rel_path(m.number);
         let d = dirs.get(root, rel.parent()?).ok()?;
         d.stat(rel.file_name()?).ok().map(|s| s.mtime)
     };
-    let first = if !m.has(Part::Todo) && m.has(Part::Info) { mtime(Part::Info, dirs) } else { mtime(Part::Mess, dirs) };
-    first
-        .or_else(|| mtime(Part::Mess, dirs))
-        .or_else(|| mtime(Part::Todo, dirs))
-        .or_else(|| mtime(Part::Intd, dirs))
-        .or_else(|| mtime(Part::Info, dirs))
-        .unwrap_or(0)
+    birth_of(|p| m.has(p), mtime).map_or(0, |b| b.time)
 }
 
 /// The files the scan saw of `m`, by bit [`Part::index`].
@@ -504,35 +493,34 @@ fn write_recipient(w: &mut dyn Write, indent: &str, channel: &str, state: &str, 
 }
 
 /// How a sender is written in text: `<address>`, `<>` for the null
-/// sender, `(lost)` for a salvaged message, `?` when unknown.
-pub fn sender_text(s: &Sender) -> String {
-    match s {
-        Sender::Known(a) => format!("<{}>", Escaped(a)),
-        Sender::Lost => "(lost)".to_string(),
-        Sender::Unknown => "?".to_string(),
+/// sender, `(lost)` for a message qfixq salvaged, `?` when unknown.
+pub fn sender_text(m: &model::Message<'_>) -> String {
+    match m.sender {
+        _ if m.sender_lost() => "(lost)".to_string(),
+        Some(a) => format!("<{}>", Escaped(a)),
+        None => "?".to_string(),
     }
 }
 
 /// The kind of sender, a word for JSON.
-pub fn sender_kind(s: &Sender) -> &'static str {
-    match s {
-        Sender::Known(a) if a.is_empty() => "null",
-        Sender::Known(a) if is_double_bounce(a) => "double-bounce",
-        Sender::Known(_) => "address",
-        Sender::Lost => "lost",
-        Sender::Unknown => "unknown",
+pub fn sender_kind(m: &model::Message<'_>) -> &'static str {
+    match m.sender {
+        _ if m.sender_lost() => "lost",
+        Some([]) => "null",
+        Some(a) if is_double_bounce(a) => "double-bounce",
+        Some(_) => "address",
+        None => "unknown",
     }
 }
 
 /// Writes the recipient lines of `m` (`  CHANNEL STATE <address>`).
-pub fn write_recipients(w: &mut dyn Write, root: &Dir, m: &Message, indent: &str) -> io::Result<()> {
+pub fn write_recipients(w: &mut dyn Write, root: &Dir, m: &model::Message<'_>, indent: &str) -> io::Result<()> {
     let mut res = Ok(());
     for l in &m.lists {
         let r = l.for_each(root, |a, done| {
-            if res.is_ok() {
-                let state = if done { "done" } else { "pending" };
-                res = write_recipient(w, indent, l.channel.word(), state, a);
-            }
+            let state = if done { "done" } else { "pending" };
+            res = write_recipient(w, indent, l.channel.name(), state, a);
+            res.is_ok()
         });
         res.as_ref().map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
         if let Err(e) = r {
@@ -551,9 +539,11 @@ pub fn write_recipients(w: &mut dyn Write, root: &Dir, m: &Message, indent: &str
 ///   note: TEXT                       (why an envelope is unusable)
 /// ```
 pub fn write_text(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result<()> {
+    let model = m.model();
     let size = m.size().map_or("-".to_string(), |s| s.to_string());
-    writeln!(w, "{} {} {size} {} {}", iso_utc(m.birth_secs()), m.number, m.stage.word(), sender_text(&m.sender))?;
-    write_recipients(w, root, m, "  ")?;
+    let birth = model.birth.map_or(0, |b| b.time);
+    writeln!(w, "{} {} {size} {} {}", iso_utc(birth), m.number, model.stage.name(), sender_text(&model))?;
+    write_recipients(w, root, &model, "  ")?;
     if !m.damage.is_empty() {
         writeln!(w, "  damaged: {}", m.damage.join(", "))?;
     }
@@ -589,26 +579,23 @@ fn jstrs(s: &mut String, key: &str, items: impl Iterator<Item = String>) {
 /// The fields of `m` before its recipients, as JSON members (without
 /// braces).
 pub fn json_head(m: &Message) -> String {
+    let model = m.model();
+    let birth = model.birth.map_or(0, |b| b.time);
     let mut s = String::with_capacity(256);
-    s.push_str(&format!(
-        "\"number\":{},\"birth\":\"{}\",\"birth_unix\":{}",
-        m.number,
-        iso_utc(m.birth_secs()),
-        m.birth_secs()
-    ));
-    s.push_str(&format!(",\"birth_basis\":\"{}\"", m.birth.map_or("none", |b| b.1.name())));
+    s.push_str(&format!("\"number\":{},\"birth\":\"{}\",\"birth_unix\":{}", m.number, iso_utc(birth), birth));
+    s.push_str(&format!(",\"birth_basis\":\"{}\"", model.birth.map_or("none", |b| b.basis.name())));
     s.push_str(&format!(",\"bucket\":{}", m.bucket));
     match m.size() {
         Some(z) => s.push_str(&format!(",\"size\":{z}")),
         None => s.push_str(",\"size\":null"),
     }
-    s.push_str(&format!(",\"stage\":\"{}\"", m.stage.word()));
+    s.push_str(&format!(",\"stage\":\"{}\"", model.stage.name()));
     s.push_str(",\"sender\":");
-    match &m.sender {
-        Sender::Known(a) => jstr(&mut s, a),
+    match model.sender {
+        Some(a) if !model.sender_lost() => jstr(&mut s, a),
         _ => s.push_str("null"),
     }
-    s.push_str(&format!(",\"sender_kind\":\"{}\"", sender_kind(&m.sender)));
+    s.push_str(&format!(",\"sender_kind\":\"{}\"", sender_kind(&model)));
     s.push_str(&format!(",\"bounce_file\":{}", m.file(Part::Bounce).is_some()));
     jstrs(&mut s, "damaged", m.damage.iter().map(|d| d.to_string()));
     jstrs(
@@ -626,20 +613,19 @@ pub fn json_recipients(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result
     let mut first = true;
     let mut res = Ok(());
     let mut errors = Vec::new();
-    for l in &m.lists {
+    let model = m.model();
+    for l in &model.lists {
         let r = l.for_each(root, |a, done| {
-            if res.is_err() {
-                return;
-            }
             let mut s = String::with_capacity(a.len() + 48);
             if !first {
                 s.push(',');
             }
             first = false;
-            s.push_str(&format!("{{\"channel\":\"{}\",\"done\":{done},\"address\":", l.channel.word()));
+            s.push_str(&format!("{{\"channel\":\"{}\",\"done\":{done},\"address\":", l.channel.name()));
             jstr(&mut s, a);
             s.push('}');
             res = w.write_all(s.as_bytes());
+            res.is_ok()
         });
         res.as_ref().map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
         if let Err(e) = r {

@@ -1,133 +1,36 @@
 //! One message, read by its number: this module owns reading the files of
-//! message N where the queue layout puts them (`mess/B/N`, `todo/N`, ...),
-//! for `--list` (after the index put the messages in order) and `--show`.
+//! message N where the queue's shape puts them ([`QueueShape::path`]:
+//! `mess/B/N`, `todo/N`, ...), for `--list` (after the index put the
+//! messages in order) and `--show`. What the message is (stage, sender,
+//! recipients, birth time, size, salvaged, damage) is read from those
+//! files by [`qcommon::message`], as every tool reads it.
 //!
 //! Every file is opened from the queue's own directory handles without
 //! following a link and without changing an access time; an entry that is
 //! not a regular file is named, never opened for reading. The envelopes
-//! are read up to [`HOLD_CAP`]; a larger recipient list is not held: it
-//! is named in [`Recipients::Large`] and streamed again from its file when
-//! it is printed, so memory stays bounded whatever its size.
+//! are read up to [`HOLD_CAP`]; a larger one is checked by one streaming
+//! pass and not held: its recipients are streamed again from its file
+//! when they are printed, so memory stays bounded whatever its size.
 //!
-//! The state words, the sender and the damage reasons are those of
-//! `--detail` ([`crate::detail::reason`]).
+//! The damage reasons are those of `--detail` ([`crate::detail::reason`]).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use qcommon::envelope::{read_records, Info, Recipients as List, Todo};
-use qcommon::queue::{bucket_of, Part};
-use qcommon::safe_fs::{number_name, Dir, FileKind, Stat};
-use qcommon::scan::{ScanLayout, INFO_CAP};
+use qcommon::envelope::{
+    EnvelopeError, Info, ListCheck, ListEnvelope, Recipients as List, Todo, TodoCheck, TodoEnvelope,
+};
+use qcommon::message::{self as model, Damage};
+use qcommon::queue::{Part, QueueShape};
+use qcommon::safe_fs::{io_errno, number_name, Dir, FileKind, Stat};
+use qcommon::salvaged::Record;
+use qcommon::scan::{Found, Parsed, ReadProblem, ScannedMessage, INFO_CAP};
 use qcommon::Error;
 
-use crate::detail::{reason, Basis};
-
-/// Where a message is in qmail's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// todo exists: qmail-send has not preprocessed it yet.
-    Unpreprocessed,
-    /// info exists and no todo.
-    Preprocessed,
-    /// mess and intd, no todo and no info: qmail-queue is writing it (or
-    /// was stopped doing so); qmail has not accepted it.
-    BeingQueued,
-    /// Neither todo, info nor intd: no envelope at all (a lone mess, or
-    /// leftovers).
-    NoEnvelope,
-}
-
-impl Stage {
-    /// The word of listings and JSON.
-    pub fn word(self) -> &'static str {
-        match self {
-            Stage::Unpreprocessed => "unpreprocessed",
-            Stage::Preprocessed => "preprocessed",
-            Stage::BeingQueued => "being-queued",
-            Stage::NoEnvelope => "no-envelope",
-        }
-    }
-}
-
-/// The envelope sender, as far as it is known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sender {
-    /// An address (empty: the null sender, a bounce).
-    Known(Vec<u8>),
-    /// qfixq salvaged the message: its sender was lost (the envelope says
-    /// null, but it is not a bounce).
-    Lost,
-    /// No envelope, or one that cannot be read.
-    Unknown,
-}
-
-/// Which list a recipient is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    /// A `T` record of todo or intd: not yet sorted into local and remote.
-    Todo,
-    /// `local/B/N`.
-    Local,
-    /// `remote/B/N`.
-    Remote,
-}
-
-impl Channel {
-    /// The word of listings and JSON.
-    pub fn word(self) -> &'static str {
-        match self {
-            Channel::Todo => "todo",
-            Channel::Local => "local",
-            Channel::Remote => "remote",
-        }
-    }
-}
-
-/// The recipients of one list.
-#[derive(Debug, Clone)]
-pub enum Recipients {
-    /// Held: each address and whether it was delivered (`D`).
-    Held(Vec<(Vec<u8>, bool)>),
-    /// Too large to hold: the file (relative to the queue root), read
-    /// again record by record when printed.
-    Large(PathBuf),
-}
-
-/// One recipient list.
-#[derive(Debug, Clone)]
-pub struct RecipientList {
-    /// Which.
-    pub channel: Channel,
-    /// Its recipients.
-    pub recipients: Recipients,
-}
-
-impl RecipientList {
-    /// Calls `f` with each recipient (address, delivered) in file order;
-    /// a large list is streamed from its file under `root`.
-    pub fn for_each(&self, root: &Dir, mut f: impl FnMut(&[u8], bool)) -> qcommon::Result<()> {
-        match &self.recipients {
-            Recipients::Held(v) => {
-                v.iter().for_each(|(a, d)| f(a, *d));
-                Ok(())
-            }
-            Recipients::Large(rel) => {
-                let todo = self.channel == Channel::Todo;
-                read_records(root, rel, |kind, addr| {
-                    match kind {
-                        b'T' => f(addr, false),
-                        b'D' if !todo => f(addr, true),
-                        _ => {}
-                    }
-                    true
-                })
-            }
-        }
-    }
-}
+use crate::detail::reason;
 
 /// A file of the message that is there.
 #[derive(Debug, Clone)]
@@ -144,27 +47,23 @@ pub struct FileAt {
 }
 
 /// A message read by its number.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Message {
     /// Its number.
     pub number: u64,
     /// The bucket of its split files.
     pub bucket: u32,
-    /// Its files in their right places, by [`Part::index`], regular files
-    /// only.
+    /// Its files, by [`Part::index`], regular files only: the one in its
+    /// right place, else a copy found elsewhere.
     pub files: [Option<FileAt>; 7],
     /// Other files with its name: misplaced copies (`--show` looks for
     /// them; `--list` knows them from the scan), and entries that are not
     /// regular files (with what they are), never opened.
     pub others: Vec<(PathBuf, Option<Stat>, String)>,
-    /// Its stage.
-    pub stage: Stage,
-    /// Its sender.
-    pub sender: Sender,
-    /// Its recipient lists: todo's (or intd's), or local's and remote's.
-    pub lists: Vec<RecipientList>,
-    /// Birth time and which time stamp it is.
-    pub birth: Option<(i64, Basis)>,
+    /// What was read, as the scan would have given it: the model reads it.
+    pub scanned: ScannedMessage,
+    /// qfixq's salvage record of the message number, if any.
+    pub record: Option<Record>,
     /// Damage reasons (sorted, each once).
     pub damage: Vec<&'static str>,
     /// Why an envelope could not be used (unescaped: escape before
@@ -175,7 +74,12 @@ pub struct Message {
 }
 
 impl Message {
-    /// The file of `part`, in its right place.
+    /// The message as every tool reads it.
+    pub fn model(&self) -> model::Message<'_> {
+        model::Message::of(&self.scanned, self.record.as_ref())
+    }
+
+    /// The file of `part`, where it was read.
     pub fn file(&self, part: Part) -> Option<&FileAt> {
         self.files[part.index()].as_ref()
     }
@@ -188,11 +92,6 @@ impl Message {
     /// The size of its mess file.
     pub fn size(&self) -> Option<u64> {
         self.file(Part::Mess).map(|f| f.stat.size)
-    }
-
-    /// The birth time in seconds (0 when no file has a time stamp).
-    pub fn birth_secs(&self) -> i64 {
-        self.birth.map_or(0, |b| b.0)
     }
 }
 
@@ -222,15 +121,15 @@ impl Dirs {
 /// How to read.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadOptions {
-    /// The layout.
-    pub layout: ScanLayout,
+    /// The queue's shape.
+    pub shape: QueueShape,
     /// Look for copies of the name in every other bucket too (`--show`;
     /// costs a stat per bucket and part).
     pub search_buckets: bool,
     /// The scan saw files of the message in a wrong place (`--list`).
     pub misplaced: bool,
-    /// qfixq salvaged it (lost+found/salvaged).
-    pub salvaged: bool,
+    /// qfixq's salvage record of the number (lost+found/salvaged), if any.
+    pub record: Option<Record>,
     /// The files the scan saw, by bit [`Part::index`]: only those are
     /// looked at, unless one of them is gone (then every file is, as
     /// qmail-send may have moved the message on meanwhile). `None`: all.
@@ -240,16 +139,6 @@ pub struct ReadOptions {
 /// The largest recipient list held in memory between reading and
 /// printing; a larger one is read again from its file as it is printed.
 pub const HOLD_CAP: usize = 8 << 10;
-
-/// The directory holding `part`'s file of message `n`, relative to the
-/// queue root.
-pub fn part_dir(part: Part, n: u64, layout: ScanLayout) -> PathBuf {
-    let mut p = PathBuf::from(part.dir());
-    if part.is_split(layout.big_todo) {
-        p.push(bucket_of(n, layout.split.max(1)).to_string());
-    }
-    p
-}
 
 /// What is at one path.
 enum Got {
@@ -311,6 +200,26 @@ pub fn read(root: &Dir, cache: &mut Dirs, n: u64, opts: &ReadOptions, buf: &mut 
     read_parts(root, cache, n, opts, buf, u8::MAX).0
 }
 
+/// Reads the envelope `name` in `dir`, too large to hold, to its end
+/// through a fixed buffer, for a streaming check (`feed` returns false
+/// when it needs no more).
+fn stream(dir: &Dir, name: &OsStr, feed: &mut dyn FnMut(&[u8]) -> bool) -> Parsed<()> {
+    let (mut file, _) = dir.open_regular(name).map_err(ReadProblem::Io)?;
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(k) => {
+                if !feed(&chunk[..k]) {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReadProblem::Io(Error::sys("read", dir.child_path(name), io_errno(&e)))),
+        }
+    }
+}
+
 /// [`read`] of the files in `mask`; true when one of them was gone.
 fn read_parts(
     root: &Dir,
@@ -321,41 +230,38 @@ fn read_parts(
     mask: u8,
 ) -> (Message, bool) {
     let mut vanished = false;
-    let layout = opts.layout;
-    let split = layout.split.max(1);
+    let shape = opts.shape;
     let mut m = Message {
         number: n,
-        bucket: bucket_of(n, split),
+        bucket: shape.bucket(n),
         files: Default::default(),
         others: Vec::new(),
-        stage: Stage::NoEnvelope,
-        sender: Sender::Unknown,
-        lists: Vec::new(),
-        birth: None,
+        scanned: ScannedMessage { number: n, ..ScannedMessage::default() },
+        record: opts.record,
         damage: Vec::new(),
         notes: Vec::new(),
         errors: Vec::new(),
     };
     let name = number_name(n);
-    let mut damage: Vec<&'static str> = Vec::new();
-    let mut todo: Option<Result<(Todo, bool), String>> = None;
-    let mut intd: Option<Result<(Todo, bool), String>> = None;
-    let mut info: Option<Result<Info, String>> = None;
-    let mut local: Option<Result<(List, bool), String>> = None;
-    let mut remote: Option<Result<(List, bool), String>> = None;
+    let mut not_regular = false;
     // Copies elsewhere: read when the right place has none.
-    let elsewhere = if opts.search_buckets { search(root, cache, &mut m, layout) } else { Vec::new() };
+    let elsewhere = if opts.search_buckets { search(root, cache, &mut m, shape) } else { Vec::new() };
+    let mut errors: Vec<Error> = std::mem::take(&mut m.scanned.io_errors);
     for part in Part::ALL {
         if mask & (1 << part.index()) == 0 {
             continue;
         }
-        let mut places = vec![(part_dir(part, n, layout), false)];
-        places.extend(elsewhere.iter().filter(|(p, _)| *p == part).map(|(_, d)| (d.clone(), true)));
+        let mut places = vec![(shape.bucket_for(part, n), false)];
+        places.extend(elsewhere.iter().filter(|(p, _)| *p == part).map(|(_, b)| (*b, true)));
         let mut used = false;
-        for (rel_dir, wrong) in places {
+        for (bucket, wrong) in places {
+            let rel_dir = qcommon::queue::part_dir_at(part, bucket);
             let rel = rel_dir.join(&name);
             if used {
                 let st = cache.get(root, &rel_dir).ok().and_then(|d| d.stat(&name).ok());
+                if let Some(st) = st {
+                    m.scanned.extra.push(Found { part, bucket, ino: st.ino, stat: Some(st) });
+                }
                 m.others.push((rel, st, "another copy, in a wrong place (qfixq live sets it aside)".to_string()));
                 continue;
             }
@@ -365,7 +271,7 @@ fn read_parts(
                     continue
                 }
                 Err(e) => {
-                    m.errors.push(e.to_string());
+                    errors.push(e);
                     continue;
                 }
             };
@@ -380,152 +286,90 @@ fn read_parts(
                 Got::Regular(stat) => {
                     used = true;
                     m.files[part.index()] = Some(FileAt { part, rel: rel.clone(), stat, misplaced: wrong });
+                    m.scanned.files[part.index()] = Some(Found { part, bucket, ino: stat.ino, stat: Some(stat) });
                 }
                 Got::Other(stat, note) => {
                     m.others.push((rel, stat, note));
-                    damage.push(NOT_REGULAR);
+                    not_regular = true;
                     continue;
                 }
                 Got::Error(e) => {
-                    m.errors.push(e.to_string());
+                    errors.push(e);
                     continue;
                 }
             }
-            let bad = |e: qcommon::envelope::EnvelopeError| format!("{}: {e}", qcommon::error::escape_path(&rel));
+            let sc = &mut m.scanned;
             match part {
                 Part::Todo | Part::Intd => {
                     let parsed = if large {
-                        large_sender(root, &rel)
-                            .map(|s| (Todo { uid: None, pid: None, sender: s, recipients: vec![] }, true))
+                        let mut c = TodoCheck::new();
+                        stream(dir, &name, &mut |p| {
+                            c.feed(p);
+                            !c.failed()
+                        })
+                        .and_then(|()| c.finish().map(TodoEnvelope::Large).map_err(ReadProblem::Bad))
                     } else {
-                        Todo::parse(buf).map(|t| (t, false)).map_err(bad)
+                        Todo::parse(buf).map(TodoEnvelope::Whole).map_err(ReadProblem::Bad)
                     };
                     if part == Part::Todo {
-                        todo = Some(parsed);
+                        sc.todo = Some(parsed);
                     } else {
-                        intd = Some(parsed);
+                        sc.intd = Some(parsed);
                     }
                 }
                 Part::Info => {
-                    info = Some(if large {
-                        Err(format!("{}: larger than {INFO_CAP} bytes", qcommon::error::escape_path(&rel)))
+                    sc.info = Some(if large {
+                        Err(ReadProblem::Bad(EnvelopeError::TooLarge { cap: INFO_CAP }))
                     } else {
-                        Info::parse(buf).map_err(bad)
+                        Info::parse(buf).map_err(ReadProblem::Bad)
                     })
                 }
                 Part::Local | Part::Remote => {
                     let parsed = if large {
-                        Ok((List::default(), true))
+                        let mut c = ListCheck::new();
+                        stream(dir, &name, &mut |p| {
+                            c.feed(p);
+                            !c.failed()
+                        })
+                        .and_then(|()| c.finish().map(ListEnvelope::Large).map_err(ReadProblem::Bad))
                     } else {
-                        List::parse_salvaging(buf).map(|l| (l, false)).map_err(bad)
+                        List::parse_salvaging(buf).map(ListEnvelope::Whole).map_err(ReadProblem::Bad)
                     };
                     if part == Part::Local {
-                        local = Some(parsed);
+                        sc.local = Some(parsed);
                     } else {
-                        remote = Some(parsed);
+                        sc.remote = Some(parsed);
                     }
                 }
                 _ => {}
             }
         }
     }
-    let moved = m.files.iter().flatten().any(|f| f.misplaced);
-    if opts.misplaced || moved || m.others.iter().any(|(_, st, _)| st.is_some_and(|s| s.kind == FileKind::Regular)) {
+    m.errors = errors.iter().map(ToString::to_string).collect();
+    m.scanned.io_errors = errors;
+
+    // What the model makes of it.
+    let model = m.model();
+    let mut damage: Vec<&'static str> = model
+        .damage(shape)
+        .into_iter()
+        // Entries that are not regular files only: no message files, so no
+        // mess is missing.
+        .filter(|d| *d != Damage::NoMess || m.files.iter().any(Option::is_some))
+        .map(Damage::words)
+        .collect();
+    let notes: Vec<String> = model.problems.iter().filter(|p| !p.is_io()).map(ToString::to_string).collect();
+    drop(model);
+    if opts.misplaced {
         damage.push(reason::MISPLACED);
     }
-
-    // The mess file.
-    match m.file(Part::Mess) {
-        None if m.files.iter().any(Option::is_some) => damage.push(reason::NO_MESS),
-        None => {}
-        Some(f) => {
-            if f.stat.size == 0 {
-                damage.push(reason::EMPTY_MESS);
-            }
-            if f.stat.ino != n {
-                damage.push(reason::INODE);
-            }
-        }
-    }
-    let mtime = |m: &Message, p: Part| m.file(p).map(|f| f.stat.mtime);
-    let rel_of = |m: &Message, p: Part| m.file(p).map(|f| f.rel.clone()).unwrap_or_default();
-    let todo_list = |t: &(Todo, bool), rel: PathBuf| RecipientList {
-        channel: Channel::Todo,
-        recipients: if t.1 {
-            Recipients::Large(rel)
-        } else {
-            Recipients::Held(t.0.recipients.iter().map(|a| (a.clone(), false)).collect())
-        },
-    };
-    if m.file(Part::Todo).is_some() {
-        m.stage = Stage::Unpreprocessed;
-        if m.file(Part::Bounce).is_some() {
-            damage.push(reason::BOUNCE_BEFORE);
-        }
-        match &todo {
-            Some(Ok(t)) => {
-                m.sender = Sender::Known(t.0.sender.clone());
-                m.lists.push(todo_list(t, rel_of(&m, Part::Todo)));
-            }
-            Some(Err(e)) => {
-                damage.push(reason::BAD_TODO);
-                m.notes.push(e.clone());
-            }
-            None => {}
-        }
-        m.birth = mtime(&m, Part::Mess).map(|t| (t, Basis::MessMtime));
-    } else if m.file(Part::Info).is_some() {
-        m.stage = Stage::Preprocessed;
-        match &info {
-            Some(Ok(i)) if i.sender.is_empty() && opts.salvaged => m.sender = Sender::Lost,
-            Some(Ok(i)) => m.sender = Sender::Known(i.sender.clone()),
-            Some(Err(e)) => {
-                damage.push(reason::BAD_INFO);
-                m.notes.push(e.clone());
-            }
-            None => {}
-        }
-        for (part, parsed, channel) in [(Part::Local, &local, Channel::Local), (Part::Remote, &remote, Channel::Remote)]
-        {
-            match parsed {
-                Some(Ok((_, true))) => {
-                    m.lists.push(RecipientList { channel, recipients: Recipients::Large(rel_of(&m, part)) })
-                }
-                Some(Ok((l, false))) => {
-                    if l.dropped > 0 {
-                        damage.push(reason::TRUNCATED);
-                    }
-                    let held = l.list.iter().map(|r| (r.address.clone(), r.done)).collect();
-                    m.lists.push(RecipientList { channel, recipients: Recipients::Held(held) });
-                }
-                Some(Err(e)) => {
-                    damage.push(reason::BAD_RECIPIENTS);
-                    m.notes.push(e.clone());
-                }
-                None => {}
-            }
-        }
-        m.birth = mtime(&m, Part::Info).map(|t| (t, Basis::InfoMtime));
-    } else if m.file(Part::Intd).is_some() {
-        m.stage = Stage::BeingQueued;
-        if let Some(Ok(t)) = &intd {
-            m.sender = Sender::Known(t.0.sender.clone());
-            m.lists.push(todo_list(t, rel_of(&m, Part::Intd)));
-        }
-        m.birth = mtime(&m, Part::Mess).map(|t| (t, Basis::MessMtime));
-    } else {
-        m.birth = mtime(&m, Part::Mess).map(|t| (t, Basis::MessMtime));
-    }
-    if m.birth.is_none() {
-        m.birth =
-            [Part::Todo, Part::Intd, Part::Info].iter().find_map(|&p| mtime(&m, p)).map(|t| (t, Basis::MessMtime));
-    }
-    if !m.errors.is_empty() {
-        damage.push(reason::UNREADABLE);
+    if not_regular {
+        damage.push(NOT_REGULAR);
     }
     damage.sort_unstable();
     damage.dedup();
     m.damage = damage;
+    m.notes = notes;
     (m, vanished)
 }
 
@@ -533,48 +377,34 @@ fn read_parts(
 /// file (a link, a FIFO, a directory).
 pub const NOT_REGULAR: &str = "not a regular file";
 
-/// The sender of a todo/intd too large to hold: its first `F` record.
-fn large_sender(root: &Dir, rel: &Path) -> Result<Vec<u8>, String> {
-    let mut sender = None;
-    read_records(root, rel, |kind, body| {
-        if kind == b'F' {
-            sender = Some(body.to_vec());
-            return false;
-        }
-        true
-    })
-    .map_err(|e| e.to_string())?;
-    sender.ok_or_else(|| format!("{}: no F record", qcommon::error::escape_path(rel)))
-}
-
 /// Looks for the message's name in every bucket of every split directory
 /// (and directly in a split directory, or in buckets of an unsplit one):
 /// the regular files found in a wrong place, by part (the directory,
 /// relative to the root). Other entries go to `m.others`.
-fn search(root: &Dir, cache: &mut Dirs, m: &mut Message, layout: ScanLayout) -> Vec<(Part, PathBuf)> {
+fn search(root: &Dir, cache: &mut Dirs, m: &mut Message, shape: QueueShape) -> Vec<(Part, Option<u32>)> {
     let name = number_name(m.number);
-    let split = layout.split.max(1);
+    let split = shape.split.max(1);
     let mut found = Vec::new();
     for part in Part::ALL {
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        if part.is_split(layout.big_todo) {
-            dirs.push(PathBuf::from(part.dir()));
-            dirs.extend((0..split).filter(|&b| b != m.bucket).map(|b| Path::new(part.dir()).join(b.to_string())));
+        let mut places: Vec<Option<u32>> = Vec::new();
+        if shape.is_split(part) {
+            places.push(None);
+            places.extend((0..split).filter(|&b| b != m.bucket).map(Some));
         } else {
-            dirs.extend((0..split).map(|b| Path::new(part.dir()).join(b.to_string())));
+            places.extend((0..split).map(Some));
         }
-        for rel_dir in dirs {
+        for bucket in places {
+            let rel_dir = qcommon::queue::part_dir_at(part, bucket);
             let Ok(dir) = cache.get(root, &rel_dir) else { continue };
-            let top = rel_dir.components().count() == 1;
             match dir.stat(&name) {
                 // Directly in a split directory, a directory is a bucket.
-                Ok(st) if top && st.kind == FileKind::Directory => {}
-                Ok(st) if st.kind == FileKind::Regular => found.push((part, rel_dir)),
+                Ok(st) if bucket.is_none() && st.kind == FileKind::Directory => {}
+                Ok(st) if st.kind == FileKind::Regular => found.push((part, bucket)),
                 Ok(st) => {
                     m.others.push((rel_dir.join(&name), Some(st), format!("{}, in a wrong place", kind_note(st.kind))))
                 }
                 Err(e) if e.is_not_found() => {}
-                Err(e) => m.errors.push(e.to_string()),
+                Err(e) => m.scanned.io_errors.push(e),
             }
         }
     }

@@ -13,7 +13,7 @@ use qcommon::layout::{discover, open_queue_checked, LayoutOptions};
 use qcommon::queue::Part;
 use qcommon::safe_fs::{FileKind, Stat};
 use qcommon::salvaged::Salvaged;
-use qcommon::scan::ScanLayout;
+use qcommon::queue::QueueShape;
 
 use crate::clock::iso_utc;
 use crate::exit::ExitCode;
@@ -155,11 +155,11 @@ pub fn run(req: &ShowRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
         Err(e) => return fatal(err, &e.to_string()),
     };
     let root = &opened.dir;
-    let sl = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
+    let sl = QueueShape { split: layout.split.value, big_todo: layout.big_todo.value };
     let salvaged = qcommon::salvaged::read_all(root).unwrap_or_else(|_| Salvaged::default());
     let n = req.number;
     let opts =
-        ReadOptions { layout: sl, search_buckets: true, misplaced: false, salvaged: salvaged.contains(n), parts: None };
+        ReadOptions { shape: sl, search_buckets: true, misplaced: false, record: salvaged.get(n).copied(), parts: None };
     let m = read(root, &mut Dirs::default(), n, &opts, &mut Vec::new());
     if m.is_absent() {
         for e in &m.errors {
@@ -182,7 +182,7 @@ pub fn run(req: &ShowRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
                 err,
                 &format!(
                     "message {n} has no mess file (at {})",
-                    crate::message::part_dir(Part::Mess, n, sl).join(n.to_string()).display()
+                    sl.path(Part::Mess, n).display()
                 ),
             );
         };
@@ -216,15 +216,16 @@ fn write_show(
     w: &mut dyn Write,
     root: &qcommon::safe_fs::Dir,
     m: &Message,
-    sl: ScanLayout,
+    sl: QueueShape,
     body: bool,
     err: &mut dyn Write,
 ) -> io::Result<ExitCode> {
     let mut code = ExitCode::Ok;
+    let model = m.model();
     writeln!(w, "message: {}", m.number)?;
-    writeln!(w, "stage: {}", m.stage.word())?;
-    match m.birth {
-        Some((t, basis)) => writeln!(w, "birth: {} ({})", iso_utc(t), basis.name())?,
+    writeln!(w, "stage: {}", model.stage.name())?;
+    match model.birth {
+        Some(b) => writeln!(w, "birth: {} ({})", iso_utc(b.time), b.basis.name())?,
         None => writeln!(w, "birth: unknown")?,
     }
     writeln!(w, "bucket: {} (split {})", m.bucket, sl.split)?;
@@ -232,9 +233,9 @@ fn write_show(
         Some(s) => writeln!(w, "size: {s}")?,
         None => writeln!(w, "size: unknown (no mess file)")?,
     }
-    writeln!(w, "sender: {}", sender_text(&m.sender))?;
+    writeln!(w, "sender: {}", sender_text(&model))?;
     writeln!(w, "recipients:")?;
-    write_recipients(w, root, m, "  ")?;
+    write_recipients(w, root, &model, "  ")?;
     if !m.damage.is_empty() {
         writeln!(w, "damaged: {}", m.damage.join(", "))?;
     }

@@ -252,7 +252,7 @@ fn list_tells_damaged_and_half_queued_messages() {
     assert!(!s3.is_empty());
     for n in s3 {
         let j = by.get(n).unwrap_or_else(|| panic!("half-queued {n} not listed"));
-        assert_eq!(j.get("stage").s(), "being-queued", "{j:?}");
+        assert_eq!(j.get("stage").s(), "being_queued", "{j:?}");
         assert!(!j.get("recipients").arr().is_empty(), "{j:?}");
         assert!(j.get("recipients").arr().iter().all(|r| r.get("channel").s() == "todo"));
     }
@@ -283,7 +283,7 @@ fn list_tells_damaged_and_half_queued_messages() {
     // The text form says so too.
     let o = run(&b.queue, &["-l"]);
     let text = out(&o);
-    assert!(text.contains(" being-queued <"), "{text}");
+    assert!(text.contains(" being_queued <"), "{text}");
     assert!(text.contains("  damaged: "), "{text}");
 
     // A number whose only entry is a FIFO, or a link: no message.
@@ -460,7 +460,7 @@ fn show_gives_one_message() {
     let o = run(&b.queue, &["--show", &k]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let s = out(&o);
-    assert!(s.contains("stage: being-queued"), "{s}");
+    assert!(s.contains("stage: being_queued"), "{s}");
     assert!(s.contains(&format!("  intd/{k}: regular file")), "{s}");
     assert!(s.contains("  todo pending <"), "{s}");
 
