@@ -143,7 +143,7 @@ pub struct Cli {
     pub queue_name: Option<String>,
 
     /// List the messages, oldest first: per message its birth time (ISO 8601, UTC), number, size, stage
-    /// (preprocessed, unpreprocessed, being-queued, no-envelope) and sender, then each recipient with its
+    /// (preprocessed, unpreprocessed, being_queued, leftovers, damaged) and sender, then each recipient with its
     /// list (local, remote, or todo before preprocessing) and state (pending or done), and what is damaged.
     /// Selects with --sender, --recipient, --header, --older-than, --younger-than and message numbers (all
     /// must match); --json gives one object per line. Reads only; works beside a running qmail-send.
