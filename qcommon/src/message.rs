@@ -225,7 +225,9 @@ impl<'a> RecipientList<'a> {
         let channel = self.channel;
         match &self.records {
             Records::Todo(v) => Some(v.iter().map(|a| Recipient { address: a, channel, done: false }).collect()),
-            Records::List(v) => Some(v.iter().map(|r| Recipient { address: &r.address, channel, done: r.done }).collect()),
+            Records::List(v) => {
+                Some(v.iter().map(|r| Recipient { address: &r.address, channel, done: r.done }).collect())
+            }
             Records::Large(_) => None,
         }
     }
@@ -706,7 +708,12 @@ mod tests {
 
     fn set_mtime(q: &Path, big: bool, part: Part, n: u64, t: i64) {
         let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t as u64);
-        std::fs::File::options().write(true).open(q.join(shape(big).path(part, n))).unwrap().set_modified(when).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(q.join(shape(big).path(part, n)))
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
     }
 
     fn scanned(q: &Path, big: bool) -> Vec<ScannedMessage> {
@@ -928,7 +935,9 @@ mod tests {
             let addr = |i: u64| format!("user{i:05}@flood.example");
             let mut list = Vec::new();
             for i in 0..count {
-                list.extend_from_slice(format!("{}{}\0", if i % 3 == 0 { 'D' } else { 'T' }, addr(i)).as_bytes());
+                list.extend_from_slice(
+                    format!("{}{}\0", if i.is_multiple_of(3) { 'D' } else { 'T' }, addr(i)).as_bytes(),
+                );
             }
             assert!(list.len() > envelope::WHOLE_CAP);
             let n = mess(q, b"Received: x\n\nbody\n");
@@ -953,7 +962,7 @@ mod tests {
             m.lists[0]
                 .for_each(&root, |a, done| {
                     assert_eq!(a, addr(seen).as_bytes());
-                    assert_eq!(done, seen % 3 == 0);
+                    assert_eq!(done, seen.is_multiple_of(3));
                     seen += 1;
                     true
                 })

@@ -11,9 +11,9 @@ use std::io::{self, Read, Write};
 use qcommon::error::{escape_path, escape_text};
 use qcommon::layout::{discover, open_queue_checked, LayoutOptions};
 use qcommon::queue::Part;
+use qcommon::queue::QueueShape;
 use qcommon::safe_fs::{FileKind, Stat};
 use qcommon::salvaged::Salvaged;
-use qcommon::queue::QueueShape;
 
 use crate::clock::iso_utc;
 use crate::exit::ExitCode;
@@ -158,8 +158,13 @@ pub fn run(req: &ShowRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
     let sl = QueueShape { split: layout.split.value, big_todo: layout.big_todo.value };
     let salvaged = qcommon::salvaged::read_all(root).unwrap_or_else(|_| Salvaged::default());
     let n = req.number;
-    let opts =
-        ReadOptions { shape: sl, search_buckets: true, misplaced: false, record: salvaged.get(n).copied(), parts: None };
+    let opts = ReadOptions {
+        shape: sl,
+        search_buckets: true,
+        misplaced: false,
+        record: salvaged.get(n).copied(),
+        parts: None,
+    };
     let m = read(root, &mut Dirs::default(), n, &opts, &mut Vec::new());
     if m.is_absent() {
         for e in &m.errors {
@@ -178,13 +183,7 @@ pub fn run(req: &ShowRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
     }
     if req.raw {
         let Some(mess) = m.file(Part::Mess) else {
-            return fatal(
-                err,
-                &format!(
-                    "message {n} has no mess file (at {})",
-                    sl.path(Part::Mess, n).display()
-                ),
-            );
+            return fatal(err, &format!("message {n} has no mess file (at {})", sl.path(Part::Mess, n).display()));
         };
         let mut file = match open_mess(root, &mess.rel) {
             Ok(f) => f,
