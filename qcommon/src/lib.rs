@@ -1,6 +1,7 @@
 //! `qcommon`: what the qmail queue tools share — the queue's layout, the
 //! symlink-safe file layer, envelope codecs, the streaming scanner, locks
-//! and process checks, the mutator through which every change goes, and
+//! and process checks, the session through which a tool opens a queue
+//! ([`session`]), the mutator through which every change goes, and
 //! safe removal and quarantine. The library never prints and never exits,
 //! but for the progress line a tool asks for ([`progress`]).
 
@@ -23,4 +24,6 @@ pub mod queue;
 pub mod remove;
 pub mod salvaged;
 pub mod scan;
+pub mod session;
 pub mod showctl;
+pub mod spawn;
