@@ -170,16 +170,15 @@ impl Layout {
 /// neither `--split` nor `qmail-showctl` settles it. Undecidable ids are
 /// not an error here: they are reported in [`Layout::ids`].
 pub fn discover(opts: &LayoutOptions) -> Result<Layout> {
-    discover_in(&open_root(opts)?, opts)
+    discover_in(&open_root(opts)?.dir, opts)
 }
 
-/// [`discover`] on a queue root already open ([`open_root`] with the same
-/// `opts`): the root is not opened again, and every decision is made from
-/// what is seen through `opened.dir`.
-pub fn discover_in(opened: &OpenedQueue, opts: &LayoutOptions) -> Result<Layout> {
-    let queue = &opened.dir;
-    let queue_path = opened.path.clone();
-    let home = opened.home.clone();
+/// [`discover`] on a queue root already open: `queue` must be the
+/// directory the path `opts` names was opened as ([`open_root`] with the
+/// same `opts`). The root is not opened again; every decision is made from
+/// what is seen through `queue`.
+pub fn discover_in(queue: &Dir, opts: &LayoutOptions) -> Result<Layout> {
+    let (queue_path, home) = locate(opts);
     let queue_is_symlink = std::fs::symlink_metadata(&queue_path)
         .map_err(|e| Error::sys("stat", &queue_path, crate::safe_fs::io_errno(&e)))?
         .file_type()
@@ -278,22 +277,30 @@ pub fn discover_in(opened: &OpenedQueue, opts: &LayoutOptions) -> Result<Layout>
     Ok(Layout { queue: queue_path, queue_is_symlink, home, split, ids, big_todo, showctl_note })
 }
 
-/// The queue path and qmail's home from the options.
-fn locate(opts: &LayoutOptions) -> (PathBuf, Option<PathBuf>) {
+/// The queue path the options name (as [`discover`] and [`open_root`]
+/// open it), without opening anything: for a message about a queue that
+/// could not be opened.
+pub fn queue_path(opts: &LayoutOptions) -> PathBuf {
     match (&opts.queue, &opts.qmail_home) {
-        (Some(q), Some(h)) => (q.clone(), Some(h.clone())),
-        (Some(q), None) => {
-            let parent =
-                q.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() });
-            let home = parent.filter(|p| p.join("bin").join("qmail-showctl").exists());
-            (q.clone(), home)
-        }
-        (None, Some(h)) => (h.join("queue"), Some(h.clone())),
-        (None, None) => {
-            let h = PathBuf::from(DEFAULT_HOME);
-            (h.join("queue"), Some(h))
-        }
+        (Some(q), _) => q.clone(),
+        (None, Some(h)) => h.join("queue"),
+        (None, None) => PathBuf::from(DEFAULT_HOME).join("queue"),
     }
+}
+
+/// The queue path and qmail's home from the options: `--qmail-home`, else
+/// the parent of `--queue` when it holds `bin/qmail-showctl`, else (with
+/// neither option) qmail's default home.
+fn locate(opts: &LayoutOptions) -> (PathBuf, Option<PathBuf>) {
+    let home = match (&opts.queue, &opts.qmail_home) {
+        (_, Some(h)) => Some(h.clone()),
+        (Some(q), None) => q
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() })
+            .filter(|p| p.join("bin").join("qmail-showctl").exists()),
+        (None, None) => Some(PathBuf::from(DEFAULT_HOME)),
+    };
+    (queue_path(opts), home)
 }
 
 /// Refuses a directory that holds none of qmail's queue directories.
@@ -966,6 +973,10 @@ mod tests {
         assert_eq!((q.as_path(), h.as_deref()), (Path::new("/x/q"), Some(Path::new("/y"))));
         let (_, h) = locate(&LayoutOptions { queue: Some("/".into()), ..LayoutOptions::default() });
         assert_eq!(h, None);
+        let home_only = LayoutOptions { qmail_home: Some("/y".into()), ..LayoutOptions::default() };
+        assert_eq!(locate(&home_only), (PathBuf::from("/y/queue"), Some(PathBuf::from("/y"))));
+        assert_eq!(queue_path(&home_only), Path::new("/y/queue"));
+        assert_eq!(queue_path(&LayoutOptions::default()), Path::new("/var/qmail/queue"));
     }
 
     #[test]

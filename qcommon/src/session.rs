@@ -170,7 +170,7 @@ impl Session {
     /// [`crate::layout::open_queue_checked`] with the same `opts`), for a
     /// tool that read the queue before it needed the layout.
     pub fn from_opened(opened: OpenedQueue, opts: &LayoutOptions, access: Access) -> Result<Session> {
-        let layout = discover_in(&opened, opts)?;
+        let layout = discover_in(&opened.dir, opts)?;
         Ok(Session { layout, root: opened.dir, access, processes: OnceLock::new(), proc_root: Path::new(PROC) })
     }
 
