@@ -138,11 +138,6 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Opens the queue root (following a symbolic link there only).
-    pub fn open_queue(&self) -> Result<Dir> {
-        Dir::open(&self.queue, SymlinkBehavior::Follow)
-    }
-
     /// `<home>/control/<name>`, when qmail's home is known.
     pub fn control_file(&self, name: &str) -> Option<PathBuf> {
         self.home.as_ref().map(|h| h.join("control").join(name))
@@ -610,7 +605,7 @@ fn ids_from_user_db() -> std::result::Result<Ids, Vec<String>> {
 /// nothing else decided.
 #[derive(Debug)]
 pub struct OpenedQueue {
-    /// The queue root (a symbolic link there is followed, as in [`Layout::open_queue`]).
+    /// The queue root (a symbolic link there, and only there, is followed).
     pub dir: Dir,
     /// The queue path, as given or derived from qmail's home.
     pub path: PathBuf,
@@ -916,8 +911,9 @@ mod tests {
         assert!(l.queue_is_symlink);
         assert_eq!(l.queue, home.join("queue"));
         assert_eq!(disk_split(&l), 5);
-        let d = l.open_queue().unwrap();
+        let d = open_root(&o).unwrap().dir;
         assert!(d.open_dir(OsStr::new("mess")).is_ok());
+        assert_eq!(discover_in(&d, &o).unwrap(), l);
         assert!(l.showctl_note.unwrap().contains("not found"));
     }
 
