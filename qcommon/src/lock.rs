@@ -349,8 +349,7 @@ mod tests {
     fn fifo_is_not_opened() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("lock")).unwrap();
-        nix::unistd::mkfifo(&t.path().join("lock/sendmutex"), nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .unwrap();
+        nix::unistd::mkfifo(&t.path().join("lock/sendmutex"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let q = Dir::open(t.path(), SymlinkBehavior::NoFollow).unwrap();
         // Would hang forever if the FIFO were opened for reading in
         // blocking mode; O_NONBLOCK and the stat first keep it from that.

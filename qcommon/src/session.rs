@@ -93,8 +93,6 @@ pub enum Refusal {
     /// `lock/sendmutex` cannot be locked (what it is) and the tool does not
     /// restore it.
     LockUnusable(String),
-    /// Taking the lock failed (the error).
-    LockError(String),
     /// The lock could not be taken after the tool restored the file.
     LockNotTakenAfterRestore,
     /// The stop flag could not be installed (the error).
@@ -117,7 +115,11 @@ impl fmt::Display for Refusal {
                 write!(f, "qmail-send is running: lock/sendmutex is held by {who}: stop it first{instead}; {UNCHANGED}")
             }
             Refusal::ProcessesInQueue(list) => {
-                write!(f, "processes work inside the queue: {}; stop them (or use --force); {UNCHANGED}", list.join(", "))
+                write!(
+                    f,
+                    "processes work inside the queue: {}; stop them (or use --force); {UNCHANGED}",
+                    list.join(", ")
+                )
             }
             Refusal::ProcessesUnknown(e) => write!(
                 f,
@@ -138,8 +140,9 @@ impl fmt::Display for Refusal {
                 "lock/sendmutex is {what}, so qmail-send's lock cannot be taken: run `qfixq live` first (it restores \
                  the lock files); {UNCHANGED}"
             ),
-            Refusal::LockError(e) => write!(f, "cannot take qmail-send's lock: {e}; {UNCHANGED}"),
-            Refusal::LockNotTakenAfterRestore => f.write_str("could not take lock/sendmutex after restoring it; stopped"),
+            Refusal::LockNotTakenAfterRestore => {
+                f.write_str("could not take lock/sendmutex after restoring it; stopped")
+            }
             Refusal::Signals(e) => write!(f, "cannot install the signal handlers: {e}; {UNCHANGED}"),
         }
     }
@@ -237,12 +240,15 @@ impl Session {
     /// A read-only session is granted nothing: an empty claim.
     pub fn claim(&self) -> std::result::Result<Claim, Refusal> {
         let Access::Exclusive(ex) = self.access else {
-            return Ok(Claim { lock: None });
+            return Ok(Claim { lock: None, exclusive: false });
         };
         let listed = self.processes();
         if let Ok(ps) = listed {
-            let holders: Vec<String> =
-                ps.iter().filter(|p| p.reason == Reason::HoldsSendmutex).map(|p| format!("{} pid {}", p.name, p.pid)).collect();
+            let holders: Vec<String> = ps
+                .iter()
+                .filter(|p| p.reason == Reason::HoldsSendmutex)
+                .map(|p| format!("{} pid {}", p.name, p.pid))
+                .collect();
             if !holders.is_empty() {
                 return Err(Refusal::QmailSendRunning { holders, instead: ex.instead });
             }
@@ -278,7 +284,7 @@ impl Session {
         if let Some(code) = ex.stop_flag {
             crate::interrupt::install(code).map_err(|e| Refusal::Signals(e.to_string()))?;
         }
-        Ok(Claim { lock })
+        Ok(Claim { lock, exclusive: true })
     }
 
     /// The checks for a `lock/sendmutex` that cannot be locked.
@@ -319,6 +325,7 @@ impl Session {
 #[derive(Debug)]
 pub struct Claim {
     lock: Option<SendLock>,
+    exclusive: bool,
 }
 
 impl Claim {
@@ -329,14 +336,14 @@ impl Claim {
 
     /// Whether the lock waits for the tool to restore `lock/sendmutex`
     /// (an exclusive claim let through with [`DamagedLock::Restore`]).
-    pub fn lock_to_restore(&self, session: &Session) -> bool {
-        self.lock.is_none() && matches!(session.access, Access::Exclusive(_))
+    pub fn lock_to_restore(&self) -> bool {
+        self.exclusive && self.lock.is_none()
     }
 
     /// Takes the lock once the tool restored `lock/sendmutex` (nothing to
     /// do when it is held already, or for a read-only session).
     pub fn take_restored_lock(&mut self, session: &Session) -> std::result::Result<(), Refusal> {
-        if !self.lock_to_restore(session) {
+        if !self.lock_to_restore() {
             return Ok(());
         }
         match acquire_sendmutex(&session.root) {
@@ -455,7 +462,7 @@ mod tests {
         // Read-only: nothing is claimed, no lock is taken.
         let c = s.claim().unwrap();
         assert!(c.lock().is_none());
-        assert!(!c.lock_to_restore(&s));
+        assert!(!c.lock_to_restore());
         assert_eq!(probe_sendmutex(s.root()).unwrap(), LockState::Free);
         // Not a queue: the layout's error.
         let e = Session::open(&opts(t.path()), Access::ReadOnly).unwrap_err();
@@ -491,13 +498,16 @@ mod tests {
         let q = make_queue(t.path());
         let lockfile = q.join("lock/sendmutex");
         // flock(1) holds an exclusive flock on the file, as qmail-send does.
-        let kid = match Kid::start(Command::new("flock").arg("-x").arg(&lockfile).arg("sleep").arg("60").current_dir("/")) {
-            Ok(k) => k,
-            Err(e) => {
-                println!("skipped: exclusive_is_refused_while_a_child_holds_the_lock_even_forced: no flock(1): {e}");
-                return;
-            }
-        };
+        let kid =
+            match Kid::start(Command::new("flock").arg("-x").arg(&lockfile).arg("sleep").arg("60").current_dir("/")) {
+                Ok(k) => k,
+                Err(e) => {
+                    println!(
+                        "skipped: exclusive_is_refused_while_a_child_holds_the_lock_even_forced: no flock(1): {e}"
+                    );
+                    return;
+                }
+            };
         let root = Dir::open(&q, SymlinkBehavior::Follow).unwrap();
         assert!(wait_for(|| probe_sendmutex(&root).unwrap() == LockState::Held), "flock(1) never took the lock");
         for force in [false, true] {
@@ -571,12 +581,12 @@ mod tests {
         // taken once the file is back.
         let s = Session::open(&opts(&q), exclusive(false, DamagedLock::Restore)).unwrap();
         let mut c = s.claim().unwrap();
-        assert!(c.lock().is_none() && c.lock_to_restore(&s));
+        assert!(c.lock().is_none() && c.lock_to_restore());
         assert_eq!(c.take_restored_lock(&s).unwrap_err(), Refusal::LockNotTakenAfterRestore);
         fs::remove_file(q.join("lock/sendmutex")).unwrap();
         fs::write(q.join("lock/sendmutex"), b"").unwrap();
         c.take_restored_lock(&s).unwrap();
-        assert!(c.lock().is_some() && !c.lock_to_restore(&s));
+        assert!(c.lock().is_some() && !c.lock_to_restore());
         assert_eq!(probe_sendmutex(s.root()).unwrap(), LockState::Held);
     }
 

@@ -278,7 +278,6 @@ mod tests {
         assert!(ends(sleeper), "the sleeper {sleeper} left behind survived");
     }
 
-
     /// What qmail-showctl prints on a typical installation (its layout:
     /// compiled-in values first, then one paragraph per control file).
     const SAMPLE: &[u8] = b"qmail home directory: /var/qmail.

@@ -370,7 +370,8 @@ pub fn run(args: &Args) -> ExitCode {
             Ok(c) => _claim = Some(c),
             Err(r) => return refuse(&mut out, &r.to_string()),
         }
-        let list = |ps: Vec<&qcommon::procs::QueueProcess>| ps.iter().map(|p| p.describe()).collect::<Vec<_>>().join(", ");
+        let list =
+            |ps: Vec<&qcommon::procs::QueueProcess>| ps.iter().map(|p| p.describe()).collect::<Vec<_>>().join(", ");
         let busy = session.working_in_queue();
         if !busy.is_empty() {
             notes.push(format!("--force: going ahead although processes work inside the queue: {}", list(busy)));
