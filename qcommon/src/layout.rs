@@ -13,30 +13,21 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{mpsc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use nix::errno::Errno;
 
 use crate::error::{escape_path, Error, Result};
 use crate::queue::{Ids, Part, DEFAULT_SPLIT};
 use crate::safe_fs::{number_name, parse_number, Dir, FileKind, SymlinkBehavior};
-use crate::showctl::{parse_showctl, ShowctlFacts};
+use crate::showctl::ShowctlFacts;
 
 /// qmail's default home (`conf-qmail`).
 pub const DEFAULT_HOME: &str = "/var/qmail";
 
 /// How long `qmail-showctl` may run before it is killed.
 pub const SHOWCTL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// At most this much of `qmail-showctl`'s output is read.
-const SHOWCTL_OUTPUT_CAP: u64 = 1 << 20;
 
 /// The directories that are always split into buckets.
 const SPLIT_PARTS: [Part; 4] = [Part::Mess, Part::Info, Part::Local, Part::Remote];
@@ -147,11 +138,6 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Opens the queue root (following a symbolic link there only).
-    pub fn open_queue(&self) -> Result<Dir> {
-        Dir::open(&self.queue, SymlinkBehavior::Follow)
-    }
-
     /// `<home>/control/<name>`, when qmail's home is known.
     pub fn control_file(&self, name: &str) -> Option<PathBuf> {
         self.home.as_ref().map(|h| h.join("control").join(name))
@@ -179,8 +165,15 @@ impl Layout {
 /// neither `--split` nor `qmail-showctl` settles it. Undecidable ids are
 /// not an error here: they are reported in [`Layout::ids`].
 pub fn discover(opts: &LayoutOptions) -> Result<Layout> {
+    discover_in(&open_root(opts)?.dir, opts)
+}
+
+/// [`discover`] on a queue root already open: `queue` must be the
+/// directory the path `opts` names was opened as ([`open_root`] with the
+/// same `opts`). The root is not opened again; every decision is made from
+/// what is seen through `queue`.
+pub fn discover_in(queue: &Dir, opts: &LayoutOptions) -> Result<Layout> {
     let (queue_path, home) = locate(opts);
-    let queue = Dir::open(&queue_path, SymlinkBehavior::Follow)?;
     let queue_is_symlink = std::fs::symlink_metadata(&queue_path)
         .map_err(|e| Error::sys("stat", &queue_path, crate::safe_fs::io_errno(&e)))?
         .file_type()
@@ -193,7 +186,7 @@ pub fn discover(opts: &LayoutOptions) -> Result<Layout> {
         })?;
     }
     if !empty {
-        check_is_queue(&queue)?;
+        check_is_queue(queue)?;
     } else if opts.split.is_none() || opts.ids.is_none() {
         return Err(Error::Layout(format!(
             "{} is empty: to make a new queue there, give the split and the ids (--split N --ids Q:S:R:G)",
@@ -207,7 +200,7 @@ pub fn discover(opts: &LayoutOptions) -> Result<Layout> {
     if opts.run_showctl && (opts.split.is_none() || opts.ids.is_none()) {
         if let Some(home) = &home {
             let path = home.join("bin").join("qmail-showctl");
-            match run_showctl(&path, SHOWCTL_TIMEOUT) {
+            match crate::showctl::run(&path, SHOWCTL_TIMEOUT) {
                 Ok(facts) => showctl = Some((path, facts)),
                 Err(why) => showctl_note = Some(format!("{}: {why}", escape_path(&path))),
             }
@@ -234,7 +227,7 @@ pub fn discover(opts: &LayoutOptions) -> Result<Layout> {
     } else if let Some((path, ShowctlFacts { split: Some(n), .. })) = &showctl {
         Decision::new(*n, Source::Showctl(path.clone()))
     } else {
-        match split_from_disk(&queue) {
+        match split_from_disk(queue) {
             Ok(Some(d)) => d,
             Ok(None) => Decision::new(DEFAULT_SPLIT, Source::Default),
             Err(Error::Layout(msg)) => {
@@ -274,27 +267,35 @@ pub fn discover(opts: &LayoutOptions) -> Result<Layout> {
         }
     };
 
-    let big_todo = big_todo_from_disk(&queue)?;
+    let big_todo = big_todo_from_disk(queue)?;
 
     Ok(Layout { queue: queue_path, queue_is_symlink, home, split, ids, big_todo, showctl_note })
 }
 
-/// The queue path and qmail's home from the options.
-fn locate(opts: &LayoutOptions) -> (PathBuf, Option<PathBuf>) {
+/// The queue path the options name (as [`discover`] and [`open_root`]
+/// open it), without opening anything: for a message about a queue that
+/// could not be opened.
+pub fn queue_path(opts: &LayoutOptions) -> PathBuf {
     match (&opts.queue, &opts.qmail_home) {
-        (Some(q), Some(h)) => (q.clone(), Some(h.clone())),
-        (Some(q), None) => {
-            let parent =
-                q.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() });
-            let home = parent.filter(|p| p.join("bin").join("qmail-showctl").exists());
-            (q.clone(), home)
-        }
-        (None, Some(h)) => (h.join("queue"), Some(h.clone())),
-        (None, None) => {
-            let h = PathBuf::from(DEFAULT_HOME);
-            (h.join("queue"), Some(h))
-        }
+        (Some(q), _) => q.clone(),
+        (None, Some(h)) => h.join("queue"),
+        (None, None) => PathBuf::from(DEFAULT_HOME).join("queue"),
     }
+}
+
+/// The queue path and qmail's home from the options: `--qmail-home`, else
+/// the parent of `--queue` when it holds `bin/qmail-showctl`, else (with
+/// neither option) qmail's default home.
+fn locate(opts: &LayoutOptions) -> (PathBuf, Option<PathBuf>) {
+    let home = match (&opts.queue, &opts.qmail_home) {
+        (_, Some(h)) => Some(h.clone()),
+        (Some(q), None) => q
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() })
+            .filter(|p| p.join("bin").join("qmail-showctl").exists()),
+        (None, None) => Some(PathBuf::from(DEFAULT_HOME)),
+    };
+    (queue_path(opts), home)
 }
 
 /// Refuses a directory that holds none of qmail's queue directories.
@@ -600,211 +601,11 @@ fn ids_from_user_db() -> std::result::Result<Ids, Vec<String>> {
     }
 }
 
-/// Runs `qmail-showctl` at `path` with no arguments, stdin from
-/// `/dev/null`, in a process group of its own, and parses what it prints.
-/// When it runs over `timeout` the whole group is killed (a process it
-/// started in the background too, unless that one left the group); when it
-/// exits, whatever it left behind in its group is killed as well, so
-/// nothing it started outlives the run; a stop signal that arrives
-/// meanwhile kills the group too, and is then acted on ([`StopSignals`]).
-/// The error says why nothing could be learnt (without the path). A non-zero exit is accepted when the output holds the split:
-/// qmail-showctl prints its compiled-in values before it reads the
-/// control files, and exits 111 when it cannot.
-fn run_showctl(path: &Path, timeout: Duration) -> std::result::Result<ShowctlFacts, String> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("not found".to_string()),
-        Err(e) => return Err(format!("cannot stat it: {e}")),
-    };
-    if !meta.is_file() {
-        return Err("not a regular file".to_string());
-    }
-    let mode = meta.permissions().mode();
-    if mode & 0o111 == 0 {
-        return Err("not executable".to_string());
-    }
-    if mode & 0o022 != 0 {
-        return Err(format!("writable by group or others (mode {:04o}), not run", mode & 0o7777));
-    }
-    // Its group is not the terminal's: a Ctrl-C would not reach it.
-    let _signals = StopSignals::catch();
-    let mut child = spawn_retrying(path).map_err(|e| format!("cannot run it: {e}"))?;
-    let Some(mut stdout) = child.stdout.take() else {
-        kill_group(&child);
-        let _ = child.wait();
-        return Err("cannot read its output".to_string());
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let r = (&mut stdout).take(SHOWCTL_OUTPUT_CAP).read_to_end(&mut out);
-        let _ = tx.send(r.map(|_| out));
-    });
-    let status = wait_until(&mut child, timeout)?;
-    // The output pipe closes when the program exits, unless it left a child
-    // holding it: wait a little for it, never forever.
-    let out = match rx.recv_timeout(Duration::from_secs(1)) {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => return Err(format!("cannot read its output: {e}")),
-        Err(_) => return Err("its output was not closed after it exited".to_string()),
-    };
-    let facts = parse_showctl(&out)?;
-    if !status.success() && facts.split.is_none() {
-        return Err(format!("it failed ({status}) and printed no split"));
-    }
-    Ok(facts)
-}
-
-/// Spawns `path`, retrying a few times on `ETXTBSY` (a descriptor of the
-/// freshly written file still open in a process being forked elsewhere).
-fn spawn_retrying(path: &Path) -> std::io::Result<Child> {
-    let mut tries = 0;
-    loop {
-        // A group of its own (led by the child, numbered by its pid), so
-        // that everything it starts can be killed with it.
-        let r = Command::new(path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn();
-        match r {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 10 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(20 * tries));
-            }
-            r => return r,
-        }
-    }
-}
-
-/// The signals that stop a tool from a terminal or a service manager.
-const STOP_SIGNALS: [nix::sys::signal::Signal; 3] =
-    [nix::sys::signal::Signal::SIGINT, nix::sys::signal::Signal::SIGTERM, nix::sys::signal::Signal::SIGHUP];
-
-/// A stop signal that arrived while qmail-showctl ran (0: none).
-static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
-
-/// How many [`StopSignals`] are alive, and the handling they replaced.
-static STOP_HANDLING: Mutex<(usize, Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>)> =
-    Mutex::new((0, Vec::new()));
-
-extern "C" fn note_stop_signal(sig: libc::c_int) {
-    STOP_SIGNAL.store(sig, Ordering::SeqCst);
-}
-
-/// While one is alive, SIGINT, SIGTERM and SIGHUP (those not ignored) are
-/// noted instead of acted on: qmail-showctl runs in a process group of its
-/// own, which a Ctrl-C at the terminal does not reach, so the wait kills
-/// that group first ([`wait_until`]). When the last one is dropped the
-/// earlier handling comes back and a noted signal is raised again, so the
-/// tool ends (or handles it) as it would have.
-struct StopSignals;
-
-impl StopSignals {
-    fn catch() -> StopSignals {
-        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
-        let mut held = STOP_HANDLING.lock().unwrap_or_else(|e| e.into_inner());
-        if held.0 == 0 {
-            let note = SigAction::new(SigHandler::Handler(note_stop_signal), SaFlags::SA_RESTART, SigSet::empty());
-            for sig in STOP_SIGNALS {
-                // SAFETY: the handler only stores to an atomic.
-                let Ok(old) = (unsafe { sigaction(sig, &note) }) else {
-                    continue;
-                };
-                if old.handler() == SigHandler::SigIgn {
-                    // Ignored (as under nohup): it stays ignored.
-                    // SAFETY: puts back what was there.
-                    let _ = unsafe { sigaction(sig, &old) };
-                } else {
-                    held.1.push((sig, old));
-                }
-            }
-        }
-        held.0 += 1;
-        StopSignals
-    }
-
-    /// True when a stop signal arrived.
-    fn caught() -> bool {
-        STOP_SIGNAL.load(Ordering::SeqCst) != 0
-    }
-}
-
-impl Drop for StopSignals {
-    fn drop(&mut self) {
-        let mut held = STOP_HANDLING.lock().unwrap_or_else(|e| e.into_inner());
-        held.0 -= 1;
-        if held.0 > 0 {
-            return;
-        }
-        for (sig, old) in held.1.drain(..) {
-            // SAFETY: puts back the handling found before.
-            let _ = unsafe { nix::sys::signal::sigaction(sig, &old) };
-        }
-        let sig = STOP_SIGNAL.swap(0, Ordering::SeqCst);
-        if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
-            let _ = nix::sys::signal::raise(sig);
-        }
-    }
-}
-
-/// Sends SIGKILL to every process in the group `child` leads. Called only
-/// while `child` is not yet reaped: its pid, and so the group's number,
-/// cannot have been given to another process meanwhile.
-fn kill_group(child: &Child) {
-    let Ok(pgid) = i32::try_from(child.id()) else {
-        return;
-    };
-    // ESRCH: nothing left in the group.
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
-}
-
-/// Waits for `child` for `timeout` at most. When it exits, whatever is left in
-/// its process group is killed before it is reaped; when the deadline
-/// passes, its whole group is killed. Either way the child is reaped.
-fn wait_until(child: &mut Child, timeout: Duration) -> std::result::Result<ExitStatus, String> {
-    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
-    let deadline = Instant::now() + timeout;
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).map_err(|_| "its pid is out of range".to_string())?);
-    loop {
-        // WNOWAIT: see that it exited but leave it unreaped, so its group
-        // can still be killed safely.
-        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(_) => {
-                kill_group(child);
-                return child.wait().map_err(|e| format!("cannot wait for it: {e}"));
-            }
-            Err(Errno::EINTR) => continue,
-            Err(e) => {
-                kill_group(child);
-                let _ = child.wait();
-                return Err(format!("cannot wait for it: {e}"));
-            }
-        }
-        if StopSignals::caught() {
-            kill_group(child);
-            let _ = child.wait();
-            return Err("interrupted by a signal; it was killed, with every process it started".to_string());
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            kill_group(child);
-            let _ = child.wait();
-            return Err(format!(
-                "it ran longer than {:.1} s and was killed, with every process it started",
-                timeout.as_secs_f64()
-            ));
-        }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(10)));
-    }
-}
-
-/// A queue opened and checked, with nothing else decided.
+/// A queue root opened (and, from [`open_queue_checked`], checked), with
+/// nothing else decided.
 #[derive(Debug)]
 pub struct OpenedQueue {
-    /// The queue root (a symbolic link there is followed, as in [`Layout::open_queue`]).
+    /// The queue root (a symbolic link there, and only there, is followed).
     pub dir: Dir,
     /// The queue path, as given or derived from qmail's home.
     pub path: PathBuf,
@@ -820,9 +621,17 @@ pub struct OpenedQueue {
 /// Fails as [`discover`] does when the queue cannot be opened or is not a
 /// qmail queue.
 pub fn open_queue_checked(opts: &LayoutOptions) -> Result<OpenedQueue> {
+    let opened = open_root(opts)?;
+    check_is_queue(&opened.dir)?;
+    Ok(opened)
+}
+
+/// Locates and opens the queue root named by `opts` (following a symbolic
+/// link there only), checking nothing else: the one open of the root that
+/// [`discover_in`] and [`crate::session::Session`] build on.
+pub fn open_root(opts: &LayoutOptions) -> Result<OpenedQueue> {
     let (path, home) = locate(opts);
     let dir = Dir::open(&path, SymlinkBehavior::Follow)?;
-    check_is_queue(&dir)?;
     Ok(OpenedQueue { dir, path, home })
 }
 
@@ -830,7 +639,8 @@ pub fn open_queue_checked(opts: &LayoutOptions) -> Result<OpenedQueue> {
 mod tests {
     use super::*;
     use std::fs;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::path::Path;
 
     /// Makes a healthy empty queue at `q` with `split` buckets.
     fn make_queue(q: &Path, split: u32) {
@@ -1060,81 +870,6 @@ mod tests {
     }
 
     #[test]
-    fn a_hanging_showctl_is_killed() {
-        let t = tempfile::tempdir().unwrap();
-        let showctl = t.path().join("qmail-showctl");
-        write_script(&showctl, "echo 'subdirectory split: 3.'\nexec sleep 30\n", 0o755);
-        let start = Instant::now();
-        let e = run_showctl(&showctl, Duration::from_millis(300)).unwrap_err();
-        assert!(e.contains("killed"), "{e}");
-        assert!(start.elapsed() < Duration::from_secs(10));
-    }
-
-    /// True once `pid` is gone or has exited (a zombie that an init which
-    /// does not reap may keep), waiting a while for the kill to land.
-    fn ends(pid: u32) -> bool {
-        let stat = Path::new("/proc").join(pid.to_string()).join("stat");
-        for _ in 0..1000 {
-            match fs::read_to_string(&stat) {
-                Err(_) => return true,
-                Ok(s) if s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])) => {
-                    return true
-                }
-                Ok(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        }
-        false
-    }
-
-    /// Reads the pid a script wrote, waiting for it to be there.
-    fn read_pid(p: &Path) -> u32 {
-        for _ in 0..500 {
-            if let Ok(t) = fs::read_to_string(p) {
-                if let Ok(n) = t.trim().parse() {
-                    return n;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("no pid in {}", p.display());
-    }
-
-    #[test]
-    fn a_hanging_showctl_is_killed_with_what_it_started() {
-        if !Path::new("/proc/self/stat").exists() {
-            println!("skipped: a_hanging_showctl_is_killed_with_what_it_started: no /proc");
-            return;
-        }
-        let t = tempfile::tempdir().unwrap();
-        let showctl = t.path().join("qmail-showctl");
-        let pidfile = t.path().join("sleeper.pid");
-        // A sleeper in the background that keeps the output open, then a
-        // hang.
-        write_script(
-            &showctl,
-            &format!("echo 'subdirectory split: 3.'\nsleep 300 &\necho $! > {}\nwait\n", pidfile.display()),
-            0o755,
-        );
-        let e = run_showctl(&showctl, Duration::from_secs(2)).unwrap_err();
-        assert!(e.contains("ran longer than 2.0 s and was killed, with every process it started"), "{e}");
-        let sleeper = read_pid(&pidfile);
-        assert!(ends(sleeper), "the background sleeper {sleeper} survived the time limit");
-
-        // One that prints and exits but leaves a sleeper holding its
-        // output: the sleeper is killed, the output is used.
-        fs::remove_file(&pidfile).unwrap();
-        write_script(
-            &showctl,
-            &format!("echo 'subdirectory split: 3.'\nsleep 300 &\necho $! > {}\nexit 0\n", pidfile.display()),
-            0o755,
-        );
-        let facts = run_showctl(&showctl, Duration::from_secs(30)).unwrap();
-        assert_eq!(facts.split, Some(3));
-        let sleeper = read_pid(&pidfile);
-        assert!(ends(sleeper), "the sleeper {sleeper} left behind survived");
-    }
-
-    #[test]
     fn big_todo_detection() {
         let t = tempfile::tempdir().unwrap();
         let q = t.path().join("queue");
@@ -1176,8 +911,9 @@ mod tests {
         assert!(l.queue_is_symlink);
         assert_eq!(l.queue, home.join("queue"));
         assert_eq!(disk_split(&l), 5);
-        let d = l.open_queue().unwrap();
+        let d = open_root(&o).unwrap().dir;
         assert!(d.open_dir(OsStr::new("mess")).is_ok());
+        assert_eq!(discover_in(&d, &o).unwrap(), l);
         assert!(l.showctl_note.unwrap().contains("not found"));
     }
 
@@ -1233,6 +969,10 @@ mod tests {
         assert_eq!((q.as_path(), h.as_deref()), (Path::new("/x/q"), Some(Path::new("/y"))));
         let (_, h) = locate(&LayoutOptions { queue: Some("/".into()), ..LayoutOptions::default() });
         assert_eq!(h, None);
+        let home_only = LayoutOptions { qmail_home: Some("/y".into()), ..LayoutOptions::default() };
+        assert_eq!(locate(&home_only), (PathBuf::from("/y/queue"), Some(PathBuf::from("/y"))));
+        assert_eq!(queue_path(&home_only), Path::new("/y/queue"));
+        assert_eq!(queue_path(&LayoutOptions::default()), Path::new("/var/qmail/queue"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `qcommon`: what the qmail queue tools share — the queue's layout, the
 //! symlink-safe file layer, envelope codecs, the streaming scanner, the
 //! message model every tool reads a scanned message through, locks
-//! and process checks, the mutator through which every change goes, and
+//! and process checks, the session through which a tool opens a queue
+//! ([`session`]), the mutator through which every change goes, and
 //! safe removal and quarantine. The library never prints and never exits,
 //! but for the progress line a tool asks for ([`progress`]).
 
@@ -25,4 +26,6 @@ pub mod queue;
 pub mod remove;
 pub mod salvaged;
 pub mod scan;
+pub mod session;
 pub mod showctl;
+pub mod spawn;

@@ -19,12 +19,11 @@
 //! queue opens a second description and is told [`LockState::Held`].
 
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::stat::{Mode, SFlag};
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result};
 use crate::safe_fs::{Dir, FileKind};
@@ -68,10 +67,11 @@ impl LockState {
 /// qmail-send's lock, held by this process. The `flock` lives on a
 /// descriptor owned by the guard (opened close-on-exec, so programs this
 /// process runs do not inherit it); dropping the guard releases the lock
-/// and closes the descriptor.
+/// (nix's [`Flock`] unlocks first, so the release does not depend on other
+/// copies of the description) and closes the descriptor.
 #[derive(Debug)]
 pub struct SendLock {
-    fd: OwnedFd,
+    _lock: Flock<File>,
     dev: u64,
     ino: u64,
     path: PathBuf,
@@ -90,33 +90,20 @@ impl SendLock {
     }
 }
 
-impl Drop for SendLock {
-    fn drop(&mut self) {
-        // Closing the descriptor would release the lock as well; unlocking
-        // first makes the release not depend on other copies of the
-        // description. A failure here cannot be reported and changes
-        // nothing: the close below still releases it.
-        // SAFETY: the descriptor is owned by `self` and still open.
-        let _ = unsafe { libc::flock(self.fd.as_raw_fd(), libc::LOCK_UN) };
-    }
-}
-
-/// The kind of a file from a raw `st_mode`.
-fn kind_of_mode(mode: u32) -> FileKind {
-    match SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) {
-        SFlag::S_IFDIR => FileKind::Directory,
-        SFlag::S_IFLNK => FileKind::Symlink,
-        SFlag::S_IFIFO => FileKind::Fifo,
-        SFlag::S_IFSOCK => FileKind::Socket,
-        SFlag::S_IFCHR => FileKind::CharDevice,
-        SFlag::S_IFBLK => FileKind::BlockDevice,
-        _ => FileKind::Regular,
-    }
-}
+/// Every kind of file, to read a [`FileKind`] back from its name.
+const KINDS: [FileKind; 7] = [
+    FileKind::Regular,
+    FileKind::Directory,
+    FileKind::Symlink,
+    FileKind::Fifo,
+    FileKind::Socket,
+    FileKind::CharDevice,
+    FileKind::BlockDevice,
+];
 
 /// An open, not yet locked `lock/sendmutex`.
 struct Opened {
-    fd: OwnedFd,
+    file: File,
     dev: u64,
     ino: u64,
     path: PathBuf,
@@ -155,38 +142,33 @@ fn open_sendmutex(queue: &Dir) -> Result<std::result::Result<Opened, LockState>>
         Err(e) if e.is_not_found() => return Ok(Err(LockState::Missing)),
         Err(e) => return Err(e),
     }
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
-    let raw: RawFd = loop {
-        match nix::fcntl::openat(Some(lock_dir.as_raw_fd()), name, flags, Mode::empty()) {
-            Ok(fd) => break fd,
-            Err(Errno::EINTR) => continue,
-            // Swapped for something else between the stat and the open.
-            Err(Errno::ENOENT) => return Ok(Err(LockState::Missing)),
-            Err(Errno::ELOOP) => return Ok(Err(LockState::NotRegular(FileKind::Symlink))),
-            Err(e) => return Err(Error::sys("open", &path, e)),
+    // Read-only, never following a link, never blocking on a named pipe,
+    // close-on-exec; anything but a regular file is refused after the open
+    // (the name may have been swapped since the stat above).
+    let (file, st) = match lock_dir.open_regular(name) {
+        Ok(opened) => opened,
+        Err(Error::WrongKind { found, .. }) => {
+            let kind = KINDS.into_iter().find(|k| k.name() == found).unwrap_or(FileKind::Regular);
+            return Ok(Err(LockState::NotRegular(kind)));
         }
+        Err(e) => match e.errno() {
+            Some(Errno::ENOENT) => return Ok(Err(LockState::Missing)),
+            Some(Errno::ELOOP) => return Ok(Err(LockState::NotRegular(FileKind::Symlink))),
+            _ => return Err(e),
+        },
     };
-    // SAFETY: a fresh descriptor from openat that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| Error::sys("stat", &path, e))?;
-    let kind = kind_of_mode(st.st_mode);
-    if kind != FileKind::Regular {
-        return Ok(Err(LockState::NotRegular(kind)));
-    }
-    Ok(Ok(Opened { fd, dev: st.st_dev, ino: st.st_ino, path }))
+    Ok(Ok(Opened { file, dev: st.dev, ino: st.ino, path }))
 }
 
-/// `flock(LOCK_EX|LOCK_NB)`, qmail-send's own call. `Ok(false)` when
+/// `flock(LOCK_EX|LOCK_NB)`, qmail-send's own call. `Ok(None)` when
 /// another open file description holds the lock.
-fn try_flock(fd: RawFd, path: &Path) -> Result<bool> {
+fn try_flock(mut file: File, path: &Path) -> Result<Option<Flock<File>>> {
     loop {
-        // SAFETY: `fd` is an open descriptor owned by the caller.
-        let r = unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) };
-        match Errno::result(r) {
-            Ok(_) => return Ok(true),
-            Err(Errno::EWOULDBLOCK) => return Ok(false),
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(Error::sys("lock", path, e)),
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(Some(lock)),
+            Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((f, Errno::EINTR)) => file = f,
+            Err((_, e)) => return Err(Error::sys("lock", path, e)),
         }
     }
 }
@@ -209,13 +191,11 @@ pub fn probe_sendmutex(queue: &Dir) -> Result<LockState> {
         Ok(o) => o,
         Err(state) => return Ok(state),
     };
-    if try_flock(opened.fd.as_raw_fd(), &opened.path)? {
-        // Release before closing; the close would release it anyway.
-        // SAFETY: the descriptor is open and owned here.
-        let _ = unsafe { libc::flock(opened.fd.as_raw_fd(), libc::LOCK_UN) };
-        Ok(LockState::Free)
-    } else {
-        Ok(LockState::Held)
+    // A lock taken here is released at once (the drop unlocks, then
+    // closes).
+    match try_flock(opened.file, &opened.path)? {
+        Some(_released) => Ok(LockState::Free),
+        None => Ok(LockState::Held),
     }
 }
 
@@ -231,10 +211,9 @@ pub fn acquire_sendmutex(queue: &Dir) -> Result<std::result::Result<SendLock, Lo
         Ok(o) => o,
         Err(state) => return Ok(Err(state)),
     };
-    if try_flock(opened.fd.as_raw_fd(), &opened.path)? {
-        Ok(Ok(SendLock { fd: opened.fd, dev: opened.dev, ino: opened.ino, path: opened.path }))
-    } else {
-        Ok(Err(LockState::Held))
+    match try_flock(opened.file, &opened.path)? {
+        Some(lock) => Ok(Ok(SendLock { _lock: lock, dev: opened.dev, ino: opened.ino, path: opened.path })),
+        None => Ok(Err(LockState::Held)),
     }
 }
 
@@ -326,12 +305,9 @@ mod tests {
 
     /// An independent open file description holding the lock, as
     /// qmail-send would.
-    fn hold(path: &Path) -> std::fs::File {
-        let f = std::fs::File::open(path).unwrap();
-        // SAFETY: a valid open descriptor.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        assert_eq!(r, 0);
-        f
+    fn hold(path: &Path) -> Flock<File> {
+        let f = File::open(path).unwrap();
+        Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e).unwrap()
     }
 
     #[test]
@@ -373,7 +349,7 @@ mod tests {
     fn fifo_is_not_opened() {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("lock")).unwrap();
-        nix::unistd::mkfifo(&t.path().join("lock/sendmutex"), Mode::from_bits_truncate(0o600)).unwrap();
+        nix::unistd::mkfifo(&t.path().join("lock/sendmutex"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let q = Dir::open(t.path(), SymlinkBehavior::NoFollow).unwrap();
         // Would hang forever if the FIFO were opened for reading in
         // blocking mode; O_NONBLOCK and the stat first keep it from that.
@@ -421,10 +397,9 @@ mod tests {
         assert_eq!(lock.path(), path.as_path());
         // Another description (even in this process) cannot take it.
         assert_eq!(probe_sendmutex(&q).unwrap(), LockState::Held);
-        let f = std::fs::File::open(&path).unwrap();
-        // SAFETY: a valid open descriptor.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        assert_eq!(r, -1);
+        let f = File::open(&path).unwrap();
+        let refused = Flock::lock(f, FlockArg::LockExclusiveNonblock).map(|_| ()).map_err(|(_, e)| e);
+        assert_eq!(refused, Err(Errno::EWOULDBLOCK));
         drop(lock);
         assert_eq!(probe_sendmutex(&q).unwrap(), LockState::Free);
     }

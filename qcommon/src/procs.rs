@@ -682,8 +682,7 @@ mod tests {
         // _exit) before it is killed.
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => loop {
-                // SAFETY: pause is async-signal-safe.
-                unsafe { libc::pause() };
+                nix::unistd::pause();
             },
             nix::unistd::ForkResult::Parent { child } => child,
         }

@@ -1,5 +1,7 @@
-//! Parser of `qmail-showctl`'s output. This module owns the knowledge of
-//! the three lines the tools need from it — `subdirectory split: N.`,
+//! `qmail-showctl`: running it ([`run`]) and parsing its output
+//! ([`parse_showctl`]). This module owns the checks made before it is run
+//! (a regular, executable file that only its owner may write) and the
+//! knowledge of the three lines the tools need from it — `subdirectory split: N.`,
 //! `user ids: A, D, L, O, P, Q, R, S.` and `group ids: N, Q.` — which give
 //! the values qmail was compiled with (the authority on the queue's split
 //! and on the numeric ids of its owners).
@@ -11,8 +13,50 @@
 //! counts: a control file whose text happens to look like one of them (a
 //! `badmailfrom` entry, say) cannot override it.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
 use crate::error::Escaped;
 use crate::queue::Ids;
+
+/// At most this much of `qmail-showctl`'s output is read.
+const OUTPUT_CAP: u64 = 1 << 20;
+
+/// Runs `qmail-showctl` at `path` with no arguments and parses what it
+/// prints. It runs under [`crate::spawn::run_captured`]: stdin from
+/// `/dev/null`, in a process group of its own that is killed whole when it
+/// exits, when it runs over `timeout`, or when a stop signal arrives
+/// meanwhile (the signal is then acted on). It is not run when it is not
+/// a regular executable file, or when its group or others may write it.
+///
+/// The error says why nothing could be learnt (without the path). A
+/// non-zero exit is accepted when the output holds the split: qmail-showctl
+/// prints its compiled-in values before it reads the control files, and
+/// exits 111 when it cannot.
+pub fn run(path: &Path, timeout: Duration) -> Result<ShowctlFacts, String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("not found".to_string()),
+        Err(e) => return Err(format!("cannot stat it: {e}")),
+    };
+    if !meta.is_file() {
+        return Err("not a regular file".to_string());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o111 == 0 {
+        return Err("not executable".to_string());
+    }
+    if mode & 0o022 != 0 {
+        return Err(format!("writable by group or others (mode {:04o}), not run", mode & 0o7777));
+    }
+    let (status, out) = crate::spawn::run_captured(path, timeout, OUTPUT_CAP)?;
+    let facts = parse_showctl(&out)?;
+    if !status.success() && facts.split.is_none() {
+        return Err(format!("it failed ({status}) and printed no split"));
+    }
+    Ok(facts)
+}
 
 /// What `qmail-showctl` said about the queue's layout. A field is `None`
 /// when its line was not in the output.
@@ -150,6 +194,89 @@ fn quote(word: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::time::Instant;
+
+    fn write_script(path: &Path, body: &str, mode: u32) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_hanging_showctl_is_killed() {
+        let t = tempfile::tempdir().unwrap();
+        let showctl = t.path().join("qmail-showctl");
+        write_script(&showctl, "echo 'subdirectory split: 3.'\nexec sleep 30\n", 0o755);
+        let start = Instant::now();
+        let e = run(&showctl, Duration::from_millis(300)).unwrap_err();
+        assert!(e.contains("killed"), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    /// True once `pid` is gone or has exited (a zombie that an init which
+    /// does not reap may keep), waiting a while for the kill to land.
+    fn ends(pid: u32) -> bool {
+        let stat = Path::new("/proc").join(pid.to_string()).join("stat");
+        for _ in 0..1000 {
+            match fs::read_to_string(&stat) {
+                Err(_) => return true,
+                Ok(s) if s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])) => {
+                    return true
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        false
+    }
+
+    /// Reads the pid a script wrote, waiting for it to be there.
+    fn read_pid(p: &Path) -> u32 {
+        for _ in 0..500 {
+            if let Ok(t) = fs::read_to_string(p) {
+                if let Ok(n) = t.trim().parse() {
+                    return n;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no pid in {}", p.display());
+    }
+
+    #[test]
+    fn a_hanging_showctl_is_killed_with_what_it_started() {
+        if !Path::new("/proc/self/stat").exists() {
+            println!("skipped: a_hanging_showctl_is_killed_with_what_it_started: no /proc");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let showctl = t.path().join("qmail-showctl");
+        let pidfile = t.path().join("sleeper.pid");
+        // A sleeper in the background that keeps the output open, then a
+        // hang.
+        write_script(
+            &showctl,
+            &format!("echo 'subdirectory split: 3.'\nsleep 300 &\necho $! > {}\nwait\n", pidfile.display()),
+            0o755,
+        );
+        let e = run(&showctl, Duration::from_secs(2)).unwrap_err();
+        assert!(e.contains("ran longer than 2.0 s and was killed, with every process it started"), "{e}");
+        let sleeper = read_pid(&pidfile);
+        assert!(ends(sleeper), "the background sleeper {sleeper} survived the time limit");
+
+        // One that prints and exits but leaves a sleeper holding its
+        // output: the sleeper is killed, the output is used.
+        fs::remove_file(&pidfile).unwrap();
+        write_script(
+            &showctl,
+            &format!("echo 'subdirectory split: 3.'\nsleep 300 &\necho $! > {}\nexit 0\n", pidfile.display()),
+            0o755,
+        );
+        let facts = run(&showctl, Duration::from_secs(30)).unwrap();
+        assert_eq!(facts.split, Some(3));
+        let sleeper = read_pid(&pidfile);
+        assert!(ends(sleeper), "the sleeper {sleeper} left behind survived");
+    }
 
     /// What qmail-showctl prints on a typical installation (its layout:
     /// compiled-in values first, then one paragraph per control file).

@@ -18,14 +18,14 @@ use std::io::{IsTerminal, Write};
 
 use clap::{CommandFactory, Parser};
 use qcommon::cli::{fs_usage, layout_header, QueueArgs, FULL_WARNING_PCT};
-use qcommon::layout::{discover, Layout};
-use qcommon::lock::{acquire_sendmutex, LockState, SendLock};
+use qcommon::layout::Layout;
 use qcommon::mutator::{Mode, Mutator};
-use qcommon::procs::{find_queue_processes_locking, real_path, QueueProcess, Reason};
+use qcommon::procs::QueueProcess;
 use qcommon::progress::{Clearing, Progress};
 use qcommon::remove::Quarantine;
 use qcommon::safe_fs::Dir;
 use qcommon::scan::{scan_counted, ScanEvent, ScanLayout, ScanOptions};
+use qcommon::session::{Access, DamagedLock, Exclusive, Refusal, Session};
 
 pub use exit::ExitCode;
 use finding::Finding;
@@ -151,10 +151,27 @@ impl RunMode {
     }
 }
 
-/// A live run stops between two steps on SIGINT, SIGTERM or SIGHUP; a
-/// second signal ends it at once (exit 32).
-fn install_signals() -> std::io::Result<()> {
-    qcommon::interrupt::install(i32::from(ExitCode::Interrupted.code()))
+/// How a run uses the queue: a check only reads; a live run is granted
+/// the queue by the session (qmail-send's lock, no other process working
+/// there unless `--force`; a damaged lock file is restored first), and
+/// stops between two steps on SIGINT, SIGTERM or SIGHUP, a second signal
+/// ending it at once (exit 32).
+fn access(cli: &Cli, mode: RunMode) -> Access {
+    if mode == RunMode::Check {
+        return Access::ReadOnly;
+    }
+    Access::Exclusive(Exclusive {
+        force: cli.force,
+        damaged_lock: DamagedLock::Restore,
+        stop_flag: Some(i32::from(ExitCode::Interrupted.code())),
+        instead: None,
+    })
+}
+
+/// A refusal of the session: an operational error (exit 8,
+/// docs/repair-policy.md), said in the session's words.
+fn refused(r: &Refusal) -> ExitCode {
+    fail(r)
 }
 
 /// Runs qfixq with these arguments (the first is the program name).
@@ -280,37 +297,29 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
     let mut options = cli.queue.layout_options();
     // A live run may make a new queue in an empty directory.
     options.new_queue = mode == RunMode::Live;
-    let layout = match discover(&options) {
-        Ok(l) => l,
+    // The queue root is opened once, here, and handed on.
+    let session = match Session::open(&options, access(cli, mode)) {
+        Ok(s) => s,
         Err(e) => return Ok(fail(e)),
     };
+    let layout = session.layout();
     let ids = match &layout.ids {
         Ok(d) => d.value,
         Err(e) => return Ok(fail(format!("cannot decide qmail's ids: {e}"))),
     };
-    let root = match layout.open_queue() {
-        Ok(d) => d,
-        Err(e) => return Ok(fail(e)),
-    };
+    let root = session.root();
     let detail = match (cli.quiet, cli.all) {
         (true, _) => Detail::Quiet,
         (false, true) => Detail::All,
         (false, false) => Detail::Grouped,
     };
     let mut report = Report::new(out, cli.json, detail);
-    let mut header = layout_header(&layout);
-    let sendmutex_inode = root
-        .open_dir(std::ffi::OsStr::new("lock"))
-        .and_then(|d| d.stat(std::ffi::OsStr::new("sendmutex")))
-        .ok()
-        .map(|s| (s.dev, s.ino));
+    let mut header = layout_header(layout);
     // Processes that use the queue; qmail-named ones elsewhere (another
     // queue's qmail-send, a zombie) are listed as ignored.
-    let found = real_path(&layout.queue)
-        .and_then(|rp| find_queue_processes_locking(&rp, sendmutex_inode, std::path::Path::new("/proc")));
-    let (procs, procs_unknown) = match found {
+    let (procs, procs_unknown): (&[QueueProcess], Option<String>) = match session.processes() {
         Ok(p) => (p, None),
-        Err(e) => (Vec::new(), Some(e.to_string())),
+        Err(e) => (&[], Some(e.to_string())),
     };
     header.push((
         "processes",
@@ -320,7 +329,7 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
             None => procs.iter().map(process_text).collect::<Vec<_>>().join(", "),
         },
     ));
-    let mut data = header_data(&layout);
+    let mut data = header_data(layout);
     data.push((
         "processes",
         match &procs_unknown {
@@ -360,69 +369,32 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
     report.header(mode.words(), mode.code(), &header, data)?;
 
     let live = mode != RunMode::Check;
-    let sctx = StructureCtx { root: &root, split: layout.split.value, big_todo: layout.big_todo.value, ids };
+    let sctx = StructureCtx { root, split: layout.split.value, big_todo: layout.big_todo.value, ids };
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     // Files whose modification time is at or after this were written
     // while qfixq ran (whole seconds, one early: a file written in the
     // same second as the start counts as new).
     let started = now - 1;
-    let mut quarantine = match Quarantine::new(&root, now, std::process::id()) {
+    let mut quarantine = match Quarantine::new(root, now, std::process::id()) {
         Ok(q) => q,
         Err(e) => return Ok(fail(e)),
     };
 
-    // Live: refuse while qmail runs; take and hold qmail-send's lock.
-    let mut _lock: Option<SendLock> = None;
+    // Live: refuse while qmail runs; take and hold qmail-send's lock
+    // (after restoring lock/ and lock/sendmutex when they are damaged: those
+    // come first).
     let mut first_findings: Vec<Finding> = Vec::new();
-    // lock/ and lock/sendmutex come first: live, the lock is taken right after.
+    let mut claim = None;
     if live {
-        if let Some(p) = procs.iter().find(|p| matches!(p.reason, Reason::HoldsSendmutex)) {
-            return Ok(fail(format!(
-                "qmail-send is running ({}): stop it first; nothing was changed",
-                process_text(p)
-            )));
-        }
-        let busy: Vec<&QueueProcess> =
-            procs.iter().filter(|p| p.uses_queue() && p.reason != Reason::HoldsSendmutex).collect();
-        if !busy.is_empty() && !cli.force {
-            let list: Vec<String> = busy.iter().map(|p| process_text(p)).collect();
-            return Ok(fail(format!(
-                "processes work inside the queue: {}; stop them (or use --force); nothing was changed",
-                list.join(", ")
-            )));
-        }
-        match acquire_sendmutex(&root) {
-            Ok(Ok(l)) => _lock = Some(l),
-            Ok(Err(LockState::Held)) => {
-                return Ok(fail("qmail-send holds lock/sendmutex: stop it first; nothing was changed"));
-            }
-            Ok(Err(_)) | Err(_) => {
-                // Only a qmail-send that uses this queue counts: one serving
-                // another queue, or a zombie, is listed and ignored.
-                if let Some(p) = procs.iter().find(|p| p.uses_queue() && p.name == "qmail-send") {
-                    return Ok(fail(format!(
-                        "lock/sendmutex is damaged while a qmail-send runs on this queue ({}): stop it first; \
-                         nothing was changed",
-                        process_text(p)
-                    )));
-                }
-                if let Some(e) = &procs_unknown {
-                    return Ok(fail(format!(
-                        "lock/sendmutex is damaged and the processes using the queue cannot be listed ({e}), so \
-                         whether a qmail-send runs cannot be told; nothing was changed"
-                    )));
-                }
-                // Restore the lock file first (below), then hold it.
-            }
-        }
-        if let Err(e) = install_signals() {
-            return Ok(fail(format!("cannot install the signal handlers: {e}; nothing was changed")));
+        match session.claim() {
+            Ok(c) => claim = Some(c),
+            Err(r) => return Ok(refused(&r)),
         }
     }
     first_findings.extend(structure::plan_sendmutex(&sctx, &mut quarantine));
 
-    let mut mutator = match layout.open_queue() {
+    let mut mutator = match session.open_again() {
         Ok(d) => Mutator::new(d, if live { Mode::Live } else { Mode::DryRun }),
         Err(e) => return Ok(fail(e)),
     };
@@ -430,17 +402,16 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
     for f in first_findings {
         apply(&mut report, &mut mutator, &f, live, &mut tally)?;
     }
-    if live && _lock.is_none() {
-        match acquire_sendmutex(&root) {
-            Ok(Ok(l)) => _lock = Some(l),
-            _ => return Ok(fail("could not take lock/sendmutex after restoring it; stopped")),
+    if let Some(c) = claim.as_mut() {
+        if let Err(r) = c.take_restored_lock(&session) {
+            return Ok(refused(&r));
         }
     }
 
     let opts = ScanOptions { threads: cli.threads as usize, stat: true, read_envelopes: true, chunk: 128 };
     let phase = if live { "repairing" } else { "scanning" };
     let pass = Pass { mode, no_quarantine: cli.no_quarantine, scan: &opts, since: None, progress, phase };
-    let outcome = plan_and_apply(&root, &layout, pass, &mut quarantine, &mut |f: &Finding, _: Origin| {
+    let outcome = plan_and_apply(root, layout, pass, &mut quarantine, &mut |f: &Finding, _: Origin| {
         apply(&mut report, &mut mutator, f, live, &mut tally)
     });
     progress.clear();
@@ -463,7 +434,7 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
 
     let mut code = ExitCode::from_outcome(tally.problems, tally.unfixed, live);
     if live && tally.problems > 0 {
-        let verdict = verify(&root, &layout, &sctx, (cli.no_quarantine, progress), &opts, now, started);
+        let verdict = verify(root, layout, &sctx, (cli.no_quarantine, progress), &opts, now, started);
         progress.clear();
         if let Some(note) = verdict.note(tally.unfixed) {
             notes.push(note);

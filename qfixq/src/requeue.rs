@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 
 use qcommon::envelope::{Info, ListEnvelope, Recipients, Todo, TodoEnvelope, MAX_ADDRESS};
 use qcommon::error::{escape_path, Escaped};
-use qcommon::layout::{discover, LayoutOptions, DEFAULT_HOME};
+use qcommon::layout::{discover_in, LayoutOptions, DEFAULT_HOME};
 use qcommon::lock::{acquire_sendmutex, LockState, SendLock};
 use qcommon::mutator::{Action, Mode, Mutator, Step};
 use qcommon::queue::{Part, LOST_AND_FOUND};
@@ -257,11 +257,9 @@ impl<W: Write> Requeue<W> {
         lock_lost_found: bool,
         lf_lock: &mut Option<nix::fcntl::Flock<File>>,
     ) -> Result<(), String> {
-        let again = Dir::open(root.path(), SymlinkBehavior::Follow).map_err(|e| e.to_string())?;
-        let (a, b) = (root.stat_self().map_err(|e| e.to_string())?, again.stat_self().map_err(|e| e.to_string())?);
-        if (a.dev, a.ino) != (b.dev, b.ino) {
-            return Err(format!("{} changed while it was being opened", escape_path(root.path())));
-        }
+        // The mutator's own descriptor of the root, checked to be the same
+        // directory (as the session checks its second opens).
+        let again = qcommon::session::open_same(root).map_err(|e| e.to_string())?;
         let lf_exists = root.stat(OsStr::new(LOST_AND_FOUND)).is_ok();
         if lock_lost_found && lf_exists {
             let p = root.path().join(LOST_AND_FOUND);
@@ -344,7 +342,8 @@ impl<W: Write> Requeue<W> {
             run_showctl: false,
             new_queue: false,
         };
-        let layout = match discover(&opts) {
+        // Decided on the root already open (and locked), not opened again.
+        let layout = match discover_in(root, &opts) {
             Ok(l) => l,
             Err(e) => {
                 self.stop = Some((ExitCode::Operational, format!("{e}")));

@@ -23,11 +23,12 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use qcommon::error::escape_path;
-use qcommon::layout::{discover, Layout};
+use qcommon::layout::Layout;
 use qcommon::mutator::{Action, Mode, Mutator, Plan, Step};
 use qcommon::queue::Part;
 use qcommon::safe_fs::Dir;
 use qcommon::scan::{scan_counted, ScanEvent, ScanLayout, ScanOptions, ScannedMessage};
+use qcommon::session::{Access, DamagedLock, Exclusive, Session};
 
 use crate::args::Args;
 use crate::exit::ExitCode;
@@ -295,19 +296,32 @@ pub fn run(args: &Args) -> ExitCode {
         ExitCode::Operational
     };
 
-    let layout = match discover(&args.queue.layout_options()) {
-        Ok(l) => l,
-        Err(e) => return refuse(&mut out, &e.to_string()),
-    };
-    let root = match layout.open_queue() {
-        Ok(d) => d,
-        Err(e) => return refuse(&mut out, &e.to_string()),
-    };
     let dry = args.dry_run;
+    // A removal changes the queue: the session grants it (qmail-send's lock
+    // for the whole run, no other process in the queue unless --force; a
+    // damaged lock file is refused, for qfixq to restore). The stop signals
+    // keep their default action: the order of removal is safe at any point
+    // (docs/repair-policy.md). --expire and -n only read.
+    let access = if dry || args.expire {
+        Access::ReadOnly
+    } else {
+        Access::Exclusive(Exclusive {
+            force: args.force,
+            damaged_lock: DamagedLock::Refuse,
+            stop_flag: None,
+            instead: Some("or use --expire to let qmail-send give up on the messages itself"),
+        })
+    };
+    // The queue root is opened once, here, and handed on.
+    let session = match Session::open(&args.queue.layout_options(), access) {
+        Ok(s) => s,
+        Err(e) => return refuse(&mut out, &e.to_string()),
+    };
+    let (layout, root) = (session.layout(), session.root());
     let mut notes: Vec<String> = Vec::new();
     // The salvaged messages, kept unless --include-salvaged: when their
     // records cannot be read, nothing can be told from a bounce.
-    let salvaged = match qcommon::salvaged::read_all(&root) {
+    let salvaged = match qcommon::salvaged::read_all(root) {
         Ok(s) => s,
         Err(_) if args.include_salvaged => Default::default(),
         Err(e) => {
@@ -320,16 +334,16 @@ pub fn run(args: &Args) -> ExitCode {
             )
         }
     };
-    let mut header: Vec<(&str, String)> = qcommon::cli::layout_header(&layout);
+    let mut header: Vec<(&str, String)> = qcommon::cli::layout_header(layout);
 
     // What must hold before anything is changed.
-    let mut _lock = None;
+    let mut _claim = None;
     let mut targets: Vec<Target> = Vec::new();
     let mut lifetime: Option<Lifetime> = None;
     let work = if args.expire {
-        match guard::expire_targets(&root, &layout.queue, args.pid) {
+        match guard::expire_targets(root, &layout.queue, args.pid) {
             Ok(t) => targets = t,
-            Err(r) => return refuse(&mut out, &r.0),
+            Err(why) => return refuse(&mut out, &why),
         }
         let l = plan::queuelifetime(layout.control_file("queuelifetime").as_deref());
         if let Some(w) = &l.warning {
@@ -349,38 +363,27 @@ pub fn run(args: &Args) -> ExitCode {
         lifetime = Some(l);
         Work::Expire { target }
     } else if dry {
-        header.push(("qmail-send", guard::lock_state_text(&root)));
+        header.push(("qmail-send", guard::lock_state_text(root)));
         Work::Remove
     } else {
-        let lock = match guard::lock_for_removal(&root) {
-            Ok(l) => l,
-            Err(r) => return refuse(&mut out, &r.0),
-        };
-        match guard::processes(&layout.queue, &lock) {
-            Ok(p) => {
-                if !p.in_queue.is_empty() {
-                    let list = p.in_queue.join("; ");
-                    if !args.force {
-                        return refuse(
-                            &mut out,
-                            &format!(
-                                "{list}: a message may be being queued; wait for it, or use --force to remove anyway"
-                            ),
-                        );
-                    }
-                    notes.push(format!("--force: going ahead although {list}"));
-                }
-                if !p.others.is_empty() {
-                    notes.push(format!(
-                        "qmail programs running elsewhere: {} (new mail may arrive meanwhile; it is not touched)",
-                        p.others.join(", ")
-                    ));
-                }
-            }
-            Err(e) => return refuse(&mut out, &format!("cannot list the processes using the queue: {e}")),
+        match session.claim() {
+            Ok(c) => _claim = Some(c),
+            Err(r) => return refuse(&mut out, &r.to_string()),
+        }
+        let list =
+            |ps: Vec<&qcommon::procs::QueueProcess>| ps.iter().map(|p| p.describe()).collect::<Vec<_>>().join(", ");
+        let busy = session.working_in_queue();
+        if !busy.is_empty() {
+            notes.push(format!("--force: going ahead although processes work inside the queue: {}", list(busy)));
+        }
+        let others = session.ignored();
+        if !others.is_empty() {
+            notes.push(format!(
+                "qmail programs running elsewhere: {} (new mail may arrive meanwhile; it is not touched)",
+                list(others)
+            ));
         }
         header.push(("qmail-send", "stopped; its lock is held by this run".to_string()));
-        _lock = Some(lock);
         Work::Remove
     };
 
@@ -389,9 +392,9 @@ pub fn run(args: &Args) -> ExitCode {
     } else {
         let mut v = Vec::with_capacity(WORKERS);
         for _ in 0..WORKERS {
-            match open_again(&layout, &root) {
+            match session.open_again() {
                 Ok(d) => v.push(Mutator::new(d, Mode::Live)),
-                Err(e) => return refuse(&mut out, &e),
+                Err(e) => return refuse(&mut out, &e.to_string()),
             }
         }
         Some(v)
@@ -413,7 +416,7 @@ pub fn run(args: &Args) -> ExitCode {
         args,
         criteria,
         work,
-        root: &root,
+        root,
         mutators,
         out,
         counts: Counts::default(),
@@ -429,11 +432,11 @@ pub fn run(args: &Args) -> ExitCode {
         progress: qcommon::progress::Progress::stderr("qkillns"),
         utf8: qcommon::human::utf8_locale(),
     };
-    runner.print_header(&layout, &header, now);
+    runner.print_header(layout, &header, now);
     // --expire: its advice before it acts (before any backdating or signal).
     let mut advice = Vec::new();
     if let Work::Expire { .. } = work {
-        advice = expire_notes(&layout, !criteria_default, args.double);
+        advice = expire_notes(layout, !criteria_default, args.double);
         runner.print_advice(&advice);
     }
 
@@ -448,7 +451,7 @@ pub fn run(args: &Args) -> ExitCode {
     runner.progress.phase("listing", None);
     let progress = runner.progress.clone();
     let mut listed = |total: u64| progress.phase(phase, Some(total));
-    let result = scan_counted(&root, scan_layout, &opts, &mut listed, &mut |ev| runner.on_event(ev));
+    let result = scan_counted(root, scan_layout, &opts, &mut listed, &mut |ev| runner.on_event(ev));
     runner.flush();
     runner.progress.clear();
     if let Err(e) = result {
@@ -506,19 +509,6 @@ pub fn run(args: &Args) -> ExitCode {
         runner.exit = ExitCode::Operational;
     }
     runner.exit
-}
-
-/// A second handle on the queue root for the mutator, checked to be the
-/// same directory as the first (the root may be a link, which could be
-/// swapped between two opens).
-fn open_again(layout: &Layout, root: &Dir) -> Result<Dir, String> {
-    let d = layout.open_queue().map_err(|e| e.to_string())?;
-    let a = root.stat_self().map_err(|e| e.to_string())?;
-    let b = d.stat_self().map_err(|e| e.to_string())?;
-    if (a.dev, a.ino) != (b.dev, b.ino) {
-        return Err(format!("{} changed while it was being opened", escape_path(&layout.queue)));
-    }
-    Ok(d)
 }
 
 /// What `--expire` must say plainly about bounces.

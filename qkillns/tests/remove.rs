@@ -250,7 +250,11 @@ fn refuses_while_a_process_works_in_the_queue_unless_forced() {
     let out = qkillns(&q).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(8), "{stderr}");
-    assert!(stderr.contains(&format!("pid {} (sleep)", child.id())), "{stderr}");
+    // The refusal's wording is the session's, the same as qfixq's.
+    assert!(
+        stderr.contains(&format!("processes work inside the queue: sleep pid {} (working in ", child.id())),
+        "{stderr}"
+    );
     assert!(stderr.contains("--force"), "{stderr}");
     assert_same(&before, &snapshot(&q.root));
     let out = qkillns(&q).arg("--force").assert().success().get_output().clone();

@@ -221,13 +221,9 @@ fn emit(cli: &Cli, res: Result<Report, Fatal>, out: &mut dyn Write, err: &mut dy
 }
 
 /// The queue's path as the options name it (for a run that could not
-/// open it).
+/// open it), as the session would open it.
 fn queue_path(cli: &Cli) -> std::path::PathBuf {
-    match (&cli.queue.queue, &cli.queue.qmail_home) {
-        (Some(q), _) => q.clone(),
-        (None, Some(h)) => h.join("queue"),
-        (None, None) => Path::new(qcommon::layout::DEFAULT_HOME).join("queue"),
-    }
+    qcommon::layout::queue_path(&cli.queue.layout_options())
 }
 
 /// Writes the textfile `render` makes (given the last success recorded

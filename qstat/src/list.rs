@@ -24,12 +24,13 @@ use std::sync::{Condvar, Mutex};
 
 use qcommon::envelope::is_double_bounce;
 use qcommon::error::{escape_text, Escaped};
-use qcommon::layout::{discover, open_queue_checked, LayoutOptions};
+use qcommon::layout::LayoutOptions;
 use qcommon::message::{self as model, birth_of};
 use qcommon::queue::{Part, QueueShape};
 use qcommon::safe_fs::{parse_number, Dir};
 use qcommon::salvaged::Salvaged;
 use qcommon::scan::{scan, ScanEvent, ScanOptions, ScannedMessage};
+use qcommon::session::{Access, Session};
 use qkillns::args::HeaderFilter;
 use qkillns::select::{classify, Classified, Criteria, SenderRule};
 
@@ -98,15 +99,12 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
         let _ = writeln!(err, "qstat: {}", escape_text(&e.to_string()));
         Ok(ExitCode::Operational)
     };
-    let opened = match open_queue_checked(&req.layout) {
-        Ok(o) => o,
+    // Read only; the queue root is opened once.
+    let session = match Session::open(&req.layout, Access::ReadOnly) {
+        Ok(s) => s,
         Err(e) => return fatal(err, &e),
     };
-    let layout = match discover(&req.layout) {
-        Ok(l) => l,
-        Err(e) => return fatal(err, &e),
-    };
-    let root = &opened.dir;
+    let (layout, root) = (session.layout(), session.root());
     let sl = QueueShape { split: layout.split.value, big_todo: layout.big_todo.value };
     let mut incomplete = false;
     let salvaged = match qcommon::salvaged::read_all(root) {

@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 
 use qcommon::error::Escaped;
-use qcommon::layout::{discover, open_queue_checked, LayoutOptions};
+use qcommon::layout::{open_queue_checked, LayoutOptions};
+use qcommon::session::{Access, Session};
 
 use crate::count::{count, Counts};
 use crate::detail::{gather, Detail, TopLists, Wanted};
@@ -109,30 +110,26 @@ pub fn take(req: &Request, now: i64) -> Result<Report, Fatal> {
         count_errors: errors.len(),
         structure: None,
     };
-    let mut layout = None;
-    if req.structure {
-        match discover(&req.layout) {
-            Ok(l) => {
-                report.structure = Some(crate::structure::check(&opened.dir, &l));
-                layout = Some(l);
-            }
-            // Buckets that disagree leave the split unknown, and the
-            // structure cannot be judged without it: UNKNOWN, saying to
-            // give --split.
-            Err(e) => return Err(Fatal(escaped(&e))),
-        }
+    // The layout, when asked for, is decided on the root already open: a
+    // read-only session. Buckets that disagree leave the split unknown, and
+    // neither the structure nor the breakdown can be judged without it:
+    // UNKNOWN (with --check), saying to give --split.
+    let session = if req.structure || req.detail || req.top.is_some() {
+        Some(Session::from_opened(opened, &req.layout, Access::ReadOnly).map_err(|e| Fatal(escaped(&e)))?)
+    } else {
+        None
+    };
+    if let Some(s) = session.as_ref().filter(|_| req.structure) {
+        report.structure = Some(crate::structure::check(s.root(), s.layout()));
     }
-    if req.detail || req.top.is_some() {
-        let layout = match layout {
-            Some(l) => l,
-            None => discover(&req.layout).map_err(|e| Fatal(escaped(&e)))?,
-        };
+    if let Some(s) = session.as_ref().filter(|_| req.detail || req.top.is_some()) {
+        let layout = s.layout();
         let (lifetime, warning) = read_lifetime(layout.home.as_deref());
         if let Some(w) = warning {
             report.warnings.push(Escaped(w.as_bytes()).to_string());
         }
         let wanted = Wanted { top: req.top, now, lifetime, threads: req.scan_threads };
-        let gathered = gather(&opened.dir, &layout, &wanted, &req.progress, &mut |e| push(&mut errors, escaped(&e)));
+        let gathered = gather(s.root(), layout, &wanted, &req.progress, &mut |e| push(&mut errors, escaped(&e)));
         req.progress.clear();
         let (detail, top) = gathered.map_err(|e| Fatal(escaped(&e)))?;
         if req.detail {

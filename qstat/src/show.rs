@@ -9,11 +9,12 @@
 use std::io::{self, Read, Write};
 
 use qcommon::error::{escape_path, escape_text};
-use qcommon::layout::{discover, open_queue_checked, LayoutOptions};
+use qcommon::layout::LayoutOptions;
 use qcommon::queue::Part;
 use qcommon::queue::QueueShape;
 use qcommon::safe_fs::{FileKind, Stat};
 use qcommon::salvaged::Salvaged;
+use qcommon::session::{Access, Session};
 
 use crate::clock::iso_utc;
 use crate::exit::ExitCode;
@@ -146,15 +147,12 @@ pub fn run(req: &ShowRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
         let _ = writeln!(err, "qstat: {}", escape_text(text));
         Ok(ExitCode::Operational)
     };
-    let opened = match open_queue_checked(&req.layout) {
-        Ok(o) => o,
+    // Read only; the queue root is opened once.
+    let session = match Session::open(&req.layout, Access::ReadOnly) {
+        Ok(s) => s,
         Err(e) => return fatal(err, &e.to_string()),
     };
-    let layout = match discover(&req.layout) {
-        Ok(l) => l,
-        Err(e) => return fatal(err, &e.to_string()),
-    };
-    let root = &opened.dir;
+    let (layout, root) = (session.layout(), session.root());
     let sl = QueueShape { split: layout.split.value, big_todo: layout.big_todo.value };
     let salvaged = qcommon::salvaged::read_all(root).unwrap_or_else(|_| Salvaged::default());
     let n = req.number;
