@@ -166,14 +166,7 @@ where
     qcommon::cli::limit_malloc_arenas();
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
-        Err(e) => {
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::Clean,
-                _ => ExitCode::Usage,
-            };
-            let _ = e.print();
-            return code;
-        }
+        Err(e) => return qcommon::cli::clap_exit(&e),
     };
     let words: Vec<&str> = cli.mode.iter().map(String::as_str).collect();
     if words.first() == Some(&"requeue") {
@@ -209,19 +202,13 @@ where
     let stdout = std::io::stdout();
     let progress = Progress::stderr("qfixq");
     let out = Clearing::new(stdout.lock(), &progress, stdout.is_terminal());
-    match run(&cli, mode, out, &progress) {
-        Ok(code) => code,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::Clean,
-        Err(e) => {
-            progress.clear();
-            eprintln!("qfixq: writing the report: {e}");
-            ExitCode::Operational
-        }
-    }
+    let result = run(&cli, mode, out, &progress);
+    progress.clear();
+    qcommon::cli::output_done(result)
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    qcommon::progress::around_output(|| eprintln!("qfixq: {}", output::escape_text(&msg.to_string())));
+    qcommon::cli::say("qfixq", msg);
     ExitCode::Operational
 }
 

@@ -393,7 +393,6 @@ impl<W: Write> Report<W> {
     }
 }
 
-/// Escapes control characters in a text that may quote untrusted bytes.
-pub fn escape_text(s: &str) -> String {
-    qcommon::error::Escaped(s.as_bytes()).to_string().replace("\\\\", "\\")
-}
+/// Escapes control characters in a text that may quote untrusted bytes
+/// (text escaped already is left as it is).
+pub use qcommon::error::escape_text;

@@ -210,20 +210,9 @@ where
     match command().try_get_matches_from(argv) {
         Ok(m) => match Args::from_arg_matches(&m) {
             Ok(a) => Parsed::Run(Box::new(a)),
-            Err(e) => {
-                let _ = e.print();
-                Parsed::Exit(ExitCode::Usage)
-            }
+            Err(e) => Parsed::Exit(qcommon::cli::clap_exit::<ExitCode>(&e)),
         },
-        Err(e) => {
-            let _ = e.print();
-            match e.kind() {
-                clap::error::ErrorKind::DisplayHelp
-                | clap::error::ErrorKind::DisplayVersion
-                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Parsed::Exit(ExitCode::Done),
-                _ => Parsed::Exit(ExitCode::Usage),
-            }
-        }
+        Err(e) => Parsed::Exit(qcommon::cli::clap_exit::<ExitCode>(&e)),
     }
 }
 

@@ -497,8 +497,11 @@ pub fn run(args: &Args) -> ExitCode {
             c.no_envelope
         ));
     }
-    if c.scan_errors > 0 || c.named_left > 0 {
-        runner.exit = ExitCode::Operational;
+    if c.scan_errors > 0 {
+        runner.exit = runner.exit.worst(ExitCode::Incomplete);
+    }
+    if c.named_left > 0 {
+        runner.exit = runner.exit.worst(ExitCode::Operational);
     }
     runner.print_summary(&notes, &signalled, lifetime.as_ref());
     runner.out.flush();
@@ -1026,8 +1029,9 @@ impl Runner<'_> {
         }
         if c.scan_errors > 0 {
             lines.push(format!(
-                "{} part(s) of the queue could not be read (see the errors above); exit 8",
-                c.scan_errors
+                "{} part(s) of the queue could not be read (see the errors above); exit {}",
+                c.scan_errors,
+                self.exit.code()
             ));
         }
         for n in notes {
