@@ -15,6 +15,7 @@ pub mod human;
 pub mod interrupt;
 pub mod json;
 pub mod layout;
+pub mod lifetime;
 pub mod lock;
 pub mod mutator;
 pub mod procs;

@@ -44,9 +44,10 @@ null-sender message it gives up on becomes a double bounce to the postmaster.
 const AFTER_HELP: &str = "\
 Durations: 36h, 2d, 90m, 30s, 1w, or combined: 1d12h.
 Exit status: 0 done (also when nothing matched; unreadable messages are \
-reported on stderr and left alone), 8 operational error (qmail-send running, \
-queue unreadable, a step failed, a message number given is not a message of \
-the queue), 16 usage error.";
+reported on stderr and left alone), 4 done, but part of the queue could not be \
+read (the errors are on stderr; as qfixq and qstat), 8 operational error \
+(qmail-send running, queue unreadable, a step failed, a message number given is \
+not a message of the queue), 16 usage error.";
 
 /// A header filter: `Name: RE`.
 #[derive(Debug, Clone)]
