@@ -121,7 +121,13 @@ pub fn execute(cli: &Cli, words: WordRules, out: &mut dyn Write, err: &mut dyn W
 /// `--list` or `--show`.
 fn messages(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<ExitCode> {
     if let Some(number) = cli.show {
-        let req = show::ShowRequest { layout: cli.queue.layout_options(), number, body: cli.body, raw: cli.raw };
+        let req = show::ShowRequest {
+            layout: cli.queue.layout_options(),
+            number,
+            body: cli.body,
+            raw: cli.raw,
+            json: cli.json,
+        };
         return show::run(&req, out, err);
     }
     let mut numbers = cli.numbers.clone();

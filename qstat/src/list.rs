@@ -602,13 +602,13 @@ pub fn json_head(m: &Message) -> String {
         Some(z) => s.push_str(&format!(",\"size\":{z}")),
         None => s.push_str(",\"size\":null"),
     }
-    s.push_str(&format!(",\"stage\":\"{}\"", m.stage.word()));
+    s.push_str(&format!(",\"stage\":\"{}\"", m.stage.word().replace('-', "_")));
     s.push_str(",\"sender\":");
     match &m.sender {
         Sender::Known(a) => jstr(&mut s, a),
         _ => s.push_str("null"),
     }
-    s.push_str(&format!(",\"sender_kind\":\"{}\"", sender_kind(&m.sender)));
+    s.push_str(&format!(",\"sender_kind\":\"{}\"", sender_kind(&m.sender).replace('-', "_")));
     s.push_str(&format!(",\"bounce_file\":{}", m.file(Part::Bounce).is_some()));
     jstrs(&mut s, "damaged", m.damage.iter().map(|d| d.to_string()));
     jstrs(
@@ -655,9 +655,10 @@ pub fn json_recipients(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result
     Ok(())
 }
 
-/// One line of `--list --json`: one object per message.
+/// One line of `--list --json`: one object per message, each a document
+/// of its own (docs/json.md).
 pub fn write_json(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result<()> {
-    w.write_all(b"{")?;
+    write!(w, "{{\"schema_version\":{},", qcommon::json::SCHEMA_VERSION)?;
     w.write_all(json_head(m).as_bytes())?;
     w.write_all(b",")?;
     json_recipients(w, root, m)?;
