@@ -596,7 +596,7 @@ pub fn json_head(m: &Message) -> String {
         iso_utc(m.birth_secs()),
         m.birth_secs()
     ));
-    s.push_str(&format!(",\"birth_basis\":\"{}\"", m.birth.map_or("none", |b| b.1.name())));
+    s.push_str(&format!(",\"birth_basis\":\"{}\"", m.birth.map_or("none", |b| b.1.code())));
     s.push_str(&format!(",\"bucket\":{}", m.bucket));
     match m.size() {
         Some(z) => s.push_str(&format!(",\"size\":{z}")),
@@ -611,6 +611,7 @@ pub fn json_head(m: &Message) -> String {
     s.push_str(&format!(",\"sender_kind\":\"{}\"", sender_kind(&m.sender).replace('-', "_")));
     s.push_str(&format!(",\"bounce_file\":{}", m.file(Part::Bounce).is_some()));
     jstrs(&mut s, "damaged", m.damage.iter().map(|d| d.to_string()));
+    jstrs(&mut s, "damage", m.damage.iter().map(|d| crate::detail::reason::code(d)));
     jstrs(
         &mut s,
         "notes",
