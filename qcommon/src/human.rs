@@ -65,15 +65,9 @@ fn zone_stamp(t: i64, tz: &TimeZone) -> String {
 /// `t` in UTC as `YYYYMMDDTHHMMSSZ` (names of files and directories).
 pub fn compact_utc(t: i64) -> String {
     match civil(t, &TimeZone::UTC) {
-        Some((c, _)) => format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-            c.year(),
-            c.month(),
-            c.day(),
-            c.hour(),
-            c.minute(),
-            c.second()
-        ),
+        Some((c, _)) => {
+            format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", c.year(), c.month(), c.day(), c.hour(), c.minute(), c.second())
+        }
         None => format!("@{t}"),
     }
 }

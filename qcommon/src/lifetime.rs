@@ -89,10 +89,7 @@ pub fn read_lifetime_file(path: Option<&Path>) -> (Lifetime, Option<String>) {
         Parsed::Empty => (default(format!("{shown} is empty")), None),
         Parsed::Garbage => {
             let why = format!("{shown} does not start with a number");
-            (
-                default(why.clone()),
-                Some(format!("{why}; using the default {DEFAULT_LIFETIME} s, as qmail-send does")),
-            )
+            (default(why.clone()), Some(format!("{why}; using the default {DEFAULT_LIFETIME} s, as qmail-send does")))
         }
     }
 }

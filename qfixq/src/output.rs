@@ -325,7 +325,7 @@ impl<W: Write> Report<W> {
         let line = match status {
             StepStatus::Planned => format!("  would: {s}"),
             StepStatus::Done => format!("  done: {s}"),
-            StepStatus::Failed(e) => format!("  FAILED: {s}: {}", escape_text(&e.to_string())),
+            StepStatus::Failed(e) => format!("  FAILED: {s}: {e}"),
         };
         let failed = matches!(status, StepStatus::Failed(_));
         let Some((kind, finding, example, shown)) = &mut self.current else { return Ok(()) };
@@ -369,7 +369,7 @@ impl<W: Write> Report<W> {
             let (st, err) = match status {
                 StepStatus::Planned => ("planned", None),
                 StepStatus::Done => ("done", None),
-                StepStatus::Failed(e) => ("failed", Some(escape_text(&e.to_string()))),
+                StepStatus::Failed(e) => ("failed", Some(e.to_string())),
             };
             let op = s.verb().replace('-', "_");
             let j = StepJson { op: &op, path: &escape_path(s.path()), text: &s.to_string(), status: st, error: err };
@@ -378,7 +378,7 @@ impl<W: Write> Report<W> {
             match status {
                 StepStatus::Planned => writeln!(self.out, "  would: {s}")?,
                 StepStatus::Done => writeln!(self.out, "  done: {s}")?,
-                StepStatus::Failed(e) => writeln!(self.out, "  FAILED: {s}: {}", escape_text(&e.to_string()))?,
+                StepStatus::Failed(e) => writeln!(self.out, "  FAILED: {s}: {e}")?,
             }
         }
         Ok(())

@@ -434,7 +434,8 @@ fn write_show_json(
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => {
                             let errno = qcommon::safe_fs::io_errno(&e);
-                            mess_error = Some(qcommon::Error::sys("read", root.path().join(&mess.rel), errno).to_string());
+                            mess_error =
+                                Some(qcommon::Error::sys("read", root.path().join(&mess.rel), errno).to_string());
                             break;
                         }
                     }

@@ -142,11 +142,8 @@ fn json_documents_match_their_schema() {
     // qstat --list: one document per line; --show N: one document.
     let run = cmd("qstat").queue(&queue, SPLIT).args(["--list", "--json"]).run();
     run.assert_sane().expect_any(&[0, 4]);
-    let lines: Vec<Value> = run
-        .out()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {e}\n{l}")))
-        .collect();
+    let lines: Vec<Value> =
+        run.out().lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {e}\n{l}"))).collect();
     assert!(lines.len() > 100, "{}", run.show());
     let damaged = lines.iter().find(|l| !l["damage"].as_array().unwrap().is_empty()).expect("a damaged message");
     for l in &lines {
@@ -164,7 +161,11 @@ fn json_documents_match_their_schema() {
         run.assert_sane().expect_any(&[0, 4]);
         let d = parse(&run);
         assert_eq!(d["number"], l["number"], "{d}");
-        assert!(d["files"].as_array().unwrap().iter().all(|f| f["stat"].is_null() || is_code(f["stat"]["kind"].as_str().unwrap())));
+        assert!(d["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["stat"].is_null() || is_code(f["stat"]["kind"].as_str().unwrap())));
         assert_eq!(d.get("body").is_some(), body, "{d}");
         shown.push(d);
     }
