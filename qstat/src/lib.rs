@@ -168,7 +168,7 @@ fn emit(cli: &Cli, res: Result<Report, Fatal>, out: &mut dyn Write, err: &mut dy
                 out.flush()?;
                 return Ok(ExitCode::Unknown);
             }
-            let _ = writeln!(err, "qstat: {f}");
+            let _ = writeln!(err, "{}", qcommon::cli::said("qstat", &f));
             // The textfile says the run failed, instead of going stale.
             if let Some(path) = &cli.prometheus {
                 let label = prom::queue_label(cli.queue_name.as_deref(), &queue_path(cli));
@@ -178,10 +178,10 @@ fn emit(cli: &Cli, res: Result<Report, Fatal>, out: &mut dyn Write, err: &mut dy
         }
     };
     for w in &r.warnings {
-        let _ = writeln!(err, "qstat: warning: {w}");
+        let _ = writeln!(err, "{}", qcommon::cli::said("qstat", format_args!("warning: {w}")));
     }
     for e in &r.errors {
-        let _ = writeln!(err, "qstat: {e}");
+        let _ = writeln!(err, "{}", qcommon::cli::said("qstat", e));
     }
     let mut code = if r.complete() { ExitCode::Ok } else { ExitCode::Incomplete };
     if cli.check {

@@ -391,7 +391,7 @@ fn write_show_json(
     use std::os::unix::ffi::OsStrExt;
     let mut code = ExitCode::Ok;
     for e in &m.errors {
-        let _ = writeln!(err, "qstat: {}", escape_text(e));
+        let _ = writeln!(err, "{}", qcommon::cli::said("qstat", e));
         code = ExitCode::Incomplete;
     }
     write!(w, "{{\"schema_version\":{},", qcommon::json::SCHEMA_VERSION)?;
@@ -445,7 +445,7 @@ fn write_show_json(
         }
     }
     if let Some(e) = &mess_error {
-        let _ = writeln!(err, "qstat: {}", escape_text(e));
+        let _ = writeln!(err, "{}", qcommon::cli::said("qstat", e));
         code = ExitCode::Incomplete;
     }
     let (head, rest) = match header_end(&data) {
