@@ -17,7 +17,7 @@ complete -c qstat -l critical-expired -d '--check: CRITICAL when the number of m
 complete -c qstat -l warning-damaged -d '--check: WARNING when the number of damaged messages is outside RANGE (scans the queue; with --detail and no RANGE given: 0, i.e. any damaged message warns)' -r
 complete -c qstat -l critical-damaged -d '--check: CRITICAL when the number of damaged messages is outside RANGE (scans the queue)' -r
 complete -c qstat -l queue-name -d '--prometheus: the value of the label queue on every metric (default: the queue\'s path), to tell two queues on one host apart' -r
-complete -c qstat -l show -d 'Show message N: its envelope (sender, recipients and their states, birth time, bucket), its damage, its files with owners and modes, and its header, control characters escaped' -r
+complete -c qstat -l show -d 'Show message N: its envelope (sender, recipients and their states, birth time, bucket), its damage, its files with owners and modes, and its header, control characters escaped (with --json: one JSON document, the header and body as byte strings)' -r
 complete -c qstat -l sender -d '--list: only messages whose envelope sender matches RE (a regular expression over the sender\'s bytes; the null sender is the empty string, so \'^$\' selects bounces; a salvaged message, whose sender was lost, never matches)' -r
 complete -c qstat -l recipient -d '--list: only messages with at least one recipient matching RE (delivered or not)' -r
 complete -c qstat -l header -d '--list: only messages with a header NAME whose decoded value matches RE, as in \'Subject: ^failure\' (name without regard to case). May be given more than once: all must match' -r
@@ -25,7 +25,7 @@ complete -c qstat -l older-than -d '--list: only messages at least this old (36h
 complete -c qstat -l younger-than -d '--list: only messages younger than this' -r
 complete -c qstat -l watch -d 'Print again every SECS seconds (fractions allowed), each time after a line with the local time' -r
 complete -c qstat -l detail -d 'Break the queue down by a full scan: preprocessed messages, recipients still to do (local, remote), pending bounces, null-sender and double-bounce messages, the oldest message, messages past control/queuelifetime, damaged messages'
-complete -c qstat -l json -d 'Print one JSON document (one line) with everything computed; with --list, one object per message, one per line, as the listing goes'
+complete -c qstat -l json -d 'Print one JSON document (one line) with everything computed; with --list, one object per message, one per line, as the listing goes; with --show, the message as one object (docs/json.md)'
 complete -c qstat -l check -d 'Act as a Nagios/Icinga plugin: one line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN'
 complete -c qstat -s l -l list -d 'List the messages, oldest first: per message its birth time (ISO 8601, UTC), number, size, stage (preprocessed, unpreprocessed, being_queued, leftovers, damaged) and sender, then each recipient with its list (local, remote, or todo before preprocessing) and state (pending or done), and what is damaged. Selects with --sender, --recipient, --header, --older-than, --younger-than and message numbers (all must match); --json gives one object per line. Reads only; works beside a running qmail-send'
 complete -c qstat -l body -d 'With --show: the body too'

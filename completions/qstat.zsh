@@ -36,7 +36,7 @@ _qstat() {
 '--warning-damaged=[--check\: WARNING when the number of damaged messages is outside RANGE (scans the queue; with --detail and no RANGE given\: 0, i.e. any damaged message warns)]:RANGE:_default' \
 '--critical-damaged=[--check\: CRITICAL when the number of damaged messages is outside RANGE (scans the queue)]:RANGE:_default' \
 '--queue-name=[--prometheus\: the value of the label queue on every metric (default\: the queue'\''s path), to tell two queues on one host apart]:NAME:_default' \
-'(-l --list --detail --top --prometheus --check --watch --json)--show=[Show message N\: its envelope (sender, recipients and their states, birth time, bucket), its damage, its files with owners and modes, and its header, control characters escaped]:N:_default' \
+'(-l --list --detail --top --prometheus --check --watch)--show=[Show message N\: its envelope (sender, recipients and their states, birth time, bucket), its damage, its files with owners and modes, and its header, control characters escaped (with --json\: one JSON document, the header and body as byte strings)]:N:_default' \
 '--sender=[--list\: only messages whose envelope sender matches RE (a regular expression over the sender'\''s bytes; the null sender is the empty string, so '\''^\$'\'' selects bounces; a salvaged message, whose sender was lost, never matches)]:RE:_default' \
 '--recipient=[--list\: only messages with at least one recipient matching RE (delivered or not)]:RE:_default' \
 '*--header=[--list\: only messages with a header NAME whose decoded value matches RE, as in '\''Subject\: ^failure'\'' (name without regard to case). May be given more than once\: all must match]:NAME: RE:_default' \
@@ -44,12 +44,12 @@ _qstat() {
 '--younger-than=[--list\: only messages younger than this]:DUR:_default' \
 '--watch=[Print again every SECS seconds (fractions allowed), each time after a line with the local time]:SECS:_default' \
 '--detail[Break the queue down by a full scan\: preprocessed messages, recipients still to do (local, remote), pending bounces, null-sender and double-bounce messages, the oldest message, messages past control/queuelifetime, damaged messages]' \
-'(--prometheus)--json[Print one JSON document (one line) with everything computed; with --list, one object per message, one per line, as the listing goes]' \
+'(--prometheus)--json[Print one JSON document (one line) with everything computed; with --list, one object per message, one per line, as the listing goes; with --show, the message as one object (docs/json.md)]' \
 '(--json --prometheus --watch --top)--check[Act as a Nagios/Icinga plugin\: one line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN]' \
 '(--detail --top --prometheus --check --watch)-l[List the messages, oldest first\: per message its birth time (ISO 8601, UTC), number, size, stage (preprocessed, unpreprocessed, being_queued, leftovers, damaged) and sender, then each recipient with its list (local, remote, or todo before preprocessing) and state (pending or done), and what is damaged. Selects with --sender, --recipient, --header, --older-than, --younger-than and message numbers (all must match); --json gives one object per line. Reads only; works beside a running qmail-send]' \
 '(--detail --top --prometheus --check --watch)--list[List the messages, oldest first\: per message its birth time (ISO 8601, UTC), number, size, stage (preprocessed, unpreprocessed, being_queued, leftovers, damaged) and sender, then each recipient with its list (local, remote, or todo before preprocessing) and state (pending or done), and what is damaged. Selects with --sender, --recipient, --header, --older-than, --younger-than and message numbers (all must match); --json gives one object per line. Reads only; works beside a running qmail-send]' \
 '--body[With --show\: the body too]' \
-'(--body)--raw[With --show\: write the message'\''s bytes as they are (header and body, nothing else), for piping into a mail reader]' \
+'(--body --json)--raw[With --show\: write the message'\''s bytes as they are (header and body, nothing else), for piping into a mail reader]' \
 '--until-preprocessed[With --watch\: exit 0 as soon as no message is left unpreprocessed (todo is empty)]' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \

@@ -1,7 +1,12 @@
 //! What every tool's command line shares: how the queue is named, the
-//! overrides for split and ids, and the report header of decisions. Only
-//! data and text here; the tools print.
+//! overrides for split and ids, the report header of decisions, and how a
+//! tool ends: [`ToolExit`] (a tool's own exit statuses), [`say`] (the one
+//! `tool: message` line on stderr), [`clap_exit`] (help and version exit 0,
+//! a usage error the tool's usage status), [`output_done`] (a closed pipe
+//! is success) and [`exit_code_into_process!`](crate::exit_code_into_process).
+//! The library never exits; these helpers are for the binaries.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use crate::layout::{Layout, LayoutOptions};
@@ -87,6 +92,93 @@ pub fn layout_header(layout: &Layout) -> Vec<(&'static str, String)> {
     v
 }
 
+/// A tool's exit statuses: each tool keeps its own enum and documented
+/// numbers (docs/repair-policy.md, "Exit statuses"); this says which of
+/// them the shared helpers below use.
+pub trait ToolExit: Copy {
+    /// The tool's name, the prefix of its messages.
+    const TOOL: &'static str;
+    /// Help or version printed, or the output's reader went away.
+    const SUCCESS: Self;
+    /// A bad command line.
+    const USAGE: Self;
+    /// The report could not be written.
+    const OPERATIONAL: Self;
+    /// The number the process exits with.
+    fn code(self) -> u8;
+}
+
+/// Implements `From<$t> for std::process::ExitCode` through
+/// [`ToolExit::code`], so a tool's `main` returns its own status.
+#[macro_export]
+macro_rules! exit_code_into_process {
+    ($t:ty) => {
+        impl From<$t> for std::process::ExitCode {
+            fn from(c: $t) -> Self {
+                std::process::ExitCode::from(<$t as $crate::cli::ToolExit>::code(c))
+            }
+        }
+    };
+}
+
+/// The line [`say`] prints: `tool: message`, the message escaped for a
+/// terminal (text escaped before, such as an [`Error`](crate::Error)'s
+/// display, is left as it is).
+pub fn said(tool: &str, msg: impl std::fmt::Display) -> String {
+    format!("{tool}: {}", crate::error::escape_text(&msg.to_string()))
+}
+
+/// Prints `tool: message` once on standard error (the progress line, if
+/// one is drawn, cleared around it). Errors writing there are ignored:
+/// there is nowhere left to report them.
+pub fn say(tool: &str, msg: impl std::fmt::Display) {
+    let line = said(tool, msg);
+    crate::progress::around_output(|| {
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    });
+}
+
+/// The status for a command line clap refused: help and version (printed
+/// here, on stdout) are success, anything else (printed on stderr) is
+/// the tool's usage error.
+pub fn clap_exit<E: ToolExit>(e: &clap::Error) -> E {
+    let _ = e.print();
+    if clap_is_success(e) {
+        E::SUCCESS
+    } else {
+        E::USAGE
+    }
+}
+
+/// True when clap "failed" only by printing help or the version.
+pub fn clap_is_success(e: &clap::Error) -> bool {
+    use clap::error::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    )
+}
+
+/// The status of a run whose report may have failed to be written: a
+/// closed pipe (`tool | head -1`) is success, another error is said on
+/// stderr and is operational.
+pub fn output_done<E: ToolExit>(result: std::io::Result<E>) -> E {
+    crate::progress::around_output(|| output_done_to(result, &mut std::io::stderr().lock()))
+}
+
+/// [`output_done`], saying the error on `err` (a tool that writes its
+/// messages to a given stream).
+pub fn output_done_to<E: ToolExit>(result: std::io::Result<E>, err: &mut dyn std::io::Write) -> E {
+    match result {
+        Ok(code) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => E::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(err, "{}", said(E::TOOL, format_args!("cannot write the output: {e}")));
+            E::OPERATIONAL
+        }
+    }
+}
+
 /// Caps glibc's malloc arenas at two. The scanner's threads allocate the
 /// messages and the tool's main thread frees them; with one arena per
 /// thread, freed memory stays spread over many arenas and the resident
@@ -169,6 +261,74 @@ mod tests {
         assert_eq!(parse_ids("1:2:3:4").unwrap(), Ids { qmailq: 1, qmails: 2, qmailr: 3, qmail_gid: 4 });
         assert!(parse_ids("1:2:3").is_err());
         assert!(parse_ids("1:2:x:4").unwrap_err().contains("\"x\""));
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Code {
+        Fine,
+        Bad,
+        Broken,
+    }
+
+    impl ToolExit for Code {
+        const TOOL: &'static str = "qtest";
+        const SUCCESS: Self = Code::Fine;
+        const USAGE: Self = Code::Bad;
+        const OPERATIONAL: Self = Code::Broken;
+        fn code(self) -> u8 {
+            match self {
+                Code::Fine => 0,
+                Code::Bad => 16,
+                Code::Broken => 8,
+            }
+        }
+    }
+
+    crate::exit_code_into_process!(Code);
+
+    #[derive(Debug, clap::Parser)]
+    #[command(name = "qtest", version = "1")]
+    struct Opts {
+        #[arg(long)]
+        n: u32,
+    }
+
+    #[test]
+    fn clap_errors_map_to_statuses() {
+        use clap::Parser;
+        let e = Opts::try_parse_from(["qtest", "--version"]).unwrap_err();
+        assert!(clap_is_success(&e));
+        let e = Opts::try_parse_from(["qtest", "--help"]).unwrap_err();
+        assert!(clap_is_success(&e));
+        let e = Opts::try_parse_from(["qtest", "--n", "x"]).unwrap_err();
+        assert!(!clap_is_success(&e));
+        let e = Opts::try_parse_from(["qtest", "--bogus"]).unwrap_err();
+        assert!(!clap_is_success(&e));
+        assert_eq!(std::process::ExitCode::from(Code::Bad), std::process::ExitCode::from(16));
+    }
+
+    #[test]
+    fn closed_pipe_is_success_other_errors_operational() {
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert_eq!(output_done::<Code>(Err(pipe)), Code::Fine);
+        assert_eq!(output_done::<Code>(Err(std::io::Error::other("disk full"))), Code::Broken);
+        assert_eq!(output_done(Ok(Code::Bad)), Code::Bad);
+        let mut err = Vec::new();
+        let full = std::io::Error::other("disk \x1b full");
+        assert_eq!(output_done_to::<Code>(Err(full), &mut err), Code::Broken);
+        assert_eq!(String::from_utf8(err).unwrap(), "qtest: cannot write the output: disk \\x1b full\n");
+        let mut err = Vec::new();
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert_eq!(output_done_to::<Code>(Err(pipe), &mut err), Code::Fine);
+        assert!(err.is_empty());
+    }
+
+    #[test]
+    fn said_escapes_once() {
+        assert_eq!(said("qtest", "open /q\x1b[1m: no"), "qtest: open /q\\x1b[1m: no");
+        let e = crate::Error::sys("open", "/q\x1b", nix::errno::Errno::ENOENT);
+        assert!(said("qtest", &e).starts_with("qtest: open /q\\x1b: "));
+        assert!(!said("qtest", &e).contains("\\\\"));
     }
 
     #[test]

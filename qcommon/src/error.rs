@@ -1,5 +1,8 @@
 //! The library's error type: every failure names what was being done and to
-//! which path, so a tool can print one clear line and go on.
+//! which path, so a tool can print one clear line and go on. Its display is
+//! safe for a terminal: paths and texts come out escaped (control bytes,
+//! DEL, bytes that are not printable ASCII, as [`Escaped`] writes them), so
+//! a tool prints an error as it is and never escapes it again.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,7 +16,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A system call failed on a path.
-    #[error("{op} {}: {}", .path.display(), errno_text(*.errno))]
+    #[error("{op} {}: {}", path_text(.path), errno_text(*.errno))]
     Sys {
         /// What was being done ("open", "rename", "read", ...).
         op: &'static str,
@@ -23,7 +26,7 @@ pub enum Error {
         errno: Errno,
     },
     /// A file that had to be a regular file (or directory) was something else.
-    #[error("{op} {}: not a {expected} (found {found})", .path.display())]
+    #[error("{op} {}: not a {expected} (found {found})", path_text(.path))]
     WrongKind {
         /// What was being done.
         op: &'static str,
@@ -36,7 +39,7 @@ pub enum Error {
     },
     /// A file changed between the scan and the change (inode, type or link
     /// count differ): the change was refused.
-    #[error("{op} {}: changed since it was scanned ({detail}); left alone", .path.display())]
+    #[error("{op} {}: changed since it was scanned ({}); left alone", path_text(.path), escape_text(.detail))]
     Changed {
         /// What was being done.
         op: &'static str,
@@ -46,7 +49,7 @@ pub enum Error {
         detail: String,
     },
     /// An envelope file could not be parsed.
-    #[error("{}: {kind}", .path.display())]
+    #[error("{}: {}", path_text(.path), escape_text(&.kind.to_string()))]
     Envelope {
         /// The file.
         path: PathBuf,
@@ -54,14 +57,18 @@ pub enum Error {
         kind: crate::envelope::EnvelopeError,
     },
     /// The queue's layout (split, ids, home) could not be decided.
-    #[error("{0}")]
+    #[error("{}", escape_text(.0))]
     Layout(String),
     /// A signal asked the run to stop (see [`crate::interrupt`]).
     #[error("interrupted by a signal")]
     Interrupted,
     /// Anything else, described in full.
-    #[error("{0}")]
+    #[error("{}", escape_text(.0))]
     Other(String),
+}
+
+fn path_text(p: &Path) -> String {
+    escape_path(p)
 }
 
 fn errno_text(e: Errno) -> String {
@@ -160,6 +167,23 @@ mod tests {
         assert_eq!(escape_text(""), "");
         assert_eq!(escape_text("\\"), "\\");
         assert_eq!(escape_text("caf\u{e9}"), "caf\\xc3\\xa9");
+    }
+
+    #[test]
+    fn display_escapes_paths_and_texts_once() {
+        let e = Error::sys("open", "/q/a\x1b[31m\x7f\\b", Errno::EACCES);
+        assert!(e.to_string().starts_with("open /q/a\\x1b[31m\\x7f\\\\b: "), "{e}");
+        assert_eq!(escape_text(&e.to_string()), e.to_string());
+        use std::os::unix::ffi::OsStrExt;
+        let bad = Path::new(std::ffi::OsStr::from_bytes(b"/q/\xff\n"));
+        let e = Error::WrongKind { op: "open", path: bad.into(), expected: "file", found: "fifo" };
+        assert_eq!(e.to_string(), "open /q/\\xff\\n: not a file (found fifo)");
+        let e = Error::Changed { op: "unlink", path: "x".into(), detail: "inode\x07".into() };
+        assert_eq!(e.to_string(), "unlink x: changed since it was scanned (inode\\x07); left alone");
+        // A text that holds an escaped path already is not escaped twice.
+        let e = Error::Other(format!("bad path {}", escape_path(Path::new("a\x1bb\\c"))));
+        assert_eq!(e.to_string(), "bad path a\\x1bb\\\\c");
+        assert_eq!(Error::Layout("split \x1b".into()).to_string(), "split \\x1b");
     }
 
     #[test]

@@ -2,15 +2,74 @@
 //! untrusted text shown as UTF-8 when the locale is UTF-8 (control
 //! characters and invalid bytes still escaped). Only text here; the tools
 //! print.
+//!
+//! This module owns the calendar of every tool: a time in seconds since
+//! the epoch as a date and time, in UTC or in the local zone (`TZ`, else
+//! /etc/localtime, else UTC), through `jiff`. A time outside (about) the years
+//! -9999 to 9999 (a hostile time stamp) is written `@SECONDS`, as
+//! `date -d @SECONDS` reads it.
 
 use std::fmt::Write as _;
 
+use jiff::tz::TimeZone;
+
+/// The calendar fields of a time in a zone, and the zone's offset from UTC
+/// in seconds; `None` outside jiff's range (about the years -9999 to 9999).
+fn civil(t: i64, tz: &TimeZone) -> Option<(jiff::civil::DateTime, i32)> {
+    let ts = jiff::Timestamp::from_second(t).ok()?;
+    Some((tz.to_datetime(ts), tz.to_offset(ts).seconds()))
+}
+
+/// `t` as `date` followed by `time`, each a format of its (year, month,
+/// day) and (hour, minute, second); `@t` out of range.
+fn stamp(t: i64, tz: &TimeZone, sep: &str, tail: impl FnOnce(i32) -> String) -> String {
+    match civil(t, tz) {
+        Some((c, off)) => format!(
+            "{:04}-{:02}-{:02}{sep}{:02}:{:02}:{:02}{}",
+            c.year(),
+            c.month(),
+            c.day(),
+            c.hour(),
+            c.minute(),
+            c.second(),
+            tail(off)
+        ),
+        None => format!("@{t}"),
+    }
+}
+
 /// `t` (seconds since the epoch) as ISO 8601 UTC: `2026-12-05T07:12:00Z`.
 pub fn iso_utc(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let (y, m, d) = crate::remove::civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    stamp(t, &TimeZone::UTC, "T", |_| "Z".into())
+}
+
+/// `t` in UTC as `YYYY-MM-DD HH:MM:SS +0000`.
+pub fn utc_stamp(t: i64) -> String {
+    stamp(t, &TimeZone::UTC, " ", |_| " +0000".into())
+}
+
+/// `t` in local time as `YYYY-MM-DD HH:MM:SS +hhmm` (the zone from `TZ`
+/// or /etc/localtime; UTC when it cannot be had). The offset is cut to
+/// whole minutes.
+pub fn local_stamp(t: i64) -> String {
+    zone_stamp(t, &TimeZone::system())
+}
+
+fn zone_stamp(t: i64, tz: &TimeZone) -> String {
+    stamp(t, tz, " ", |off| {
+        let m = off / 60;
+        format!(" {}{:02}{:02}", if m < 0 { '-' } else { '+' }, m.abs() / 60, m.abs() % 60)
+    })
+}
+
+/// `t` in UTC as `YYYYMMDDTHHMMSSZ` (names of files and directories).
+pub fn compact_utc(t: i64) -> String {
+    match civil(t, &TimeZone::UTC) {
+        Some((c, _)) => {
+            format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", c.year(), c.month(), c.day(), c.hour(), c.minute(), c.second())
+        }
+        None => format!("@{t}"),
+    }
 }
 
 /// An age in seconds in at most two units: `3d 4h`, `4h 5m`, `5m 6s`, `6s`.
@@ -106,6 +165,19 @@ mod tests {
         assert_eq!(iso_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso_utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(iso_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(iso_utc(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(iso_utc(221_858_481_600), "9000-06-01T12:00:00Z");
+        assert_eq!(iso_utc(-62_135_596_800), "0001-01-01T00:00:00Z");
+        assert_eq!(iso_utc(i64::MAX), format!("@{}", i64::MAX));
+        assert_eq!(utc_stamp(951_782_400), "2000-02-29 00:00:00 +0000");
+        assert_eq!(compact_utc(1_795_869_296), "20261128T123456Z");
+        assert_eq!(compact_utc(i64::MIN), format!("@{}", i64::MIN));
+        let zone = |secs: i32| TimeZone::fixed(jiff::tz::Offset::from_seconds(secs).unwrap());
+        assert_eq!(zone_stamp(1_700_000_000, &zone(-5 * 3600)), "2023-11-14 17:13:20 -0500");
+        assert_eq!(zone_stamp(1_700_000_000, &zone(5 * 3600 + 45 * 60)), "2023-11-15 03:58:20 +0545");
+        assert_eq!(zone_stamp(0, &zone(-(3600 + 30))), "1969-12-31 22:59:30 -0100");
+        assert_eq!(zone_stamp(1_700_000_000, &TimeZone::UTC), utc_stamp(1_700_000_000));
+        assert_eq!(local_stamp(1_700_000_000).len(), "2023-11-14 22:13:20 +0000".len());
         assert_eq!(short_age(3 * 86_400 + 4 * 3600 + 59), "3d 4h");
         assert_eq!(short_age(65), "1m 5s");
         assert_eq!(when(1_700_000_000, 1_700_000_000 + 7200 + 60), "2023-11-14T22:13:20Z (2h 1m ago)");

@@ -12,7 +12,10 @@
 //! (codes, prose) is an ordinary string, escaped the same way.
 //!
 //! The documents' shapes are in docs/json.md; each carries
-//! `"schema_version":` [`SCHEMA_VERSION`].
+//! `"schema_version":` [`SCHEMA_VERSION`]. The parts every tool prints
+//! alike are here too: the layout's decisions ([`LayoutJson`]: split, ids
+//! and todo, each a value with its source as a code and in words) and the
+//! queuelifetime ([`LifetimeJson`]).
 
 use std::io;
 
@@ -20,7 +23,7 @@ use serde::Serialize;
 
 /// The version of the documents' shapes (docs/json.md): raised when a
 /// field is renamed, removed or changes its type; new fields keep it.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// serde_json's compact output, with the byte-string rule above and DEL
 /// escaped.
@@ -86,6 +89,115 @@ impl Serialize for Bytes<'_> {
     }
 }
 
+/// A decided value with where it came from: `{"value": N, "source":
+/// "code", "source_text": "words"}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sourced<T: Serialize> {
+    /// The value.
+    pub value: T,
+    /// Where it came from, a code ([`crate::layout::Source::code`]).
+    pub source: &'static str,
+    /// The same in words.
+    pub source_text: String,
+}
+
+/// qmail's numeric ids, or why they could not be decided.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum IdsJson {
+    /// Decided.
+    Known {
+        /// uid of qmailq.
+        qmailq: u32,
+        /// uid of qmails.
+        qmails: u32,
+        /// uid of qmailr.
+        qmailr: u32,
+        /// gid of qmail.
+        qmail_gid: u32,
+        /// Where they came from, a code.
+        source: &'static str,
+        /// The same in words.
+        source_text: String,
+    },
+    /// Not decided.
+    Unknown {
+        /// Why.
+        error: String,
+    },
+}
+
+/// todo's layout and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct TodoJson {
+    /// todo and intd are split (the big-todo patch).
+    pub big_todo: bool,
+    /// Where that came from, a code.
+    pub source: &'static str,
+    /// The same in words.
+    pub source_text: String,
+}
+
+/// The layout's decisions, as every tool's header prints them.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayoutJson {
+    /// conf-split.
+    pub split: Sourced<u32>,
+    /// qmail's ids.
+    pub ids: IdsJson,
+    /// todo's layout.
+    pub todo: TodoJson,
+}
+
+impl LayoutJson {
+    /// The decisions of `layout`; texts escaped as the text reports print
+    /// them.
+    pub fn of(layout: &crate::layout::Layout) -> LayoutJson {
+        let text = |s: &crate::layout::Source| crate::error::escape_text(&layout.source_text(s));
+        LayoutJson {
+            split: Sourced {
+                value: layout.split.value,
+                source: layout.split.source.code(),
+                source_text: text(&layout.split.source),
+            },
+            ids: match &layout.ids {
+                Ok(d) => IdsJson::Known {
+                    qmailq: d.value.qmailq,
+                    qmails: d.value.qmails,
+                    qmailr: d.value.qmailr,
+                    qmail_gid: d.value.qmail_gid,
+                    source: d.source.code(),
+                    source_text: text(&d.source),
+                },
+                Err(e) => IdsJson::Unknown { error: crate::error::escape_text(e) },
+            },
+            todo: TodoJson {
+                big_todo: layout.big_todo.value,
+                source: layout.big_todo.source.code(),
+                source_text: text(&layout.big_todo.source),
+            },
+        }
+    }
+}
+
+/// The queuelifetime in use: `{"seconds": N, "source": "file" or
+/// "default", "source_text": "words"}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LifetimeJson {
+    /// Its value.
+    pub seconds: u64,
+    /// `file` or `default`.
+    pub source: &'static str,
+    /// The same in words (the file, or why the default).
+    pub source_text: String,
+}
+
+impl From<&crate::lifetime::Lifetime> for LifetimeJson {
+    fn from(l: &crate::lifetime::Lifetime) -> Self {
+        LifetimeJson { seconds: l.seconds, source: l.source_code(), source_text: l.source_text() }
+    }
+}
+
 /// Writes `v` as compact JSON to `w`.
 pub fn write<W: io::Write, T: Serialize + ?Sized>(w: W, v: &T) -> io::Result<()> {
     let mut ser = serde_json::Serializer::with_formatter(w, Formatter);
@@ -118,5 +230,33 @@ mod tests {
         assert_eq!(to_string(&t), r#"{"text":"a\"b\\c\n\u0001\u007fé","raw":"we\"ird\u00ff@x\u001b\u007f.é"}"#);
         assert_eq!(to_string(&Bytes(b"")), "\"\"");
         assert_eq!(to_string(&Bytes(b"bad\xff\xc3")), "\"bad\\u00ff\\u00c3\"");
+    }
+
+    #[test]
+    fn sourced_values_and_ids() {
+        let s = Sourced { value: 23u32, source: "option", source_text: "option --split".into() };
+        assert_eq!(to_string(&s), r#"{"value":23,"source":"option","source_text":"option --split"}"#);
+        let ids = IdsJson::Unknown { error: "no \x1b".into() };
+        assert_eq!(to_string(&ids), r#"{"error":"no \u001b"}"#);
+        let ids = IdsJson::Known {
+            qmailq: 1,
+            qmails: 2,
+            qmailr: 3,
+            qmail_gid: 4,
+            source: "passwd",
+            source_text: "the user database".into(),
+        };
+        assert_eq!(
+            to_string(&ids),
+            r#"{"qmailq":1,"qmails":2,"qmailr":3,"qmail_gid":4,"source":"passwd","source_text":"the user database"}"#
+        );
+        let l = crate::lifetime::Lifetime {
+            seconds: 60,
+            source: crate::lifetime::LifetimeSource::Default("x is absent".into()),
+        };
+        assert_eq!(
+            to_string(&LifetimeJson::from(&l)),
+            r#"{"seconds":60,"source":"default","source_text":"default: x is absent"}"#
+        );
     }
 }

@@ -17,6 +17,7 @@ pub mod human;
 pub mod interrupt;
 pub mod json;
 pub mod layout;
+pub mod lifetime;
 pub mod lock;
 pub mod message;
 pub mod mutator;

@@ -50,11 +50,17 @@ impl ExitCode {
     }
 }
 
-impl From<ExitCode> for std::process::ExitCode {
-    fn from(c: ExitCode) -> Self {
-        std::process::ExitCode::from(c.code())
+impl qcommon::cli::ToolExit for ExitCode {
+    const TOOL: &'static str = "qfixq";
+    const SUCCESS: Self = ExitCode::Clean;
+    const USAGE: Self = ExitCode::Usage;
+    const OPERATIONAL: Self = ExitCode::Operational;
+    fn code(self) -> u8 {
+        ExitCode::code(self)
     }
 }
+
+qcommon::exit_code_into_process!(ExitCode);
 
 #[cfg(test)]
 mod tests {
@@ -71,6 +77,7 @@ mod tests {
             ExitCode::Interrupted,
         ];
         assert_eq!(all.map(ExitCode::code), [0, 1, 4, 8, 16, 32]);
+        assert_eq!(std::process::ExitCode::from(ExitCode::Usage), std::process::ExitCode::from(16));
     }
 
     #[test]

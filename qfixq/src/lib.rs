@@ -183,14 +183,7 @@ where
     qcommon::cli::limit_malloc_arenas();
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
-        Err(e) => {
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::Clean,
-                _ => ExitCode::Usage,
-            };
-            let _ = e.print();
-            return code;
-        }
+        Err(e) => return qcommon::cli::clap_exit(&e),
     };
     let words: Vec<&str> = cli.mode.iter().map(String::as_str).collect();
     if words.first() == Some(&"requeue") {
@@ -226,66 +219,33 @@ where
     let stdout = std::io::stdout();
     let progress = Progress::stderr("qfixq");
     let out = Clearing::new(stdout.lock(), &progress, stdout.is_terminal());
-    match run(&cli, mode, out, &progress) {
-        Ok(code) => code,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::Clean,
-        Err(e) => {
-            progress.clear();
-            eprintln!("qfixq: writing the report: {e}");
-            ExitCode::Operational
-        }
-    }
+    let result = run(&cli, mode, out, &progress);
+    progress.clear();
+    qcommon::cli::output_done(result)
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    qcommon::progress::around_output(|| eprintln!("qfixq: {}", output::escape_text(&msg.to_string())));
+    qcommon::cli::say("qfixq", msg);
     ExitCode::Operational
 }
 
 /// The header's data for JSON, one key per line of [`layout_header`]
 /// (docs/json.md): numbers as numbers, sources as codes with the prose
-/// beside them.
+/// beside them ([`qcommon::json::LayoutJson`], as every tool prints them).
 fn header_data(layout: &qcommon::layout::Layout) -> Vec<(&'static str, serde_json::Value)> {
-    use serde_json::json;
-    let text = |s: &qcommon::layout::Source| layout.source_text(s);
+    use output::value;
+    let l = qcommon::json::LayoutJson::of(layout);
     vec![
         (
             "queue",
-            json!({
-                "path": qcommon::error::escape_path(&layout.queue),
-                "symlink": layout.queue_is_symlink,
+            value(&output::QueueJson {
+                path: qcommon::error::escape_path(&layout.queue),
+                symlink: layout.queue_is_symlink,
             }),
         ),
-        (
-            "split",
-            json!({
-                "value": layout.split.value,
-                "source": layout.split.source.code(),
-                "source_text": text(&layout.split.source),
-            }),
-        ),
-        (
-            "ids",
-            match &layout.ids {
-                Ok(d) => json!({
-                    "qmailq": d.value.qmailq,
-                    "qmails": d.value.qmails,
-                    "qmailr": d.value.qmailr,
-                    "qmail_gid": d.value.qmail_gid,
-                    "source": d.source.code(),
-                    "source_text": text(&d.source),
-                }),
-                Err(e) => json!({ "error": output::escape_text(&e.to_string()) }),
-            },
-        ),
-        (
-            "todo",
-            json!({
-                "big_todo": layout.big_todo.value,
-                "source": layout.big_todo.source.code(),
-                "source_text": text(&layout.big_todo.source),
-            }),
-        ),
+        ("split", value(&l.split)),
+        ("ids", value(&l.ids)),
+        ("todo", value(&l.todo)),
     ]
 }
 
@@ -333,12 +293,11 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
     data.push((
         "processes",
         match &procs_unknown {
-            Some(e) => serde_json::json!({ "count": null, "error": output::escape_text(e) }),
-            None => serde_json::json!({
-                "count": procs.len(),
-                "pids": procs.iter().map(|p| p.pid).collect::<Vec<_>>(),
-                "text": header.last().map(|h| h.1.clone()).unwrap_or_default(),
-            }),
+            Some(e) => output::value(&output::ProcessesJson::unknown(e)),
+            None => output::value(&output::ProcessesJson::listed(
+                procs.iter().map(|p| p.pid).collect(),
+                header.last().map(|h| h.1.clone()).unwrap_or_default(),
+            )),
         },
     ));
     let mut notes = Vec::new();
@@ -346,12 +305,8 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
     data.push((
         "disk",
         match &usage {
-            Ok(u) => serde_json::json!({
-                "blocks_used_pct": (u.blocks_pct * 10.0).round() / 10.0,
-                "inodes_used_pct": (u.inodes_pct * 10.0).round() / 10.0,
-                "nearly_full": u.blocks_pct >= FULL_WARNING_PCT || u.inodes_pct >= FULL_WARNING_PCT,
-            }),
-            Err(e) => serde_json::json!({ "error": output::escape_text(&e.to_string()) }),
+            Ok(u) => output::value(&output::DiskJson::of(u)),
+            Err(e) => output::value(&output::DiskJson::unknown(e)),
         },
     ));
     match usage {

@@ -79,6 +79,91 @@ pub struct Report<W: Write> {
     current: Option<(Kind, String, bool, bool)>,
 }
 
+/// The header's `queue`.
+#[derive(Debug, Serialize)]
+pub struct QueueJson {
+    /// Its path, escaped as the text report prints it.
+    pub path: String,
+    /// The path is a symbolic link (allowed).
+    pub symlink: bool,
+}
+
+/// The header's `processes`: those working in the queue, or why they
+/// could not be listed.
+#[derive(Debug, Serialize)]
+pub struct ProcessesJson {
+    count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pids: Option<Vec<u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl ProcessesJson {
+    /// They were listed: their pids and them in words.
+    pub fn listed(pids: Vec<u32>, text: String) -> Self {
+        ProcessesJson { count: Some(pids.len()), pids: Some(pids), text: Some(text), error: None }
+    }
+
+    /// They could not be listed, and why.
+    pub fn unknown(why: &str) -> Self {
+        ProcessesJson { count: None, pids: None, text: None, error: Some(escape_text(why)) }
+    }
+}
+
+/// The header's `disk`: the use of the queue's file system, as numbers.
+#[derive(Debug, Serialize)]
+pub struct DiskJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocks_used_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inodes_used_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    avail_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    free_inodes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nearly_full: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl DiskJson {
+    /// The figures (percentages to one decimal, as the text shows them).
+    pub fn of(u: &qcommon::cli::FsUsage) -> Self {
+        let full = qcommon::cli::FULL_WARNING_PCT;
+        DiskJson {
+            blocks_used_pct: Some((u.blocks_pct * 10.0).round() / 10.0),
+            inodes_used_pct: Some((u.inodes_pct * 10.0).round() / 10.0),
+            avail_bytes: Some(u.avail_bytes),
+            free_inodes: Some(u.free_inodes),
+            nearly_full: Some(u.blocks_pct >= full || u.inodes_pct >= full),
+            error: None,
+        }
+    }
+
+    /// Why the figures are missing.
+    pub fn unknown(e: &qcommon::Error) -> Self {
+        DiskJson {
+            blocks_used_pct: None,
+            inodes_used_pct: None,
+            avail_bytes: None,
+            free_inodes: None,
+            nearly_full: None,
+            error: Some(e.to_string()),
+        }
+    }
+}
+
+/// A header value as JSON data ([`Report::header`] takes them so).
+pub fn value(v: &impl Serialize) -> Value {
+    // Serializing these structs to a Value cannot fail: no map has a key
+    // that is not a string.
+    serde_json::to_value(v).expect("JSON of a header value")
+}
+
 /// One finding in JSON (its steps follow as they happen).
 #[derive(Serialize)]
 struct FindingJson<'a> {
@@ -240,7 +325,7 @@ impl<W: Write> Report<W> {
         let line = match status {
             StepStatus::Planned => format!("  would: {s}"),
             StepStatus::Done => format!("  done: {s}"),
-            StepStatus::Failed(e) => format!("  FAILED: {s}: {}", escape_text(&e.to_string())),
+            StepStatus::Failed(e) => format!("  FAILED: {s}: {e}"),
         };
         let failed = matches!(status, StepStatus::Failed(_));
         let Some((kind, finding, example, shown)) = &mut self.current else { return Ok(()) };
@@ -284,7 +369,7 @@ impl<W: Write> Report<W> {
             let (st, err) = match status {
                 StepStatus::Planned => ("planned", None),
                 StepStatus::Done => ("done", None),
-                StepStatus::Failed(e) => ("failed", Some(escape_text(&e.to_string()))),
+                StepStatus::Failed(e) => ("failed", Some(e.to_string())),
             };
             let op = s.verb().replace('-', "_");
             let j = StepJson { op: &op, path: &escape_path(s.path()), text: &s.to_string(), status: st, error: err };
@@ -293,7 +378,7 @@ impl<W: Write> Report<W> {
             match status {
                 StepStatus::Planned => writeln!(self.out, "  would: {s}")?,
                 StepStatus::Done => writeln!(self.out, "  done: {s}")?,
-                StepStatus::Failed(e) => writeln!(self.out, "  FAILED: {s}: {}", escape_text(&e.to_string()))?,
+                StepStatus::Failed(e) => writeln!(self.out, "  FAILED: {s}: {e}")?,
             }
         }
         Ok(())
@@ -393,7 +478,6 @@ impl<W: Write> Report<W> {
     }
 }
 
-/// Escapes control characters in a text that may quote untrusted bytes.
-pub fn escape_text(s: &str) -> String {
-    qcommon::error::Escaped(s.as_bytes()).to_string().replace("\\\\", "\\")
-}
+/// Escapes control characters in a text that may quote untrusted bytes
+/// (text escaped already is left as it is).
+pub use qcommon::error::escape_text;

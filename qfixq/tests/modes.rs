@@ -110,7 +110,7 @@ const JSON_TO_TEXT: &str = r#"
 import json, sys
 d = json.loads(sys.stdin.buffer.read().decode("utf-8"))
 keys = [k for k in d if k not in ("schema_version", "mode", "findings", "summary", "notes", "exit")]
-assert d["schema_version"] == 2, d["schema_version"]
+assert d["schema_version"] == 3, d["schema_version"]
 assert isinstance(d["split"]["value"], int) and isinstance(d["disk"], dict), (d["split"], d["disk"])
 assert d["summary"]["findings"] == len(d["findings"])
 assert d["summary"]["problems"] == sum(1 for f in d["findings"] if f["problem"])

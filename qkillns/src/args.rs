@@ -44,9 +44,10 @@ null-sender message it gives up on becomes a double bounce to the postmaster.
 const AFTER_HELP: &str = "\
 Durations: 36h, 2d, 90m, 30s, 1w, or combined: 1d12h.
 Exit status: 0 done (also when nothing matched; unreadable messages are \
-reported on stderr and left alone), 8 operational error (qmail-send running, \
-queue unreadable, a step failed, a message number given is not a message of \
-the queue), 16 usage error.";
+reported on stderr and left alone), 4 done, but part of the queue could not be \
+read (the errors are on stderr; as qfixq and qstat), 8 operational error \
+(qmail-send running, queue unreadable, a step failed, a message number given is \
+not a message of the queue), 16 usage error.";
 
 /// A header filter: `Name: RE`.
 #[derive(Debug, Clone)]
@@ -210,20 +211,9 @@ where
     match command().try_get_matches_from(argv) {
         Ok(m) => match Args::from_arg_matches(&m) {
             Ok(a) => Parsed::Run(Box::new(a)),
-            Err(e) => {
-                let _ = e.print();
-                Parsed::Exit(ExitCode::Usage)
-            }
+            Err(e) => Parsed::Exit(qcommon::cli::clap_exit::<ExitCode>(&e)),
         },
-        Err(e) => {
-            let _ = e.print();
-            match e.kind() {
-                clap::error::ErrorKind::DisplayHelp
-                | clap::error::ErrorKind::DisplayVersion
-                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Parsed::Exit(ExitCode::Done),
-                _ => Parsed::Exit(ExitCode::Usage),
-            }
-        }
+        Err(e) => Parsed::Exit(qcommon::cli::clap_exit::<ExitCode>(&e)),
     }
 }
 

@@ -32,18 +32,29 @@ fn holders_text(root: &Dir) -> String {
         .join(", ")
 }
 
-/// For a dry run: what a live removal would meet.
+/// For a dry run: what a live removal would meet, in words.
 pub fn lock_state_text(root: &Dir) -> String {
+    lock_state(root).1
+}
+
+/// For a dry run: what a live removal would meet, as a code
+/// (`not_running`, `running`, `lock_missing`, `lock_not_regular`,
+/// `unknown`; docs/json.md) and in words.
+pub fn lock_state(root: &Dir) -> (&'static str, String) {
     match probe_sendmutex(root) {
-        Ok(LockState::Free) => "not running (lock/sendmutex free)".into(),
-        Ok(LockState::Held) => {
-            format!("running (lock/sendmutex held by {}): a removal would refuse; --expire works", holders_text(root))
+        Ok(LockState::Free) => ("not_running", "not running (lock/sendmutex free)".into()),
+        Ok(LockState::Held) => (
+            "running",
+            format!("running (lock/sendmutex held by {}): a removal would refuse; --expire works", holders_text(root)),
+        ),
+        Ok(LockState::Missing) => {
+            ("lock_missing", "lock/sendmutex missing: a removal would refuse; run `qfixq live` first".into())
         }
-        Ok(LockState::Missing) => "lock/sendmutex missing: a removal would refuse; run `qfixq live` first".into(),
-        Ok(LockState::NotRegular(k)) => {
-            format!("lock/sendmutex is a {}: a removal would refuse; run `qfixq live` first", k.name())
-        }
-        Err(e) => format!("unknown ({e})"),
+        Ok(LockState::NotRegular(k)) => (
+            "lock_not_regular",
+            format!("lock/sendmutex is a {}: a removal would refuse; run `qfixq live` first", k.name()),
+        ),
+        Err(e) => ("unknown", format!("unknown ({e})")),
     }
 }
 

@@ -9,8 +9,6 @@
 //! the mutator when the info file has more than one link (it may be linked
 //! from outside the queue, and a time stamp belongs to the inode).
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use qcommon::mutator::{Action, Step};
@@ -19,7 +17,7 @@ use qcommon::remove::{expect_of, removal_action};
 use qcommon::scan::ScannedMessage;
 
 /// qmail-send's default `queuelifetime` (seconds).
-pub const DEFAULT_QUEUELIFETIME: u64 = 604_800;
+pub const DEFAULT_QUEUELIFETIME: u64 = qcommon::lifetime::DEFAULT_LIFETIME;
 
 /// How far past queuelifetime `--expire` backdates.
 pub const EXPIRE_MARGIN: i64 = 3_600;
@@ -79,48 +77,19 @@ pub struct Lifetime {
     pub seconds: u64,
     /// Where it came from, for the report.
     pub source: String,
+    /// The same as a code: `file` or `default` (docs/json.md).
+    pub source_code: &'static str,
     /// A warning to print, when something was not right.
     pub warning: Option<String>,
 }
 
-/// Reads `control/queuelifetime` as qmail-send does: the first line's
-/// leading digits; a missing file, or a line without leading digits,
-/// gives the default 604800. `None` for the path means qmail's home is not
-/// known.
+/// Reads `control/queuelifetime` as qmail-send does
+/// ([`qcommon::lifetime`]: the first line's leading digits; a missing
+/// file, or a line without leading digits, gives the default 604800).
+/// `None` for the path means qmail's home is not known.
 pub fn queuelifetime(path: Option<&Path>) -> Lifetime {
-    let default =
-        |source: String, warning: Option<String>| Lifetime { seconds: DEFAULT_QUEUELIFETIME, source, warning };
-    let Some(path) = path else {
-        return default(
-            "default (qmail's home is not known; give --qmail-home to read control/queuelifetime)".into(),
-            None,
-        );
-    };
-    let shown = qcommon::error::escape_path(path);
-    let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path);
-    let file = match opened {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return default(format!("default ({shown} does not exist)"), None)
-        }
-        Err(e) => {
-            return default(format!("default ({shown} unreadable)"), Some(format!("cannot read {shown}: {e}")));
-        }
-    };
-    match file.metadata() {
-        Ok(m) if m.is_file() => {}
-        _ => return default(format!("default ({shown} is not a regular file)"), None),
-    }
-    let mut data = Vec::new();
-    if let Err(e) = file.take(4096).read_to_end(&mut data) {
-        return default(format!("default ({shown} unreadable)"), Some(format!("cannot read {shown}: {e}")));
-    }
-    let line = data.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let digits: Vec<u8> = line.iter().copied().take_while(u8::is_ascii_digit).collect();
-    match std::str::from_utf8(&digits).ok().and_then(|s| s.parse::<u64>().ok()) {
-        Some(n) => Lifetime { seconds: n, source: format!("from {shown}"), warning: None },
-        None => default(format!("default ({shown} holds no number)"), None),
-    }
+    let (l, warning) = qcommon::lifetime::read_lifetime_file(path);
+    Lifetime { seconds: l.seconds, source: l.source_text(), source_code: l.source_code(), warning }
 }
 
 #[cfg(test)]

@@ -311,10 +311,7 @@ impl Output {
 /// was escaped already is not escaped twice). Errors writing there are
 /// ignored: there is nowhere left to report them.
 pub fn error(msg: &str) {
-    qcommon::progress::around_output(|| {
-        let mut e = std::io::stderr().lock();
-        let _ = writeln!(e, "qkillns: {}", qcommon::error::escape_text(msg));
-    });
+    qcommon::cli::say("qkillns", msg);
 }
 
 #[cfg(test)]

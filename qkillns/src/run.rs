@@ -73,7 +73,8 @@ pub struct Counts {
     pub named_left: u64,
 }
 
-/// The document's head (its messages follow).
+/// The document's head (its messages follow): the header's decisions as
+/// data (docs/json.md).
 #[derive(serde::Serialize)]
 struct HeadJson<'a> {
     schema_version: u32,
@@ -84,12 +85,31 @@ struct HeadJson<'a> {
     now: i64,
     #[serde(serialize_with = "qcommon::json::bytes")]
     queue: &'a [u8],
-    split: u32,
-    split_source: &'static str,
-    big_todo: bool,
+    #[serde(flatten)]
+    layout: qcommon::json::LayoutJson,
+    qmail_send: &'a QmailSendJson,
+    selection_text: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queuelifetime: Option<qcommon::json::LifetimeJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     expire_to: Option<i64>,
-    header: std::collections::BTreeMap<String, &'a str>,
+}
+
+/// What the run found of qmail-send: a code, the processes (`--expire`:
+/// those it signals), the same in words.
+#[derive(Debug, Default, serde::Serialize)]
+struct QmailSendJson {
+    state: &'static str,
+    pids: Vec<u32>,
+    text: String,
+}
+
+/// The header's decisions that are not the layout's, for JSON.
+#[derive(Debug, Default)]
+struct HeadData {
+    qmail_send: QmailSendJson,
+    selection: String,
+    lifetime: Option<qcommon::json::LifetimeJson>,
 }
 
 /// A refusal, as JSON.
@@ -335,6 +355,7 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let mut header: Vec<(&str, String)> = qcommon::cli::layout_header(layout);
+    let mut head = HeadData::default();
 
     // What must hold before anything is changed.
     let mut _claim = None;
@@ -352,18 +373,28 @@ pub fn run(args: &Args) -> ExitCode {
         let target = plan::expire_target(now, l.seconds);
         header.push(("queuelifetime", format!("{} s ({})", l.seconds, l.source)));
         header.push(("backdate to", qcommon::human::when(target, now)));
-        header.push((
-            "qmail-send",
-            if targets.is_empty() {
-                "none found running on this queue".to_string()
-            } else {
-                targets.iter().map(|t| format!("pid {} ({}, {})", t.pid, t.name, t.how)).collect::<Vec<_>>().join(", ")
-            },
-        ));
+        let text = if targets.is_empty() {
+            "none found running on this queue".to_string()
+        } else {
+            targets.iter().map(|t| format!("pid {} ({}, {})", t.pid, t.name, t.how)).collect::<Vec<_>>().join(", ")
+        };
+        head.lifetime = Some(qcommon::json::LifetimeJson {
+            seconds: l.seconds,
+            source: l.source_code,
+            source_text: l.source.clone(),
+        });
+        head.qmail_send = QmailSendJson {
+            state: if targets.is_empty() { "not_found" } else { "running" },
+            pids: targets.iter().map(|t| t.pid).collect(),
+            text: text.clone(),
+        };
+        header.push(("qmail-send", text));
         lifetime = Some(l);
         Work::Expire { target }
     } else if dry {
-        header.push(("qmail-send", guard::lock_state_text(root)));
+        let (state, text) = guard::lock_state(root);
+        head.qmail_send = QmailSendJson { state, pids: Vec::new(), text: text.clone() };
+        header.push(("qmail-send", text));
         Work::Remove
     } else {
         match session.claim() {
@@ -383,7 +414,9 @@ pub fn run(args: &Args) -> ExitCode {
                 list(others)
             ));
         }
-        header.push(("qmail-send", "stopped; its lock is held by this run".to_string()));
+        let text = "stopped; its lock is held by this run".to_string();
+        head.qmail_send = QmailSendJson { state: "stopped", pids: Vec::new(), text: text.clone() };
+        header.push(("qmail-send", text));
         Work::Remove
     };
 
@@ -401,7 +434,8 @@ pub fn run(args: &Args) -> ExitCode {
     };
     let criteria = Criteria::from_args(args, now);
     let criteria_default = criteria.is_default();
-    header.push(("selection", criteria.describe(&args.header, &args.numbers)));
+    head.selection = criteria.describe(&args.header, &args.numbers);
+    header.push(("selection", head.selection.clone()));
     header.push((
         "mode",
         match (work, dry) {
@@ -432,7 +466,7 @@ pub fn run(args: &Args) -> ExitCode {
         progress: qcommon::progress::Progress::stderr("qkillns"),
         utf8: qcommon::human::utf8_locale(),
     };
-    runner.print_header(layout, &header, now);
+    runner.print_header(layout, &header, &head, now);
     // --expire: its advice before it acts (before any backdating or signal).
     let mut advice = Vec::new();
     if let Work::Expire { .. } = work {
@@ -500,8 +534,11 @@ pub fn run(args: &Args) -> ExitCode {
             c.no_envelope
         ));
     }
-    if c.scan_errors > 0 || c.named_left > 0 {
-        runner.exit = ExitCode::Operational;
+    if c.scan_errors > 0 {
+        runner.exit = runner.exit.worst(ExitCode::Incomplete);
+    }
+    if c.named_left > 0 {
+        runner.exit = runner.exit.worst(ExitCode::Operational);
     }
     runner.print_summary(&notes, &signalled, lifetime.as_ref());
     runner.out.flush();
@@ -560,7 +597,7 @@ impl Runner<'_> {
         self.args.json
     }
 
-    fn print_header(&mut self, layout: &Layout, header: &[(&str, String)], now: i64) {
+    fn print_header(&mut self, layout: &Layout, header: &[(&str, String)], data: &HeadData, now: i64) {
         if self.json() {
             let head = HeadJson {
                 schema_version: qcommon::json::SCHEMA_VERSION,
@@ -573,14 +610,14 @@ impl Runner<'_> {
                 dry_run: self.dry(),
                 now,
                 queue: std::os::unix::ffi::OsStrExt::as_bytes(layout.queue.as_os_str()),
-                split: layout.split.value,
-                split_source: layout.split.source.code(),
-                big_todo: layout.big_todo.value,
+                layout: qcommon::json::LayoutJson::of(layout),
+                qmail_send: &data.qmail_send,
+                selection_text: &data.selection,
+                queuelifetime: data.lifetime.clone(),
                 expire_to: match self.work {
                     Work::Expire { target } => Some(target),
                     Work::Remove => None,
                 },
-                header: header.iter().map(|(k, v)| (k.replace([' ', '-'], "_"), v.as_str())).collect(),
             };
             let j = qcommon::json::to_string(&head);
             // The document stays open for the messages.
@@ -1016,8 +1053,9 @@ impl Runner<'_> {
         }
         if c.scan_errors > 0 {
             lines.push(format!(
-                "{} part(s) of the queue could not be read (see the errors above); exit 8",
-                c.scan_errors
+                "{} part(s) of the queue could not be read (see the errors above); exit {}",
+                c.scan_errors,
+                self.exit.code()
             ));
         }
         for n in notes {

@@ -353,3 +353,56 @@ fn a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Part of the queue that cannot be read (a bucket that the user running
+/// qkillns may not list: the test drops root with setpriv) is reported,
+/// the rest is looked at, and the run ends with exit 4, as qfixq and qstat
+/// end for the same thing.
+#[test]
+fn an_unreadable_part_of_the_queue_is_exit_4() {
+    use std::os::unix::fs::PermissionsExt;
+    if skip_unless_root() {
+        return;
+    }
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    if !setpriv.exists() {
+        eprintln!("skipped: no /usr/bin/setpriv to drop root");
+        return;
+    }
+    let q = Queue::new();
+    let m = q.preprocessed(b"", &[], &[(b"a@b.example", false)], "failure notice", now(), false);
+    // Everything readable by nobody, but one bucket of info.
+    let mut stack = vec![q.root.parent().unwrap().to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        if md.is_dir() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if md.is_file() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let bucket = (m.number + 1) % u64::from(SPLIT);
+    let closed = q.root.join(format!("info/{bucket}"));
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let as_nobody = |extra: &[&str]| {
+        let mut c = assert_cmd::Command::new(setpriv);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        c.arg(assert_cmd::cargo::cargo_bin("qkillns"));
+        c.arg("--queue").arg(&q.root).args(["--split", &SPLIT.to_string(), "--ids", "0:0:0:0", "-n"]);
+        c.args(extra);
+        c.timeout(std::time::Duration::from_secs(60));
+        c
+    };
+    let out = as_nobody(&[]).assert().code(4).get_output().clone();
+    let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    assert!(stderr.contains(&format!("info/{bucket}")) && stderr.contains("EACCES"), "{stderr}");
+    assert!(stdout.contains(&format!("{}  would remove", m.number)), "{stdout}");
+    assert!(stdout.contains("1 part(s) of the queue could not be read (see the errors above); exit 4"), "{stdout}");
+    let out = as_nobody(&["--json"]).assert().code(4).get_output().clone();
+    let text = String::from_utf8(out.stdout).unwrap();
+    check_json(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    assert!(text.contains("\"scan_errors\":1"), "{text}");
+    // As root the same queue reads whole: exit 0.
+    qkillns(&q).arg("-n").assert().code(0);
+}

@@ -66,7 +66,7 @@ pub struct Cli {
     pub top: Option<u32>,
 
     /// Print one JSON document (one line) with everything computed; with --list, one object per message,
-    /// one per line, as the listing goes.
+    /// one per line, as the listing goes; with --show, the message as one object (docs/json.md).
     #[arg(long, conflicts_with = "prometheus")]
     pub json: bool,
 
@@ -151,8 +151,9 @@ pub struct Cli {
     pub list: bool,
 
     /// Show message N: its envelope (sender, recipients and their states, birth time, bucket), its damage,
-    /// its files with owners and modes, and its header, control characters escaped.
-    #[arg(long, value_name = "N", conflicts_with_all = ["list", "detail", "top", "prometheus", "check", "watch", "json"])]
+    /// its files with owners and modes, and its header, control characters escaped (with --json: one JSON
+    /// document, the header and body as byte strings).
+    #[arg(long, value_name = "N", conflicts_with_all = ["list", "detail", "top", "prometheus", "check", "watch"])]
     pub show: Option<u64>,
 
     /// With --show: the body too.
@@ -161,7 +162,7 @@ pub struct Cli {
 
     /// With --show: write the message's bytes as they are (header and body, nothing else), for piping
     /// into a mail reader.
-    #[arg(long, requires = "show", conflicts_with = "body")]
+    #[arg(long, requires = "show", conflicts_with_all = ["body", "json"])]
     pub raw: bool,
 
     /// --list: only messages whose envelope sender matches RE (a regular expression over the sender's
@@ -275,5 +276,13 @@ mod tests {
         assert!(parse(&["--top", "0"]).is_err());
         assert!(parse(&["--check", "--warning", "x"]).is_err());
         assert!(parse(&["--queue", "/a", "--qmail-home", "/b"]).is_err());
+        assert!(parse(&["--show", "5", "--raw", "--json"]).is_err());
+        assert!(parse(&["--show", "5", "--prometheus"]).is_err());
+    }
+
+    #[test]
+    fn show_takes_json() {
+        let c = parse(&["--show", "5", "--json", "--body"]).unwrap();
+        assert_eq!((c.show, c.json, c.body), (Some(5), true, true));
     }
 }

@@ -1,5 +1,6 @@
-//! Time for reports: this module owns the current time, the local-time
-//! stamp of `--watch` and of the oldest message, and how ages are written.
+//! Time for reports: this module owns the current time and how ages are
+//! written; dates (the local-time stamp of `--watch`, ISO 8601 UTC) are
+//! [`qcommon::human`]'s, the tools' one calendar.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,64 +12,7 @@ pub fn now() -> i64 {
     }
 }
 
-/// `t` in local time as `YYYY-MM-DD HH:MM:SS +hhmm` (the zone from `TZ` or
-/// /etc/localtime; UTC when it cannot be had).
-pub fn local_stamp(t: i64) -> String {
-    let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
-    let tt = t as libc::time_t;
-    // SAFETY: both pointers are valid for the call; localtime_r is the
-    // re-entrant form and fills `tm` when it returns non-null.
-    let ok = unsafe { !libc::localtime_r(&tt, tm.as_mut_ptr()).is_null() };
-    if !ok {
-        return utc_stamp(t);
-    }
-    // SAFETY: initialised by localtime_r (or zeroed, which is valid too).
-    let tm = unsafe { tm.assume_init() };
-    let off = tm.tm_gmtoff / 60;
-    let sign = if off < 0 { '-' } else { '+' };
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {sign}{:02}{:02}",
-        i64::from(tm.tm_year) + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        off.abs() / 60,
-        off.abs() % 60
-    )
-}
-
-/// `t` in UTC as `YYYY-MM-DD HH:MM:SS +0000`.
-pub fn utc_stamp(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000", secs / 3600, secs % 3600 / 60, secs % 60)
-}
-
-/// `t` in UTC as ISO 8601: `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn iso_utc(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar, counting in 400-year eras of 146097 days.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468; // days since 0000-03-01
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year, from March 1st
-    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
+pub use qcommon::human::{iso_utc, local_stamp, utc_stamp};
 
 /// An age in seconds as `3d 04h 05m`, `4h 05m 06s`, `5m 06s` or `6s`.
 pub fn age_text(secs: i64) -> String {

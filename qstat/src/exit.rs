@@ -54,11 +54,17 @@ impl ExitCode {
     }
 }
 
-impl From<ExitCode> for std::process::ExitCode {
-    fn from(c: ExitCode) -> Self {
-        std::process::ExitCode::from(c.code())
+impl qcommon::cli::ToolExit for ExitCode {
+    const TOOL: &'static str = "qstat";
+    const SUCCESS: Self = ExitCode::Ok;
+    const USAGE: Self = ExitCode::Usage;
+    const OPERATIONAL: Self = ExitCode::Operational;
+    fn code(self) -> u8 {
+        ExitCode::code(self)
     }
 }
+
+qcommon::exit_code_into_process!(ExitCode);
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use qcommon::json::{LifetimeJson, Sourced};
 use serde::Serialize;
 
 use crate::detail::{reason, BySource, Detail, TopLists};
@@ -38,17 +39,8 @@ struct OldestJson {
 }
 
 #[derive(Serialize)]
-struct LifetimeJson {
-    seconds: u64,
-    source: &'static str,
-    source_text: String,
-}
-
-#[derive(Serialize)]
-struct DetailJson<'a> {
-    split: u32,
-    split_source: &'static str,
-    split_source_text: &'a str,
+struct DetailJson {
+    split: Sourced<u32>,
     big_todo: bool,
     messages_scanned: u64,
     preprocessed: u64,
@@ -70,11 +62,9 @@ struct DetailJson<'a> {
     unreadable: u64,
 }
 
-fn detail(d: &Detail, now: i64) -> DetailJson<'_> {
+fn detail(d: &Detail, now: i64) -> DetailJson {
     DetailJson {
-        split: d.split,
-        split_source: d.split_source_code,
-        split_source_text: &d.split_source,
+        split: Sourced { value: d.split, source: d.split_source_code, source_text: d.split_source.clone() },
         big_todo: d.big_todo,
         messages_scanned: d.messages,
         preprocessed: d.preprocessed,
@@ -92,11 +82,7 @@ fn detail(d: &Detail, now: i64) -> DetailJson<'_> {
             basis: o.basis.code(),
             basis_text: o.basis.name(),
         }),
-        queuelifetime: d.lifetime.as_ref().map(|l| LifetimeJson {
-            seconds: l.seconds,
-            source: l.source_code(),
-            source_text: l.source_text(),
-        }),
+        queuelifetime: d.lifetime.as_ref().map(LifetimeJson::from),
         past_queuelifetime: d.past_lifetime,
         damaged: d.damaged,
         damage: d.damage.iter().map(|(r, n)| (reason::code(r), *n)).collect(),
@@ -154,7 +140,7 @@ struct ReportJson<'a> {
     errors: &'a [String],
     warnings: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<DetailJson<'a>>,
+    detail: Option<DetailJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top: Option<TopJson<'a>>,
 }
@@ -203,7 +189,7 @@ mod tests {
         let j = render(&r);
         assert!(
             j.starts_with(
-                "{\"schema_version\":2,\"queue\":\"/q\\u00ff\",\"time\":5,\"messages\":2,\"unpreprocessed\":1,"
+                "{\"schema_version\":3,\"queue\":\"/q\\u00ff\",\"time\":5,\"messages\":2,\"unpreprocessed\":1,"
             ),
             "{j}"
         );

@@ -71,24 +71,14 @@ where
 }
 
 fn usage_error(e: &clap::Error, check_mode: bool) -> ExitCode {
-    use clap::error::ErrorKind;
-    match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = e.print();
-            ExitCode::Ok
-        }
-        _ if check_mode => {
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("bad options");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            let _ = io::stdout().write_all(check::unknown(&format!("usage: {first}")).as_bytes());
-            ExitCode::Unknown
-        }
-        _ => {
-            let _ = e.print();
-            ExitCode::Usage
-        }
+    if qcommon::cli::clap_is_success(e) || !check_mode {
+        return qcommon::cli::clap_exit(e);
     }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("bad options");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let _ = io::stdout().write_all(check::unknown(&format!("usage: {first}")).as_bytes());
+    ExitCode::Unknown
 }
 
 /// Threads for the count: both cores at least, more on a bigger machine
@@ -124,21 +114,20 @@ pub fn execute(cli: &Cli, words: WordRules, out: &mut dyn Write, err: &mut dyn W
         Some(interval) => watch(cli, &req, interval, out, err),
         None => emit(cli, report::take(&req, clock::now()), out, err),
     };
-    match result {
-        Ok(code) => code,
-        // A closed pipe (`qstat | head -1`) is not an error.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::Ok,
-        Err(e) => {
-            let _ = writeln!(err, "qstat: cannot write the output: {e}");
-            ExitCode::Operational
-        }
-    }
+    // A closed pipe (`qstat | head -1`) is not an error.
+    finish(result, err)
 }
 
 /// `--list` or `--show`.
 fn messages(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<ExitCode> {
     if let Some(number) = cli.show {
-        let req = show::ShowRequest { layout: cli.queue.layout_options(), number, body: cli.body, raw: cli.raw };
+        let req = show::ShowRequest {
+            layout: cli.queue.layout_options(),
+            number,
+            body: cli.body,
+            raw: cli.raw,
+            json: cli.json,
+        };
         return show::run(&req, out, err);
     }
     let mut numbers = cli.numbers.clone();
@@ -164,15 +153,8 @@ fn messages(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<E
 
 /// The exit status of a run whose output may have failed.
 fn finish(result: io::Result<ExitCode>, err: &mut dyn Write) -> ExitCode {
-    match result {
-        Ok(code) => code,
-        // A closed pipe (`qstat -l | head -1`) is not an error.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::Ok,
-        Err(e) => {
-            let _ = writeln!(err, "qstat: cannot write the output: {e}");
-            ExitCode::Operational
-        }
-    }
+    // A closed pipe (`qstat -l | head -1`) is not an error.
+    qcommon::cli::output_done_to(result, err)
 }
 
 /// Prints one look at the queue in the form asked; an error writing `out`
@@ -186,7 +168,7 @@ fn emit(cli: &Cli, res: Result<Report, Fatal>, out: &mut dyn Write, err: &mut dy
                 out.flush()?;
                 return Ok(ExitCode::Unknown);
             }
-            let _ = writeln!(err, "qstat: {f}");
+            let _ = writeln!(err, "{}", qcommon::cli::said("qstat", &f));
             // The textfile says the run failed, instead of going stale.
             if let Some(path) = &cli.prometheus {
                 let label = prom::queue_label(cli.queue_name.as_deref(), &queue_path(cli));
@@ -196,10 +178,10 @@ fn emit(cli: &Cli, res: Result<Report, Fatal>, out: &mut dyn Write, err: &mut dy
         }
     };
     for w in &r.warnings {
-        let _ = writeln!(err, "qstat: warning: {w}");
+        let _ = writeln!(err, "{}", qcommon::cli::said("qstat", format_args!("warning: {w}")));
     }
     for e in &r.errors {
-        let _ = writeln!(err, "qstat: {e}");
+        let _ = writeln!(err, "{}", qcommon::cli::said("qstat", e));
     }
     let mut code = if r.complete() { ExitCode::Ok } else { ExitCode::Incomplete };
     if cli.check {

@@ -581,7 +581,7 @@ pub fn json_head(m: &Message) -> String {
     let birth = model.birth.map_or(0, |b| b.time);
     let mut s = String::with_capacity(256);
     s.push_str(&format!("\"number\":{},\"birth\":\"{}\",\"birth_unix\":{}", m.number, iso_utc(birth), birth));
-    s.push_str(&format!(",\"birth_basis\":\"{}\"", model.birth.map_or("none", |b| b.basis.name())));
+    s.push_str(&format!(",\"birth_basis\":\"{}\"", model.birth.map_or("none", |b| b.basis.code())));
     s.push_str(&format!(",\"bucket\":{}", m.bucket));
     match m.size() {
         Some(z) => s.push_str(&format!(",\"size\":{z}")),
@@ -593,9 +593,10 @@ pub fn json_head(m: &Message) -> String {
         Some(a) if !model.sender_lost() => jstr(&mut s, a),
         _ => s.push_str("null"),
     }
-    s.push_str(&format!(",\"sender_kind\":\"{}\"", sender_kind(&model)));
+    s.push_str(&format!(",\"sender_kind\":\"{}\"", sender_kind(&model).replace('-', "_")));
     s.push_str(&format!(",\"bounce_file\":{}", m.file(Part::Bounce).is_some()));
     jstrs(&mut s, "damaged", m.damage.iter().map(|d| d.to_string()));
+    jstrs(&mut s, "damage", m.damage.iter().map(|d| crate::detail::reason::code(d)));
     jstrs(
         &mut s,
         "notes",
@@ -639,9 +640,10 @@ pub fn json_recipients(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result
     Ok(())
 }
 
-/// One line of `--list --json`: one object per message.
+/// One line of `--list --json`: one object per message, each a document
+/// of its own (docs/json.md).
 pub fn write_json(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result<()> {
-    w.write_all(b"{")?;
+    write!(w, "{{\"schema_version\":{},", qcommon::json::SCHEMA_VERSION)?;
     w.write_all(json_head(m).as_bytes())?;
     w.write_all(b",")?;
     json_recipients(w, root, m)?;

@@ -15,9 +15,6 @@
 //! file it replaces, so an alert sees the failure instead of a stale file.
 
 use std::fmt::Write as _;
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::report::Report;
@@ -218,9 +215,12 @@ pub fn render(r: &Report, queue: &str, last_success: Option<i64>) -> String {
 
 /// Writes `text` to `path` atomically: a temporary file in the same
 /// directory (a name the textfile collector ignores: it does not end in
-/// `.prom`), fsynced, mode 0644, then renamed over `path`.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("not a file name"))?;
+/// `.prom`), mode 0644, fsynced, then renamed over `path`, and the
+/// directory fsynced ([`qcommon::safe_fs::Dir::write_file_atomic`], the
+/// tools' one atomic write).
+pub fn write_atomically(path: &Path, text: &str) -> qcommon::Result<()> {
+    use qcommon::safe_fs::{Dir, NewFile, SymlinkBehavior};
+    let name = path.file_name().ok_or_else(|| qcommon::Error::Other("not a file name".into()))?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -228,23 +228,9 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
+    let dir = Dir::open(&dir, SymlinkBehavior::Follow)?;
+    let spec = NewFile { perm: 0o644, owner: None, mtime: None, replace: true };
+    dir.write_file_atomic(name, &tmp_name, text.as_bytes(), &spec)
 }
 
 #[cfg(test)]

@@ -4,9 +4,12 @@
 //! copies in a wrong place and entries that are not regular files too,
 //! never followed), then its header and, with `--body`, its body, with
 //! every control byte escaped. `--raw` writes the mess file's bytes as
-//! they are instead, for a mail reader.
+//! they are instead, for a mail reader; `--json` writes all of it as one
+//! JSON document (docs/json.md, "qstat --show").
 
 use std::io::{self, Read, Write};
+
+use serde::Serialize;
 
 use qcommon::error::{escape_path, escape_text};
 use qcommon::layout::LayoutOptions;
@@ -32,6 +35,8 @@ pub struct ShowRequest {
     pub body: bool,
     /// Write the message bytes as they are, nothing else.
     pub raw: bool,
+    /// One JSON document instead of the text.
+    pub json: bool,
 }
 
 fn user_name(uid: u32) -> Option<String> {
@@ -204,7 +209,11 @@ pub fn run(req: &ShowRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
         return Ok(ExitCode::Ok);
     }
     let mut w = io::BufWriter::new(out);
-    let code = write_show(&mut w, root, &m, sl, req.body, err)?;
+    let code = if req.json {
+        write_show_json(&mut w, root, &m, req.body, err)?
+    } else {
+        write_show(&mut w, root, &m, sl, req.body, err)?
+    };
     w.flush()?;
     Ok(code)
 }
@@ -294,6 +303,160 @@ fn write_show(
     Ok(code)
 }
 
+/// A file's status in `--show --json`.
+#[derive(Serialize)]
+struct StatJson {
+    kind: String,
+    size: u64,
+    inode: u64,
+    links: u64,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: i64,
+}
+
+impl From<&Stat> for StatJson {
+    fn from(st: &Stat) -> Self {
+        StatJson {
+            kind: st.kind.name().replace(' ', "_"),
+            size: st.size,
+            inode: st.ino,
+            links: st.nlink,
+            uid: st.uid,
+            gid: st.gid,
+            mode: st.perm,
+            mtime: st.mtime,
+        }
+    }
+}
+
+/// One file (or entry under the message's name) in `--show --json`.
+#[derive(Serialize)]
+struct FileJson<'a> {
+    #[serde(serialize_with = "qcommon::json::bytes")]
+    path: &'a [u8],
+    stat: Option<StatJson>,
+    misplaced: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+}
+
+/// The end of the `--show --json` document: the files, the header and
+/// (with `--body`) the body.
+#[derive(Serialize)]
+struct ShowTailJson<'a> {
+    files: Vec<FileJson<'a>>,
+    #[serde(serialize_with = "qcommon::json::bytes")]
+    header: &'a [u8],
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_bytes")]
+    body: Option<&'a [u8]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mess_error: Option<String>,
+}
+
+fn opt_bytes<S: serde::Serializer>(b: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
+    match b {
+        Some(b) => qcommon::json::bytes(b, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Where the header of a message ends and its body starts: after the
+/// first empty line (`\n` or `\r\n`), as the text form reads it.
+fn header_end(data: &[u8]) -> Option<(usize, usize)> {
+    let blank_at = |i: usize| match &data[i..] {
+        [b'\n', ..] => Some(i + 1),
+        [b'\r', b'\n', ..] => Some(i + 2),
+        _ => None,
+    };
+    if let Some(b) = blank_at(0) {
+        return Some((0, b));
+    }
+    data.iter().enumerate().filter(|(_, &c)| c == b'\n').find_map(|(i, _)| blank_at(i + 1).map(|b| (i + 1, b)))
+}
+
+/// `--show --json`: the message as one JSON document on one line: the
+/// fields of a `--list --json` line, then its files, its header and, with
+/// `body`, its body (byte strings). Errors go to `err` as well.
+fn write_show_json(
+    w: &mut dyn Write,
+    root: &qcommon::safe_fs::Dir,
+    m: &Message,
+    body: bool,
+    err: &mut dyn Write,
+) -> io::Result<ExitCode> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut code = ExitCode::Ok;
+    for e in &m.errors {
+        let _ = writeln!(err, "{}", qcommon::cli::said("qstat", e));
+        code = ExitCode::Incomplete;
+    }
+    write!(w, "{{\"schema_version\":{},", qcommon::json::SCHEMA_VERSION)?;
+    w.write_all(crate::list::json_head(m).as_bytes())?;
+    w.write_all(b",")?;
+    crate::list::json_recipients(w, root, m)?;
+    let mut files: Vec<FileJson<'_>> = m
+        .files
+        .iter()
+        .flatten()
+        .map(|f| FileJson {
+            path: f.rel.as_os_str().as_bytes(),
+            stat: Some(StatJson::from(&f.stat)),
+            misplaced: f.misplaced,
+            note: None,
+        })
+        .collect();
+    files.extend(m.others.iter().map(|(p, st, note)| FileJson {
+        path: p.as_os_str().as_bytes(),
+        stat: st.as_ref().map(StatJson::from),
+        misplaced: false,
+        note: Some(note.as_str()),
+    }));
+    // The mess file: its header, and with `body` all of it.
+    let mut data = Vec::new();
+    let mut mess_error = None;
+    if let Some(mess) = m.file(Part::Mess) {
+        match open_mess(root, &mess.rel) {
+            Ok(mut file) => {
+                let mut chunk = vec![0u8; 64 << 10];
+                loop {
+                    match file.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(k) => {
+                            data.extend_from_slice(&chunk[..k]);
+                            if !body && header_end(&data).is_some() {
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let errno = qcommon::safe_fs::io_errno(&e);
+                            mess_error =
+                                Some(qcommon::Error::sys("read", root.path().join(&mess.rel), errno).to_string());
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => mess_error = Some(escape_text(&e)),
+        }
+    }
+    if let Some(e) = &mess_error {
+        let _ = writeln!(err, "{}", qcommon::cli::said("qstat", e));
+        code = ExitCode::Incomplete;
+    }
+    let (head, rest) = match header_end(&data) {
+        Some((h, b)) => (&data[..h], &data[b..]),
+        None => (&data[..], &data[data.len()..]),
+    };
+    let tail = ShowTailJson { files, header: head, body: body.then_some(rest), mess_error };
+    let j = qcommon::json::to_string(&tail);
+    // The document is open: the tail's fields join it.
+    writeln!(w, ",{}", &j[1..])?;
+    Ok(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,5 +485,16 @@ mod tests {
             "  Subject: hi\\x1b[31m\n  \tfolded\n  X: y\nbody:\n  body \\x07line\n  last\n(no newline at the end)\n"
         );
         assert_eq!(shown(b"A: b\r\n\r\nx\r\n", true), "  A: b\\r\nbody:\n  x\\r\n");
+    }
+
+    #[test]
+    fn header_ends_at_the_first_empty_line() {
+        assert_eq!(header_end(b"A: b\n\nbody\n"), Some((5, 6)));
+        assert_eq!(header_end(b"A: b\r\n\r\nx"), Some((6, 8)));
+        assert_eq!(header_end(b"\nbody"), Some((0, 1)));
+        assert_eq!(header_end(b"A: b\nC: d\n"), None);
+        assert_eq!(header_end(b""), None);
+        // A CR inside a line ends nothing.
+        assert_eq!(header_end(b"A: b\n\rX\n\n"), Some((8, 9)));
     }
 }

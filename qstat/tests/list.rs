@@ -78,6 +78,7 @@ fn list_gives_every_message_oldest_first_with_its_envelope() {
         let before = qtests::snapshot(&b.queue);
         let atimes_before = atimes(&b.queue);
         let (v, o) = list_json(&b, &[]);
+        assert!(v.iter().all(|j| j.get("schema_version").u() == u64::from(qcommon::json::SCHEMA_VERSION)));
         assert_eq!(o.status.code(), Some(0), "{}", err(&o));
         assert!(o.stderr.is_empty(), "{}", err(&o));
         assert_eq!(v.len(), b.messages.len());
@@ -96,7 +97,7 @@ fn list_gives_every_message_oldest_first_with_its_envelope() {
             assert!(j.get("damaged").arr().is_empty());
             let kind = match &m.sender[..] {
                 b"" => "null",
-                b"#@[]" => "double-bounce",
+                b"#@[]" => "double_bounce",
                 _ => "address",
             };
             assert_eq!(j.get("sender_kind").s(), kind);
@@ -396,6 +397,65 @@ fn list_streams_large_envelopes_and_tells_lost_senders() {
     // Salvaged messages are not bounces for --sender '^$'.
     let (v, _) = list_json(&b, &["--sender", "^$"]);
     assert!(!numbers(&v).contains(&lost.number));
+}
+
+/// --show N --json: one document (one line) with the --list fields, the
+/// files with their status as numbers, the header as a byte string (the
+/// body only with --body); errors as in the text form.
+#[test]
+fn show_json_gives_one_document() {
+    let t = tempfile::tempdir().unwrap();
+    let b = build(t.path(), 30, false, 61);
+    let split = b.spec_split;
+    let m = b.messages.iter().find(|m| m.state == BuiltState::Preprocessed && !m.recipients.is_empty()).unwrap();
+    let mess_path = message_path(&b.queue, Part::Mess, m.number, split, false);
+    let mut text = b"X-Evil: a\x1b[2J\xffb\r\n".to_vec();
+    text.extend_from_slice(&fs::read(&mess_path).unwrap());
+    text.extend_from_slice(b"last body line \x07\n");
+    fs::write(&mess_path, &text).unwrap();
+    let before = qtests::snapshot(&b.queue);
+    let n = m.number.to_string();
+
+    let o = run(&b.queue, &["--show", &n, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o).lines().count(), 1, "{}", out(&o));
+    let j = Json::parse(&out(&o));
+    assert_eq!(j.get("schema_version").u(), u64::from(qcommon::json::SCHEMA_VERSION));
+    assert_eq!(j.get("number").u(), m.number);
+    assert_eq!(j.get("stage").s(), "preprocessed");
+    assert_eq!(j.get("size").u(), text.len() as u64);
+    assert_eq!(j.get("sender").s(), String::from_utf8_lossy(&m.sender));
+    assert_eq!(listed_recipients(&j), built_recipients(m));
+    let header = j.get("header").s();
+    // The byte rule: ESC as itself (escaped in the JSON text), 0xff as U+00FF.
+    assert!(header.starts_with("X-Evil: a\x1b[2J\u{ff}b\r\n"), "{header:?}");
+    assert!(!header.contains("last body line"), "{header:?}");
+    assert!(!out(&o).contains('\x1b'), "raw control bytes in the JSON text");
+    assert!(matches!(j.get("files"), Json::Arr(_)));
+    let mess_rel = format!("mess/{}/{n}", m.number % u64::from(split));
+    let mess = j.get("files").arr().iter().find(|f| f.get("path").s() == mess_rel).expect("the mess file is listed");
+    let st = mess.get("stat");
+    assert_eq!(st.get("kind").s(), "regular_file");
+    assert_eq!(st.get("size").u(), text.len() as u64);
+    assert_eq!(st.get("inode").u(), m.number);
+    assert_eq!(st.get("mode").u(), u64::from(fs::metadata(&mess_path).unwrap().mode() & 0o7777));
+    assert!(!flag(mess.get("misplaced")));
+    assert!(!out(&o).contains("\"body\""), "no body without --body");
+
+    let o = run(&b.queue, &["--show", &n, "--json", "--body"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let j = Json::parse(&out(&o));
+    assert!(j.get("body").s().ends_with("last body line \u{7}\n"), "{:?}", j.get("body"));
+    assert!(j.get("header").s().ends_with('\n') && !j.get("body").s().starts_with('\n'));
+    assert!(before.diff(&qtests::snapshot(&b.queue)).is_empty(), "--show --json changed the queue");
+
+    // Unknown number: nothing on stdout, exit 8, as the text form.
+    let o = run(&b.queue, &["--show", "99999999999", "--json"]);
+    assert_eq!(o.status.code(), Some(8));
+    assert!(o.stdout.is_empty());
+    // --raw writes bytes, not JSON.
+    let o = run(&b.queue, &["--show", &n, "--json", "--raw"]);
+    assert_eq!(o.status.code(), Some(16));
 }
 
 /// --show N: the envelope, damage, every file with owner and mode, the

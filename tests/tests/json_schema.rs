@@ -97,7 +97,7 @@ fn conforms(tool: &str, docs: &[Value]) {
     let s = schema(tool);
     let mut seen = BTreeSet::new();
     for d in docs {
-        assert_eq!(d["schema_version"], 2, "{tool}: {d}");
+        assert_eq!(d["schema_version"], qcommon::json::SCHEMA_VERSION, "{tool}: {d}");
         walk(tool, &s, d, "", &mut seen);
     }
     // A field of an array's elements is required once the array had one.
@@ -132,12 +132,45 @@ fn json_documents_match_their_schema() {
     run.assert_sane().expect(0);
     let st = parse(&run);
     assert!(st["detail"]["damaged"].as_u64().unwrap() > 0, "{st}");
-    assert_eq!(st["detail"]["split"], SPLIT);
-    assert_eq!(st["detail"]["split_source"], "option");
+    assert_eq!(st["detail"]["split"]["value"], SPLIT);
+    assert_eq!(st["detail"]["split"]["source"], "option");
     for (code, n) in st["detail"]["damage"].as_object().unwrap() {
         assert!(is_code(code) && n.as_u64().unwrap() > 0, "{code}: {n}");
         assert!(st["detail"]["damage_text"][code].as_str().is_some_and(|t| t.contains(' ')), "{code}: {st}");
     }
+
+    // qstat --list: one document per line; --show N: one document.
+    let run = cmd("qstat").queue(&queue, SPLIT).args(["--list", "--json"]).run();
+    run.assert_sane().expect_any(&[0, 4]);
+    let lines: Vec<Value> =
+        run.out().lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {e}\n{l}"))).collect();
+    assert!(lines.len() > 100, "{}", run.show());
+    let damaged = lines.iter().find(|l| !l["damage"].as_array().unwrap().is_empty()).expect("a damaged message");
+    for l in &lines {
+        assert!(is_code(l["stage"].as_str().unwrap()) && is_code(l["sender_kind"].as_str().unwrap()), "{l}");
+        assert!(l["damage"].as_array().unwrap().iter().all(|c| is_code(c.as_str().unwrap())), "{l}");
+    }
+    let mut shown = Vec::new();
+    for (l, body) in [(&lines[0], false), (damaged, true)] {
+        let n = l["number"].as_u64().unwrap().to_string();
+        let mut args = vec!["--show", n.as_str(), "--json"];
+        if body {
+            args.push("--body");
+        }
+        let run = cmd("qstat").queue(&queue, SPLIT).args(&args).run();
+        run.assert_sane().expect_any(&[0, 4]);
+        let d = parse(&run);
+        assert_eq!(d["number"], l["number"], "{d}");
+        assert!(d["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["stat"].is_null() || is_code(f["stat"]["kind"].as_str().unwrap())));
+        assert_eq!(d.get("body").is_some(), body, "{d}");
+        shown.push(d);
+    }
+    conforms("qstat --list", &lines);
+    conforms("qstat --show", &shown);
 
     // qkillns: a dry run of each work, then a real removal.
     let dry = cmd("qkillns").queue(&queue, SPLIT).args(["-n", "--json"]).run();
@@ -155,6 +188,8 @@ fn json_documents_match_their_schema() {
     let expire = cmd("qkillns").queue(&queue, SPLIT).args(["-n", "--expire", "--json"]).run();
     expire.assert_sane().expect_any(&[0, 8]);
     let expire = parse(&expire);
+    assert!(expire["queuelifetime"]["seconds"].is_u64() && is_code(expire["qmail_send"]["state"].as_str().unwrap()));
+    assert_eq!(expire["split"]["value"], SPLIT);
     assert!(expire["summary"]["would_expire"].is_u64() && expire["summary"].get("would_remove").is_none(), "{expire}");
     let live = cmd("qkillns").queue(&queue, SPLIT).args(["--json"]).run();
     live.assert_sane().expect_any(&[0, 8]);

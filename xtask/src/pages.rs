@@ -87,7 +87,8 @@ fn qfixq() -> Page {
                         "Problems are left unfixed: every check that finds any (a check changes nothing), or a live \
                          run that could not fix everything (each failure is on standard error with its path and \
                          errno), or a live run whose second check still found something (another program is \
-                         writing to the queue)."
+                         writing to the queue). Part of the queue that could not be read is such a problem: \
+                         qstat and qkillns exit 4 for it too."
                     }
                     E::Operational => {
                         "Operational error: the queue is unreadable, qmail-send is running (it holds \
@@ -261,7 +262,7 @@ fn qstat() -> Page {
 
 fn qkillns() -> Page {
     use qkillns::ExitCode as E;
-    let exit = [E::Done, E::Operational, E::Usage]
+    let exit = [E::Done, E::Incomplete, E::Operational, E::Usage]
         .into_iter()
         .map(|c| {
             (
@@ -271,11 +272,16 @@ fn qkillns() -> Page {
                         "Done, also when nothing matched. A message that could not be read is reported on standard \
                          error and left alone."
                     }
+                    E::Incomplete => {
+                        "Done, but part of the queue could not be read (a directory of it could not be listed; \
+                         each error is on standard error, and the messages there were not looked at). qfixq and \
+                         qstat exit 4 for the same thing."
+                    }
                     E::Operational => {
                         "Operational error: qmail-send holds its lock (stop it, or use --expire), another process \
-                         works in the queue (without --force), the queue or part of it cannot be read, a removal \
-                         or time-stamp step failed (the message is named on standard error), or qmail-send could \
-                         not be signalled."
+                         works in the queue (without --force), the queue cannot be read, a removal or time-stamp \
+                         step failed (the message is named on standard error), a message number given is not a \
+                         message of the queue, or qmail-send could not be signalled."
                     }
                     E::Usage => "Usage error: a bad option, regular expression or duration.",
                 },
@@ -331,7 +337,7 @@ mod tests {
         let pages = all();
         assert_eq!(codes(&pages[0]), [0, 1, 4, 8, 16, 32]);
         assert_eq!(codes(&pages[1]), [0, 1, 2, 3, 4, 8, 16]);
-        assert_eq!(codes(&pages[2]), [0, 8, 16]);
+        assert_eq!(codes(&pages[2]), [0, 4, 8, 16]);
     }
 
     #[test]
