@@ -19,20 +19,22 @@
 //! them (its own temporary names left by a crash, say) when it judges the
 //! messages.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+mod bucket;
+mod examine;
+mod first_pass;
+mod pool;
+
+use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
-use nix::errno::Errno;
-
-use crate::envelope::{
-    EnvelopeError, Info, ListCheck, ListEnvelope, Recipients, Todo, TodoCheck, TodoEnvelope, STREAM_BUFFER, WHOLE_CAP,
-};
+use self::bucket::{Chunk, Listed, Setup};
+use self::examine::Worker;
+use self::first_pass::Survey;
+use crate::envelope::{EnvelopeError, Info, ListEnvelope, TodoEnvelope, WHOLE_CAP};
 use crate::error::{Error, Result};
-use crate::queue::{bucket_of, Part, LOST_AND_FOUND};
-use crate::safe_fs::{parse_number, Dir, FileKind, Stat};
+use crate::queue::Part;
+use crate::safe_fs::{Dir, Stat};
 
 /// Largest info file read: `F`, 1003 address bytes, NUL, with room to spare.
 pub const INFO_CAP: usize = 2048;
@@ -245,31 +247,11 @@ pub struct ScanLayout {
     pub big_todo: bool,
 }
 
-const TOP_LEVEL: [&str; 10] =
-    ["pid", "intd", "todo", "bounce", "mess", "info", "local", "remote", "lock", LOST_AND_FOUND];
+/// Buckets listed ahead of the one being delivered.
+const LOOKAHEAD: u32 = 2;
 
-/// A listed message file, before it is stated: small, since a whole
-/// bucket of them is held at once.
-struct Entry {
-    number: u64,
-    ino: u64,
-    bucket: u32,
-    part: Part,
-}
-
-/// `Entry::bucket` of a file directly in its part's directory.
-const NO_BUCKET: u32 = u32::MAX;
-
-impl Entry {
-    fn new(number: u64, part: Part, bucket: Option<u32>, ino: u64) -> Entry {
-        Entry { number, ino, bucket: bucket.unwrap_or(NO_BUCKET), part }
-    }
-
-    fn found(&self) -> Found {
-        let bucket = (self.bucket != NO_BUCKET).then_some(self.bucket);
-        Found { part: self.part, bucket, ino: self.ino, stat: None }
-    }
-}
+/// How many chunks of a bucket may be done ahead of the consumer.
+const WINDOW: usize = 16;
 
 /// Scans the queue at `root`, calling `sink` for each event in order.
 /// Fails when the queue root itself cannot be listed, and with
@@ -295,753 +277,137 @@ pub fn scan_counted(
     sink: &mut dyn FnMut(ScanEvent),
 ) -> Result<ScanSummary> {
     let split = layout.split.max(1);
-    let mut summary = ScanSummary::default();
-    let mut emit = |ev: ScanEvent, s: &mut ScanSummary| {
-        match &ev {
-            ScanEvent::Message(_) => s.messages += 1,
-            ScanEvent::Stray(_) => s.strays += 1,
-            ScanEvent::Error(_) => s.errors += 1,
-        }
-        sink(ev);
+    let mut out = Events { summary: ScanSummary::default(), sink };
+    let tops = first_pass::tops(root, layout, split, &mut |ev| out.emit(ev))?;
+    let setup = Setup {
+        part_dirs: tops.part_dirs,
+        misplaced: Mutex::new(tops.misplaced),
+        flat: Mutex::new(tops.flat),
+        layout,
+        split,
     };
-
-    // Top level: which part directories exist, what else is there.
-    let mut part_dirs: [Option<Arc<Dir>>; 7] = Default::default();
-    let mut top = root.entries()?;
-    top.sort_by(|a, b| a.name.cmp(&b.name));
-    for e in &top {
-        let name = e.name.as_bytes();
-        if !TOP_LEVEL.iter().any(|t| t.as_bytes() == name) {
-            emit(
-                ScanEvent::Stray(stray_at(root, PathBuf::from(&e.name), None, StrayWhy::UnknownTopLevel)),
-                &mut summary,
-            );
-            continue;
-        }
-        let part = Part::from_dir(name);
-        let kind = e.kind.or_else(|| root.stat(&e.name).ok().map(|s| s.kind));
-        if kind != Some(FileKind::Directory) {
-            emit(ScanEvent::Stray(stray_at(root, PathBuf::from(&e.name), part, StrayWhy::NotADirectory)), &mut summary);
-            continue;
-        }
-        if name == b"pid" {
-            match root.open_dir(&e.name) {
-                Ok(d) => match d.entries() {
-                    Ok(mut es) => {
-                        es.sort_by(|a, b| a.name.cmp(&b.name));
-                        for pe in es {
-                            let path = PathBuf::from("pid").join(&pe.name);
-                            emit(ScanEvent::Stray(stray_at(&d, path, None, StrayWhy::PidLeftover)), &mut summary);
-                        }
-                    }
-                    Err(err) => emit(ScanEvent::Error(err), &mut summary),
-                },
-                Err(err) => emit(ScanEvent::Error(err), &mut summary),
-            }
-        }
-        if let Some(p) = part {
-            match root.open_dir(&e.name) {
-                Ok(d) => part_dirs[p.index()] = Some(Arc::new(d)),
-                Err(err) => emit(ScanEvent::Error(err), &mut summary),
-            }
-        }
-    }
-
-    // First pass: flat directories whole (grouped by bucket), split
-    // directories' tops, and every bucket's misplaced files.
-    let mut flat: Vec<Vec<Entry>> = (0..split).map(|_| Vec::new()).collect();
-    let mut misplaced: Vec<Vec<Entry>> = (0..split).map(|_| Vec::new()).collect();
-    let mut extra_buckets: Vec<(Part, u32)> = Vec::new();
-    for part in Part::ALL {
-        let Some(pd) = part_dirs[part.index()].clone() else {
-            continue;
-        };
-        let mut es = match pd.entries() {
-            Ok(es) => es,
-            Err(err) => {
-                emit(ScanEvent::Error(err), &mut summary);
-                continue;
-            }
-        };
-        es.sort_by(|a, b| a.name.cmp(&b.name));
-        for e in es {
-            let kind = e.kind.or_else(|| pd.stat(&e.name).ok().map(|s| s.kind));
-            let num = parse_number(e.name.as_bytes());
-            let rel = PathBuf::from(part.dir()).join(&e.name);
-            let is_split = part.is_split(layout.big_todo);
-            match (num, kind) {
-                (Some(n), Some(FileKind::Regular)) => {
-                    let ent = Entry::new(n, part, None, e.ino);
-                    let b = bucket_of(n, split) as usize;
-                    if is_split {
-                        misplaced[b].push(ent);
-                    } else {
-                        flat[b].push(ent);
-                    }
-                }
-                (Some(n), Some(FileKind::Directory)) if is_split => {
-                    if n >= u64::from(split) {
-                        emit(ScanEvent::Stray(stray_at(&pd, rel, Some(part), StrayWhy::ExtraBucket(n))), &mut summary);
-                        if n <= u64::from(u32::MAX) {
-                            extra_buckets.push((part, n as u32));
-                        }
-                    }
-                }
-                (Some(_), _) => {
-                    let why = if is_split { StrayWhy::NotABucket } else { StrayWhy::NotRegular };
-                    emit(ScanEvent::Stray(stray_at(&pd, rel, Some(part), why)), &mut summary);
-                }
-                (None, _) => {
-                    let why = if is_split { StrayWhy::NotABucket } else { StrayWhy::NotNumeric };
-                    emit(ScanEvent::Stray(stray_at(&pd, rel, Some(part), why)), &mut summary);
-                }
-            }
-        }
-    }
-    // Every bucket (extra ones too): files in another bucket than their
-    // number says, and the strays, all reported before any message so a
-    // tool knows them when it judges the messages.
-    // The listings run on the scan's threads; their findings are
-    // delivered in the order of the tasks, whatever thread finished first.
-    let mut tasks: Vec<(Part, Arc<Dir>, u32)> = Vec::new();
-    for part in Part::ALL {
-        if !part.is_split(layout.big_todo) {
-            continue;
-        }
-        let Some(pd) = part_dirs[part.index()].clone() else {
-            continue;
-        };
-        let buckets = (0..split).chain(extra_buckets.iter().filter(|(p, _)| *p == part).map(|(_, b)| *b));
-        tasks.extend(buckets.map(|b| (part, pd.clone(), b)));
-    }
-    let surveys: Vec<Mutex<Option<Survey>>> = tasks.iter().map(|_| Mutex::new(None)).collect();
-    let next_task = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..opts.threads.clamp(1, tasks.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next_task.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((part, pd, b)) = tasks.get(i) else { return };
-                let survey = survey_bucket(*part, pd, *b, split);
-                *surveys[i].lock().expect("survey") = Some(survey);
-            });
-        }
+    let work = ScanWork { root, opts, setup, tasks: tops.tasks };
+    let limits = pool::Limits { threads: opts.threads, lookahead: LOOKAHEAD, window: WINDOW };
+    let (flow, _) = pool::run(&work, limits, |pool| {
+        // Every bucket's misplaced files and strays, all reported before
+        // any message so a tool knows them when it judges the messages.
+        let mut mess_files = 0u64;
+        pool.surveys(work.tasks.len(), &mut |survey| {
+            mess_files += survey.mess_files;
+            out.take_survey(survey, &work.setup);
+        });
+        listed(mess_files);
+        // Bucket by bucket: the workers list the next buckets while they
+        // examine the messages of this one; this thread only delivers.
+        pool.buckets(split, &mut |d| out.deliver(d))
     });
-    let mut mess_files = 0u64;
-    for survey in surveys {
-        let Some(survey) = survey.into_inner().expect("survey") else { continue };
-        mess_files += survey.mess_files;
-        if let Some(err) = survey.error {
-            emit(ScanEvent::Error(err), &mut summary);
+    match flow {
+        ControlFlow::Continue(()) => Ok(out.summary),
+        ControlFlow::Break(()) => Err(Error::Interrupted),
+    }
+}
+
+/// The sink and the totals of what went through it.
+struct Events<'a> {
+    summary: ScanSummary,
+    sink: &'a mut dyn FnMut(ScanEvent),
+}
+
+impl Events<'_> {
+    fn emit(&mut self, ev: ScanEvent) {
+        match &ev {
+            ScanEvent::Message(_) => self.summary.messages += 1,
+            ScanEvent::Stray(_) => self.summary.strays += 1,
+            ScanEvent::Error(_) => self.summary.errors += 1,
         }
+        (self.sink)(ev);
+    }
+
+    /// Reports a bucket's survey; its misplaced files go to the bucket
+    /// they belong in.
+    fn take_survey(&mut self, survey: Survey, setup: &Setup) {
+        if let Some(err) = survey.error {
+            self.emit(ScanEvent::Error(err));
+        }
+        let mut misplaced = setup.misplaced.lock().expect("scan setup");
         for (right, e) in survey.misplaced {
             misplaced[right as usize].push(e);
         }
+        drop(misplaced);
         for stray in survey.strays {
-            emit(ScanEvent::Stray(stray), &mut summary);
+            self.emit(ScanEvent::Stray(stray));
         }
     }
 
-    listed(mess_files);
-
-    // Second pass, bucket by bucket: the workers list the next buckets
-    // while they examine the messages of this one; this thread only
-    // delivers, in order.
-    let threads = opts.threads.max(1);
-    let lookahead = LOOKAHEAD.min(split);
-    let shared = Arc::new(Shared::default());
-    {
-        let mut pool = shared.pool.lock().expect("scan pool");
-        pool.jobs.extend((0..lookahead).map(Job::List));
-    }
-    let setup = Arc::new(Setup { part_dirs, misplaced: Mutex::new(misplaced), flat: Mutex::new(flat), layout, split });
-    std::thread::scope(|s| -> Result<()> {
-        for _ in 0..threads {
-            let shared = shared.clone();
-            let setup = setup.clone();
-            let opts = opts.clone();
-            s.spawn(move || worker(root, &shared, &setup, &opts));
+    /// Delivers a bucket's listing errors or a chunk's messages; breaks
+    /// when a stop was asked for.
+    fn deliver(&mut self, d: pool::Delivery<ScanWork<'_>>) -> ControlFlow<()> {
+        if crate::interrupt::requested() {
+            return ControlFlow::Break(());
         }
-        // Stops the workers (they finish the job in hand) and the scan.
-        let stop = || {
-            shared.pool.lock().expect("scan pool").done = true;
-            shared.work.notify_all();
-            Err(Error::Interrupted)
-        };
-        for b in 0..split {
-            if crate::interrupt::requested() {
-                return stop();
-            }
-            summary.buckets += 1;
-            let listed = {
-                let mut pool = shared.pool.lock().expect("scan pool");
-                loop {
-                    if let Some(l) = pool.listed.remove(&b) {
-                        break l;
-                    }
-                    pool = shared.ready.wait(pool).expect("scan pool");
+        match d {
+            pool::Delivery::Bucket(_, listed) => {
+                self.summary.buckets += 1;
+                for err in listed.errors {
+                    self.emit(ScanEvent::Error(err));
                 }
-            };
-            for err in listed.errors {
-                emit(ScanEvent::Error(err), &mut summary);
             }
-            for i in 0..listed.chunks {
-                let msgs = {
-                    let mut pool = shared.pool.lock().expect("scan pool");
-                    loop {
-                        if let Some(r) = pool.results.remove(&(b, i)) {
-                            // The window moved by one chunk: one more job may start.
-                            pool.next = (b, i + 1);
-                            shared.work.notify_one();
-                            break r;
-                        }
-                        pool = shared.ready.wait(pool).expect("scan pool");
-                    }
-                };
+            pool::Delivery::Chunk(msgs) => {
                 for m in msgs {
                     if m.files.iter().any(Option::is_some) {
                         crate::fault::panic_point("scan-sink");
-                        emit(ScanEvent::Message(Box::new(m)), &mut summary);
+                        self.emit(ScanEvent::Message(Box::new(m)));
                     }
                 }
-                if crate::interrupt::requested() {
-                    return stop();
-                }
-            }
-            let mut pool = shared.pool.lock().expect("scan pool");
-            pool.next = (b + 1, 0);
-            if b + lookahead < split {
-                pool.jobs.push_back(Job::List(b + lookahead));
-            }
-            shared.work.notify_all();
-        }
-        shared.pool.lock().expect("scan pool").done = true;
-        shared.work.notify_all();
-        Ok(())
-    })?;
-    Ok(summary)
-}
-
-/// Buckets listed ahead of the one being delivered.
-const LOOKAHEAD: u32 = 2;
-
-/// What the first pass leaves for the second.
-struct Setup {
-    part_dirs: [Option<Arc<Dir>>; 7],
-    /// Per bucket: files found in another bucket (or an extra one).
-    misplaced: Mutex<Vec<Vec<Entry>>>,
-    /// Per bucket: the files of unsplit directories.
-    flat: Mutex<Vec<Vec<Entry>>>,
-    layout: ScanLayout,
-    split: u32,
-}
-
-/// One bucket, listed: how many chunks its messages make, and the errors
-/// met listing it (delivered before its messages).
-struct Listed {
-    chunks: usize,
-    errors: Vec<Error>,
-}
-
-/// Lists bucket `b` of every split directory and cuts its messages into
-/// chunks of whole messages.
-fn list_bucket(b: u32, setup: &Setup, opts: &ScanOptions) -> (Listed, Vec<Job>) {
-    let split = setup.split;
-    let mut errors = Vec::new();
-    let mut entries: Vec<Entry> = std::mem::take(&mut setup.flat.lock().expect("scan setup")[b as usize]);
-    entries.append(&mut setup.misplaced.lock().expect("scan setup")[b as usize]);
-    let mut bucket_dirs: [Option<Arc<Dir>>; 7] = Default::default();
-    let mut digits = NumberName::default();
-    for part in Part::ALL {
-        let Some(pd) = &setup.part_dirs[part.index()] else {
-            continue;
-        };
-        if !part.is_split(setup.layout.big_todo) {
-            bucket_dirs[part.index()] = Some(pd.clone());
-            continue;
-        }
-        let d = match pd.open_dir(digits.of(u64::from(b))) {
-            Ok(d) => d,
-            // Missing: structure damage; a link or a file: reported with
-            // the split directory's entries in the first pass.
-            Err(e) if matches!(e.errno(), Some(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP)) => continue,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        let r = d.for_each_entry(|name, kind, ino| {
-            if kind.is_some() && kind != Some(FileKind::Regular) {
-                return;
-            }
-            if let Some(n) = parse_number(name.to_bytes()) {
-                if bucket_of(n, split) == b {
-                    entries.push(Entry::new(n, part, Some(b), ino));
-                }
-            }
-        });
-        if let Err(e) = r {
-            errors.push(e);
-        }
-        bucket_dirs[part.index()] = Some(Arc::new(d));
-    }
-    entries.sort_unstable_by_key(|e| (e.number, e.part));
-    let ctx = Arc::new(BucketCtx { bucket: b, big_todo: setup.layout.big_todo, split, dirs: bucket_dirs });
-    let mut jobs = Vec::new();
-    let mut chunk: Vec<Entry> = Vec::new();
-    let mut in_chunk = 0;
-    for e in entries {
-        if chunk.last().is_some_and(|l: &Entry| l.number != e.number) {
-            in_chunk += 1;
-            if in_chunk >= opts.chunk.max(1) {
-                jobs.push(Job::Examine(b, jobs.len(), ctx.clone(), std::mem::take(&mut chunk)));
-                in_chunk = 0;
             }
         }
-        chunk.push(e);
-    }
-    if !chunk.is_empty() {
-        jobs.push(Job::Examine(b, jobs.len(), ctx.clone(), chunk));
-    }
-    (Listed { chunks: jobs.len(), errors }, jobs)
-}
-
-/// What the first pass finds in one bucket: files of other buckets (with
-/// the bucket they belong in) and strays, sorted by name.
-struct Survey {
-    misplaced: Vec<(u32, Entry)>,
-    /// Numbered regular files listed, in mess buckets.
-    mess_files: u64,
-    strays: Vec<Stray>,
-    error: Option<Error>,
-}
-
-/// Lists bucket `b` of the split directory `pd` without stat, for the first
-/// pass.
-fn survey_bucket(part: Part, pd: &Dir, b: u32, split: u32) -> Survey {
-    let mut survey = Survey { misplaced: Vec::new(), mess_files: 0, strays: Vec::new(), error: None };
-    let d = match pd.open_dir(OsStr::new(&b.to_string())) {
-        Ok(d) => d,
-        Err(_) => return survey, // missing, or not a directory: reported with the split directory
-    };
-    let base = PathBuf::from(part.dir()).join(b.to_string());
-    let extra = b >= split;
-    let mut strays: Vec<(PathBuf, StrayWhy)> = Vec::new();
-    let r = d.for_each_entry(|name, kind, ino| {
-        let bytes = name.to_bytes();
-        let kind = kind.or_else(|| d.stat(OsStr::from_bytes(bytes)).ok().map(|s| s.kind));
-        match (parse_number(bytes), kind) {
-            (Some(n), Some(FileKind::Regular)) => {
-                survey.mess_files += u64::from(part == Part::Mess);
-                let right = bucket_of(n, split);
-                if extra || right != b {
-                    survey.misplaced.push((right, Entry::new(n, part, Some(b), ino)));
-                }
-            }
-            (Some(_), None) => {} // vanished
-            (Some(_), Some(_)) => strays.push((base.join(OsStr::from_bytes(bytes)), StrayWhy::NotRegular)),
-            (None, _) => strays.push((base.join(OsStr::from_bytes(bytes)), StrayWhy::NotNumeric)),
-        }
-    });
-    survey.error = r.err();
-    strays.sort_by(|a, b| a.0.cmp(&b.0));
-    for (path, why) in strays {
-        let name = path.file_name().expect("joined").to_owned();
-        let stat = d.stat(&name).ok();
-        // A numeric name that is a regular file by now is no stray: the
-        // second pass lists it again as a message file.
-        if why == StrayWhy::NotRegular && stat.is_some_and(|s| s.kind == FileKind::Regular) {
-            continue;
-        }
-        if stat.is_some() || why == StrayWhy::NotNumeric {
-            survey.strays.push(Stray { path, part: Some(part), stat, why });
-        }
-    }
-    survey
-}
-
-fn stray_at(dir: &Dir, rel: PathBuf, part: Option<Part>, why: StrayWhy) -> Stray {
-    let name = rel.file_name().map(|n| n.to_owned()).unwrap_or_default();
-    Stray { stat: dir.stat(&name).ok(), path: rel, part, why }
-}
-
-/// Groups entries (sorted by number) into messages.
-fn group(entries: Vec<Entry>, split: u32) -> Vec<ScannedMessage> {
-    let mut out: Vec<ScannedMessage> = Vec::new();
-    for e in entries {
-        if out.last().map(|m| m.number) != Some(e.number) {
-            out.push(ScannedMessage { number: e.number, ..Default::default() });
-        }
-        let m = out.last_mut().expect("pushed");
-        let found = e.found();
-        let slot = &mut m.files[found.part.index()];
-        match slot {
-            None => *slot = Some(found),
-            Some(cur) => {
-                // Prefer the file in its right place.
-                let right = right_place(found.part, found.bucket, e.number, split);
-                if right && !right_place(cur.part, cur.bucket, e.number, split) {
-                    let old = std::mem::replace(cur, found);
-                    m.extra.push(old);
-                } else {
-                    m.extra.push(found);
-                }
-            }
-        }
-    }
-    out
-}
-
-fn right_place(part: Part, bucket: Option<u32>, n: u64, split: u32) -> bool {
-    match bucket {
-        Some(b) => b == bucket_of(n, split),
-        None => !matches!(part, Part::Mess | Part::Info | Part::Local | Part::Remote),
+        ControlFlow::Continue(())
     }
 }
 
-struct BucketCtx {
-    bucket: u32,
-    big_todo: bool,
-    split: u32,
-    dirs: [Option<Arc<Dir>>; 7],
+/// The scan's work for the pool.
+struct ScanWork<'a> {
+    root: &'a Dir,
+    opts: &'a ScanOptions,
+    setup: Setup,
+    /// The buckets to survey.
+    tasks: Vec<(Part, Arc<Dir>, u32)>,
 }
 
-/// Work for the pool: list a bucket, or examine a chunk of its messages.
-enum Job {
-    List(u32),
-    Examine(u32, usize, Arc<BucketCtx>, Vec<Entry>),
-}
+impl pool::Work for ScanWork<'_> {
+    type Survey = Survey;
+    type Listing = Listed;
+    type Chunk = Chunk;
+    type Done = Vec<ScannedMessage>;
+    type Worker = Worker;
 
-#[derive(Default)]
-struct Pool {
-    jobs: VecDeque<Job>,
-    /// Finished chunks by (bucket, chunk).
-    results: BTreeMap<(u32, usize), Vec<ScannedMessage>>,
-    /// Listed buckets not yet taken by the consumer.
-    listed: HashMap<u32, Listed>,
-    /// The chunk the consumer waits for next.
-    next: (u32, usize),
-    done: bool,
-}
+    fn worker(&self) -> Worker {
+        Worker::new()
+    }
 
-impl Pool {
-    /// Whether a job may start: a listing always; a chunk when it is
-    /// within the window of the one the consumer waits for, so finished
-    /// work held in memory stays bounded.
-    fn may_start(&self, job: &Job) -> bool {
-        match job {
-            Job::List(_) => true,
-            Job::Examine(b, i, ..) => {
-                let (nb, ni) = self.next;
-                if *b == nb {
-                    *i < ni + WINDOW
-                } else {
-                    *i < WINDOW
-                }
-            }
-        }
+    fn survey(&self, task: usize) -> Survey {
+        let (part, pd, b) = &self.tasks[task];
+        first_pass::survey_bucket(*part, pd, *b, self.setup.split)
     }
-}
 
-/// How many chunks of a bucket may be done ahead of the consumer.
-const WINDOW: usize = 16;
+    fn list(&self, bucket: u32) -> (Listed, Vec<Chunk>) {
+        bucket::list_bucket(bucket, &self.setup, self.opts.chunk)
+    }
 
-/// The pool and its two wake-up calls: workers wait on `work` (a job they
-/// may start), the consumer on `ready` (a finished chunk or bucket
-/// listing), so that neither wakes the other side for nothing.
-#[derive(Default)]
-struct Shared {
-    pool: Mutex<Pool>,
-    work: Condvar,
-    ready: Condvar,
-}
-
-fn worker(root: &Dir, shared: &Shared, setup: &Setup, opts: &ScanOptions) {
-    let m = &shared.pool;
-    let mut cache: HashMap<PathBuf, Option<Dir>> = HashMap::new();
-    let mut buf = Vec::with_capacity(4096);
-    loop {
-        let job = {
-            let mut pool = m.lock().expect("scan pool");
-            loop {
-                if pool.done {
-                    return;
-                }
-                if let Some(at) = pool.jobs.iter().position(|j| pool.may_start(j)) {
-                    break pool.jobs.remove(at).expect("position");
-                }
-                pool = shared.work.wait(pool).expect("scan pool");
-            }
-        };
-        match job {
-            Job::List(b) => {
-                let (listed, jobs) = list_bucket(b, setup, opts);
-                let mut pool = m.lock().expect("scan pool");
-                pool.listed.insert(b, listed);
-                let n = jobs.len();
-                pool.jobs.extend(jobs);
-                shared.ready.notify_one();
-                if n > 0 {
-                    shared.work.notify_all();
-                }
-            }
-            Job::Examine(b, idx, ctx, entries) => {
-                let mut msgs = group(entries, ctx.split);
-                crate::fault::panic_point("scan-worker");
-                for msg in &mut msgs {
-                    examine(root, &ctx, &mut cache, msg, opts, &mut buf);
-                }
-                let mut pool = m.lock().expect("scan pool");
-                let wanted = (b, idx) == pool.next;
-                pool.results.insert((b, idx), msgs);
-                if wanted {
-                    shared.ready.notify_one();
-                }
-            }
+    fn examine(&self, worker: &mut Worker, chunk: Chunk) -> Vec<ScannedMessage> {
+        let mut msgs = bucket::group(chunk.entries, chunk.ctx.split);
+        crate::fault::panic_point("scan-worker");
+        for msg in &mut msgs {
+            examine::examine(self.root, &chunk.ctx, worker, msg, self.opts);
         }
-    }
-}
-
-fn dir_for<'a>(
-    root: &Dir,
-    ctx: &'a BucketCtx,
-    cache: &'a mut HashMap<PathBuf, Option<Dir>>,
-    f: &Found,
-) -> Option<&'a Dir> {
-    let in_ctx = if f.part.is_split(ctx.big_todo) { f.bucket == Some(ctx.bucket) } else { f.bucket.is_none() };
-    if in_ctx {
-        if let Some(d) = &ctx.dirs[f.part.index()] {
-            return Some(d);
-        }
-    }
-    let mut rel = PathBuf::from(f.part.dir());
-    if let Some(b) = f.bucket {
-        rel.push(b.to_string());
-    }
-    if cache.len() > 64 {
-        cache.clear();
-    }
-    let entry = cache.entry(rel).or_insert_with(|| {
-        let mut d = root.open_dir(OsStr::new(f.part.dir())).ok()?;
-        if let Some(b) = f.bucket {
-            d = d.open_dir(OsStr::new(&b.to_string())).ok()?;
-        }
-        Some(d)
-    });
-    entry.as_ref()
-}
-
-/// Stats and reads one message's files. A file whose contents are read
-/// gets its stat from the open descriptor: one path lookup per file.
-fn examine(
-    root: &Dir,
-    ctx: &BucketCtx,
-    cache: &mut HashMap<PathBuf, Option<Dir>>,
-    msg: &mut ScannedMessage,
-    opts: &ScanOptions,
-    buf: &mut Vec<u8>,
-) {
-    let mut digits = NumberName::default();
-    let name = digits.of(msg.number);
-    let reads =
-        |part: Part| opts.read_envelopes && matches!(part, Part::Todo | Part::Info | Part::Local | Part::Remote);
-    if opts.stat {
-        for slot in msg.files.iter_mut() {
-            let Some(f) = slot.as_mut() else { continue };
-            if reads(f.part) || (opts.read_envelopes && f.part == Part::Intd) {
-                continue;
-            }
-            stat_into(root, ctx, cache, name, slot, &mut msg.io_errors);
-        }
-        let mut extra = std::mem::take(&mut msg.extra);
-        extra.retain_mut(|f| {
-            let Some(d) = dir_for(root, ctx, cache, f) else { return false };
-            match d.stat(name) {
-                Ok(st) => {
-                    f.stat = Some(st);
-                    true
-                }
-                Err(e) if e.is_not_found() => false,
-                Err(e) => {
-                    msg.io_errors.push(e);
-                    true
-                }
-            }
-        });
-        msg.extra = extra;
-    }
-    if !opts.read_envelopes {
-        return;
-    }
-    let keep_stat = opts.stat;
-    type Cache = HashMap<PathBuf, Option<Dir>>;
-    // Reads into the worker's buffer; the parsers copy out what they keep.
-    // A todo/intd/local/remote over the cap is not held: `Large` carries
-    // it open, and it is checked by one streaming pass.
-    enum Got {
-        InBuf,
-        Large(std::fs::File, PathBuf),
-    }
-    let read = |part: Part,
-                cap: usize,
-                msg: &mut ScannedMessage,
-                cache: &mut Cache,
-                buf: &mut Vec<u8>|
-     -> Option<std::result::Result<Got, ReadProblem>> {
-        let f = msg.files[part.index()].as_ref()?;
-        let Some(d) = dir_for(root, ctx, cache, f) else {
-            msg.files[part.index()] = None;
-            return None;
-        };
-        let large_ok = part != Part::Info;
-        let mut got = d.read_file_into(name, cap, buf).map(|(stat, truncated)| (stat, truncated, None));
-        if let Ok((_, true, _)) = got {
-            if large_ok {
-                buf.clear();
-                got = d.open_regular(name).map(|(file, stat)| (stat, true, Some(file)));
-            }
-        }
-        match got {
-            Ok((stat, truncated, file)) => {
-                if keep_stat {
-                    if let Some(slot) = msg.files[part.index()].as_mut() {
-                        slot.stat = Some(stat);
-                    }
-                }
-                match (truncated, file) {
-                    (_, Some(file)) => Some(Ok(Got::Large(file, d.child_path(name)))),
-                    (true, None) => Some(Err(ReadProblem::Bad(EnvelopeError::TooLarge { cap }))),
-                    (false, None) => Some(Ok(Got::InBuf)),
-                }
-            }
-            Err(e) if e.is_not_found() => {
-                msg.files[part.index()] = None;
-                None
-            }
-            // Reported once, as the envelope's problem.
-            Err(e) => Some(Err(ReadProblem::Io(e))),
-        }
-    };
-    let todo = |r: std::result::Result<Got, ReadProblem>, buf: &[u8]| match r? {
-        Got::InBuf => Todo::parse(buf).map(TodoEnvelope::Whole).map_err(ReadProblem::Bad),
-        Got::Large(file, path) => {
-            let mut c = TodoCheck::new();
-            stream(file, &path, &mut |p| {
-                c.feed(p);
-                !c.failed()
-            })?;
-            c.finish().map(TodoEnvelope::Large).map_err(ReadProblem::Bad)
-        }
-    };
-    msg.todo = read(Part::Todo, ENVELOPE_CAP, msg, cache, buf).map(|r| todo(r, buf));
-    // intd is usually the same inode as todo: then it is stated, not read.
-    let todo_ino = msg.file(Part::Todo).map(|t| t.stat.map_or(t.ino, |s| s.ino));
-    if let Some(intd) = msg.file(Part::Intd) {
-        let same = todo_ino == Some(intd.ino);
-        if same {
-            if opts.stat {
-                stat_into(root, ctx, cache, name, &mut msg.files[Part::Intd.index()], &mut msg.io_errors);
-            }
-            let still_same = match (msg.file(Part::Todo), msg.file(Part::Intd)) {
-                (Some(t), Some(i)) => t.inode() == i.inode(),
-                _ => false,
-            };
-            if !still_same && msg.has(Part::Intd) {
-                msg.intd = read(Part::Intd, ENVELOPE_CAP, msg, cache, buf).map(|r| todo(r, buf));
-            }
-        } else {
-            msg.intd = read(Part::Intd, ENVELOPE_CAP, msg, cache, buf).map(|r| todo(r, buf));
-        }
-    }
-    msg.info =
-        read(Part::Info, INFO_CAP, msg, cache, buf).map(|r| r.and_then(|_| Info::parse(buf).map_err(ReadProblem::Bad)));
-    let recipients = |r: std::result::Result<Got, ReadProblem>, buf: &[u8]| match r? {
-        Got::InBuf => Recipients::parse_salvaging(buf).map(ListEnvelope::Whole).map_err(ReadProblem::Bad),
-        Got::Large(file, path) => {
-            let mut c = ListCheck::new();
-            stream(file, &path, &mut |p| {
-                c.feed(p);
-                !c.failed()
-            })?;
-            c.finish().map(ListEnvelope::Large).map_err(ReadProblem::Bad)
-        }
-    };
-    msg.local = read(Part::Local, ENVELOPE_CAP, msg, cache, buf).map(|r| recipients(r, buf));
-    msg.remote = read(Part::Remote, ENVELOPE_CAP, msg, cache, buf).map(|r| recipients(r, buf));
-    // A flood's huge recipient list must not stay resident in every worker.
-    if buf.capacity() > KEPT_BUFFER {
-        *buf = Vec::with_capacity(KEPT_BUFFER);
-    }
-}
-
-/// Reads an open envelope to its end through a fixed buffer.
-/// `feed` returns false when it needs no more.
-fn stream(mut file: std::fs::File, path: &std::path::Path, feed: &mut dyn FnMut(&[u8]) -> bool) -> Parsed<()> {
-    use std::io::Read;
-    let mut chunk = vec![0u8; STREAM_BUFFER];
-    loop {
-        match file.read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
-                if !feed(&chunk[..n]) {
-                    return Ok(());
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(ReadProblem::Io(Error::sys("read", path, crate::safe_fs::io_errno(&e)))),
-        }
-    }
-}
-
-/// Largest read buffer a worker keeps between messages.
-const KEPT_BUFFER: usize = 64 << 10;
-
-/// A message number as a file name, formatted on the stack.
-#[derive(Default)]
-struct NumberName {
-    digits: [u8; 20],
-}
-
-impl NumberName {
-    fn of(&mut self, mut n: u64) -> &OsStr {
-        let mut i = self.digits.len();
-        loop {
-            i -= 1;
-            self.digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        OsStr::from_bytes(&self.digits[i..])
-    }
-}
-
-/// A no-follow stat of one file into its slot; a vanished file empties
-/// the slot.
-fn stat_into(
-    root: &Dir,
-    ctx: &BucketCtx,
-    cache: &mut HashMap<PathBuf, Option<Dir>>,
-    name: &OsStr,
-    slot: &mut Option<Found>,
-    errors: &mut Vec<Error>,
-) {
-    let Some(f) = slot.as_mut() else { return };
-    let Some(d) = dir_for(root, ctx, cache, f) else {
-        *slot = None;
-        return;
-    };
-    match d.stat(name) {
-        Ok(st) => f.stat = Some(st),
-        Err(e) if e.is_not_found() => *slot = None,
-        Err(e) => errors.push(e),
+        msgs
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::safe_fs::SymlinkBehavior;
+    use crate::safe_fs::{FileKind, SymlinkBehavior};
     use std::os::unix::fs::{symlink, MetadataExt};
     use std::path::Path;
 
