@@ -346,7 +346,7 @@ impl Events<'_> {
             return ControlFlow::Break(());
         }
         match d {
-            pool::Delivery::Bucket(_, listed) => {
+            pool::Delivery::Bucket(listed) => {
                 self.summary.buckets += 1;
                 for err in listed.errors {
                     self.emit(ScanEvent::Error(err));

@@ -60,7 +60,7 @@ pub(super) struct Limits {
 /// What the caller gets, bucket by bucket.
 pub(super) enum Delivery<W: Work> {
     /// A bucket's listing, before its chunks.
-    Bucket(u32, W::Listing),
+    Bucket(W::Listing),
     /// The next chunk's result.
     Chunk(W::Done),
 }
@@ -207,7 +207,7 @@ impl<'scope, 'env, W: Work> Ordered<'scope, 'env, W> {
         self.push((0..lookahead).map(Job::List));
         for b in 0..buckets {
             let (listing, chunks) = self.wait(|s| s.listed.remove(&b));
-            each(Delivery::Bucket(b, listing))?;
+            each(Delivery::Bucket(listing))?;
             for i in 0..chunks {
                 let done = self.wait(|s| {
                     let done = s.results.remove(&(b, i))?;
@@ -396,7 +396,7 @@ mod tests {
             let mut got = Vec::new();
             let flow = pool.buckets(buckets, &mut |d| {
                 match d {
-                    Delivery::Bucket(b, listing) => got.push(format!("bucket {b} {listing}")),
+                    Delivery::Bucket(listing) => got.push(format!("bucket {listing}")),
                     Delivery::Chunk((b, i)) => {
                         work.held.fetch_sub(1, Ordering::SeqCst);
                         got.push(format!("chunk {b}.{i}"));
@@ -415,7 +415,7 @@ mod tests {
     fn expected(buckets: u32) -> Vec<String> {
         let mut v = Vec::new();
         for b in 0..buckets {
-            v.push(format!("bucket {b} {b}"));
+            v.push(format!("bucket {b}"));
             v.extend((0..chunks_of(b)).map(|i| format!("chunk {b}.{i}")));
         }
         v
