@@ -12,6 +12,12 @@
 //! reads are in flight than there are cores. Messages are delivered in
 //! order of bucket, then number, whatever the number of threads.
 //!
+//! Its rooms: this file the types and the entry ([`scan`]); `first_pass`
+//! the top of the queue and the survey of every bucket; `bucket` the
+//! listing of one bucket into chunks of messages; `examine` the stat and
+//! the envelopes of one message; `pool` the ordered, memory-bounded pool
+//! of threads that runs them.
+//!
 //! A first pass lists every bucket without stat to find files that sit in
 //! another bucket than their number says, so a message whose files are
 //! spread over two buckets is still seen as one message. It also reports
@@ -46,8 +52,10 @@ pub const ENVELOPE_CAP: usize = WHOLE_CAP;
 /// What the scan does per message.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
-    /// Threads that stat and read ([`DEFAULT_THREADS`] keeps a cold disk
-    /// busy; 1 for a single-threaded baseline).
+    /// Most threads that stat and read ([`DEFAULT_THREADS`] keeps a cold
+    /// disk busy; 1 for a single-threaded baseline). They start as the
+    /// work needs them: one per core while the work is bound by the
+    /// processor, more once reads are seen waiting for the disk.
     pub threads: usize,
     /// Stat every message file (owners, modes, link counts, sizes, times).
     pub stat: bool,
@@ -287,7 +295,7 @@ pub fn scan_counted(
         split,
     };
     let work = ScanWork { root, opts, setup, tasks: tops.tasks };
-    let limits = pool::Limits { threads: opts.threads, lookahead: LOOKAHEAD, window: WINDOW };
+    let limits = pool::Limits::new(opts.threads, LOOKAHEAD, WINDOW);
     let (flow, _) = pool::run(&work, limits, |pool| {
         // Every bucket's misplaced files and strays, all reported before
         // any message so a tool knows them when it judges the messages.

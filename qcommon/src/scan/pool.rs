@@ -13,15 +13,21 @@
 //! or running chunks are held, whatever the size of the queue.
 //!
 //! Threads start as the work needs them: the first with the first job,
-//! another only when a job is taken while more may start than there are
-//! workers free to take them, up to [`Limits::threads`]. A small queue
-//! runs on one or two threads; a large one (or a slow disk, on which work
-//! piles up) gets them all.
+//! another only when more jobs may start than there are workers free to
+//! take them. Up to the number of cores that is all it takes (the work is
+//! then bound by the processor); beyond, up to [`Limits::threads`], only
+//! once a job was seen waiting (its wall time more than twice its thread's
+//! processor time: a cold disk, where every thread is one more read in
+//! flight). A small queue runs on one thread, a warm one on a thread per
+//! core, a cold one on them all.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread::Scope;
+use std::time::{Duration, Instant};
+
+use nix::time::{clock_gettime, ClockId};
 
 /// The work the pool runs: what a survey, a listing and a chunk are.
 pub(super) trait Work: Sync {
@@ -55,6 +61,16 @@ pub(super) struct Limits {
     pub lookahead: u32,
     /// Chunks of a bucket that may be done ahead of the caller (at least 1).
     pub window: usize,
+    /// Threads that start without a job seen waiting (the cores).
+    pub cores: usize,
+}
+
+impl Limits {
+    /// `threads` at most, as many as the machine has cores at first.
+    pub fn new(threads: usize, lookahead: u32, window: usize) -> Limits {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Limits { threads, lookahead, window, cores }
+    }
 }
 
 /// What the caller gets, bucket by bucket.
@@ -84,6 +100,8 @@ struct State<W: Work> {
     /// Workers started, and those running a job.
     started: usize,
     busy: usize,
+    /// A job spent most of its time waiting (for the disk).
+    waits_seen: bool,
 }
 
 impl<W: Work> State<W> {
@@ -107,6 +125,9 @@ impl<W: Work> State<W> {
     /// are workers free to take them.
     fn wants_worker(&self, limits: &Limits) -> bool {
         if self.done || self.started >= limits.threads.max(1) {
+            return false;
+        }
+        if self.started >= limits.cores && !self.waits_seen {
             return false;
         }
         let free = self.started - self.busy;
@@ -165,6 +186,7 @@ pub(super) fn run<W: Work, R>(
             done: false,
             started: 0,
             busy: 0,
+            waits_seen: false,
         }),
         work: Condvar::new(),
         ready: Condvar::new(),
@@ -172,6 +194,7 @@ pub(super) fn run<W: Work, R>(
             threads: limits.threads.max(1),
             lookahead: limits.lookahead.max(1),
             window: limits.window.max(1),
+            cores: limits.cores.max(1),
         },
     };
     let r = std::thread::scope(|scope| {
@@ -279,6 +302,36 @@ fn grow<'scope, 'env, W: Work>(
     }
 }
 
+/// Times one job: wall clock and this thread's processor time.
+struct JobClock {
+    wall: Instant,
+    cpu: Option<Duration>,
+}
+
+/// Waiting shorter than this is no sign of a slow disk.
+const LEAST_WAIT: Duration = Duration::from_micros(500);
+
+impl JobClock {
+    fn start() -> JobClock {
+        JobClock { wall: Instant::now(), cpu: thread_cpu() }
+    }
+
+    /// Marks the job done; notes whether it spent most of its time waiting.
+    fn stop<W: Work>(self, s: &mut State<W>) {
+        s.busy -= 1;
+        let wall = self.wall.elapsed();
+        if let (Some(before), Some(after)) = (self.cpu, thread_cpu()) {
+            let cpu = after.saturating_sub(before);
+            s.waits_seen |= wall > cpu * 2 + LEAST_WAIT;
+        }
+    }
+}
+
+/// The processor time of the calling thread.
+fn thread_cpu() -> Option<Duration> {
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).ok().map(Duration::from)
+}
+
 /// A worker: takes the jobs it may start, one at a time, until the caller
 /// is done.
 fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'env Shared<W>, work: &'env W) {
@@ -296,11 +349,12 @@ fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'e
             s = shared.work.wait(s).expect("scan pool");
         };
         grow(scope, shared, work, s);
+        let clock = JobClock::start();
         match job {
             Job::Survey(i) => {
                 let r = work.survey(i);
                 let mut s = shared.lock();
-                s.busy -= 1;
+                clock.stop(&mut s);
                 s.surveys.insert(i, r);
                 shared.ready.notify_one();
             }
@@ -308,7 +362,7 @@ fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'e
                 let (listing, chunks) = work.list(b);
                 let n = chunks.len();
                 grow_after(scope, shared, work, |s| {
-                    s.busy -= 1;
+                    clock.stop(s);
                     s.listed.insert(b, (listing, n));
                     s.jobs.extend(chunks.into_iter().enumerate().map(|(i, c)| Job::Examine(b, i, c)));
                 });
@@ -320,7 +374,7 @@ fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'e
             Job::Examine(b, i, chunk) => {
                 let r = work.examine(&mut own, chunk);
                 let mut s = shared.lock();
-                s.busy -= 1;
+                clock.stop(&mut s);
                 let wanted = (b, i) == s.next;
                 s.results.insert((b, i), r);
                 if wanted {
@@ -426,7 +480,7 @@ mod tests {
         for threads in [1, 2, 8] {
             for _ in 0..5 {
                 let work = Counted::default();
-                let limits = Limits { threads, lookahead: 2, window: 3 };
+                let limits = Limits { threads, lookahead: 2, window: 3, cores: 2 };
                 let (surveys, got, stats) = deliveries(&work, limits, 40, 13);
                 assert_eq!(surveys, (0..40).collect::<Vec<_>>());
                 assert_eq!(got, expected(13));
@@ -440,7 +494,7 @@ mod tests {
         for (window, lookahead) in [(1, 1), (2, 2), (4, 3)] {
             for _ in 0..5 {
                 let work = Counted::default();
-                let limits = Limits { threads: 8, lookahead, window };
+                let limits = Limits { threads: 8, lookahead, window, cores: 8 };
                 let (_, got, _) = deliveries(&work, limits, 0, 12);
                 assert_eq!(got, expected(12));
                 // The window of the bucket delivered and of each bucket
@@ -455,7 +509,7 @@ mod tests {
     #[test]
     fn little_work_starts_one_thread() {
         let work = Counted::default();
-        let limits = Limits { threads: 16, lookahead: 1, window: 16 };
+        let limits = Limits { threads: 16, lookahead: 1, window: 16, cores: 16 };
         // One survey, then a bucket of no chunk and one of one chunk, one
         // listed at a time: never more than one job waits.
         let (surveys, got, stats) = deliveries(&work, limits, 1, 2);
@@ -464,10 +518,46 @@ mod tests {
         assert_eq!(stats.threads, 1);
     }
 
+    /// Surveys that wait (as reads on a cold disk do).
+    struct Waiting;
+
+    impl Work for Waiting {
+        type Survey = usize;
+        type Listing = ();
+        type Chunk = ();
+        type Done = ();
+        type Worker = ();
+
+        fn worker(&self) {}
+
+        fn survey(&self, task: usize) -> usize {
+            std::thread::sleep(Duration::from_millis(3));
+            task
+        }
+
+        fn list(&self, _: u32) -> ((), Vec<()>) {
+            ((), Vec::new())
+        }
+
+        fn examine(&self, _: &mut (), _: ()) {}
+    }
+
+    #[test]
+    fn waiting_jobs_start_threads_beyond_the_cores() {
+        let limits = Limits { threads: 4, lookahead: 1, window: 1, cores: 1 };
+        let (got, stats) = run(&Waiting, limits, |pool| {
+            let mut got = Vec::new();
+            pool.surveys(12, &mut |i| got.push(i));
+            got
+        });
+        assert_eq!(got, (0..12).collect::<Vec<_>>());
+        assert!(stats.threads > 1 && stats.threads <= 4, "{stats:?}");
+    }
+
     #[test]
     fn the_caller_can_stop_early() {
         let work = Counted::default();
-        let limits = Limits { threads: 4, lookahead: 2, window: 2 };
+        let limits = Limits { threads: 4, lookahead: 2, window: 2, cores: 4 };
         let (flow, _) = run(&work, limits, |pool| {
             let mut n = 0;
             pool.buckets(12, &mut |_| {
