@@ -321,7 +321,7 @@ fn second_pass(
             if let Some(entries) = following {
                 s.spawn(|_| next = Some(read_chunks(ctx, entries)));
             }
-            msgs.iter().flatten().try_for_each(|m| print(m))
+            msgs.iter().flatten().try_for_each(&mut *print)
         });
         printed?;
         current = next;
