@@ -7,11 +7,11 @@
 //! The raw mutations here are used by [`crate::mutator`], which is the only
 //! place the tools change the queue.
 
-use std::ffi::{CStr, CString, OsStr, OsString};
+use std::ffi::{CStr, OsStr, OsString};
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -191,10 +191,6 @@ fn openat_noatime<P: ?Sized + nix::NixPath>(dirfd: Option<RawFd>, path: &P, flag
             r => return r,
         }
     }
-}
-
-fn cstr(name: &OsStr) -> Result<CString> {
-    CString::new(name.as_bytes()).map_err(|_| Error::Other(format!("name holds a NUL byte: {name:?}")))
 }
 
 /// An open directory. All paths given to its methods are single names
@@ -429,31 +425,29 @@ impl Dir {
     pub fn chown_verified(&self, name: &OsStr, expect: &Expect, uid: u32, gid: u32) -> Result<()> {
         let fd = self.open_verified("chown", name, expect)?;
         // AT_EMPTY_PATH on an O_PATH descriptor: the inode held open, no name.
-        // SAFETY: valid fd and a NUL-terminated empty string.
-        let r = unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) };
-        Errno::result(r).map(drop).map_err(|e| Error::sys("chown", self.child_path(name), e))
+        let (uid, gid) = (Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
+        nix::unistd::fchownat(Some(fd.as_raw_fd()), "", uid, gid, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+            .map_err(|e| Error::sys("chown", self.child_path(name), e))
     }
 
     /// Changes the permission bits of `name`, verified against the scan.
     pub fn chmod_verified(&self, name: &OsStr, expect: &Expect, perm: u32) -> Result<()> {
         let fd = self.open_verified("chmod", name, expect)?;
         // The /proc magic link names exactly the inode held open: no race.
-        let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
-        // SAFETY: a valid C string.
-        let r = unsafe { libc::chmod(p.as_ptr(), perm as libc::mode_t) };
-        Errno::result(r).map(drop).map_err(|e| Error::sys("chmod", self.child_path(name), e))
+        let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let mode = Mode::from_bits_truncate(perm as libc::mode_t);
+        nix::sys::stat::fchmodat(None, p.as_str(), mode, nix::sys::stat::FchmodatFlags::FollowSymlink)
+            .map_err(|e| Error::sys("chmod", self.child_path(name), e))
     }
 
     /// Sets the modification time (and access time to the same) of `name`,
     /// verified against the scan.
     pub fn set_mtime_verified(&self, name: &OsStr, expect: &Expect, mtime: i64) -> Result<()> {
         let fd = self.open_verified("set time of", name, expect)?;
-        let p = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("no NUL");
-        let t = libc::timespec { tv_sec: mtime as libc::time_t, tv_nsec: 0 };
-        let times = [t, t];
-        // SAFETY: valid C string and a two-element array.
-        let r = unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0) };
-        Errno::result(r).map(drop).map_err(|e| Error::sys("set time of", self.child_path(name), e))
+        let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let t = nix::sys::time::TimeSpec::new(mtime as libc::time_t, 0);
+        nix::sys::stat::utimensat(None, p.as_str(), &t, &t, nix::sys::stat::UtimensatFlags::FollowSymlink)
+            .map_err(|e| Error::sys("set time of", self.child_path(name), e))
     }
 
     /// Renames `from` (in `self`) to `to` (in `to_dir`), failing with
@@ -498,10 +492,10 @@ impl Dir {
 
     /// Makes a hard link `to` (in `to_dir`) of `from`, never following a link.
     pub fn link(&self, from: &OsStr, to_dir: &Dir, to: &OsStr) -> Result<()> {
-        let (a, b) = (cstr(from)?, cstr(to)?);
-        // SAFETY: valid fds and C strings; flags 0 means no follow.
-        let r = unsafe { libc::linkat(self.as_raw_fd(), a.as_ptr(), to_dir.as_raw_fd(), b.as_ptr(), 0) };
-        Errno::result(r).map(drop).map_err(|e| Error::sys("link", to_dir.child_path(to), e))
+        // No flag: a symbolic link `from` is linked itself, never followed.
+        let no_follow = nix::fcntl::AtFlags::empty();
+        nix::unistd::linkat(Some(self.as_raw_fd()), from, Some(to_dir.as_raw_fd()), to, no_follow)
+            .map_err(|e| Error::sys("link", to_dir.child_path(to), e))
     }
 
     /// Removes a non-directory name.

@@ -18,6 +18,7 @@ use std::path::{Component, Path, PathBuf};
 use mailparse::MailHeader;
 use qcommon::error::Error;
 use qcommon::safe_fs::{io_errno, Dir};
+use rayon::prelude::*;
 
 use crate::args::HeaderFilter;
 
@@ -180,31 +181,23 @@ pub fn look(root: &Dir, cache: &mut DirCache, rel: Option<&Path>, filters: &[Hea
 /// Most threads [`look_all`] reads with.
 pub const READ_THREADS: usize = 8;
 
-/// [`look`] for each path, in order, with up to [`READ_THREADS`] threads:
-/// on a cold cache every read waits for the disk, and several reads in
-/// flight keep it busy. Only the verdict and the Subject come back, never
-/// the header itself, so memory stays small.
+/// [`look`] for each path, in order, with up to [`READ_THREADS`] threads
+/// (a rayon pool of its own, so that the reads in flight do not depend on
+/// the number of cores): on a cold cache every read waits for the disk,
+/// and several reads in flight keep it busy. Only the verdict and the
+/// Subject come back, never the header itself, so memory stays small.
 pub fn look_all(root: &Dir, paths: &[Option<PathBuf>], filters: &[HeaderFilter]) -> Vec<Looked> {
     let threads = paths.len().div_ceil(16).clamp(1, READ_THREADS);
-    if threads == 1 {
+    let pool = (threads > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok()).flatten();
+    let Some(pool) = pool else {
         let mut cache = DirCache::default();
         return paths.iter().map(|p| look(root, &mut cache, p.as_deref(), filters)).collect();
-    }
-    let per = paths.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = paths
-            .chunks(per)
-            .map(|chunk| {
-                let h = s.spawn(move || {
-                    let mut cache = DirCache::default();
-                    chunk.iter().map(|p| look(root, &mut cache, p.as_deref(), filters)).collect::<Vec<_>>()
-                });
-                (chunk.len(), h)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(n, h)| h.join().unwrap_or_else(|_| vec![Looked::Error("header reader panicked".into()); n]))
+    };
+    pool.install(|| {
+        paths
+            .par_iter()
+            .with_min_len(16)
+            .map_init(DirCache::default, |cache, p| look(root, cache, p.as_deref(), filters))
             .collect()
     })
 }

@@ -32,16 +32,16 @@
 //! Entries are known from `d_type` (a no-follow stat only where the file
 //! system does not give it); nothing is opened but directories, nothing
 //! is collected but the names of sub-directories (normally none), and
-//! several threads share the buckets. A directory or entry that vanishes
+//! a rayon pool of several threads shares the buckets. A directory or entry that vanishes
 //! while it is counted (qmail-send at work) is not an error.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::errno::Errno;
 use qcommon::safe_fs::{Dir, FileKind};
 use qcommon::{Error, Result};
+use rayon::prelude::*;
 
 use crate::listing::for_each_entry;
 use crate::words::{WordRules, WordState};
@@ -104,29 +104,23 @@ pub fn count(root: &Dir, rules: WordRules, threads: usize) -> CountOutcome {
         Err(e) => out.errors.push(e),
     }
 
-    let next = AtomicUsize::new(0);
+    // A rayon pool of `threads`, jobs taken one at a time (todo
+    // first); results come back in job order, errors too.
     let threads = threads.clamp(1, jobs.len().max(1));
-    let results: Vec<(Counts, Vec<Error>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut counts = Counts::default();
-                    let mut errors = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(job) = jobs.get(i) else { break };
-                        let n = count_tree(&job.dir, job.base, rules, &mut errors);
-                        match job.which {
-                            Which::Mess => counts.messages += n,
-                            Which::Todo => counts.unpreprocessed += n,
-                        }
-                    }
-                    (counts, errors)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("count thread panicked")).collect()
-    });
+    let each = |job: &Job| {
+        let mut errors = Vec::new();
+        let n = count_tree(&job.dir, job.base, rules, &mut errors);
+        let counts = match job.which {
+            Which::Mess => Counts { messages: n, unpreprocessed: 0 },
+            Which::Todo => Counts { messages: 0, unpreprocessed: n },
+        };
+        (counts, errors)
+    };
+    let pool = (threads > 1).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok()).flatten();
+    let results: Vec<(Counts, Vec<Error>)> = match pool {
+        Some(pool) => pool.install(|| jobs.par_iter().with_max_len(1).map(each).collect()),
+        None => jobs.iter().map(each).collect(),
+    };
     for (c, errors) in results {
         out.counts.messages += c.messages;
         out.counts.unpreprocessed += c.unpreprocessed;

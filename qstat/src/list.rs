@@ -10,7 +10,7 @@
 //!    message with a file in a wrong place (8 bytes each, none in a
 //!    healthy queue); the index is then sorted by (birth, number);
 //! 2. a second pass reads each message again by its number, in that order
-//!    ([`crate::message::read`], several threads, a bounded window of
+//!    ([`crate::message::read`], a rayon pool, a bounded window of
 //!    messages ahead of the one printed), applies `--header`, and prints
 //!    it. A message delivered between the passes is left out.
 //!
@@ -18,9 +18,7 @@
 //! from its file as it is printed, and `--json` writes one object per
 //! line as it goes.
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::sync::{Condvar, Mutex};
 
 use qcommon::envelope::is_double_bounce;
 use qcommon::error::{escape_text, Escaped};
@@ -33,6 +31,7 @@ use qcommon::scan::{scan, ScanEvent, ScanOptions, ScannedMessage};
 use qcommon::session::{Access, Session};
 use qkillns::args::HeaderFilter;
 use qkillns::select::{classify, Classified, Criteria, SenderRule};
+use rayon::prelude::*;
 
 use crate::clock::iso_utc;
 use crate::exit::ExitCode;
@@ -291,85 +290,59 @@ const CHUNK: usize = 16;
 /// what the second pass holds.
 const WINDOW_CHUNKS: usize = 32;
 
-#[derive(Default)]
-struct Window {
-    /// The next chunk a reader takes.
-    next: usize,
-    /// The chunk the printer waits for.
-    printing: usize,
-    /// Read, not yet printed, by chunk.
-    done: BTreeMap<usize, Vec<Option<Message>>>,
-    stop: bool,
-}
-
-/// Reads the messages of `index` with `threads` readers, a chunk at a
-/// time and at most [`WINDOW_CHUNKS`] ahead of the printer, and calls
-/// `print` for each in order.
+/// Reads the messages of `index` with `threads` readers (a rayon pool),
+/// a chunk at a time, and calls `print` for each in order. The index is
+/// read in batches of half the window: the readers read the next batch
+/// while this thread prints the one before, so at most [`WINDOW_CHUNKS`]
+/// chunks are held.
 fn second_pass(
     ctx: &Ctx<'_>,
     index: &[Entry],
     threads: usize,
     print: &mut dyn FnMut(&Message) -> io::Result<()>,
 ) -> io::Result<()> {
-    let chunks = index.len().div_ceil(CHUNK);
-    let state = Mutex::new(Window::default());
-    let (work, ready) = (Condvar::new(), Condvar::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(chunks.max(1)) {
-            s.spawn(|| {
-                let (mut dirs, mut hdirs, mut buf) =
-                    (Dirs::default(), qkillns::headers::DirCache::default(), Vec::new());
-                loop {
-                    let c = {
-                        let mut w = state.lock().expect("list window");
-                        while !w.stop && w.next < chunks && w.next >= w.printing + WINDOW_CHUNKS {
-                            w = work.wait(w).expect("list window");
-                        }
-                        if w.stop || w.next >= chunks {
-                            return;
-                        }
-                        w.next += 1;
-                        w.next - 1
-                    };
-                    let part = &index[c * CHUNK..((c + 1) * CHUNK).min(index.len())];
-                    let msgs: Vec<Option<Message>> =
-                        part.iter().map(|e| ctx.look(e.number, e.parts(), &mut dirs, &mut hdirs, &mut buf)).collect();
-                    if buf.capacity() > 64 << 10 {
-                        buf = Vec::new();
-                    }
-                    let mut w = state.lock().expect("list window");
-                    w.done.insert(c, msgs);
-                    if w.printing == c {
-                        ready.notify_one();
-                    }
-                }
-            });
-        }
-        let mut result = Ok(());
-        'chunks: for c in 0..chunks {
-            let msgs = {
-                let mut w = state.lock().expect("list window");
-                loop {
-                    if let Some(v) = w.done.remove(&c) {
-                        w.printing = c + 1;
-                        break v;
-                    }
-                    w = ready.wait(w).expect("list window");
-                }
-            };
-            // One more chunk may be read.
-            work.notify_one();
-            for m in msgs.iter().flatten() {
-                if let Err(e) = print(m) {
-                    result = Err(e);
-                    break 'chunks;
-                }
+    let pool = readers(threads);
+    let batch = CHUNK * (WINDOW_CHUNKS / 2).max(1);
+    let mut batches = index.chunks(batch);
+    let read_batch = |entries: &[Entry]| pool.install(|| read_chunks(ctx, entries));
+    let mut current = batches.next().map(read_batch);
+    while let Some(msgs) = current.take() {
+        let mut next = None;
+        let following = batches.next();
+        let printed = pool.in_place_scope(|s| {
+            if let Some(entries) = following {
+                s.spawn(|_| next = Some(read_chunks(ctx, entries)));
             }
-        }
-        state.lock().expect("list window").stop = true;
-        work.notify_all();
-        result
-    })
+            msgs.iter().flatten().try_for_each(&mut *print)
+        });
+        printed?;
+        current = next;
+    }
+    Ok(())
+}
+
+/// A rayon pool of `threads` readers (the calling thread alone when it
+/// cannot be built).
+fn readers(threads: usize) -> rayon::ThreadPool {
+    let build = |n: usize| rayon::ThreadPoolBuilder::new().num_threads(n).build();
+    build(threads.max(1)).or_else(|_| build(1)).expect("a rayon pool of one thread")
+}
+
+/// Reads `entries` in chunks of [`CHUNK`] on the current rayon pool, in
+/// order; `None` for a message gone or left out by `--header`.
+fn read_chunks(ctx: &Ctx<'_>, entries: &[Entry]) -> Vec<Option<Message>> {
+    let per_reader = || (Dirs::default(), qkillns::headers::DirCache::default(), Vec::new());
+    let chunks: Vec<Vec<Option<Message>>> = entries
+        .par_chunks(CHUNK)
+        .map_init(per_reader, |(dirs, hdirs, buf), part| {
+            let msgs = part.iter().map(|e| ctx.look(e.number, e.parts(), dirs, hdirs, buf)).collect();
+            if buf.capacity() > 64 << 10 {
+                *buf = Vec::new();
+            }
+            msgs
+        })
+        .collect();
+    chunks.into_iter().flatten().collect()
 }
 
 /// One message of the index: its birth time and the files the scan saw
@@ -432,25 +405,25 @@ fn stat_birth(root: &Dir, dirs: &mut Dirs, sl: QueueShape, n: u64, parts: u8) ->
     }
 }
 
-/// [`stat_birth`] for every pending entry, with `threads` threads over
-/// consecutive slices (so each keeps to a few buckets).
+/// [`stat_birth`] for every pending entry, with `threads` threads (a
+/// rayon pool) over runs of consecutive entries (so each keeps to a few
+/// buckets).
 fn state_births(root: &Dir, index: &mut [Entry], sl: QueueShape, threads: usize) {
-    let per = index.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        for chunk in index.chunks_mut(per) {
-            s.spawn(move || {
-                let mut dirs = Dirs::default();
-                for e in chunk.iter_mut().filter(|e| e.parts() & PENDING != 0) {
-                    let parts = e.parts() & !PENDING;
-                    *e = match stat_birth(root, &mut dirs, sl, e.number, parts) {
-                        Some(birth) => Entry::new(birth, parts, e.number),
-                        None => Entry::new(0, parts | GONE, e.number),
-                    };
-                }
-            });
-        }
+    readers(threads).install(|| {
+        index.par_chunks_mut(BIRTH_RUN).for_each_init(Dirs::default, |dirs, run| {
+            for e in run.iter_mut().filter(|e| e.parts() & PENDING != 0) {
+                let parts = e.parts() & !PENDING;
+                *e = match stat_birth(root, dirs, sl, e.number, parts) {
+                    Some(birth) => Entry::new(birth, parts, e.number),
+                    None => Entry::new(0, parts | GONE, e.number),
+                };
+            }
+        });
     });
 }
+
+/// Entries a birth-stating thread takes at once.
+const BIRTH_RUN: usize = 256;
 
 /// The birth of a message with a file in a wrong place, stated where the
 /// scan found its files (see [`scanned_birth`]).

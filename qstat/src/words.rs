@@ -52,8 +52,9 @@ impl WordRules {
     /// as `wc` would see them: UTF-8 only when the locale exists and its
     /// character set is UTF-8.
     ///
-    /// Call before starting threads: it briefly sets the C library's
-    /// `LC_CTYPE` (and puts it back to "C", where Rust programs keep it).
+    /// Safe from any thread: it reads the environment through `std::env`
+    /// and the locale as an object of its own, leaving the process's
+    /// locale ("C", where Rust programs keep it) alone.
     pub fn from_environment() -> WordRules {
         let posixly_correct = std::env::var_os("POSIXLY_CORRECT").is_some();
         if locale_is_utf8() {
@@ -147,22 +148,38 @@ fn ascii_class(b: u8) -> Class {
     }
 }
 
-/// Whether the locale from the environment exists and uses UTF-8.
+/// The name of the `LC_CTYPE` locale the environment asks for, as the C
+/// library's `setlocale(LC_CTYPE, "")` reads it: `LC_ALL`, else
+/// `LC_CTYPE`, else `LANG`, the first that is set and not empty; else "C".
+fn ctype_locale_name() -> std::ffi::CString {
+    let name = ["LC_ALL", "LC_CTYPE", "LANG"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .find(|v| !v.is_empty())
+        .unwrap_or_else(|| "C".into());
+    std::ffi::CString::new(name.into_encoded_bytes()).unwrap_or_else(|_| c"C".to_owned())
+}
+
+/// Whether the locale from the environment exists and uses UTF-8. It
+/// loads the locale as an object of its own (`newlocale`), never touching
+/// the process's locale, so it is safe whatever other threads do.
 fn locale_is_utf8() -> bool {
-    // SAFETY: setlocale and nl_langinfo are called before any thread is
-    // started (see `from_environment`); the returned strings are copied
-    // before the locale is changed back.
+    let name = ctype_locale_name();
+    // SAFETY: `name` is a valid C string; a null base asks for a new
+    // locale object, owned here and freed below; nl_langinfo_l's string
+    // belongs to that object and is copied before it is freed. Nothing
+    // here reads or changes the process-wide locale.
     unsafe {
-        let set = libc::setlocale(libc::LC_CTYPE, c"".as_ptr());
-        if set.is_null() {
+        let loc = libc::newlocale(libc::LC_CTYPE_MASK, name.as_ptr(), std::ptr::null_mut());
+        if loc.is_null() {
             return false;
         }
-        let codeset = libc::nl_langinfo(libc::CODESET);
+        let codeset = libc::nl_langinfo_l(libc::CODESET, loc);
         let utf8 = !codeset.is_null() && {
             let s = std::ffi::CStr::from_ptr(codeset).to_bytes().to_ascii_lowercase();
             s == b"utf-8" || s == b"utf8"
         };
-        libc::setlocale(libc::LC_CTYPE, c"C".as_ptr());
+        libc::freelocale(loc);
         utf8
     }
 }

@@ -1,0 +1,181 @@
+//! The second pass's listing: one bucket of every split directory (with
+//! the unsplit directories' files and the misplaced files the first pass
+//! gave it), grouped into messages and cut into chunks of whole messages.
+
+use std::sync::{Arc, Mutex};
+
+use nix::errno::Errno;
+
+use super::examine::NumberName;
+use super::{Found, ScanLayout, ScannedMessage};
+use crate::error::Error;
+use crate::queue::{bucket_of, Part};
+use crate::safe_fs::{parse_number, Dir, FileKind};
+
+/// A listed message file, before it is stated: small, since a whole
+/// bucket of them is held at once.
+pub(super) struct Entry {
+    pub number: u64,
+    pub ino: u64,
+    pub bucket: u32,
+    pub part: Part,
+}
+
+/// `Entry::bucket` of a file directly in its part's directory.
+const NO_BUCKET: u32 = u32::MAX;
+
+impl Entry {
+    pub fn new(number: u64, part: Part, bucket: Option<u32>, ino: u64) -> Entry {
+        Entry { number, ino, bucket: bucket.unwrap_or(NO_BUCKET), part }
+    }
+
+    fn found(&self) -> Found {
+        let bucket = (self.bucket != NO_BUCKET).then_some(self.bucket);
+        Found { part: self.part, bucket, ino: self.ino, stat: None }
+    }
+}
+
+/// What the first pass leaves for the second.
+pub(super) struct Setup {
+    pub part_dirs: [Option<Arc<Dir>>; 7],
+    /// Per bucket: files found in another bucket (or an extra one).
+    pub misplaced: Mutex<Vec<Vec<Entry>>>,
+    /// Per bucket: the files of unsplit directories.
+    pub flat: Mutex<Vec<Vec<Entry>>>,
+    pub layout: ScanLayout,
+    pub split: u32,
+}
+
+/// One bucket, listed: the errors met listing it (delivered before its
+/// messages).
+pub(super) struct Listed {
+    pub errors: Vec<Error>,
+}
+
+/// The open directories of one bucket, shared by its chunks.
+pub(super) struct BucketCtx {
+    pub bucket: u32,
+    pub big_todo: bool,
+    pub split: u32,
+    pub dirs: [Option<Arc<Dir>>; 7],
+}
+
+/// Some whole messages of one bucket, as listed.
+pub(super) struct Chunk {
+    pub ctx: Arc<BucketCtx>,
+    pub entries: Vec<Entry>,
+}
+
+/// Lists bucket `b` of every split directory and cuts its messages into
+/// chunks of `per_chunk` whole messages.
+pub(super) fn list_bucket(b: u32, setup: &Setup, per_chunk: usize) -> (Listed, Vec<Chunk>) {
+    let mut errors = Vec::new();
+    let mut entries: Vec<Entry> = std::mem::take(&mut setup.flat.lock().expect("scan setup")[b as usize]);
+    entries.append(&mut setup.misplaced.lock().expect("scan setup")[b as usize]);
+    let mut dirs: [Option<Arc<Dir>>; 7] = Default::default();
+    for part in Part::ALL {
+        let Some(pd) = &setup.part_dirs[part.index()] else {
+            continue;
+        };
+        if !part.is_split(setup.layout.big_todo) {
+            dirs[part.index()] = Some(pd.clone());
+            continue;
+        }
+        match list_split(pd, part, b, setup.split, &mut entries) {
+            Ok(Some(d)) => dirs[part.index()] = Some(Arc::new(d)),
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    entries.sort_unstable_by_key(|e| (e.number, e.part));
+    let ctx = Arc::new(BucketCtx { bucket: b, big_todo: setup.layout.big_todo, split: setup.split, dirs });
+    (Listed { errors }, cut(entries, &ctx, per_chunk))
+}
+
+/// Lists bucket `b` of the split directory `pd` into `entries` (numbered
+/// regular files that belong there). `Ok(None)`: no such bucket.
+fn list_split(pd: &Dir, part: Part, b: u32, split: u32, entries: &mut Vec<Entry>) -> Result<Option<Dir>, Error> {
+    let d = match pd.open_dir(NumberName::default().of(u64::from(b))) {
+        Ok(d) => d,
+        // Missing: structure damage; a link or a file: reported with
+        // the split directory's entries in the first pass.
+        Err(e) if matches!(e.errno(), Some(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    d.for_each_entry(|name, kind, ino| {
+        if kind.is_some() && kind != Some(FileKind::Regular) {
+            return;
+        }
+        if let Some(n) = parse_number(name.to_bytes()) {
+            if bucket_of(n, split) == b {
+                entries.push(Entry::new(n, part, Some(b), ino));
+            }
+        }
+    })?;
+    Ok(Some(d))
+}
+
+/// Cuts entries sorted by number into chunks of `per_chunk` whole messages.
+fn cut(entries: Vec<Entry>, ctx: &Arc<BucketCtx>, per_chunk: usize) -> Vec<Chunk> {
+    let mut chunks = Vec::new();
+    let mut chunk: Vec<Entry> = Vec::new();
+    let mut in_chunk = 0;
+    for e in entries {
+        if chunk.last().is_some_and(|l: &Entry| l.number != e.number) {
+            in_chunk += 1;
+            if in_chunk >= per_chunk.max(1) {
+                chunks.push(Chunk { ctx: ctx.clone(), entries: std::mem::take(&mut chunk) });
+                in_chunk = 0;
+            }
+        }
+        chunk.push(e);
+    }
+    if !chunk.is_empty() {
+        chunks.push(Chunk { ctx: ctx.clone(), entries: chunk });
+    }
+    chunks
+}
+
+/// Groups entries (sorted by number) into messages.
+pub(super) fn group(entries: Vec<Entry>, split: u32) -> Vec<ScannedMessage> {
+    let mut out: Vec<ScannedMessage> = Vec::new();
+    for e in entries {
+        if out.last().map(|m| m.number) != Some(e.number) {
+            out.push(ScannedMessage { number: e.number, ..Default::default() });
+        }
+        let m = out.last_mut().expect("pushed");
+        let found = e.found();
+        let slot = &mut m.files[found.part.index()];
+        match slot {
+            None => *slot = Some(found),
+            Some(cur) => {
+                // Prefer the file in its right place.
+                let right = right_place(found.part, found.bucket, e.number, split);
+                if right && !right_place(cur.part, cur.bucket, e.number, split) {
+                    let old = std::mem::replace(cur, found);
+                    m.extra.push(old);
+                } else {
+                    m.extra.push(found);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn right_place(part: Part, bucket: Option<u32>, n: u64, split: u32) -> bool {
+    match bucket {
+        Some(b) => b == bucket_of(n, split),
+        None => !matches!(part, Part::Mess | Part::Info | Part::Local | Part::Remote),
+    }
+}
+
+/// Whether `f` is in the bucket (or unsplit directory) `ctx` holds open.
+pub(super) fn in_ctx<'a>(ctx: &'a BucketCtx, f: &Found) -> Option<&'a Dir> {
+    let here = if f.part.is_split(ctx.big_todo) { f.bucket == Some(ctx.bucket) } else { f.bucket.is_none() };
+    if here {
+        ctx.dirs[f.part.index()].as_deref()
+    } else {
+        None
+    }
+}
