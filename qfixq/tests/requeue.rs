@@ -10,16 +10,14 @@
 //! `QQ_EXIT=c` refuses every message with exit c; `QQ_SLEEP=s` takes s
 //! seconds over each message (so that a signal finds the run under way).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
 use qcommon::envelope::{Info, Recipients, Todo};
 use qcommon::queue::Part;
+use qtests::prelude::qfixq::*;
 use qtests::snapshot::hash_bytes;
 use qtests::Damage;
 

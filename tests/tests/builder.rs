@@ -81,7 +81,7 @@ fn names_are_inodes_and_envelopes_parse() {
         let text = fs::read(p(Part::Mess)).unwrap();
         assert!(text.starts_with(b"Received: (qmail "));
         if m.sender.is_empty() {
-            assert!(text.windows(22).any(|w| w == b"Subject: failure notice"[..22].as_ref()));
+            assert!(text.windows(22).any(|w| w == &b"Subject: failure notice"[..22]));
         }
         match m.state {
             BuiltState::TodoStage => {
