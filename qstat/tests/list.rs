@@ -287,11 +287,10 @@ fn list_tells_damaged_and_half_queued_messages() {
     // A number whose only entry is a FIFO, or a link: no message.
     let mut strays = Vec::new();
     for part in [Part::Mess, Part::Info] {
-        for e in walk(&b.queue.join(part.dir())) {
-            let md = fs::symlink_metadata(&e).unwrap();
-            let name = e.file_name().unwrap().to_str().unwrap_or("").to_string();
-            if !md.is_file() && !md.is_dir() && name.parse::<u64>().is_ok() {
-                strays.push((name, md.file_type().is_symlink()));
+        for (e, entry) in qtests::snapshot(&b.queue.join(part.dir())).entries {
+            let name = e.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+            if !matches!(entry.kind, Kind::File | Kind::Dir) && name.parse::<u64>().is_ok() {
+                strays.push((name, entry.kind == Kind::Symlink));
             }
         }
     }
@@ -308,19 +307,6 @@ fn list_tells_damaged_and_half_queued_messages() {
         assert!(e.contains(what), "{e}");
     }
     assert!(!strays.is_empty(), "the traps made no stray");
-}
-
-fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut v = Vec::new();
-    let Ok(rd) = fs::read_dir(p) else { return v };
-    for e in rd.flatten() {
-        let path = e.path();
-        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            v.extend(walk(&path));
-        }
-        v.push(path);
-    }
-    v
 }
 
 /// A recipient list far larger than the scan holds (64 KiB) is listed

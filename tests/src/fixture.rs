@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::damage::{apply_damage, Damage, DamageReport};
 use crate::ids::{IDS, IDS_ARG};
-use crate::runner::tool;
+use crate::runner::{cmd, tool, Invocation};
 use crate::scratch::scratch;
 use crate::snapshot::{atimes, snapshot, Snapshot};
 use crate::{build_queue, BuildSpec, BuiltQueue};
@@ -101,7 +101,7 @@ pub fn build_in(
     Fixture { tmp, built, outside, reports }
 }
 
-/// One run of qfixq.
+/// One run of qfixq (through [`crate::runner`]).
 #[derive(Debug)]
 pub struct Run {
     /// The arguments after `--queue Q --ids I`.
@@ -189,22 +189,28 @@ pub fn qfixq(queue: &Path, args: &[&str]) -> Run {
 
 /// Runs qfixq on `queue` with `args` and extra environment.
 pub fn qfixq_env(queue: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    run_with_env(command(queue, args), args, env)
+    run_with_env(invocation(queue, args), args, env)
 }
 
-/// Runs a prepared qfixq command with extra environment; `args` name the
-/// run in failure messages.
-pub fn run_with_env(mut cmd: assert_cmd::Command, args: &[&str], env: &[(&str, &str)]) -> Run {
+/// The qfixq run on `queue` with qmail's ids given and a time limit of
+/// two minutes, for [`run_with_env`] (a test adds its own arguments).
+pub fn invocation(queue: &Path, args: &[&str]) -> Invocation {
+    cmd("qfixq").arg("--queue").arg(queue).arg("--ids").arg(IDS_ARG).args(args).timeout(Duration::from_secs(120))
+}
+
+/// Runs a prepared qfixq invocation through the runner with extra
+/// environment; `args` name the run in failure messages.
+pub fn run_with_env(mut inv: Invocation, args: &[&str], env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
-        cmd.env(k, v);
+        inv = inv.env(k, v);
     }
-    let out = cmd.output().expect("run qfixq");
-    Run {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        status: out.status,
-        stdout: out.stdout,
-        stderr: out.stderr,
-    }
+    let r = inv.run();
+    let status = match (r.code, r.signal) {
+        (Some(code), _) => ExitStatus::from_raw((code & 0xff) << 8),
+        (None, Some(sig)) => ExitStatus::from_raw(sig & 0x7f),
+        (None, None) => panic!("qfixq ended without an exit code or a signal\n{}", r.show()),
+    };
+    Run { args: args.iter().map(|s| s.to_string()).collect(), status, stdout: r.stdout, stderr: r.stderr }
 }
 
 /// Panics listing `errors` when there are any.

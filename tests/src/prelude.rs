@@ -26,7 +26,7 @@ pub mod qstat {
     pub use crate::json::Json;
     pub use crate::qmail_qstat::*;
     pub use crate::root::{is_root, root_or_skip, skipped};
-    pub use crate::snapshot::{age_atimes, atimes};
+    pub use crate::snapshot::{age_atimes, atimes, Kind};
 }
 
 /// For the cross-tool tests of this crate: the runner, mounts, the

@@ -165,12 +165,13 @@ pub fn assert_escaped(bytes: &[u8], which: &str, run: &Run) {
 pub struct Invocation {
     name: String,
     args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
     timeout: Duration,
 }
 
 /// `name args...`, to be run.
 pub fn cmd(name: &str) -> Invocation {
-    Invocation { name: name.to_string(), args: Vec::new(), timeout: TIMEOUT }
+    Invocation { name: name.to_string(), args: Vec::new(), env: Vec::new(), timeout: TIMEOUT }
 }
 
 impl Invocation {
@@ -191,6 +192,13 @@ impl Invocation {
     /// `--queue Q --split S --ids IDS`.
     pub fn queue(self, q: &Path, split: u32) -> Self {
         self.arg("--queue").arg(q).arg("--split").arg(split.to_string()).arg("--ids").arg(IDS_ARG)
+    }
+
+    /// One environment variable (`QTOOLS_ABORT_AFTER_STEP` is removed
+    /// from the inherited environment unless given here).
+    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
+        self.env.push((k.as_ref().to_os_string(), v.as_ref().to_os_string()));
+        self
     }
 
     /// Another timeout.
@@ -222,6 +230,7 @@ impl Invocation {
         };
         c.args(&self.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         c.env_remove("QTOOLS_ABORT_AFTER_STEP");
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             c.pre_exec(|| {
