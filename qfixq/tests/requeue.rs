@@ -73,9 +73,9 @@ fn setup(messages: usize, seed: u64, damages: &[Damage]) -> Option<Setup> {
 }
 
 fn requeue(s: &Setup, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let inv = qtests::runner::cmd("qfixq").arg("requeue").args(args);
+    let inv = qfixq_invocation().arg("requeue").args(args);
     let inv = inv.arg("--qmail-home").arg(&s.home).arg("--ids").arg(IDS_ARG).arg("--split").arg("7");
-    run_with_env(inv.env("QQ_RECORD", &s.records).timeout(Duration::from_secs(120)), args, env)
+    run_with_env(inv.env("QQ_RECORD", &s.records), args, env)
 }
 
 fn from(s: &Setup) -> String {

@@ -195,7 +195,13 @@ pub fn qfixq_env(queue: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
 /// The qfixq run on `queue` with qmail's ids given and a time limit of
 /// two minutes, for [`run_with_env`] (a test adds its own arguments).
 pub fn invocation(queue: &Path, args: &[&str]) -> Invocation {
-    cmd("qfixq").arg("--queue").arg(queue).arg("--ids").arg(IDS_ARG).args(args).timeout(Duration::from_secs(120))
+    qfixq_invocation().arg("--queue").arg(queue).arg("--ids").arg(IDS_ARG).args(args)
+}
+
+/// qfixq with a time limit of two minutes and the inherited descriptor
+/// limit (re-bucketing to a large split holds more than 1024 open).
+pub fn qfixq_invocation() -> Invocation {
+    cmd("qfixq").timeout(Duration::from_secs(120)).inherit_max_files()
 }
 
 /// Runs a prepared qfixq invocation through the runner with extra

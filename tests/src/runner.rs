@@ -167,11 +167,13 @@ pub struct Invocation {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     timeout: Duration,
+    /// The descriptor limit to set (None: the inherited one).
+    max_files: Option<u64>,
 }
 
 /// `name args...`, to be run.
 pub fn cmd(name: &str) -> Invocation {
-    Invocation { name: name.to_string(), args: Vec::new(), env: Vec::new(), timeout: TIMEOUT }
+    Invocation { name: name.to_string(), args: Vec::new(), env: Vec::new(), timeout: TIMEOUT, max_files: Some(1024) }
 }
 
 impl Invocation {
@@ -201,6 +203,12 @@ impl Invocation {
         self
     }
 
+    /// Keeps the inherited limit on open descriptors instead of 1024.
+    pub fn inherit_max_files(mut self) -> Self {
+        self.max_files = None;
+        self
+    }
+
     /// Another timeout.
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
@@ -208,7 +216,7 @@ impl Invocation {
     }
 
     /// Runs it; stdin is /dev/null; at most 4 GB of address space and 1024
-    /// descriptors, as on a typical server. The peak memory comes from
+    /// descriptors (unless inherited), as on a typical server. The peak memory comes from
     /// GNU time's `%M` when /usr/bin/time is there (this test process may
     /// be big when it forks, and a fork's peak counts what it inherited),
     /// else from wait4.
@@ -231,17 +239,20 @@ impl Invocation {
         c.args(&self.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         c.env_remove("QTOOLS_ABORT_AFTER_STEP");
         c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let max_files = self.max_files;
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
-            c.pre_exec(|| {
+            c.pre_exec(move || {
                 // A process group of its own, so a timeout kills it all.
                 libc::setpgid(0, 0);
                 let r = libc::rlimit { rlim_cur: 4 << 30, rlim_max: libc::RLIM_INFINITY };
                 libc::setrlimit(libc::RLIMIT_AS, &r);
-                let mut nofile = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) == 0 && nofile.rlim_max >= 1024 {
-                    nofile.rlim_cur = 1024;
-                    libc::setrlimit(libc::RLIMIT_NOFILE, &nofile);
+                if let Some(max) = max_files {
+                    let mut nofile = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) == 0 && nofile.rlim_max >= max {
+                        nofile.rlim_cur = max;
+                        libc::setrlimit(libc::RLIMIT_NOFILE, &nofile);
+                    }
                 }
                 Ok(())
             });
