@@ -16,14 +16,12 @@
 //!
 //! A last test kills a live run on 2,000 messages at a seeded random moment.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use qtests::prelude::qfixq::*;
 use qtests::rng::Rng;
 use qtests::snapshot::{hash_bytes, snapshot};
 use qtests::Damage;

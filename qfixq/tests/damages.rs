@@ -5,11 +5,9 @@
 //! unsalvageable one is in lost+found with its reason, no file content is
 //! lost, nothing outside the queue changed, and the queue is healthy.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use qtests::prelude::qfixq::*;
 use qtests::snapshot::snapshot;
 use qtests::Damage;
 

@@ -5,13 +5,11 @@
 //! namespace is pid 1) never share a run directory; impossible ids are
 //! refused before anything is read.
 
-mod common;
-
 use std::os::unix::fs::{symlink, FileTypeExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use qtests::prelude::qfixq::*;
 use qtests::Damage;
 
 /// A queue with a message that must be set aside (qmail-queue died

@@ -2,13 +2,11 @@
 //! alone, `live empty`, `--json` against the text report, `--split N`
 //! re-bucketing, and the escaping of untrusted names.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::*;
+use qtests::prelude::qfixq::*;
 use qtests::snapshot::snapshot;
 use qtests::Damage;
 

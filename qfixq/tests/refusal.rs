@@ -4,13 +4,11 @@
 //! inside the queue (a qmail-queue in flight) stops it too unless `--force`.
 //! A check still works in both cases.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::*;
+use qtests::prelude::qfixq::*;
 use qtests::Damage;
 
 /// Kills and reaps a child process when dropped.

@@ -10,16 +10,14 @@
 //! `QQ_EXIT=c` refuses every message with exit c; `QQ_SLEEP=s` takes s
 //! seconds over each message (so that a signal finds the run under way).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
 use qcommon::envelope::{Info, Recipients, Todo};
 use qcommon::queue::Part;
+use qtests::prelude::qfixq::*;
 use qtests::snapshot::hash_bytes;
 use qtests::Damage;
 
@@ -75,11 +73,9 @@ fn setup(messages: usize, seed: u64, damages: &[Damage]) -> Option<Setup> {
 }
 
 fn requeue(s: &Setup, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = assert_cmd::cargo::cargo_bin_cmd!("qfixq");
-    cmd.arg("requeue").args(args);
-    cmd.arg("--qmail-home").arg(&s.home).arg("--ids").arg(IDS_ARG).arg("--split").arg("7");
-    cmd.env_remove("QTOOLS_ABORT_AFTER_STEP").env("QQ_RECORD", &s.records).timeout(Duration::from_secs(120));
-    run_with_env(cmd, args, env)
+    let inv = qfixq_invocation().arg("requeue").args(args);
+    let inv = inv.arg("--qmail-home").arg(&s.home).arg("--ids").arg(IDS_ARG).arg("--split").arg("7");
+    run_with_env(inv.env("QQ_RECORD", &s.records), args, env)
 }
 
 fn from(s: &Setup) -> String {

@@ -6,14 +6,12 @@
 //! Panics are injected with qcommon's `fault-injection` feature
 //! (`QTOOLS_PANIC_AT`), enabled for these tests by the dev-dependencies.
 
-mod common;
-
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use qtests::prelude::qfixq::*;
 use qtests::rng::Rng;
 use qtests::snapshot::{snapshot, Snapshot};
 use qtests::Damage;

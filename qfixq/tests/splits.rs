@@ -5,9 +5,7 @@
 //! the mutator keeps open at once, which once made `qfixq live` panic in
 //! the second half of renumbering.
 
-mod common;
-
-use common::*;
+use qtests::prelude::qfixq::*;
 use qtests::snapshot::snapshot;
 use qtests::Damage;
 

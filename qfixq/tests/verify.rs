@@ -5,14 +5,12 @@
 //! that holds another name of a message file (not a copy qfixq wrote) is
 //! dropped in the same run.
 
-mod common;
-
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use qtests::prelude::qfixq::*;
 use qtests::snapshot::snapshot;
 use qtests::Damage;
 

@@ -7,12 +7,10 @@
 //! where its files belong under X; the second half renames them to K, the
 //! mess last.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
 use qcommon::queue::Part;
+use qtests::prelude::qfixq::*;
 use qtests::snapshot::snapshot;
 
 const SPLIT: u64 = 7;

@@ -2,14 +2,12 @@
 //! state, numbered as qmail numbers it): exactly the null-sender messages
 //! of its manifest go, and nothing else changes.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use common::*;
 use qcommon::queue::Part;
 use qtests::json::check_json;
+use qtests::prelude::qkillns::*;
 use qtests::{build_queue, message_path, BuildSpec};
 
 fn files_of(queue: &Path, n: u64) -> Vec<PathBuf> {
@@ -23,7 +21,7 @@ fn files_of(queue: &Path, n: u64) -> Vec<PathBuf> {
 
 #[test]
 fn exactly_the_manifest_null_senders_go() {
-    if skip_unless_root() {
+    if !root_or_skip("exactly_the_manifest_null_senders_go") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

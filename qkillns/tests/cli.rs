@@ -1,8 +1,6 @@
 //! Usage errors and help, through the real binary.
 
-mod common;
-
-use common::*;
+use qtests::prelude::qkillns::*;
 
 #[test]
 fn bad_regex_or_duration_is_a_usage_error_naming_the_option() {

@@ -13,12 +13,10 @@
 //! cannot tell that a lone mess was selected, and qmail-send (after 36
 //! hours) or `qfixq live` cleans it.
 
-mod common;
-
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use qtests::prelude::qkillns::*;
 
 const ORDER: [&str; 7] = ["todo", "intd", "bounce", "local", "remote", "info", "mess"];
 
@@ -57,7 +55,7 @@ fn total_steps(sel: &[Msg]) -> usize {
 
 #[test]
 fn killed_after_any_step_a_rerun_finishes_the_job() {
-    if skip_unless_root() {
+    if !root_or_skip("killed_after_any_step_a_rerun_finishes_the_job") {
         return;
     }
     let (_, probe, _) = build();
@@ -120,7 +118,7 @@ fn killed_after_any_step_a_rerun_finishes_the_job() {
 
 #[test]
 fn expire_killed_midway_is_finished_by_a_rerun() {
-    if skip_unless_root() {
+    if !root_or_skip("expire_killed_midway_is_finished_by_a_rerun") {
         return;
     }
     let q = Queue::with(false, Some("home"));
@@ -152,7 +150,7 @@ fn expire_killed_midway_is_finished_by_a_rerun() {
 /// still a prefix of the removal order.
 #[test]
 fn parallel_workers_killed_midway_leave_only_ordered_prefixes() {
-    if skip_unless_root() {
+    if !root_or_skip("parallel_workers_killed_midway_leave_only_ordered_prefixes") {
         return;
     }
     const WORKERS: usize = 4;
@@ -216,7 +214,7 @@ fn parallel_workers_killed_midway_leave_only_ordered_prefixes() {
 /// finishes the job; the lock is free and the rerun removes the bounces.
 #[test]
 fn a_panic_in_a_scan_thread_ends_the_run() {
-    if skip_unless_root() {
+    if !root_or_skip("a_panic_in_a_scan_thread_ends_the_run") {
         return;
     }
     let q = Queue::new();

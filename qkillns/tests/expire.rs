@@ -1,8 +1,6 @@
 //! `--expire`, beside a (stand-in) qmail-send.
 
-mod common;
-
-use common::*;
+use qtests::prelude::qkillns::*;
 
 const DAY: i64 = 86_400;
 
@@ -26,7 +24,7 @@ fn expire_cmd(q: &Queue) -> assert_cmd::Command {
 
 #[test]
 fn backdates_info_and_signals_the_given_pid() {
-    if skip_unless_root() {
+    if !root_or_skip("backdates_info_and_signals_the_given_pid") {
         return;
     }
     let q = home_queue(Some("7200\n"));
@@ -36,7 +34,7 @@ fn backdates_info_and_signals_the_given_pid() {
     let old = q.preprocessed(b"", &[], &[(b"a@b.example", false)], "failure notice", t - 30 * DAY, false);
     let todo = q.todo(b"", &[b"c@d.example"], "failure notice", t);
     let other = q.preprocessed(b"x@y.example", &[], &[(b"a@b.example", false)], "hello", t - DAY, false);
-    let Some(stand_in) = StandIn::start(q.dir.path(), None, None) else {
+    let Some(stand_in) = StandIn::counting_alarms(None, None) else {
         println!("skipped: perl not found");
         return;
     };
@@ -76,13 +74,13 @@ fn backdates_info_and_signals_the_given_pid() {
 
 #[test]
 fn finds_qmail_send_by_its_lock() {
-    if skip_unless_root() {
+    if !root_or_skip("finds_qmail_send_by_its_lock") {
         return;
     }
     let q = home_queue(None);
     let a = q.preprocessed(b"", &[], &[(b"a@b.example", false)], "failure notice", now() - DAY, false);
     let lock = q.root.join("lock/sendmutex");
-    let Some(qs) = StandIn::start(q.dir.path(), Some(&lock), Some("qmail-send")) else {
+    let Some(qs) = StandIn::counting_alarms(Some(&lock), Some("qmail-send")) else {
         println!("skipped: perl not found");
         return;
     };
@@ -101,13 +99,13 @@ fn finds_qmail_send_by_its_lock() {
 
 #[test]
 fn a_lock_holder_that_is_not_qmail_send_is_refused() {
-    if skip_unless_root() {
+    if !root_or_skip("a_lock_holder_that_is_not_qmail_send_is_refused") {
         return;
     }
     let q = home_queue(None);
     let a = q.preprocessed(b"", &[], &[(b"a@b.example", false)], "failure notice", now() - DAY, false);
     let lock = q.root.join("lock/sendmutex");
-    let Some(other) = StandIn::start(q.dir.path(), Some(&lock), None) else {
+    let Some(other) = StandIn::counting_alarms(Some(&lock), None) else {
         println!("skipped: perl not found");
         return;
     };
@@ -123,7 +121,7 @@ fn a_lock_holder_that_is_not_qmail_send_is_refused() {
 
 #[test]
 fn without_qmail_send_the_times_are_still_set() {
-    if skip_unless_root() {
+    if !root_or_skip("without_qmail_send_the_times_are_still_set") {
         return;
     }
     let q = home_queue(Some("3600"));
@@ -141,7 +139,7 @@ fn without_qmail_send_the_times_are_still_set() {
 
 #[test]
 fn an_info_file_with_two_links_is_not_touched() {
-    if skip_unless_root() {
+    if !root_or_skip("an_info_file_with_two_links_is_not_touched") {
         return;
     }
     let q = home_queue(None);

@@ -1,11 +1,9 @@
 //! Removal and dry run, through the real binary, on hand-made queues.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::*;
 use qtests::json::check_json;
+use qtests::prelude::qkillns::*;
 
 const DAY: i64 = 86_400;
 
@@ -36,7 +34,7 @@ fn mixed() -> (Queue, Vec<Msg>, Vec<Msg>) {
 
 #[test]
 fn dry_run_lists_the_selection_and_changes_nothing() {
-    if skip_unless_root() {
+    if !root_or_skip("dry_run_lists_the_selection_and_changes_nothing") {
         return;
     }
     let (q, sel, other) = mixed();
@@ -60,7 +58,7 @@ fn dry_run_lists_the_selection_and_changes_nothing() {
 
 #[test]
 fn removes_exactly_the_selected_messages() {
-    if skip_unless_root() {
+    if !root_or_skip("removes_exactly_the_selected_messages") {
         return;
     }
     let (q, sel, other) = mixed();
@@ -84,7 +82,7 @@ fn removes_exactly_the_selected_messages() {
 
 #[test]
 fn double_and_sender_rules() {
-    if skip_unless_root() {
+    if !root_or_skip("double_and_sender_rules") {
         return;
     }
     let (q, sel, other) = mixed();
@@ -105,7 +103,7 @@ fn double_and_sender_rules() {
 
 #[test]
 fn filters_narrow_the_selection() {
-    if skip_unless_root() {
+    if !root_or_skip("filters_narrow_the_selection") {
         return;
     }
     let q = Queue::new();
@@ -167,7 +165,7 @@ fn filters_narrow_the_selection() {
 
 #[test]
 fn big_todo_layout_and_uncommitted_and_lone_mess() {
-    if skip_unless_root() {
+    if !root_or_skip("big_todo_layout_and_uncommitted_and_lone_mess") {
         return;
     }
     let q = Queue::with(true, None);
@@ -189,7 +187,7 @@ fn big_todo_layout_and_uncommitted_and_lone_mess() {
 
 #[test]
 fn unreadable_messages_are_reported_and_left_alone() {
-    if skip_unless_root() {
+    if !root_or_skip("unreadable_messages_are_reported_and_left_alone") {
         return;
     }
     let q = Queue::new();
@@ -214,11 +212,11 @@ fn unreadable_messages_are_reported_and_left_alone() {
 
 #[test]
 fn refuses_while_qmail_send_holds_the_lock() {
-    if skip_unless_root() {
+    if !root_or_skip("refuses_while_qmail_send_holds_the_lock") {
         return;
     }
     let (q, sel, _) = mixed();
-    let Some(holder) = StandIn::start(q.dir.path(), Some(&q.root.join("lock/sendmutex")), None) else {
+    let Some(holder) = StandIn::counting_alarms(Some(&q.root.join("lock/sendmutex")), None) else {
         println!("skipped: perl not found");
         return;
     };
@@ -241,7 +239,7 @@ fn refuses_while_qmail_send_holds_the_lock() {
 
 #[test]
 fn refuses_while_a_process_works_in_the_queue_unless_forced() {
-    if skip_unless_root() {
+    if !root_or_skip("refuses_while_a_process_works_in_the_queue_unless_forced") {
         return;
     }
     let (q, sel, _) = mixed();
@@ -266,7 +264,7 @@ fn refuses_while_a_process_works_in_the_queue_unless_forced() {
 
 #[test]
 fn missing_sendmutex_asks_for_qfixq() {
-    if skip_unless_root() {
+    if !root_or_skip("missing_sendmutex_asks_for_qfixq") {
         return;
     }
     let (q, _, _) = mixed();
@@ -279,7 +277,7 @@ fn missing_sendmutex_asks_for_qfixq() {
 
 #[test]
 fn json_is_one_valid_document() {
-    if skip_unless_root() {
+    if !root_or_skip("json_is_one_valid_document") {
         return;
     }
     let q = Queue::new();
@@ -306,7 +304,7 @@ fn json_is_one_valid_document() {
 
 #[test]
 fn terminal_output_is_escaped_and_verbose_shows_steps() {
-    if skip_unless_root() {
+    if !root_or_skip("terminal_output_is_escaped_and_verbose_shows_steps") {
         return;
     }
     let q = Queue::new();
@@ -337,7 +335,7 @@ fn terminal_output_is_escaped_and_verbose_shows_steps() {
 
 #[test]
 fn a_closed_pipe_ends_quietly() {
-    if skip_unless_root() {
+    if !root_or_skip("a_closed_pipe_ends_quietly") {
         return;
     }
     let (q, _, _) = mixed();

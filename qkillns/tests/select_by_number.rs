@@ -4,14 +4,12 @@
 //! bounces; bad numbers (not in the queue, a stray, a message being
 //! queued) are reported, left alone, and give exit 8.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use common::*;
 use qcommon::queue::Part;
 use qtests::json::check_json;
+use qtests::prelude::qkillns::*;
 use qtests::{build_queue, message_path, BuildSpec};
 
 const DAY: i64 = 86_400;
@@ -22,7 +20,7 @@ fn text_of(out: &std::process::Output) -> (String, String) {
 
 #[test]
 fn numbers_select_exactly_those_messages_whatever_their_sender() {
-    if skip_unless_root() {
+    if !root_or_skip("numbers_select_exactly_those_messages_whatever_their_sender") {
         return;
     }
     let q = Queue::new();
@@ -72,7 +70,7 @@ fn numbers_select_exactly_those_messages_whatever_their_sender() {
 
 #[test]
 fn all_with_filters_is_one_command() {
-    if skip_unless_root() {
+    if !root_or_skip("all_with_filters_is_one_command") {
         return;
     }
     let q = Queue::new();
@@ -120,7 +118,7 @@ fn all_with_filters_is_one_command() {
 
 #[test]
 fn bad_numbers_are_reported_and_left_alone() {
-    if skip_unless_root() {
+    if !root_or_skip("bad_numbers_are_reported_and_left_alone") {
         return;
     }
     let q = Queue::new();
@@ -194,7 +192,7 @@ fn files_of(queue: &Path, n: u64) -> Vec<PathBuf> {
 
 #[test]
 fn on_a_practice_queue_all_and_sender_take_exactly_the_flood() {
-    if skip_unless_root() {
+    if !root_or_skip("on_a_practice_queue_all_and_sender_take_exactly_the_flood") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

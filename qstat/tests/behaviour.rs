@@ -2,13 +2,11 @@
 //! the builder made, queuelifetime, top lists, JSON, Prometheus, the
 //! plugin mode, exit statuses and messages, escaping.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use common::*;
 use qtests::content::FLOOD_SENDER;
+use qtests::prelude::qstat::*;
 use qtests::{build_queue, BuildSpec, BuiltState};
 
 #[test]

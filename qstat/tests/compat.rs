@@ -3,13 +3,11 @@
 //! every way the builder knows, in the C and UTF-8 locales; and every
 //! output mode over every damage: no failure, valid JSON, nothing changed.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use common::*;
+use qtests::prelude::qstat::*;
 use qtests::{apply_damage, snapshot, Damage};
 
 const LOCALES: [&str; 2] = ["C", "C.UTF-8"];
@@ -100,11 +98,11 @@ fn odd_names_and_shapes_count_as_qmail_qstat_counts() {
 
 /// Paths (for which `select` holds) whose access time differs from `before`.
 fn changed_atimes(
-    before: &std::collections::BTreeMap<std::path::PathBuf, (i64, i64)>,
+    before: &std::collections::BTreeMap<std::path::PathBuf, i128>,
     q: &Path,
     select: impl Fn(&Path) -> bool,
 ) -> Vec<String> {
-    let now = atimes(q);
+    let now = atimes(q, true);
     before
         .iter()
         .filter(|(p, t)| select(p) && now.get(*p) != Some(t))
@@ -159,7 +157,7 @@ fn every_damage(big_todo: bool) {
         assert_same_in(t.path(), what, if names { &LOCALES } else { &LOCALES[..1] });
         // (find changes access times of directories: age them after it.)
         age_atimes(q);
-        let times = atimes(q);
+        let times = atimes(q, true);
         let o = run(q, &[]);
         assert_eq!(code(&o), 0, "{what}: {}", err(&o));
         assert_eq!(changed_atimes(&times, q, |_| true), Vec::<String>::new(), "{what}: the count changed atimes");

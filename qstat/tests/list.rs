@@ -4,15 +4,13 @@
 //! and unknown numbers, large envelopes streamed, salvaged messages, the
 //! header and body escaped, `--raw`, and that nothing changes.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use common::*;
 use qcommon::queue::Part;
 use qtests::content::FLOOD_SENDER;
+use qtests::prelude::qstat::*;
 use qtests::{apply_damage, message_path, BuiltMessage, BuiltQueue, BuiltState, Damage, Where};
 
 /// The JSON lines of `-l --json` (plus extra arguments), parsed.
@@ -76,7 +74,7 @@ fn list_gives_every_message_oldest_first_with_its_envelope() {
         let b = build(t.path(), 250, big, 41);
         age_atimes(&b.queue);
         let before = qtests::snapshot(&b.queue);
-        let atimes_before = atimes(&b.queue);
+        let atimes_before = atimes(&b.queue, true);
         let (v, o) = list_json(&b, &[]);
         assert!(v.iter().all(|j| j.get("schema_version").u() == u64::from(qcommon::json::SCHEMA_VERSION)));
         assert_eq!(o.status.code(), Some(0), "{}", err(&o));
@@ -130,7 +128,7 @@ fn list_gives_every_message_oldest_first_with_its_envelope() {
 
         assert!(before.diff(&qtests::snapshot(&b.queue)).is_empty(), "the listing changed the queue");
         if is_root() {
-            assert_eq!(atimes_before, atimes(&b.queue), "the listing changed an access time");
+            assert_eq!(atimes_before, atimes(&b.queue, true), "the listing changed an access time");
         }
     }
 }
@@ -290,11 +288,10 @@ fn list_tells_damaged_and_half_queued_messages() {
     // A number whose only entry is a FIFO, or a link: no message.
     let mut strays = Vec::new();
     for part in [Part::Mess, Part::Info] {
-        for e in walk(&b.queue.join(part.dir())) {
-            let md = fs::symlink_metadata(&e).unwrap();
-            let name = e.file_name().unwrap().to_str().unwrap_or("").to_string();
-            if !md.is_file() && !md.is_dir() && name.parse::<u64>().is_ok() {
-                strays.push((name, md.file_type().is_symlink()));
+        for (e, entry) in qtests::snapshot(&b.queue.join(part.dir())).entries {
+            let name = e.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+            if !matches!(entry.kind, Kind::File | Kind::Dir) && name.parse::<u64>().is_ok() {
+                strays.push((name, entry.kind == Kind::Symlink));
             }
         }
     }
@@ -311,19 +308,6 @@ fn list_tells_damaged_and_half_queued_messages() {
         assert!(e.contains(what), "{e}");
     }
     assert!(!strays.is_empty(), "the traps made no stray");
-}
-
-fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut v = Vec::new();
-    let Ok(rd) = fs::read_dir(p) else { return v };
-    for e in rd.flatten() {
-        let path = e.path();
-        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-            v.extend(walk(&path));
-        }
-        v.push(path);
-    }
-    v
 }
 
 /// A recipient list far larger than the scan holds (64 KiB) is listed

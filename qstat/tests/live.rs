@@ -1,8 +1,6 @@
 //! qstat beside a working qmail-send: files vanish while they are counted;
 //! `--watch` until nothing is left unpreprocessed; a closed pipe.
 
-mod common;
-
 use std::fs;
 use std::io::{BufRead, BufReader};
 
@@ -11,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use qcommon::queue::Part;
+use qtests::prelude::qstat::*;
 use qtests::{message_path, BuiltState};
 
 fn counts(text: &str) -> (u64, u64) {

@@ -3,13 +3,10 @@
 //! `--prometheus` carries codes, a queue label, an error gauge and the
 //! last success. Through the real binary, on built queues.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::chown;
 
-use common::*;
-use qcommon::queue::Ids;
+use qtests::prelude::qstat::*;
 use qtests::{apply_damage, build_queue, BuildSpec, Damage};
 
 fn check(queue: &std::path::Path, args: &[&str]) -> (i32, String) {
@@ -60,15 +57,13 @@ fn structure_damage_is_critical() {
 
 #[test]
 fn wrong_owners_are_critical() {
-    if !is_root() {
-        println!("skipped: wrong_owners_are_critical needs root (chown)");
+    if !root_or_skip("wrong_owners_are_critical") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let ids = Ids { qmailq: 7001, qmails: 7002, qmailr: 7003, qmail_gid: 7004 };
-    let spec = BuildSpec { messages: 20, seed: 5, now: NOW, ids: Some(ids), ..BuildSpec::default() };
+    let spec = BuildSpec { messages: 20, seed: 5, now: NOW, ids: Some(IDS), ..BuildSpec::default() };
     let b = build_queue(&t.path().join("queue"), &spec).unwrap();
-    let ids_arg = "7001:7002:7003:7004";
+    let ids_arg = IDS_ARG;
     let (c, l) = check(&b.queue, &["--ids", ids_arg]);
     assert_eq!(c, 0, "{l}");
     chown(b.queue.join("remote"), Some(0), Some(0)).unwrap();

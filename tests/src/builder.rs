@@ -763,3 +763,21 @@ pub fn build_queue(queue_dir: &Path, spec: &BuildSpec) -> Result<BuiltQueue> {
         ids: maker.ids,
     })
 }
+
+/// Builds a practice queue at `dir` for the cross-tool tests: `messages`
+/// messages of split `split` from `seed`, a share `null_sender` of bounces
+/// and no double bounce nor large message, owned by qmail's ids when we
+/// run as root. Panics when the build fails.
+pub fn build_practice(dir: &Path, messages: usize, split: u32, seed: u64, null_sender: f64) -> BuiltQueue {
+    let spec = BuildSpec {
+        messages,
+        split,
+        seed,
+        null_sender,
+        double_bounce: 0.0,
+        large: 0.0,
+        ids: if crate::root::is_root() { Some(crate::ids::IDS) } else { None },
+        ..BuildSpec::default()
+    };
+    build_queue(dir, &spec).unwrap_or_else(|e| panic!("build queue at {}: {e:#}", dir.display()))
+}

@@ -27,6 +27,14 @@ use qcommon::queue::{bucket_of, LockFile, Part};
 
 use crate::builder::{system_time, BuiltQueue, Maker};
 
+mod buckets;
+mod copy;
+mod envelopes;
+mod locks;
+mod orphans;
+mod strays;
+mod traps;
+
 /// Seconds and nanoseconds since the epoch as a `SystemTime`.
 fn system_time_ns(secs: i64, nsec: i64) -> SystemTime {
     system_time(secs) + std::time::Duration::from_nanos(nsec.clamp(0, 999_999_999) as u64)
@@ -628,416 +636,49 @@ pub fn apply_damage(built: &BuiltQueue, damage: Damage, seed: u64, outside_dir: 
     Ok(c.report)
 }
 
+/// Whether a message has its mess file.
+fn mess(h: &[bool; 7]) -> bool {
+    h[Part::Mess.index()]
+}
+
+/// Whether a message is in the todo stage (mess and todo).
+fn todo_stage(h: &[bool; 7]) -> bool {
+    h[Part::Mess.index()] && h[Part::Todo.index()]
+}
+
+/// Whether a message is preprocessed (mess and info, no todo).
+fn preprocessed(h: &[bool; 7]) -> bool {
+    h[Part::Mess.index()] && h[Part::Info.index()] && !h[Part::Todo.index()]
+}
+
+/// Applies one damage: each has its function, in the module of its family.
 fn apply(c: &mut Ctx<'_>, damage: Damage) -> Result<()> {
-    let split = c.m.split;
-    let q = c.m.queue.clone();
-    let mess = |h: &[bool; 7]| h[Part::Mess.index()];
-    let todo_stage = |h: &[bool; 7]| h[Part::Mess.index()] && h[Part::Todo.index()];
-    let preprocessed = |h: &[bool; 7]| h[Part::Mess.index()] && h[Part::Info.index()] && !h[Part::Todo.index()];
     match damage {
-        Damage::CopiedToOtherFs | Damage::CopiedToOtherFsBrokenLinks => {
-            let keep = damage == Damage::CopiedToOtherFs;
-            let numbers: Vec<u64> = c.scan.msgs.keys().copied().collect();
-            let mut links = HashMap::new();
-            let mut seq = 0;
-            let copied = copy_tree(&q, keep, &mut links, &mut seq)?;
-            c.report.touched = numbers;
-            c.note(format!(
-                "copied {copied} files to new inodes under their old names ({} hard links)",
-                if keep { "keeping" } else { "breaking" }
-            ));
-        }
-        Damage::MissingBucket => {
-            let mut full = Vec::new();
-            for b in 0..split {
-                let files = numeric_files(&q.join("info").join(b.to_string()))?;
-                if !files.is_empty() {
-                    full.push((b, files));
-                }
-            }
-            let (b, files) = if full.is_empty() {
-                let n = c.fresh(Fresh::Preprocessed, now_secs() - 7200)?;
-                (bucket_of(n, split), vec![n])
-            } else {
-                let i = c.rng.index(full.len());
-                full.swap_remove(i)
-            };
-            let dir = q.join("info").join(b.to_string());
-            fs::remove_dir_all(&dir).with_context(|| format!("rm -r {}", dir.display()))?;
-            let r = c.rel(&dir);
-            c.note(format!("removed bucket {r} with {} files", files.len()));
-            c.report.touched.extend(files);
-        }
-        Damage::WrongBucket => {
-            if split < 2 {
-                bail!("a split of 1 has no wrong bucket");
-            }
-            // One file each of different parts: mess, info, remote, local,
-            // and todo with the big-todo layout.
-            let mut parts = vec![Part::Mess, Part::Info, Part::Remote, Part::Local];
-            if c.m.big_todo {
-                parts.push(Part::Todo);
-            }
-            let mut picks = Vec::new();
-            for part in parts {
-                let fresh = if part == Part::Todo { Fresh::TodoStage } else { Fresh::Preprocessed };
-                let taken: Vec<u64> = picks.iter().map(|x: &(u64, Part)| x.0).collect();
-                let n = c.victims(1, fresh, |h| {
-                    h[Part::Mess.index()] && h[part.index()] && (part == Part::Todo || !h[Part::Todo.index()])
-                })?[0];
-                if !taken.contains(&n) {
-                    picks.push((n, part));
-                }
-            }
-            for (n, part) in picks {
-                let b = bucket_of(n, split);
-                let wrong = (b + 1 + c.rng.below(u64::from(split) - 1) as u32) % split;
-                let from = c.path(part, n);
-                let to = q.join(part.dir()).join(wrong.to_string()).join(n.to_string());
-                if fs::symlink_metadata(&to).is_ok() {
-                    continue;
-                }
-                fs::rename(&from, &to)?;
-                let (a, z) = (c.rel(&from), c.rel(&to));
-                c.note(format!("moved {a} to {z}"));
-                c.touch(n);
-            }
-        }
-        Damage::ExtraBuckets => {
-            let dirs: Vec<Part> = Part::ALL.into_iter().filter(|p| p.is_split(c.m.big_todo)).collect();
-            for p in &dirs {
-                let (o, mode) = p.dir_spec();
-                for b in [split, split + 1] {
-                    let d = q.join(p.dir()).join(b.to_string());
-                    if fs::symlink_metadata(&d).is_ok() {
-                        continue;
-                    }
-                    c.m.mkdir(&d, o, mode)?;
-                    let r = c.rel(&d);
-                    c.note(format!("made extra bucket {r}"));
-                }
-            }
-            let old = u64::from(split) + 2;
-            let all = c.scan.select(mess);
-            let mut pref: Vec<u64> = all.iter().copied().filter(|n| n % old >= u64::from(split)).collect();
-            if pref.len() < 3 {
-                pref = all;
-            }
-            let victims = if pref.is_empty() {
-                vec![c.fresh(Fresh::Preprocessed, now_secs() - 7200)?]
-            } else {
-                c.rng.choose(&pref, 3)
-            };
-            for n in victims {
-                let extra = if n % old >= u64::from(split) { n % old } else { u64::from(split) + c.rng.below(2) };
-                for p in &dirs {
-                    if c.scan.has(n, *p) {
-                        let from = c.path(*p, n);
-                        let to = q.join(p.dir()).join(extra.to_string()).join(n.to_string());
-                        fs::rename(&from, &to)?;
-                        let (a, z) = (c.rel(&from), c.rel(&to));
-                        c.note(format!("moved {a} to {z}"));
-                    }
-                }
-                c.touch(n);
-            }
-        }
-        Damage::ZeroByteMess => {
-            for n in c.victims(3, Fresh::Preprocessed, mess)? {
-                let p = c.path(Part::Mess, n);
-                rewrite_keep_times(&p, b"")?;
-                let r = c.rel(&p);
-                c.note(format!("truncated {r} to 0 bytes"));
-                c.touch(n);
-            }
-        }
-        Damage::OrphanInfo => {
-            for n in c.victims(2, Fresh::Preprocessed, preprocessed)? {
-                c.remove_part(Part::Mess, n)?;
-                c.touch(n);
-            }
-        }
-        Damage::OrphanLocal | Damage::OrphanRemote => {
-            let keep = if damage == Damage::OrphanLocal { Part::Local } else { Part::Remote };
-            let victims = c.victims(2, Fresh::Preprocessed, |h| preprocessed(h) && h[keep.index()])?;
-            for n in victims {
-                for p in Part::ALL {
-                    if p != keep {
-                        c.remove_part(p, n)?;
-                    }
-                }
-                c.touch(n);
-            }
-        }
-        Damage::OrphanTodo => {
-            for (i, n) in c.victims(2, Fresh::TodoStage, todo_stage)?.into_iter().enumerate() {
-                c.remove_part(Part::Mess, n)?;
-                if i == 1 {
-                    c.remove_part(Part::Intd, n)?;
-                }
-                c.touch(n);
-            }
-        }
-        Damage::OrphanBounce => {
-            let with_bounce = c.scan.select(|h| mess(h) && h[Part::Bounce.index()]);
-            let victims = if with_bounce.is_empty() {
-                let n = c.victims(1, Fresh::Preprocessed, preprocessed)?[0];
-                let mut text = Vec::new();
-                content::write_bounce_report(&mut text, &mut c.rng, b"nobody@nowhere.example");
-                c.m.write_part(Part::Bounce, n, &text, None)?;
-                c.scan.msgs.entry(n).or_default()[Part::Bounce.index()] = true;
-                vec![n]
-            } else {
-                c.rng.choose(&with_bounce, 2)
-            };
-            for n in victims {
-                for p in Part::ALL {
-                    if p != Part::Bounce {
-                        c.remove_part(p, n)?;
-                    }
-                }
-                c.touch(n);
-            }
-        }
-        Damage::S2Leftover | Damage::S3Leftover => {
-            let kind = if damage == Damage::S2Leftover { Fresh::MessOnly } else { Fresh::MessIntd };
-            let now = now_secs();
-            for birth in [now - 2 * 86_400, now - 60] {
-                let n = c.fresh(kind, birth)?;
-                c.touch(n);
-            }
-        }
-        Damage::EmptyInfo | Damage::GarbledInfo => {
-            for n in c.victims(2, Fresh::Preprocessed, preprocessed)? {
-                let p = c.path(Part::Info, n);
-                let data = if damage == Damage::EmptyInfo {
-                    Vec::new()
-                } else {
-                    let mut v = vec![*c.rng.pick(b"XZ\xff\x01")];
-                    let len = c.rng.range(8, 40);
-                    v.extend((0..len).map(|_| c.rng.next_u64() as u8));
-                    v
-                };
-                rewrite_keep_times(&p, &data)?;
-                let r = c.rel(&p);
-                c.note(format!("overwrote {r} with {} bytes", data.len()));
-                c.touch(n);
-            }
-        }
-        Damage::TruncatedLocal | Damage::TruncatedRemote => {
-            let part = if damage == Damage::TruncatedLocal { Part::Local } else { Part::Remote };
-            let all = c.scan.select(|h| preprocessed(h) && h[part.index()]);
-            // Prefer lists of two or more records, whose first survives.
-            let mut multi = Vec::new();
-            for &n in &all {
-                if read_file(&c.path(part, n))?.iter().filter(|&&b| b == 0).count() >= 2 {
-                    multi.push(n);
-                }
-            }
-            let victims = if !multi.is_empty() {
-                c.rng.choose(&multi, 2)
-            } else {
-                c.victims(2, Fresh::Preprocessed, |h| preprocessed(h) && h[part.index()])?
-            };
-            for n in victims {
-                let p = c.path(part, n);
-                let data = read_file(&p)?;
-                if let Some(len) = cut_last_record(&data) {
-                    rewrite_keep_times(&p, &data[..len])?;
-                    let r = c.rel(&p);
-                    c.note(format!("cut {r} from {} to {len} bytes", data.len()));
-                    c.touch(n);
-                }
-            }
-        }
-        Damage::StaleBounceBesideTodo => {
-            for n in c.victims(2, Fresh::TodoStage, todo_stage)? {
-                let todo = Todo::parse(&read_file(&c.path(Part::Todo, n))?).ok();
-                let addr = todo
-                    .and_then(|t| t.recipients.into_iter().next())
-                    .unwrap_or_else(|| b"someone@gmail.example".to_vec());
-                let mut text = Vec::new();
-                content::write_bounce_report(&mut text, &mut c.rng, &addr);
-                if fs::symlink_metadata(c.path(Part::Bounce, n)).is_err() {
-                    c.m.write_part(Part::Bounce, n, &text, None)?;
-                    let r = c.rel(&c.path(Part::Bounce, n));
-                    c.note(format!("wrote stale {r}"));
-                    c.touch(n);
-                }
-            }
-        }
-        Damage::BadOwnersModes => bad_owners_modes(c)?,
-        Damage::StrayNames => {
-            let b = c.rng.below(u64::from(split)) as u32;
-            let bs = b.to_string();
-            let todo_dir = if c.m.big_todo { q.join("todo").join(&bs) } else { q.join("todo") };
-            let strays: Vec<(PathBuf, &[u8])> = vec![
-                (q.join("core"), b"\x7fELF core dump\n"),
-                (q.join("mess").join(&bs).join("123.tmp"), b"partial\n"),
-                (q.join("info").join(&bs).join("12\n34"), b"F\0"),
-                (q.join("local").join(&bs).join("\x1b[31mred\x1b[0m"), b"Tx@y\0"),
-                (q.join("remote").join(&bs).join(std::ffi::OsStr::from_bytes(b"\xff\xfe77")), b"Tx@y\0"),
-                (q.join("mess").join((123 % split).to_string()).join("0123"), b"Received: x\n\nhi\n"),
-                (q.join("mess").join("README"), b"not a bucket\n"),
-                (todo_dir.join("x.tmp"), b"u0\0p1\0F\0"),
-                (q.join("bounce").join("core"), b"junk\n"),
-                (q.join("lock").join("sendmutex.old"), b""),
-            ];
-            for (p, data) in strays {
-                // Skip names already made, and directories another damage
-                // removed.
-                if fs::symlink_metadata(&p).is_ok() || !p.parent().is_some_and(Path::is_dir) {
-                    continue;
-                }
-                plain_file(&p, data, 0o644)?;
-                let r = c.rel(&p);
-                c.note(format!("made stray file {r}"));
-            }
-        }
-        Damage::StraySubdirs => {
-            let b = c.rng.below(u64::from(split)) as u32;
-            let n = c.unused_number(b);
-            let dirs = [
-                q.join("mess").join(b.to_string()).join("tmpdir"),
-                q.join("info").join("old"),
-                q.join("remote").join(b.to_string()).join(n.to_string()),
-                q.join("bounce").join("olddir"),
-            ];
-            for d in dirs {
-                if fs::symlink_metadata(&d).is_ok() || !d.parent().is_some_and(Path::is_dir) {
-                    continue;
-                }
-                fs::create_dir(&d).with_context(|| format!("mkdir {}", d.display()))?;
-                plain_file(&d.join("1"), b"inside a stray directory\n", 0o600)?;
-                let r = c.rel(&d);
-                c.note(format!("made stray directory {r} with a file"));
-            }
-        }
-        Damage::SymlinkTrap => symlink_trap(c)?,
-        Damage::FifoTrap => {
-            let n = c.victims(1, Fresh::Preprocessed, preprocessed)?[0];
-            let info = c.path(Part::Info, n);
-            fs::remove_file(&info)?;
-            nix::unistd::mkfifo(&info, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
-            let r = c.rel(&info);
-            c.note(format!("replaced {r} with a FIFO"));
-            c.touch(n);
-            let b = c.rng.below(u64::from(split)) as u32;
-            let m = c.unused_number(b);
-            let f = c.path(Part::Mess, m);
-            nix::unistd::mkfifo(&f, nix::sys::stat::Mode::from_bits_truncate(0o644))?;
-            let r = c.rel(&f);
-            c.note(format!("made a FIFO at {r}"));
-        }
-        Damage::PidLeftovers => {
-            let now = now_secs();
-            let pid = q.join("pid");
-            let a = pid.join(format!("{}.{}.1", c.rng.range(300, 99_999), now - 3 * 86_400));
-            plain_file(&a, b"Received: (qmail 4711 invoked from network); 1 Jan 2024 00:00:00 -0000\n", 0o644)?;
-            let n = c.victims(1, Fresh::Preprocessed, mess)?[0];
-            let b = pid.join(format!("{}.{}.1", c.rng.range(300, 99_999), now - 600));
-            fs::hard_link(c.path(Part::Mess, n), &b)?;
-            let d = pid.join(c.rng.range(300, 99_999).to_string());
-            plain_file(&d, b"", 0o644)?;
-            let (ra, rb, rm, rd) = (c.rel(&a), c.rel(&b), c.rel(&c.path(Part::Mess, n)), c.rel(&d));
-            c.note(format!("left {ra} (no link) and {rd} (empty)"));
-            c.note(format!("left {rb}, a hard link of {rm}"));
-            c.touch(n);
-        }
-        Damage::MissingLockFiles => {
-            for lf in LockFile::ALL {
-                let p = q.join("lock").join(lf.name());
-                match fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(_) => fs::remove_dir_all(&p)?,
-                }
-                let r = c.rel(&p);
-                c.note(format!("removed {r}"));
-            }
-        }
-        Damage::WrongLockFiles => {
-            let lock = q.join("lock");
-            for lf in LockFile::ALL {
-                let p = lock.join(lf.name());
-                if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-                    fs::remove_dir_all(&p)?;
-                } else if fs::symlink_metadata(&p).is_ok() {
-                    fs::remove_file(&p)?;
-                }
-            }
-            plain_file(&lock.join("tcpto"), &[0u8; 100], 0o644)?;
-            plain_file(&lock.join("trigger"), b"", 0o622)?;
-            fs::create_dir(lock.join("sendmutex"))?;
-            c.note("lock/tcpto is 100 bytes, lock/trigger a regular file, lock/sendmutex a directory".into());
-        }
-        Damage::BrokenTodoWithIntd => {
-            for (i, n) in c.victims(2, Fresh::TodoStage, todo_stage)?.into_iter().enumerate() {
-                let intd = c.path(Part::Intd, n);
-                let todo = c.path(Part::Todo, n);
-                let data = match read_file(&intd) {
-                    Ok(d) => d,
-                    Err(_) => read_file(&todo)?,
-                };
-                if fs::symlink_metadata(&intd).is_err() {
-                    // Its intd is gone: make a valid separate one first.
-                    c.m.write_part(Part::Intd, n, &data, None)?;
-                }
-                let garbled = garble_todo(&data, i);
-                fs::remove_file(&todo)?;
-                c.m.write_part(Part::Todo, n, &garbled, None)?;
-                let r = c.rel(&todo);
-                c.note(format!("{r} garbled, a separate file from its valid intd"));
-                c.touch(n);
-            }
-        }
-        Damage::BrokenTodoPreprocessed => {
-            let victims = c.victims(2, Fresh::Preprocessed, |h| {
-                preprocessed(h) && (h[Part::Local.index()] || h[Part::Remote.index()]) && !h[Part::Intd.index()]
-            })?;
-            for (i, n) in victims.into_iter().enumerate() {
-                let sender = Info::parse(&read_file(&c.path(Part::Info, n))?).map_or(Vec::new(), |x| x.sender);
-                let mut recipients = Vec::new();
-                for p in [Part::Local, Part::Remote] {
-                    if let Ok(d) = read_file(&c.path(p, n)) {
-                        if let Ok(r) = Recipients::parse_salvaging(&d) {
-                            recipients.extend(r.list.into_iter().map(|x| x.address));
-                        }
-                    }
-                }
-                let t = Todo {
-                    uid: Some(b"7791".to_vec()),
-                    pid: Some(c.rng.range(300, 99_999).to_string().into_bytes()),
-                    sender,
-                    recipients,
-                };
-                let garbled = garble_todo(&t.to_bytes(), i);
-                c.m.write_part(Part::Todo, n, &garbled, None)?;
-                let r = c.rel(&c.path(Part::Todo, n));
-                c.note(format!("made garbled {r} beside complete info and recipients"));
-                if i == 0 {
-                    fs::hard_link(c.path(Part::Todo, n), c.path(Part::Intd, n))?;
-                    c.note(format!("linked intd/{n} to it"));
-                }
-                c.touch(n);
-            }
-        }
-        Damage::ExtraHardLink => {
-            let out = c.outside_subdir()?;
-            let victims = c.victims(2, Fresh::Preprocessed, preprocessed)?;
-            for (i, n) in victims.into_iter().enumerate() {
-                let part = if i == 0 { Part::Info } else { Part::Mess };
-                let from = c.path(part, n);
-                let to = out.join(format!("{}-{n}", part.dir()));
-                fs::hard_link(&from, &to)?;
-                let r = c.rel(&from);
-                c.note(format!("hard-linked {r} from {}", to.display()));
-                c.report.outside.push(to);
-                c.touch(n);
-            }
-        }
+        Damage::CopiedToOtherFs | Damage::CopiedToOtherFsBrokenLinks => copy::copied_to_other_fs(c, damage),
+        Damage::MissingBucket => buckets::missing_bucket(c),
+        Damage::WrongBucket => buckets::wrong_bucket(c),
+        Damage::ExtraBuckets => buckets::extra_buckets(c),
+        Damage::ZeroByteMess => envelopes::zero_byte_mess(c),
+        Damage::OrphanInfo => orphans::orphan_info(c),
+        Damage::OrphanLocal | Damage::OrphanRemote => orphans::orphan_list(c, damage),
+        Damage::OrphanTodo => orphans::orphan_todo(c),
+        Damage::OrphanBounce => orphans::orphan_bounce(c),
+        Damage::S2Leftover | Damage::S3Leftover => orphans::leftover(c, damage),
+        Damage::EmptyInfo | Damage::GarbledInfo => envelopes::broken_info(c, damage),
+        Damage::TruncatedLocal | Damage::TruncatedRemote => envelopes::truncated_list(c, damage),
+        Damage::StaleBounceBesideTodo => envelopes::stale_bounce_beside_todo(c),
+        Damage::BadOwnersModes => strays::bad_owners_modes(c),
+        Damage::StrayNames => strays::stray_names(c),
+        Damage::StraySubdirs => strays::stray_subdirs(c),
+        Damage::SymlinkTrap => traps::symlink_trap(c),
+        Damage::FifoTrap => traps::fifo_trap(c),
+        Damage::PidLeftovers => strays::pid_leftovers(c),
+        Damage::MissingLockFiles => locks::missing_lock_files(c),
+        Damage::WrongLockFiles => locks::wrong_lock_files(c),
+        Damage::BrokenTodoWithIntd => envelopes::broken_todo_with_intd(c),
+        Damage::BrokenTodoPreprocessed => envelopes::broken_todo_preprocessed(c),
+        Damage::ExtraHardLink => envelopes::extra_hard_link(c),
     }
-    Ok(())
 }
 
 /// Garbles envelope bytes: variant 0 cuts the last record in the middle,
@@ -1051,156 +692,6 @@ fn garble_todo(data: &[u8], variant: usize) -> Vec<u8> {
         v.extend_from_slice(b"Xgarbage\0");
         v
     }
-}
-
-fn bad_owners_modes(c: &mut Ctx<'_>) -> Result<()> {
-    let q = c.m.queue.clone();
-    let split = c.m.split;
-    let root = nix::unistd::geteuid().is_root();
-    let chmod = |c: &mut Ctx<'_>, p: &Path, mode: u32| -> Result<()> {
-        fs::set_permissions(p, fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", p.display()))?;
-        let r = c.rel(p);
-        c.note(format!("chmod {mode:04o} {r}"));
-        Ok(())
-    };
-    let chown = |c: &mut Ctx<'_>, p: &Path| -> Result<()> {
-        if root {
-            let u = 20_000 + c.rng.below(1000) as u32;
-            let g = 20_000 + c.rng.below(1000) as u32;
-            let mode = fs::symlink_metadata(p)?.mode() & 0o7777;
-            std::os::unix::fs::lchown(p, Some(u), Some(g))?;
-            // chown clears set-id bits; keep the mode as it was.
-            fs::set_permissions(p, fs::Permissions::from_mode(mode))?;
-            let r = c.rel(p);
-            c.note(format!("chown {u}:{g} {r}"));
-        }
-        Ok(())
-    };
-    // Directories: every mode keeps the owner's rwx, so that the tree stays
-    // walkable by a non-root test.
-    let dir_modes: [(&str, u32); 10] = [
-        ("", 0o777),
-        ("pid", 0o755),
-        ("mess", 0o700),
-        ("info", 0o755),
-        ("local", 0o777),
-        ("remote", 0o750),
-        ("bounce", 0o755),
-        ("todo", 0o770),
-        ("intd", 0o755),
-        ("lock", 0o700),
-    ];
-    for (d, mode) in dir_modes {
-        let p = if d.is_empty() { q.clone() } else { q.join(d) };
-        chmod(c, &p, mode)?;
-    }
-    let buckets = [("mess", 0, 0o777), ("info", 1, 0o2700), ("remote", 2, 0o755), ("local", 3, 0o1777)];
-    for (d, b, mode) in buckets {
-        let p = q.join(d).join((b % split).to_string());
-        chmod(c, &p, mode)?;
-    }
-    chown(c, &q)?;
-    chown(c, &q.join("mess"))?;
-    chown(c, &q.join("info").join((4 % split).to_string()))?;
-    // Files.
-    let all: Vec<u64> = c.scan.msgs.keys().copied().collect();
-    let victims = c.rng.choose(&all, 8);
-    let bad = [0o666, 0o4755, 0o660, 0o606, 0o2644, 0o777, 0o640];
-    for (i, n) in victims.iter().copied().enumerate() {
-        let parts: Vec<Part> = Part::ALL.into_iter().filter(|&p| c.scan.has(n, p)).collect();
-        if parts.is_empty() {
-            continue;
-        }
-        let part = parts[i % parts.len()];
-        let mut mode = bad[i % bad.len()];
-        if mode == part.file_perm() {
-            mode = 0o666;
-        }
-        let p = c.path(part, n);
-        chmod(c, &p, mode)?;
-        if i % 2 == 0 {
-            chown(c, &p)?;
-        }
-        c.touch(n);
-    }
-    let lock = q.join("lock");
-    chmod(c, &lock.join("sendmutex"), 0o666)?;
-    chmod(c, &lock.join("tcpto"), 0o600)?;
-    chmod(c, &lock.join("trigger"), 0o666)?;
-    chown(c, &lock.join("tcpto"))?;
-    Ok(())
-}
-
-fn symlink_trap(c: &mut Ctx<'_>) -> Result<()> {
-    let q = c.m.queue.clone();
-    let split = c.m.split;
-    let out = c.outside_subdir()?;
-    let canary = out.join("canary.txt");
-    plain_file(&canary, b"canary: no tool may read through a link to me, or change me\n", 0o644)?;
-    c.report.outside.push(canary.clone());
-
-    // A link as a message file name in a mess bucket and in todo.
-    let b = c.rng.below(u64::from(split)) as u32;
-    let n = c.unused_number(b);
-    let p = c.path(Part::Mess, n);
-    std::os::unix::fs::symlink(&canary, &p)?;
-    let r = c.rel(&p);
-    c.note(format!("{r} -> {}", canary.display()));
-    let b2 = c.rng.below(u64::from(split)) as u32;
-    let n2 = c.unused_number(b2);
-    let p2 = c.path(Part::Todo, n2);
-    std::os::unix::fs::symlink(&canary, &p2)?;
-    let r = c.rel(&p2);
-    c.note(format!("{r} -> {}", canary.display()));
-
-    // A whole local bucket replaced by a link to an outside directory that
-    // holds its files (the fewest we can find) and some numeric canaries.
-    let mut best: Option<(u32, Vec<u64>)> = None;
-    for b in 0..split {
-        let files = numeric_files(&q.join("local").join(b.to_string()))?;
-        let better = match &best {
-            None => true,
-            Some(x) => files.len() < x.1.len(),
-        };
-        if better {
-            best = Some((b, files));
-        }
-    }
-    let (b, files) = best.unwrap_or((0, Vec::new()));
-    let bucket = q.join("local").join(b.to_string());
-    let moved = out.join(format!("local-{b}"));
-    fs::create_dir(&moved)?;
-    c.report.outside.push(moved.clone());
-    for n in &files {
-        let from = bucket.join(n.to_string());
-        let to = moved.join(n.to_string());
-        if fs::rename(&from, &to).is_err() {
-            fs::copy(&from, &to)?;
-            fs::remove_file(&from)?;
-        }
-        c.report.outside.push(to);
-        c.touch(*n);
-    }
-    for k in 1..=2u64 {
-        let n = 1_000_000 * k * u64::from(split) + u64::from(b);
-        let f = moved.join(n.to_string());
-        plain_file(&f, b"Tcanary@outside.example\0", 0o600)?;
-        c.report.outside.push(f);
-    }
-    fs::remove_dir_all(&bucket)?;
-    std::os::unix::fs::symlink(&moved, &bucket)?;
-    let r = c.rel(&bucket);
-    c.note(format!("{r} -> {} (its {} files moved there)", moved.display(), files.len()));
-
-    // lock/tcpto as a link to an outside canary.
-    let tcpto = out.join("tcpto");
-    plain_file(&tcpto, &[0u8; LockFile::TCPTO_SIZE as usize], 0o644)?;
-    c.report.outside.push(tcpto.clone());
-    let lt = q.join("lock").join("tcpto");
-    let _ = fs::remove_file(&lt);
-    std::os::unix::fs::symlink(&tcpto, &lt)?;
-    c.note(format!("lock/tcpto -> {}", tcpto.display()));
-    Ok(())
 }
 
 #[cfg(test)]

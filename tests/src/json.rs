@@ -1,8 +1,11 @@
 //! A strict JSON checker for the tests of every tool's `--json` output:
 //! exactly one value per RFC 8259, no raw control characters in strings
 //! (an unescaped file name or Subject line would show up as one). It
-//! checks, it does not parse into values: the tests look for their fields
-//! as text.
+//! checks, it does not parse into values: most tests look for their
+//! fields as text. [`Json`] reads a document into values, as far as
+//! qstat's tests need (it panics on invalid JSON and on duplicate keys).
+
+use std::collections::BTreeMap;
 
 /// Ok when `s` is exactly one valid JSON value (RFC 8259), strings
 /// without raw control characters.
@@ -153,6 +156,204 @@ fn string(b: &[u8], i: &mut usize) -> Result<(), String> {
         }
     }
     Err("unterminated string".into())
+}
+
+/// A JSON value, as far as the tests need.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number.
+    Num(f64),
+    /// A string.
+    Str(String),
+    /// An array.
+    Arr(Vec<Json>),
+    /// An object (a duplicate key is an error).
+    Obj(BTreeMap<String, Json>),
+}
+
+impl Json {
+    /// Parses one document; panics with a message on invalid JSON.
+    pub fn parse(text: &str) -> Json {
+        let b = text.trim_end().as_bytes();
+        let mut p = 0;
+        let v = parse_value(b, &mut p);
+        assert_eq!(p, b.len(), "trailing bytes in JSON at {p}: {text}");
+        v
+    }
+
+    /// The member `k` of an object (panics when absent).
+    pub fn get(&self, k: &str) -> &Json {
+        match self {
+            Json::Obj(m) => m.get(k).unwrap_or_else(|| panic!("no member {k:?} in {self:?}")),
+            _ => panic!("not an object: {self:?}"),
+        }
+    }
+
+    /// A member path like `detail.null_sender.total`.
+    pub fn at(&self, path: &str) -> &Json {
+        path.split('.').fold(self, |v, k| v.get(k))
+    }
+
+    /// As an unsigned number.
+    pub fn u(&self) -> u64 {
+        match self {
+            Json::Num(n) if *n >= 0.0 && n.fract() == 0.0 => *n as u64,
+            _ => panic!("not an unsigned number: {self:?}"),
+        }
+    }
+
+    /// As a string.
+    pub fn s(&self) -> &str {
+        match self {
+            Json::Str(s) => s,
+            _ => panic!("not a string: {self:?}"),
+        }
+    }
+
+    /// As an array.
+    pub fn arr(&self) -> &[Json] {
+        match self {
+            Json::Arr(a) => a,
+            _ => panic!("not an array: {self:?}"),
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], p: &mut usize) {
+    while *p < b.len() && matches!(b[*p], b' ' | b'\t' | b'\n' | b'\r') {
+        *p += 1;
+    }
+}
+
+fn parse_value(b: &[u8], p: &mut usize) -> Json {
+    skip_ws(b, p);
+    assert!(*p < b.len(), "unexpected end of JSON");
+    let v = match b[*p] {
+        b'{' => {
+            *p += 1;
+            let mut m = BTreeMap::new();
+            skip_ws(b, p);
+            if b[*p] == b'}' {
+                *p += 1;
+            } else {
+                loop {
+                    skip_ws(b, p);
+                    let Json::Str(k) = parse_string(b, p) else { unreachable!() };
+                    skip_ws(b, p);
+                    assert_eq!(b[*p], b':', "expected : at {p}");
+                    *p += 1;
+                    let v = parse_value(b, p);
+                    assert!(m.insert(k.clone(), v).is_none(), "duplicate key {k}");
+                    skip_ws(b, p);
+                    match b[*p] {
+                        b',' => *p += 1,
+                        b'}' => {
+                            *p += 1;
+                            break;
+                        }
+                        c => panic!("expected , or }} at {p}, found {:?}", c as char),
+                    }
+                }
+            }
+            Json::Obj(m)
+        }
+        b'[' => {
+            *p += 1;
+            let mut a = Vec::new();
+            skip_ws(b, p);
+            if b[*p] == b']' {
+                *p += 1;
+            } else {
+                loop {
+                    a.push(parse_value(b, p));
+                    skip_ws(b, p);
+                    match b[*p] {
+                        b',' => *p += 1,
+                        b']' => {
+                            *p += 1;
+                            break;
+                        }
+                        c => panic!("expected , or ] at {p}, found {:?}", c as char),
+                    }
+                }
+            }
+            Json::Arr(a)
+        }
+        b'"' => parse_string(b, p),
+        b't' if b[*p..].starts_with(b"true") => {
+            *p += 4;
+            Json::Bool(true)
+        }
+        b'f' if b[*p..].starts_with(b"false") => {
+            *p += 5;
+            Json::Bool(false)
+        }
+        b'n' if b[*p..].starts_with(b"null") => {
+            *p += 4;
+            Json::Null
+        }
+        _ => {
+            let start = *p;
+            while *p < b.len() && matches!(b[*p], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                *p += 1;
+            }
+            let t = std::str::from_utf8(&b[start..*p]).unwrap();
+            Json::Num(t.parse().unwrap_or_else(|_| panic!("bad number {t:?} at {start}")))
+        }
+    };
+    skip_ws(b, p);
+    v
+}
+
+fn parse_string(b: &[u8], p: &mut usize) -> Json {
+    assert_eq!(b[*p], b'"', "expected a string at {p}");
+    *p += 1;
+    let mut s = String::new();
+    loop {
+        let c = b[*p];
+        match c {
+            b'"' => {
+                *p += 1;
+                return Json::Str(s);
+            }
+            b'\\' => {
+                let e = b[*p + 1];
+                *p += 2;
+                match e {
+                    b'"' => s.push('"'),
+                    b'\\' => s.push('\\'),
+                    b'/' => s.push('/'),
+                    b'n' => s.push('\n'),
+                    b'r' => s.push('\r'),
+                    b't' => s.push('\t'),
+                    b'b' => s.push('\u{8}'),
+                    b'f' => s.push('\u{c}'),
+                    b'u' => {
+                        let h = std::str::from_utf8(&b[*p..*p + 4]).unwrap();
+                        let n = u32::from_str_radix(h, 16).expect("hex escape");
+                        s.push(char::from_u32(n).expect("no surrogates expected"));
+                        *p += 4;
+                    }
+                    _ => panic!("bad escape at {p}"),
+                }
+            }
+            0..=0x1f => panic!("raw control character in a JSON string at {p}"),
+            _ => {
+                let len = match c {
+                    0..=0x7f => 1,
+                    0xc0..=0xdf => 2,
+                    0xe0..=0xef => 3,
+                    _ => 4,
+                };
+                s.push_str(std::str::from_utf8(&b[*p..*p + len]).expect("JSON must be UTF-8"));
+                *p += len;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

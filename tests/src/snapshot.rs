@@ -4,6 +4,12 @@
 //! messages by content, independent of message numbers, to prove that a
 //! renumbering kept every message with its envelope; and a count of a
 //! queue from its files, to check qstat-like figures.
+//!
+//! This is the one tree snapshot of the tests: [`snapshot`] hashes whole
+//! files, [`snapshot_light`] only their first MiB (for trees that hold
+//! multi-gigabyte sparse files); [`Snapshot::diff`] compares what a run
+//! must keep, [`Snapshot::compare`] chooses what else to compare (link
+//! counts, directory times, inode numbers, access times).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -75,8 +81,41 @@ pub struct Snapshot {
     pub entries: BTreeMap<PathBuf, Entry>,
     /// Inode number of every path.
     pub inodes: BTreeMap<PathBuf, u64>,
+    /// Access time (ns since the epoch) of every path that is neither a
+    /// directory nor a link (listing a directory or reading a link's
+    /// target sets its access time).
+    pub atimes: BTreeMap<PathBuf, i128>,
     /// Paths that could not be read (directory listings, file contents).
     pub errors: Vec<String>,
+}
+
+/// What [`Snapshot::compare`] compares beyond kind, size, mode, owner,
+/// modification time, content and link target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compare {
+    /// Link counts (a hard-linked file's count drops when its other name
+    /// goes).
+    pub links: bool,
+    /// The size and modification time of directories (they change with
+    /// any entry added or removed).
+    pub dirs: bool,
+    /// Inode numbers (a file replaced by an identical one).
+    pub inodes: bool,
+    /// Access times (a read without O_NOATIME).
+    pub atimes: bool,
+}
+
+impl Compare {
+    /// What [`Snapshot::diff`] compares: links and directories, not inode
+    /// numbers nor access times.
+    pub const DIFF: Compare = Compare { links: true, dirs: true, inodes: false, atimes: false };
+    /// What a read-only run must keep: everything but directory times
+    /// (and the access times of directories and links, never recorded).
+    pub const READ_ONLY: Compare = Compare { links: true, dirs: false, inodes: true, atimes: true };
+    /// What a canary outside the queue must keep: as [`Compare::READ_ONLY`],
+    /// but a hard-linked canary's link count may drop when its queue name
+    /// goes.
+    pub const CANARY: Compare = Compare { links: false, dirs: false, inodes: true, atimes: true };
 }
 
 impl PartialEq for Snapshot {
@@ -127,39 +166,60 @@ impl Snapshot {
     /// Describes every difference from `self` to `other`, one line each:
     /// `added P`, `removed P`, `changed P: field a -> b, ...`.
     pub fn diff(&self, other: &Snapshot) -> Vec<String> {
+        self.compare(other, Compare::DIFF)
+    }
+
+    /// Describes the differences from `self` to `other` that `what`
+    /// selects, as [`Snapshot::diff`] does.
+    pub fn compare(&self, other: &Snapshot, what: Compare) -> Vec<String> {
         let mut out = Vec::new();
         for (p, a) in &self.entries {
-            match other.entries.get(p) {
-                None => out.push(format!("removed {} ({:?})", Shown(p), a.kind)),
-                Some(b) if a != b => {
-                    let mut what = Vec::new();
-                    if a.kind != b.kind {
-                        what.push(format!("kind {:?} -> {:?}", a.kind, b.kind));
+            let Some(b) = other.entries.get(p) else {
+                out.push(format!("removed {} ({:?})", Shown(p), a.kind));
+                continue;
+            };
+            let dir = a.kind == Kind::Dir && b.kind == Kind::Dir;
+            let mut w = Vec::new();
+            if a.kind != b.kind {
+                w.push(format!("kind {:?} -> {:?}", a.kind, b.kind));
+            }
+            if a.size != b.size && (what.dirs || !dir) {
+                w.push(format!("size {} -> {}", a.size, b.size));
+            }
+            if a.mode != b.mode {
+                w.push(format!("mode {:04o} -> {:04o}", a.mode, b.mode));
+            }
+            if (a.uid, a.gid) != (b.uid, b.gid) {
+                w.push(format!("owner {}:{} -> {}:{}", a.uid, a.gid, b.uid, b.gid));
+            }
+            if a.nlink != b.nlink && what.links {
+                w.push(format!("links {} -> {}", a.nlink, b.nlink));
+            }
+            if a.mtime_ns != b.mtime_ns && (what.dirs || !dir) {
+                w.push(format!("mtime {} -> {}", a.mtime_ns, b.mtime_ns));
+            }
+            if a.hash != b.hash {
+                w.push("content".to_string());
+            }
+            if a.target != b.target {
+                w.push(format!("target {:?} -> {:?}", a.target, b.target));
+            }
+            if what.inodes {
+                if let (Some(i), Some(j)) = (self.inodes.get(p), other.inodes.get(p)) {
+                    if i != j {
+                        w.push(format!("inode {i} -> {j}"));
                     }
-                    if a.size != b.size {
-                        what.push(format!("size {} -> {}", a.size, b.size));
-                    }
-                    if a.mode != b.mode {
-                        what.push(format!("mode {:04o} -> {:04o}", a.mode, b.mode));
-                    }
-                    if (a.uid, a.gid) != (b.uid, b.gid) {
-                        what.push(format!("owner {}:{} -> {}:{}", a.uid, a.gid, b.uid, b.gid));
-                    }
-                    if a.nlink != b.nlink {
-                        what.push(format!("links {} -> {}", a.nlink, b.nlink));
-                    }
-                    if a.mtime_ns != b.mtime_ns {
-                        what.push(format!("mtime {} -> {}", a.mtime_ns, b.mtime_ns));
-                    }
-                    if a.hash != b.hash {
-                        what.push("content".to_string());
-                    }
-                    if a.target != b.target {
-                        what.push(format!("target {:?} -> {:?}", a.target, b.target));
-                    }
-                    out.push(format!("changed {}: {}", Shown(p), what.join(", ")));
                 }
-                Some(_) => {}
+            }
+            if what.atimes {
+                if let (Some(s), Some(t)) = (self.atimes.get(p), other.atimes.get(p)) {
+                    if s != t {
+                        w.push(format!("atime {s} -> {t}"));
+                    }
+                }
+            }
+            if !w.is_empty() {
+                out.push(format!("changed {}: {}", Shown(p), w.join(", ")));
             }
         }
         for (p, b) in &other.entries {
@@ -171,6 +231,17 @@ impl Snapshot {
             out.push(format!("errors {:?} -> {:?}", self.errors, other.errors));
         }
         out
+    }
+
+    /// The snapshot without `paths` (relative to the root), for comparing
+    /// what a run must have left alone after it removed them.
+    pub fn without(mut self, paths: &[PathBuf]) -> Snapshot {
+        for p in paths {
+            self.entries.remove(p);
+            self.inodes.remove(p);
+            self.atimes.remove(p);
+        }
+        self
     }
 
     /// Paths present in both snapshots whose inode number differs (a file
@@ -213,12 +284,18 @@ fn open_nofollow(path: &Path) -> io::Result<File> {
 
 /// Reads a regular file whole (never through a link).
 fn read_regular(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
-    let mut f = open_nofollow(path)?;
+    read_regular_head(path, buf, u64::MAX)
+}
+
+/// Reads at most the first `limit` bytes of a regular file (never through
+/// a link).
+fn read_regular_head(path: &Path, buf: &mut Vec<u8>, limit: u64) -> io::Result<()> {
+    let f = open_nofollow(path)?;
     if !f.metadata()?.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
     buf.clear();
-    f.read_to_end(buf)?;
+    f.take(limit).read_to_end(buf)?;
     Ok(())
 }
 
@@ -243,6 +320,17 @@ fn kind_of(ft: fs::FileType) -> Kind {
 /// Records every path under `root` (and `root` itself, as `.`). A missing
 /// root gives an empty snapshot; unreadable paths are listed in `errors`.
 pub fn snapshot(root: &Path) -> Snapshot {
+    snapshot_hashing(root, u64::MAX)
+}
+
+/// Records as [`snapshot`] does, hashing only the first MiB of each
+/// regular file (the size is still recorded whole): for trees that hold
+/// huge sparse files.
+pub fn snapshot_light(root: &Path) -> Snapshot {
+    snapshot_hashing(root, 1 << 20)
+}
+
+fn snapshot_hashing(root: &Path, limit: u64) -> Snapshot {
     let mut snap = Snapshot::default();
     let mut buf = Vec::new();
     let mut stack = vec![PathBuf::from(".")];
@@ -270,7 +358,7 @@ pub fn snapshot(root: &Path) -> Snapshot {
             target: None,
         };
         match kind {
-            Kind::File => match read_regular(&path, &mut buf) {
+            Kind::File => match read_regular_head(&path, &mut buf, limit) {
                 Ok(()) => entry.hash = Some(hash_bytes(&buf)),
                 Err(e) => snap.errors.push(format!("read {}: {e}", Shown(&rel))),
             },
@@ -296,10 +384,62 @@ pub fn snapshot(root: &Path) -> Snapshot {
             _ => {}
         }
         snap.inodes.insert(rel.clone(), md.ino());
+        if !matches!(kind, Kind::Dir | Kind::Symlink) {
+            snap.atimes.insert(rel.clone(), i128::from(md.atime()) * 1_000_000_000 + i128::from(md.atime_nsec()));
+        }
         snap.entries.insert(rel, entry);
     }
     snap.errors.sort();
     snap
+}
+
+/// Access times (ns since the epoch) of the paths under `root` (`root`
+/// included, keyed by their full path): of regular files only, or of
+/// every path when `all`. Links are never followed, and directories are
+/// listed with O_NOATIME, so that looking changes nothing.
+pub fn atimes(root: &Path, all: bool) -> BTreeMap<PathBuf, i128> {
+    use nix::fcntl::OFlag;
+    let mut m = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(md) = fs::symlink_metadata(&p) else { continue };
+        if all || md.is_file() {
+            m.insert(p.clone(), i128::from(md.atime()) * 1_000_000_000 + i128::from(md.atime_nsec()));
+        }
+        if md.is_dir() {
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_NOATIME | OFlag::O_CLOEXEC;
+            let Ok(mut d) = nix::dir::Dir::open(&p, flags, nix::sys::stat::Mode::empty()) else { continue };
+            for e in d.iter().flatten() {
+                let n = e.file_name().to_bytes();
+                if n != b"." && n != b".." {
+                    stack.push(p.join(std::ffi::OsStr::from_bytes(n)));
+                }
+            }
+        }
+    }
+    m
+}
+
+/// Sets the access time of every regular file and directory under `root`
+/// to well before its modification time, so that any read or listing
+/// without O_NOATIME shows (relatime updates an access time older than
+/// the modification time).
+pub fn age_atimes(root: &Path) {
+    for p in atimes(root, true).keys() {
+        let Ok(md) = fs::symlink_metadata(p) else { continue };
+        if md.is_file() || md.is_dir() {
+            set_atime(p, md.mtime() - 100_000);
+        }
+    }
+}
+
+/// Sets a path's access time (not following a link), keeping its mtime.
+pub fn set_atime(p: &Path, t: i64) {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    let omit = TimeSpec::new(0, libc::UTIME_OMIT);
+    utimensat(None, p, &TimeSpec::new(t, 0), &omit, UtimensatFlags::NoFollowSymlink)
+        .unwrap_or_else(|e| panic!("utimensat {}: {e}", p.display()));
 }
 
 /// The envelope state of a message, independent of its number.

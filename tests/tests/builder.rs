@@ -9,6 +9,7 @@ use std::path::Path;
 
 use qcommon::envelope::{Info, Recipients, Todo};
 use qcommon::queue::{bucket_of, Ids, LockFile, Part, OTHER_DIRS, QUEUE_DIR_SPEC};
+use qtests::root::is_root;
 use qtests::snapshot::{count_queue, messages_by_content, Kind};
 use qtests::{apply_damage, build_queue, message_path, snapshot, BuildSpec, BuiltQueue, BuiltState, Damage, Where};
 
@@ -20,10 +21,6 @@ fn spec(messages: usize, seed: u64, big_todo: bool) -> BuildSpec {
 
 fn build(dir: &Path, s: &BuildSpec) -> BuiltQueue {
     build_queue(&dir.join("queue"), s).expect("build")
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
 }
 
 /// Regular files of a part, with their bucket directory name if split.
@@ -81,7 +78,7 @@ fn names_are_inodes_and_envelopes_parse() {
         let text = fs::read(p(Part::Mess)).unwrap();
         assert!(text.starts_with(b"Received: (qmail "));
         if m.sender.is_empty() {
-            assert!(text.windows(22).any(|w| w == b"Subject: failure notice"[..22].as_ref()));
+            assert!(text.windows(22).any(|w| w == &b"Subject: failure notice"[..22]));
         }
         match m.state {
             BuiltState::TodoStage => {

@@ -3,11 +3,9 @@
 //! words a section of their own, and the README says how long the two
 //! first-step commands take. Through the real binaries and files.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use qtests::prelude::cross::*;
 
 fn repo(rel: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);

@@ -4,15 +4,13 @@
 //! new space (renames only) and succeeds on the full disk; qkillns frees
 //! space and succeeds; once space is freed, a rerun completes.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use qtests::prelude::cross::*;
 use qtests::{apply_damage, BuiltQueue, BuiltState, Damage};
 
 const SPLIT: u32 = 5;
@@ -94,8 +92,8 @@ fn build_in(t: &Tiny, messages: usize, seed: u64, null_sender: f64) -> BuiltQueu
 /// with their counts.
 fn contents(queue: &Path) -> BTreeMap<u64, usize> {
     let mut m = BTreeMap::new();
-    for (p, n) in tree(queue) {
-        if n.kind == b'f' && !p.starts_with("lock") {
+    for (p, n) in snapshot_light(queue).entries {
+        if n.kind == Kind::File && !p.starts_with("lock") {
             *m.entry(n.hash.unwrap_or(0)).or_insert(0) += 1;
         }
     }
@@ -105,9 +103,9 @@ fn contents(queue: &Path) -> BTreeMap<u64, usize> {
 /// Contents of mess files only (in the queue or in lost+found).
 fn mess_contents(queue: &Path) -> BTreeMap<u64, usize> {
     let mut m = BTreeMap::new();
-    for (p, n) in tree(queue) {
+    for (p, n) in snapshot_light(queue).entries {
         let is_mess = p.starts_with("mess") || (p.starts_with("lost+found") && p.ends_with("mess"));
-        if n.kind == b'f' && is_mess {
+        if n.kind == Kind::File && is_mess {
             *m.entry(n.hash.unwrap_or(0)).or_insert(0) += 1;
         }
     }

@@ -12,14 +12,12 @@
 //! Expected: the error is reported with the path and the errno, that
 //! message is left as it is, every other message is handled.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use common::*;
 use qcommon::queue::Part;
+use qtests::prelude::cross::*;
 use qtests::{apply_damage, message_path, BuiltState, Damage};
 
 const SPLIT: u32 = 5;

@@ -7,13 +7,11 @@
 //! huge list. Peak memory of every run stays far below the file size.
 //! Root only (the queue is owned by qmail's ids).
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::*;
 use qcommon::queue::Part;
+use qtests::prelude::cross::*;
 use qtests::{message_path, BuiltQueue, BuiltState, Where};
 
 const SPLIT: u32 = 5;

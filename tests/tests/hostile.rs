@@ -17,17 +17,15 @@
 //! directory nested 1,000 deep in a bucket; messages numbered past 2^63
 //! and 2^64 - 1, and a name past 2^64.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::*;
 use qcommon::queue::Part;
 use qtests::json::check_json;
+use qtests::prelude::cross::*;
 use qtests::{apply_damage, message_path, BuiltQueue, BuiltState, Damage};
 
 const SPLIT: u32 = 7;
@@ -50,9 +48,9 @@ struct Hostile {
     /// A null-sender message whose info is hard-linked from outside.
     linked_null: u64,
     /// The outside canary the test holds locked (sendmutex variant).
-    _held: Option<File>,
+    _held: Option<nix::fcntl::Flock<File>>,
     /// The canaries before any run.
-    canaries: Tree,
+    canaries: Snapshot,
 }
 
 fn esc(p: &Path) -> String {
@@ -266,7 +264,7 @@ fn hostile(seed: u64, sendmutex_link: bool) -> Hostile {
     // Canaries' access times well before their modification times: any
     // read through a link shows.
     age_atimes(&outside);
-    let canaries = tree(&outside);
+    let canaries = snapshot_light(&outside);
     Hostile { _tmp: tmp, real, link, outside, built, oddities: odd, linked_null, _held: held, canaries }
 }
 
@@ -279,20 +277,23 @@ impl Hostile {
     /// No canary changed, not even its access time (a hard-linked
     /// canary's link count may drop when its queue name goes).
     fn assert_canaries(&self, run: &Run) {
-        let now = tree(&self.outside);
-        let d = tree_diff(&self.canaries, &now, true, true);
+        let now = snapshot_light(&self.outside);
+        let d = self.canaries.compare(&now, Compare::CANARY);
         assert_no_diff(&d, "a canary outside the queue changed", Some(run));
     }
 
     /// Files in the queue that are neither regular files nor directories
     /// (outside lost+found), but the trigger FIFO.
     fn specials(&self) -> Vec<String> {
-        let t = tree(&self.real);
-        t.iter()
+        let t = snapshot_light(&self.real);
+        t.entries
+            .iter()
             .filter(|(p, n)| {
-                !matches!(n.kind, b'f' | b'd') && !p.starts_with("lost+found") && *p != Path::new("lock/trigger")
+                !matches!(n.kind, Kind::File | Kind::Dir)
+                    && !p.starts_with("lost+found")
+                    && *p != Path::new("lock/trigger")
             })
-            .map(|(p, n)| format!("{} ({})", esc(p), n.kind as char))
+            .map(|(p, n)| format!("{} ({:?})", esc(p), n.kind))
             .collect()
     }
 
@@ -304,11 +305,11 @@ impl Hostile {
 /// A read-only run: nothing in the queue changes, not even an access time.
 fn read_only(h: &Hostile, inv: Invocation, codes: &[i32]) -> Run {
     age_atimes(&h.real);
-    let before = tree(&h.real);
+    let before = snapshot_light(&h.real);
     let run = inv.run();
     run.assert_sane().expect_any(codes);
     h.assert_canaries(&run);
-    let d = tree_diff(&before, &tree(&h.real), false, true);
+    let d = before.compare(&snapshot_light(&h.real), Compare::READ_ONLY);
     assert_no_diff(&d, "a read-only run changed the queue", Some(&run));
     run
 }

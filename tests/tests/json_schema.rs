@@ -5,12 +5,10 @@
 //! finding, dry-run counts named as what would happen). Through the real
 //! binaries, on damaged practice queues.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::*;
+use qtests::prelude::cross::*;
 use qtests::{apply_damage, Damage};
 use serde_json::Value;
 

@@ -12,15 +12,13 @@
 //! loop devices, on the scratch directory's own filesystem (reuse likely,
 //! not certain).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use common::*;
 use qtests::messages_by_content;
+use qtests::prelude::cross::*;
 
 const SPLIT: u32 = 7;
 

@@ -7,14 +7,12 @@
 //! pipe), times as ISO 8601 UTC with their age, and Subjects shown as
 //! UTF-8 under a UTF-8 locale with control characters still escaped.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::*;
 use qcommon::queue::Part;
+use qtests::prelude::cross::*;
 use qtests::{apply_damage, message_path, BuiltQueue, Damage};
 
 const SPLIT: u32 = 7;

@@ -12,15 +12,13 @@
 //! every tool's errors, and a qmail-showctl that starts a sleeper and
 //! hangs is killed at its time limit together with the sleeper.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use qtests::prelude::cross::*;
 use qtests::{apply_damage, BuiltQueue, Damage};
 
 const SPLIT: u32 = 7;
@@ -146,11 +144,15 @@ fn processes_line(run: &Run) -> String {
 /// A refused run: exit 8, the text `why` on stderr, nothing changed.
 fn refuses(q: &Path, inv: Invocation, why: &str) -> Run {
     age_atimes(q);
-    let before = tree(q);
+    let before = snapshot_light(q);
     let run = inv.run();
     run.assert_sane().expect(8);
     assert!(run.err().contains(why), "the refusal says {why:?}\n{}", run.show());
-    assert_no_diff(&tree_diff(&before, &tree(q), false, true), "a refused run changed the queue", Some(&run));
+    assert_no_diff(
+        &before.compare(&snapshot_light(q), Compare::READ_ONLY),
+        "a refused run changed the queue",
+        Some(&run),
+    );
     run
 }
 

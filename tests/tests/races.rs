@@ -8,8 +8,6 @@
 //! no message content may be lost, and once the harness stops a rerun
 //! leaves a healthy queue.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
@@ -18,9 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use nix::fcntl::{renameat2, RenameFlags};
 use qcommon::queue::Part;
+use qtests::prelude::cross::*;
 use qtests::{message_path, BuiltQueue, BuiltState};
 
 const SPLIT: u32 = 7;
@@ -101,10 +99,10 @@ impl Drop for Swapper {
 /// Content hashes of every mess file (in the queue or in lost+found).
 fn mess_contents(queue: &Path) -> BTreeMap<u64, usize> {
     let mut out = BTreeMap::new();
-    for (p, n) in tree(queue) {
+    for (p, n) in snapshot_light(queue).entries {
         let in_mess =
             p.starts_with("mess") || (p.starts_with("lost+found") && p.file_name().is_some_and(|f| f == "mess"));
-        if n.kind == b'f' && in_mess {
+        if n.kind == Kind::File && in_mess {
             *out.entry(n.hash.unwrap_or(0)).or_insert(0) += 1;
         }
     }
@@ -171,7 +169,7 @@ fn qfixq_live_refuses_swapped_entries_and_goes_on() {
         .map(|m| message_path(&s.queue, Part::Info, m.number, SPLIT, false))
         .collect();
     assert!(targets.len() >= 20);
-    let canaries = tree(&s.outside);
+    let canaries = snapshot_light(&s.outside);
     let mess_before = mess_contents(&s.queue);
     let start = Instant::now();
     let (mut refused, mut swaps, mut rounds) = (0, 0, 0);
@@ -184,7 +182,7 @@ fn qfixq_live_refuses_swapped_entries_and_goes_on() {
         let run = cmd("qfixq").queue(&s.queue, SPLIT).args(["live", "--threads", "2"]).run();
         swaps += sw.finish();
         run.assert_sane().expect_any(&[1, 4]);
-        let d = tree_diff(&canaries, &tree(&s.outside), true, true);
+        let d = canaries.compare(&snapshot_light(&s.outside), Compare::CANARY);
         assert_no_diff(&d, "a canary outside the queue changed", Some(&run));
         refused += refusals(&run);
         println!(
@@ -202,7 +200,7 @@ fn qfixq_live_refuses_swapped_entries_and_goes_on() {
     run.assert_sane().expect_any(&[0, 1]);
     cmd("qfixq").queue(&s.queue, SPLIT).run().assert_sane().expect(0);
     assert_eq!(mess_contents(&s.queue), mess_before, "a message's content was lost");
-    let d = tree_diff(&canaries, &tree(&s.outside), true, true);
+    let d = canaries.compare(&snapshot_light(&s.outside), Compare::CANARY);
     assert_no_diff(&d, "a canary outside the queue changed", Some(&run));
 }
 
@@ -221,7 +219,7 @@ fn qkillns_expire_never_backdates_a_swapped_in_canary() {
     let targets: Vec<PathBuf> =
         nulls.iter().map(|m| message_path(&s.queue, Part::Info, m.number, SPLIT, false)).collect();
     assert!(targets.len() >= 8, "{} null-sender messages", targets.len());
-    let canaries = tree(&s.outside);
+    let canaries = snapshot_light(&s.outside);
     let (mut swaps, mut refused) = (0, 0);
     for round in 0..4 {
         // Young again, so that every round has something to backdate.
@@ -236,7 +234,7 @@ fn qkillns_expire_never_backdates_a_swapped_in_canary() {
         swaps += sw.finish();
         run.assert_sane().expect_any(&[0, 8]);
         refused += run.err().lines().filter(|l| l.contains("changed since it was scanned")).count();
-        let d = tree_diff(&canaries, &tree(&s.outside), true, true);
+        let d = canaries.compare(&snapshot_light(&s.outside), Compare::CANARY);
         assert_no_diff(&d, &format!("round {round}: a canary outside the queue changed"), Some(&run));
     }
     println!("{swaps} swaps, {refused} changes refused");

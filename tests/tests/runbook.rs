@@ -21,14 +21,12 @@
 //! Then the runbook's sequence is checked by content: exactly the real
 //! bounces are gone and every salvaged message is still queued.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
 use qtests::practice::{check_removal, contents, null_sender_contents, salvaged_contents};
+use qtests::prelude::cross::*;
 
 const RUNBOOK: &str = include_str!("../../docs/runbook.md");
 const PRACTICE_DIR: &str = "/tmp/practice";

@@ -7,14 +7,12 @@
 //! in the queue (a qmail-queue in flight) makes the writing modes refuse
 //! unless `--force`.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use common::*;
 use qcommon::queue::Part;
+use qtests::prelude::cross::*;
 use qtests::{apply_damage, message_path, BuiltQueue, BuiltState, Damage};
 
 const SPLIT: u32 = 7;
@@ -29,12 +27,16 @@ fn setup(seed: u64) -> (tempfile::TempDir, BuiltQueue) {
 
 fn refuses(q: &Path, inv: Invocation, why: &str) {
     age_atimes(q);
-    let before = tree(q);
+    let before = snapshot_light(q);
     let run = inv.run();
     run.assert_sane().expect(8);
     let err = run.err();
     assert!(err.contains(why), "the refusal says {why:?}\n{}", run.show());
-    assert_no_diff(&tree_diff(&before, &tree(q), false, true), "a refused run changed the queue", Some(&run));
+    assert_no_diff(
+        &before.compare(&snapshot_light(q), Compare::READ_ONLY),
+        "a refused run changed the queue",
+        Some(&run),
+    );
 }
 
 #[test]
@@ -59,7 +61,7 @@ fn writing_modes_refuse_while_qmail_send_holds_its_lock() {
 
     // Reading works, and says that qmail-send runs.
     age_atimes(&q);
-    let before = tree(&q);
+    let before = snapshot_light(&q);
     let run = cmd("qfixq").queue(&q, SPLIT).run();
     run.assert_sane().expect(4);
     assert!(run.out().contains(&format!("pid {pid}")), "the check names qmail-send\n{}", run.show());
@@ -70,7 +72,7 @@ fn writing_modes_refuse_while_qmail_send_holds_its_lock() {
     let run = cmd("qkillns").queue(&q, SPLIT).arg("-n").run();
     run.assert_sane().expect(0);
     assert!(run.out().contains("running"), "the dry run says qmail-send runs\n{}", run.show());
-    assert_no_diff(&tree_diff(&before, &tree(&q), false, true), "a read-only run changed the queue", None);
+    assert_no_diff(&before.compare(&snapshot_light(&q), Compare::READ_ONLY), "a read-only run changed the queue", None);
 
     // --expire is made to run beside qmail-send: it backdates and signals.
     let nulls: Vec<(PathBuf, i64)> = built

@@ -6,13 +6,11 @@
 //! the runbook's offline repair path: a new, empty queue built by qfixq
 //! from an empty directory, and the damaged queue repaired beside it.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::*;
 use qtests::practice::{check_removal, contents, null_sender_contents, salvaged_contents};
+use qtests::prelude::cross::*;
 use qtests::{apply_damage, Damage};
 
 const SPLIT: u32 = 7;

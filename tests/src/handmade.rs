@@ -1,48 +1,43 @@
-//! Test support: small realistic queues made by hand (numbered as qmail
-//! numbers them: by the inode of the mess file), tree snapshots, a JSON
-//! checker and stand-in processes.
+//! Small queues made by hand for qkillns's tests, numbered as qmail
+//! numbers messages (by the inode of the mess file), with each message's
+//! files written as qmail-queue and qmail-send leave them; the qkillns
+//! command on such a queue; and the comparison of a queue before and
+//! after a run (everything kept, or everything but what was removed).
 
-#![allow(dead_code)]
-
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::runner::tool;
+use crate::snapshot::{Compare, Snapshot};
+
+/// The split of the hand-made queues.
 pub const SPLIT: u32 = 23;
 
+/// Now, in seconds since the epoch.
 pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Returns true (and prints the skip line) when not root.
-pub fn skip_unless_root() -> bool {
-    if !is_root() {
-        println!("skipped: needs root");
-        return true;
-    }
-    false
-}
-
-/// The parts a message has, by directory name.
+/// The files of a message made by hand.
 #[derive(Debug, Clone)]
 pub struct Msg {
+    /// Its number (the inode of its mess file).
     pub number: u64,
     /// Paths relative to the queue, of every file of the message.
     pub files: Vec<PathBuf>,
 }
 
+/// A hand-made queue in a scratch directory.
 #[derive(Debug)]
 pub struct Queue {
+    /// Holds everything; removed on drop.
     pub dir: tempfile::TempDir,
+    /// The queue directory.
     pub root: PathBuf,
+    /// Whether todo and intd are split.
     pub big_todo: bool,
 }
 
@@ -78,6 +73,12 @@ pub fn message_text(sender: &[u8], subject: &str, extra_headers: &str) -> Vec<u8
     );
     m.extend_from_slice(b"Hi. This is the body.\n");
     m
+}
+
+impl Default for Queue {
+    fn default() -> Queue {
+        Queue::new()
+    }
 }
 
 impl Queue {
@@ -123,6 +124,7 @@ impl Queue {
         self.root.parent().unwrap().to_path_buf()
     }
 
+    /// The path of message `n`'s file in `part`, relative to the queue.
     pub fn path(&self, part: &str, n: u64) -> PathBuf {
         let split =
             matches!(part, "mess" | "info" | "local" | "remote") || (self.big_todo && matches!(part, "todo" | "intd"));
@@ -162,6 +164,7 @@ impl Queue {
         self.preprocessed_text(sender, local, remote, &message_text(sender, subject, ""), birth, bounce)
     }
 
+    /// As [`Queue::preprocessed`], with the message text given.
     pub fn preprocessed_text(
         &self,
         sender: &[u8],
@@ -220,10 +223,12 @@ impl Queue {
         Msg { number: n, files: vec![self.path("mess", n)] }
     }
 
+    /// The absolute path of `rel`.
     pub fn abs(&self, rel: &Path) -> PathBuf {
         self.root.join(rel)
     }
 
+    /// Whether `rel` exists (not following a link).
     pub fn exists(&self, rel: &Path) -> bool {
         fs::symlink_metadata(self.root.join(rel)).is_ok()
     }
@@ -233,182 +238,47 @@ impl Queue {
         m.files.iter().filter(|f| self.exists(f)).cloned().collect()
     }
 
+    /// The modification time of `rel`, in seconds.
     pub fn mtime(&self, rel: &Path) -> i64 {
         fs::symlink_metadata(self.root.join(rel)).unwrap().mtime()
     }
 }
 
-/// One entry of a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    pub kind: String,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub nlink: u64,
-    pub ino: u64,
-    /// Regular files: size, mtime (ns), atime (ns), content.
-    pub size: u64,
-    pub mtime: (i64, i64),
-    pub atime: (i64, i64),
-    pub content: Option<Vec<u8>>,
-    /// Directories: mtime (ns) (their atime changes when listed).
-    pub dir_mtime: (i64, i64),
+/// A snapshot of a hand-made queue (see [`crate::snapshot()`]); after
+/// [`without`], directory times and link counts are no longer compared.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    snap: Snapshot,
+    loose: bool,
 }
 
-/// Every path under `root` (relative), without following links.
-pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let abs = root.join(&rel);
-        let m = fs::symlink_metadata(&abs).unwrap();
-        let ft = m.file_type();
-        let kind = if ft.is_dir() {
-            "dir"
-        } else if ft.is_file() {
-            "file"
-        } else if ft.is_symlink() {
-            "link"
-        } else {
-            "other"
-        };
-        let content = if ft.is_file() {
-            // Read with O_NOATIME so the snapshot itself changes nothing.
-            use std::io::Read;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(&abs).unwrap();
-            let mut v = Vec::new();
-            f.read_to_end(&mut v).unwrap();
-            Some(v)
-        } else {
-            None
-        };
-        let node = Node {
-            kind: kind.into(),
-            mode: m.mode(),
-            uid: m.uid(),
-            gid: m.gid(),
-            nlink: m.nlink(),
-            ino: m.ino(),
-            size: if ft.is_file() { m.size() } else { 0 },
-            mtime: if ft.is_file() { (m.mtime(), m.mtime_nsec()) } else { (0, 0) },
-            atime: if ft.is_file() { (m.atime(), m.atime_nsec()) } else { (0, 0) },
-            content,
-            dir_mtime: if ft.is_dir() { (m.mtime(), m.mtime_nsec()) } else { (0, 0) },
-        };
-        if ft.is_dir() {
-            for e in fs::read_dir(&abs).unwrap() {
-                stack.push(rel.join(e.unwrap().file_name()));
-            }
-        }
-        out.insert(rel, node);
-    }
-    out
+/// Every path under `root`, without following links.
+pub fn snapshot(root: &Path) -> Kept {
+    Kept { snap: crate::snapshot::snapshot(root), loose: false }
 }
 
-/// The snapshot without the listed paths and without directory times
-/// (removing a file changes its directory's mtime).
-pub fn without(mut s: BTreeMap<PathBuf, Node>, gone: &[PathBuf]) -> BTreeMap<PathBuf, Node> {
-    for g in gone {
-        s.remove(g);
-    }
-    for n in s.values_mut() {
-        n.dir_mtime = (0, 0);
-        // A todo/intd pair loses a link when one of its names goes.
-        n.nlink = 0;
-    }
-    s
+/// The snapshot without the listed paths (relative to the queue), and
+/// without directory times (removing a file changes its directory's) nor
+/// link counts (a todo/intd pair loses a link when one of its names goes).
+pub fn without(s: Kept, gone: &[PathBuf]) -> Kept {
+    Kept { snap: s.snap.without(gone), loose: true }
 }
 
-/// Asserts two snapshots are equal, naming the first difference.
-pub fn assert_same(a: &BTreeMap<PathBuf, Node>, b: &BTreeMap<PathBuf, Node>) {
-    for (k, v) in a {
-        match b.get(k) {
-            None => panic!("{} vanished", k.display()),
-            Some(w) => assert_eq!(v, w, "{} changed", k.display()),
-        }
-    }
-    for k in b.keys() {
-        assert!(a.contains_key(k), "{} appeared", k.display());
-    }
+/// Asserts two snapshots are equal (inode numbers and access times
+/// included), naming the differences.
+pub fn assert_same(a: &Kept, b: &Kept) {
+    let loose = a.loose || b.loose;
+    let what = Compare { links: !loose, dirs: !loose, inodes: true, atimes: true };
+    let d = a.snap.compare(&b.snap, what);
+    assert!(d.is_empty(), "the queue changed:\n  {}", d.join("\n  "));
 }
 
 /// The qkillns binary on `q` (with --split given, so qmail-showctl is
 /// never looked for).
 pub fn qkillns(q: &Queue) -> assert_cmd::Command {
-    let mut c = assert_cmd::Command::cargo_bin("qkillns").unwrap();
+    let mut c = assert_cmd::Command::new(tool("qkillns"));
     c.arg("--queue").arg(&q.root).arg("--split").arg(SPLIT.to_string());
     c.env_remove("QTOOLS_ABORT_AFTER_STEP");
     c.timeout(Duration::from_secs(60));
     c
-}
-
-/// A stand-in process (perl): optionally holds `lock` with flock, calls
-/// itself `name` (perl sets the process name with prctl when `$0` is
-/// assigned), and appends `ALRM` to `log` on each SIGALRM. `None` when perl
-/// is missing.
-pub struct StandIn {
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl StandIn {
-    pub fn start(dir: &Path, lock: Option<&Path>, name: Option<&str>) -> Option<StandIn> {
-        let script = r#"
-use Fcntl qw(:flock);
-my ($lock, $log, $ready, $name) = @ARGV;
-$0 = $name if $name ne '-';
-$SIG{ALRM} = sub { open(my $f, '>>', $log) or die; print $f "ALRM\n"; close $f; };
-our $L;
-if ($lock ne '-') { open($L, '<', $lock) or die "open: $!"; flock($L, LOCK_EX) or die "flock: $!"; }
-open(my $r, '>', $ready) or die; close $r;
-my $end = time + 60;
-while (time < $end) { sleep 1; }
-"#;
-        let log = dir.join(format!("standin-{}.log", rand_tag()));
-        let ready = dir.join(format!("standin-{}.ready", rand_tag()));
-        let child = Command::new("perl")
-            .arg("-e")
-            .arg(script)
-            .arg(lock.map_or("-".into(), |p| p.display().to_string()))
-            .arg(&log)
-            .arg(&ready)
-            .arg(name.unwrap_or("-"))
-            .spawn()
-            .ok()?;
-        let start = Instant::now();
-        while !ready.exists() {
-            assert!(start.elapsed() < Duration::from_secs(20), "stand-in did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(StandIn { child, log })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits up to a few seconds for `n` SIGALRMs to be logged.
-    pub fn alarms(&self, n: usize) -> usize {
-        let start = Instant::now();
-        loop {
-            let got = fs::read_to_string(&self.log).map(|s| s.lines().count()).unwrap_or(0);
-            if got >= n || start.elapsed() > Duration::from_secs(5) {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rand_tag() -> String {
-    format!("{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos())
 }
