@@ -359,7 +359,7 @@ fn a_closed_pipe_ends_quietly() {
 #[test]
 fn an_unreadable_part_of_the_queue_is_exit_4() {
     use std::os::unix::fs::PermissionsExt;
-    if skip_unless_root() {
+    if !root_or_skip("an_unreadable_part_of_the_queue_is_exit_4") {
         return;
     }
     let setpriv = std::path::Path::new("/usr/bin/setpriv");
