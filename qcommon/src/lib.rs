@@ -11,6 +11,7 @@ pub mod safe_fs;
 
 pub use error::{Error, Result};
 pub mod cli;
+pub mod descriptors;
 pub mod envelope;
 pub mod fault;
 pub mod human;

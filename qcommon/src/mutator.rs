@@ -274,7 +274,14 @@ pub struct Mutator {
     tmp_counter: u64,
 }
 
+/// Most directory handles the cache keeps (fewer under a low descriptor
+/// limit: [`crate::descriptors`]).
 const DIR_CACHE_MAX: usize = 512;
+
+/// The cache's size under the process's descriptor limit.
+fn dir_cache_max() -> usize {
+    crate::descriptors::share(1, 16, DIR_CACHE_MAX)
+}
 
 impl Mutator {
     /// A mutator over the queue whose root directory is `root`.
@@ -505,7 +512,7 @@ impl Mutator {
         if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
             return Err(Error::Other(format!("bad relative path {}", escape_path(rel))));
         }
-        if self.dirs.len() >= DIR_CACHE_MAX {
+        if self.dirs.len() >= dir_cache_max() {
             match keep {
                 Some(k) => self.dirs.retain(|p, _| k.starts_with(p)),
                 None => self.dirs.clear(),

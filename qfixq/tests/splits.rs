@@ -42,7 +42,16 @@ fn copied(split: u32, big_todo: bool) {
 }
 
 fn rebucketed(to: u32) {
-    let what = format!("split-23 queue re-bucketed to split {to}");
+    rebucketed_within(to, None);
+}
+
+/// Re-buckets a split-23 queue to split `to`; with `max_files`, qfixq runs
+/// under that descriptor limit, soft and hard (it cannot raise it).
+fn rebucketed_within(to: u32, max_files: Option<u64>) {
+    let what = match max_files {
+        None => format!("split-23 queue re-bucketed to split {to}"),
+        Some(n) => format!("split-23 queue re-bucketed to split {to} with at most {n} open files"),
+    };
     if !root_or_skip(&what) {
         return;
     }
@@ -52,12 +61,34 @@ fn rebucketed(to: u32) {
     let census = census(q, false);
     let before = snapshot(q);
     let s = to.to_string();
-    let run = qfixq(q, &["--split", &s, "-q", "live"]);
-    run.expect(1, &format!("{what}: live"));
+    let run = match max_files {
+        None => Some(qfixq(q, &["--split", &s, "-q", "live"])),
+        Some(n) => {
+            let out = std::process::Command::new("prlimit")
+                .arg(format!("--nofile={n}:{n}"))
+                .arg("--")
+                .arg(qtests::runner::tool("qfixq"))
+                .args(["--queue".as_ref(), q.as_os_str()])
+                .args(["--ids", IDS_ARG, "--split", &s, "-q", "live"])
+                .output()
+                .expect("run prlimit");
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{what}: live\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            None
+        }
+    };
+    if let Some(run) = &run {
+        run.expect(1, &format!("{what}: live"));
+    }
     qfixq(q, &["--split", &s]).expect(0, &format!("{what}: check after live"));
-    assert_none(&check_fates(&fates, q, false), &what, Some(&run));
-    assert_none(&check_census(&census, q), &what, Some(&run));
-    assert_none(&check_healthy(q, to, false, &before), &what, Some(&run));
+    assert_none(&check_fates(&fates, q, false), &what, run.as_ref());
+    assert_none(&check_census(&census, q), &what, run.as_ref());
+    assert_none(&check_healthy(q, to, false, &before), &what, run.as_ref());
 }
 
 #[test]
@@ -80,5 +111,20 @@ fn rebucketed_to_every_split() {
         if split != 23 {
             rebucketed(split);
         }
+    }
+}
+
+/// A supervisor or container may set the hard descriptor limit to 1024 or
+/// less: re-bucketing to conf-split 1009 (7,063 bucket directories) then
+/// once failed step after step with "Too many open files". The caches of
+/// directory handles now take their size from the limit.
+#[test]
+fn rebucketed_under_a_low_descriptor_limit() {
+    if qtests::runner::which("prlimit").is_none() {
+        println!("skipped: rebucketed_under_a_low_descriptor_limit needs prlimit (util-linux)");
+        return;
+    }
+    for n in [1024, 256] {
+        rebucketed_within(1009, Some(n));
     }
 }

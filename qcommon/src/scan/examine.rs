@@ -20,19 +20,28 @@ use crate::safe_fs::Dir;
 /// Largest read buffer a worker keeps between messages.
 const KEPT_BUFFER: usize = 64 << 10;
 
-/// Directories a worker keeps open at most, outside the bucket in hand.
+/// Directories a worker keeps open at most, outside the bucket in hand
+/// (fewer under a low descriptor limit: [`crate::descriptors`]).
 const KEPT_DIRS: usize = 64;
 
 /// A worker's own state: directories of other buckets it opened (for
 /// misplaced files) and its read buffer.
 pub(super) struct Worker {
     cache: HashMap<PathBuf, Option<Dir>>,
+    /// How many entries `cache` may hold.
+    kept_dirs: usize,
     buf: Vec<u8>,
 }
 
 impl Worker {
-    pub fn new() -> Worker {
-        Worker { cache: HashMap::new(), buf: Vec::with_capacity(4096) }
+    /// A worker's state, for a scan of at most `threads` workers: their
+    /// caches share a quarter of the descriptor limit.
+    pub fn new(threads: usize) -> Worker {
+        Worker {
+            cache: HashMap::new(),
+            kept_dirs: crate::descriptors::share(threads, 4, KEPT_DIRS),
+            buf: Vec::with_capacity(4096),
+        }
     }
 }
 
@@ -41,6 +50,7 @@ struct Examining<'a> {
     root: &'a Dir,
     ctx: &'a BucketCtx,
     cache: &'a mut HashMap<PathBuf, Option<Dir>>,
+    kept_dirs: usize,
     name: &'a OsStr,
     keep_stat: bool,
 }
@@ -56,7 +66,8 @@ enum Got {
 pub(super) fn examine(root: &Dir, ctx: &BucketCtx, worker: &mut Worker, msg: &mut ScannedMessage, opts: &ScanOptions) {
     let mut digits = NumberName::default();
     let name = digits.of(msg.number);
-    let mut at = Examining { root, ctx, cache: &mut worker.cache, name, keep_stat: opts.stat };
+    let mut at =
+        Examining { root, ctx, cache: &mut worker.cache, kept_dirs: worker.kept_dirs, name, keep_stat: opts.stat };
     if opts.stat {
         stat_files(&mut at, msg, opts.read_envelopes);
     }
@@ -221,7 +232,7 @@ impl Examining<'_> {
         if let Some(b) = f.bucket {
             rel.push(b.to_string());
         }
-        if self.cache.len() > KEPT_DIRS {
+        if self.cache.len() > self.kept_dirs {
             self.cache.clear();
         }
         let root = self.root;

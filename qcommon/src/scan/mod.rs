@@ -384,7 +384,7 @@ impl pool::Work for ScanWork<'_> {
     type Worker = Worker;
 
     fn worker(&self) -> Worker {
-        Worker::new()
+        Worker::new(self.opts.threads)
     }
 
     fn survey(&self, task: usize) -> Survey {
