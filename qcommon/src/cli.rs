@@ -187,7 +187,7 @@ pub fn output_done_to<E: ToolExit>(result: std::io::Result<E>, err: &mut dyn std
 pub fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; the tools call it
-    // before they start any thread.
+    // before they start any thread. Neither std nor nix wraps mallopt.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }

@@ -678,8 +678,9 @@ mod tests {
     /// Forks a child that only waits to be killed, holding what this
     /// process has open; returns its pid.
     fn fork_waiter() -> nix::unistd::Pid {
-        // SAFETY: the child calls only async-signal-safe functions (pause,
-        // _exit) before it is killed.
+        // SAFETY: the child calls only async-signal-safe functions (pause)
+        // before it is killed. A fork that does not exec has no safe
+        // wrapper (nix's `fork` is an `unsafe fn`; std forks only to exec).
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => loop {
                 nix::unistd::pause();
@@ -708,13 +709,13 @@ mod tests {
 
         // Without close-on-exec it would stay open in the program the
         // child runs: it counts.
-        use std::os::fd::AsRawFd;
-        let fd = nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD(100)).unwrap();
+        // `dup` leaves the copy without close-on-exec.
+        let fd = nix::unistd::dup(&f).unwrap();
         let child = fork_waiter();
         let got = find_queue_processes(&q, Path::new("/proc"));
         let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(child, None);
-        let _ = nix::unistd::close(fd);
+        drop(fd);
         let pid = child.as_raw() as u32;
         let got = got.unwrap();
         let me = got.iter().find(|p| p.pid == pid).expect("the child is listed");

@@ -10,13 +10,13 @@
 use std::ffi::{CStr, OsStr, OsString};
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag};
+use nix::fcntl::{AtFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::{Mode, SFlag};
 
 use crate::error::{Error, Result};
@@ -181,7 +181,7 @@ static NOATIME_OK: AtomicBool = AtomicBool::new(true);
 /// `openat` with `O_NOATIME` where permitted (the owner, or root): a
 /// read-only run must not change access times. Falls back without it, once
 /// and for all, where it is refused.
-fn openat_noatime<P: ?Sized + nix::NixPath>(dirfd: Option<RawFd>, path: &P, flags: OFlag) -> nix::Result<RawFd> {
+fn openat_noatime<P: ?Sized + nix::NixPath>(dirfd: BorrowedFd<'_>, path: &P, flags: OFlag) -> nix::Result<OwnedFd> {
     loop {
         let noatime = NOATIME_OK.load(Ordering::Relaxed);
         let f = if noatime { flags | OFlag::O_NOATIME } else { flags };
@@ -208,9 +208,8 @@ impl Dir {
         if follow == SymlinkBehavior::NoFollow {
             flags |= OFlag::O_NOFOLLOW;
         }
-        let fd = openat_noatime(None, path, flags).map_err(|e| Error::sys("open directory", path, e))?;
-        // SAFETY: `open` returned a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // AT_FDCWD: a relative path is taken from the working directory, as `open` does.
+        let fd = openat_noatime(AT_FDCWD, path, flags).map_err(|e| Error::sys("open directory", path, e))?;
         Ok(Dir { fd, path: path.to_path_buf() })
     }
 
@@ -229,17 +228,20 @@ impl Dir {
         self.fd.as_raw_fd()
     }
 
+    /// The descriptor, borrowed for as long as `self` lives.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     /// Opens a sub-directory, never following a link.
     pub fn open_dir(&self, name: &OsStr) -> Result<Dir> {
         let path = self.child_path(name);
         let fd = openat_noatime(
-            Some(self.as_raw_fd()),
+            self.as_fd(),
             name,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         )
         .map_err(|e| Error::sys("open directory", &path, e))?;
-        // SAFETY: a fresh descriptor from openat.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Dir { fd, path })
     }
 
@@ -256,7 +258,7 @@ impl Dir {
     /// Like [`Dir::for_each_entry`], stopping as soon as `f` returns false
     /// (a sample of a huge directory costs only what it reads).
     pub fn for_each_entry_while(&self, mut f: impl FnMut(&CStr, Option<FileKind>, u64) -> bool) -> Result<()> {
-        let fd = openat_noatime(Some(self.as_raw_fd()), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        let fd = openat_noatime(self.as_fd(), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
             .map_err(|e| Error::sys("open directory", &self.path, e))?;
         let mut d = nix::dir::Dir::from_fd(fd).map_err(|e| Error::sys("open directory", &self.path, e))?;
         for ent in d.iter() {
@@ -285,14 +287,14 @@ impl Dir {
 
     /// `fstatat` without following a link.
     pub fn stat(&self, name: &OsStr) -> Result<Stat> {
-        let st = nix::sys::stat::fstatat(Some(self.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        let st = nix::sys::stat::fstatat(self.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
             .map_err(|e| Error::sys("stat", self.child_path(name), e))?;
         Ok(Stat::from_raw(&st))
     }
 
     /// Stat of this directory itself.
     pub fn stat_self(&self) -> Result<Stat> {
-        let st = nix::sys::stat::fstat(self.as_raw_fd()).map_err(|e| Error::sys("stat", &self.path, e))?;
+        let st = nix::sys::stat::fstat(self.as_fd()).map_err(|e| Error::sys("stat", &self.path, e))?;
         Ok(Stat::from_raw(&st))
     }
 
@@ -306,16 +308,15 @@ impl Dir {
         let fd = loop {
             let noatime = NOATIME_OK.load(Ordering::Relaxed);
             let flags = if noatime { base | OFlag::O_NOATIME } else { base };
-            match nix::fcntl::openat(Some(self.as_raw_fd()), name, flags, Mode::empty()) {
+            match nix::fcntl::openat(self.as_fd(), name, flags, Mode::empty()) {
                 Ok(fd) => break fd,
                 Err(Errno::EPERM) if noatime => NOATIME_OK.store(false, Ordering::Relaxed),
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(Error::sys("open", self.child_path(name), e)),
             }
         };
-        // SAFETY: a fresh descriptor from openat.
-        let file = unsafe { File::from_raw_fd(fd) };
-        let st = nix::sys::stat::fstat(file.as_raw_fd()).map_err(|e| Error::sys("stat", self.child_path(name), e))?;
+        let file = File::from(fd);
+        let st = nix::sys::stat::fstat(&file).map_err(|e| Error::sys("stat", self.child_path(name), e))?;
         let st = Stat::from_raw(&st);
         if st.kind != FileKind::Regular {
             return Err(Error::WrongKind {
@@ -394,16 +395,10 @@ impl Dir {
     /// block) and checks it still is what the scan saw.
     fn open_verified(&self, op: &'static str, name: &OsStr, expect: &Expect) -> Result<OwnedFd> {
         let path = self.child_path(name);
-        let fd = nix::fcntl::openat(
-            Some(self.as_raw_fd()),
-            name,
-            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::sys(op, &path, e))?;
-        // SAFETY: a fresh descriptor from openat.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(|e| Error::sys(op, &path, e))?;
+        let fd =
+            nix::fcntl::openat(self.as_fd(), name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| Error::sys(op, &path, e))?;
+        let st = nix::sys::stat::fstat(&fd).map_err(|e| Error::sys(op, &path, e))?;
         let st = Stat::from_raw(&st);
         let mut detail = Vec::new();
         if st.ino != expect.ino {
@@ -426,7 +421,7 @@ impl Dir {
         let fd = self.open_verified("chown", name, expect)?;
         // AT_EMPTY_PATH on an O_PATH descriptor: the inode held open, no name.
         let (uid, gid) = (Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
-        nix::unistd::fchownat(Some(fd.as_raw_fd()), "", uid, gid, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+        nix::unistd::fchownat(&fd, "", uid, gid, nix::fcntl::AtFlags::AT_EMPTY_PATH)
             .map_err(|e| Error::sys("chown", self.child_path(name), e))
     }
 
@@ -436,7 +431,7 @@ impl Dir {
         // The /proc magic link names exactly the inode held open: no race.
         let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
         let mode = Mode::from_bits_truncate(perm as libc::mode_t);
-        nix::sys::stat::fchmodat(None, p.as_str(), mode, nix::sys::stat::FchmodatFlags::FollowSymlink)
+        nix::sys::stat::fchmodat(AT_FDCWD, p.as_str(), mode, nix::sys::stat::FchmodatFlags::FollowSymlink)
             .map_err(|e| Error::sys("chmod", self.child_path(name), e))
     }
 
@@ -446,7 +441,7 @@ impl Dir {
         let fd = self.open_verified("set time of", name, expect)?;
         let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
         let t = nix::sys::time::TimeSpec::new(mtime as libc::time_t, 0);
-        nix::sys::stat::utimensat(None, p.as_str(), &t, &t, nix::sys::stat::UtimensatFlags::FollowSymlink)
+        nix::sys::stat::utimensat(AT_FDCWD, p.as_str(), &t, &t, nix::sys::stat::UtimensatFlags::FollowSymlink)
             .map_err(|e| Error::sys("set time of", self.child_path(name), e))
     }
 
@@ -456,13 +451,8 @@ impl Dir {
     /// rename for directories.
     pub fn rename_noreplace(&self, from: &OsStr, to_dir: &Dir, to: &OsStr) -> Result<()> {
         let path = self.child_path(from);
-        let r = nix::fcntl::renameat2(
-            Some(self.as_raw_fd()),
-            from,
-            Some(to_dir.as_raw_fd()),
-            to,
-            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-        );
+        let r =
+            nix::fcntl::renameat2(self.as_fd(), from, to_dir.as_fd(), to, nix::fcntl::RenameFlags::RENAME_NOREPLACE);
         match r {
             Ok(()) => Ok(()),
             Err(Errno::EINVAL) | Err(Errno::ENOSYS) | Err(Errno::EOPNOTSUPP) => {
@@ -473,7 +463,7 @@ impl Dir {
                         Err(e) if e.is_not_found() => {}
                         Err(e) => return Err(e),
                     }
-                    nix::fcntl::renameat(Some(self.as_raw_fd()), from, Some(to_dir.as_raw_fd()), to)
+                    nix::fcntl::renameat(self.as_fd(), from, to_dir.as_fd(), to)
                         .map_err(|e| Error::sys("rename", &path, e))
                 } else {
                     self.link(from, to_dir, to)?;
@@ -486,7 +476,7 @@ impl Dir {
 
     /// Renames `from` to `to`, replacing `to` (used to commit a rewritten file).
     pub fn rename_replace(&self, from: &OsStr, to_dir: &Dir, to: &OsStr) -> Result<()> {
-        nix::fcntl::renameat(Some(self.as_raw_fd()), from, Some(to_dir.as_raw_fd()), to)
+        nix::fcntl::renameat(self.as_fd(), from, to_dir.as_fd(), to)
             .map_err(|e| Error::sys("rename", self.child_path(from), e))
     }
 
@@ -494,32 +484,32 @@ impl Dir {
     pub fn link(&self, from: &OsStr, to_dir: &Dir, to: &OsStr) -> Result<()> {
         // No flag: a symbolic link `from` is linked itself, never followed.
         let no_follow = nix::fcntl::AtFlags::empty();
-        nix::unistd::linkat(Some(self.as_raw_fd()), from, Some(to_dir.as_raw_fd()), to, no_follow)
+        nix::unistd::linkat(self.as_fd(), from, to_dir.as_fd(), to, no_follow)
             .map_err(|e| Error::sys("link", to_dir.child_path(to), e))
     }
 
     /// Removes a non-directory name.
     pub fn unlink(&self, name: &OsStr) -> Result<()> {
-        nix::unistd::unlinkat(Some(self.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+        nix::unistd::unlinkat(self.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
             .map_err(|e| Error::sys("unlink", self.child_path(name), e))
     }
 
     /// Removes an empty directory.
     pub fn rmdir(&self, name: &OsStr) -> Result<()> {
-        nix::unistd::unlinkat(Some(self.as_raw_fd()), name, nix::unistd::UnlinkatFlags::RemoveDir)
+        nix::unistd::unlinkat(self.as_fd(), name, nix::unistd::UnlinkatFlags::RemoveDir)
             .map_err(|e| Error::sys("remove directory", self.child_path(name), e))
     }
 
     /// Makes a directory with exactly `perm` (the umask is undone by a
     /// chmod when it interfered).
     pub fn mkdir(&self, name: &OsStr, perm: u32) -> Result<()> {
-        nix::sys::stat::mkdirat(Some(self.as_raw_fd()), name, Mode::from_bits_truncate(perm))
+        nix::sys::stat::mkdirat(self.as_fd(), name, Mode::from_bits_truncate(perm))
             .map_err(|e| Error::sys("make directory", self.child_path(name), e))
     }
 
     /// Makes a named pipe.
     pub fn mkfifo(&self, name: &OsStr, perm: u32) -> Result<()> {
-        nix::unistd::mkfifoat(Some(self.as_raw_fd()), name, Mode::from_bits_truncate(perm))
+        nix::unistd::mkfifoat(self.as_fd(), name, Mode::from_bits_truncate(perm))
             .map_err(|e| Error::sys("make named pipe", self.child_path(name), e))
     }
 
@@ -584,26 +574,24 @@ impl Dir {
     ) -> Result<()> {
         let tmp_path = self.child_path(tmp);
         let fd = nix::fcntl::openat(
-            Some(self.as_raw_fd()),
+            self.as_fd(),
             tmp,
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o600),
         )
         .map_err(|e| Error::sys("create", &tmp_path, e))?;
-        // SAFETY: fresh descriptor.
-        let mut file = unsafe { File::from_raw_fd(fd) };
+        let mut file = File::from(fd);
         let res = (|| -> Result<()> {
             fill(&mut file, &tmp_path)?;
             if let Some((uid, gid)) = spec.owner {
-                nix::unistd::fchown(file.as_raw_fd(), Some(uid.into()), Some(gid.into()))
+                nix::unistd::fchown(&file, Some(uid.into()), Some(gid.into()))
                     .map_err(|e| Error::sys("chown", &tmp_path, e))?;
             }
-            nix::sys::stat::fchmod(file.as_raw_fd(), Mode::from_bits_truncate(spec.perm))
+            nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(spec.perm))
                 .map_err(|e| Error::sys("chmod", &tmp_path, e))?;
             if let Some(m) = spec.mtime {
                 let t = nix::sys::time::TimeSpec::new(m, 0);
-                nix::sys::stat::futimens(file.as_raw_fd(), &t, &t)
-                    .map_err(|e| Error::sys("set time of", &tmp_path, e))?;
+                nix::sys::stat::futimens(&file, &t, &t).map_err(|e| Error::sys("set time of", &tmp_path, e))?;
             }
             file.sync_all().map_err(|e| Error::sys("fsync", &tmp_path, io_errno(&e)))?;
             drop(file);
@@ -623,13 +611,12 @@ impl Dir {
 
     /// Flushes the directory itself (names made or removed in it).
     pub fn fsync(&self) -> Result<()> {
-        nix::unistd::fsync(self.as_raw_fd()).map_err(|e| Error::sys("fsync", &self.path, e))
+        nix::unistd::fsync(self.as_fd()).map_err(|e| Error::sys("fsync", &self.path, e))
     }
 
     /// Reads the target of a symbolic link (for reports only; never followed).
     pub fn read_link(&self, name: &OsStr) -> Result<OsString> {
-        nix::fcntl::readlinkat(Some(self.as_raw_fd()), name)
-            .map_err(|e| Error::sys("read link", self.child_path(name), e))
+        nix::fcntl::readlinkat(self.as_fd(), name).map_err(|e| Error::sys("read link", self.child_path(name), e))
     }
 }
 

@@ -111,13 +111,14 @@ impl StopSignals {
             let note = SigAction::new(SigHandler::Handler(note_stop_signal), SaFlags::SA_RESTART, SigSet::empty());
             for sig in STOP_SIGNALS {
                 // SAFETY: the handler only stores to an atomic, which is
-                // async-signal-safe.
+                // async-signal-safe. No safe wrapper exists (see above).
                 let Ok(old) = (unsafe { sigaction(sig, &note) }) else {
                     continue;
                 };
-                if old.handler() == SigHandler::SigIgn {
+                if matches!(old.handler(), SigHandler::SigIgn) {
                     // Ignored (as under nohup): it stays ignored.
-                    // SAFETY: puts back the handling that was there.
+                    // SAFETY: puts back the handling that was there (an
+                    // ignore, which runs no code); no safe wrapper exists.
                     let _ = unsafe { sigaction(sig, &old) };
                 } else {
                     held.1.push((sig, old));
@@ -142,7 +143,9 @@ impl Drop for StopSignals {
             return;
         }
         for (sig, old) in held.1.drain(..) {
-            // SAFETY: puts back the handling found before.
+            // SAFETY: puts back the handling found before, which was sound
+            // where it was installed; no safe wrapper exists (see
+            // `StopSignals`).
             let _ = unsafe { nix::sys::signal::sigaction(sig, &old) };
         }
         let sig = STOP_SIGNAL.swap(0, Ordering::SeqCst);

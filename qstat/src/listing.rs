@@ -11,26 +11,24 @@
 use std::ffi::CStr;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use qcommon::safe_fs::{Dir, FileKind};
+use qcommon::safe_fs::{io_errno, Dir, FileKind};
 use qcommon::{Error, Result};
 
 /// Calls `f` with the name and `d_type` of each entry of `dir` (without `.`
 /// and `..`), streaming; no stat. `dir` must not be listed by another
 /// thread at the same time (the duplicate shares its file offset).
 pub fn for_each_entry(dir: &Dir, mut f: impl FnMut(&CStr, Option<FileKind>)) -> Result<()> {
-    let fd = fcntl(dir.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(0)).map_err(|e| Error::sys("list", dir.path(), e))?;
+    // A close-on-exec duplicate (F_DUPFD_CLOEXEC).
+    let fd = dir.as_fd().try_clone_to_owned().map_err(|e| Error::sys("list", dir.path(), io_errno(&e)))?;
     // O_NOATIME is refused (EPERM) to a caller who neither owns the
     // directory nor has CAP_FOWNER: the listing then goes on without it.
-    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
+    if let Ok(flags) = fcntl(&fd, FcntlArg::F_GETFL) {
         let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NOATIME;
-        let _ = fcntl(fd, FcntlArg::F_SETFL(flags));
+        let _ = fcntl(&fd, FcntlArg::F_SETFL(flags));
     }
     // The descriptor may have been read before: start from the beginning.
     // (`Iter` also rewinds when dropped.)
-    if let Err(e) = nix::unistd::lseek(fd, 0, nix::unistd::Whence::SeekSet) {
-        let _ = nix::unistd::close(fd);
-        return Err(Error::sys("list", dir.path(), e));
-    }
+    nix::unistd::lseek(&fd, 0, nix::unistd::Whence::SeekSet).map_err(|e| Error::sys("list", dir.path(), e))?;
     let mut d = nix::dir::Dir::from_fd(fd).map_err(|e| Error::sys("list", dir.path(), e))?;
     let mut iter = d.iter();
     for ent in &mut iter {

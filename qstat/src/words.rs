@@ -168,7 +168,8 @@ fn locale_is_utf8() -> bool {
     // SAFETY: `name` is a valid C string; a null base asks for a new
     // locale object, owned here and freed below; nl_langinfo_l's string
     // belongs to that object and is copied before it is freed. Nothing
-    // here reads or changes the process-wide locale.
+    // here reads or changes the process-wide locale. Neither std nor nix
+    // wraps newlocale or nl_langinfo_l.
     unsafe {
         let loc = libc::newlocale(libc::LC_CTYPE_MASK, name.as_ptr(), std::ptr::null_mut());
         if loc.is_null() {

@@ -43,7 +43,8 @@ pub struct Queue {
 
 fn set_mtime(p: &Path, t: i64) {
     let ts = nix::sys::time::TimeSpec::new(t, 0);
-    nix::sys::stat::utimensat(None, p, &ts, &ts, nix::sys::stat::UtimensatFlags::NoFollowSymlink).unwrap();
+    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, p, &ts, &ts, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
+        .unwrap();
 }
 
 fn write_mode(p: &Path, data: &[u8], mode: u32) {

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
 use crate::ids::IDS_ARG;
 
 /// Every command gets at most this long.
@@ -239,24 +242,27 @@ impl Invocation {
         c.args(&self.args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         c.env_remove("QTOOLS_ABORT_AFTER_STEP");
         c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        // A process group of its own, so a timeout kills it all.
+        c.process_group(0);
         let max_files = self.max_files;
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            c.pre_exec(move || {
-                // A process group of its own, so a timeout kills it all.
-                libc::setpgid(0, 0);
-                let r = libc::rlimit { rlim_cur: 4 << 30, rlim_max: libc::RLIM_INFINITY };
-                libc::setrlimit(libc::RLIMIT_AS, &r);
-                if let Some(max) = max_files {
-                    let mut nofile = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) == 0 && nofile.rlim_max >= max {
-                        nofile.rlim_cur = max;
-                        libc::setrlimit(libc::RLIMIT_NOFILE, &nofile);
+        let limits = move || {
+            use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+            let _ = setrlimit(Resource::RLIMIT_AS, 4 << 30, RLIM_INFINITY);
+            if let Some(max) = max_files {
+                if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+                    if hard >= max {
+                        let _ = setrlimit(Resource::RLIMIT_NOFILE, max, hard);
                     }
                 }
-                Ok(())
-            });
-        }
+            }
+            Ok(())
+        };
+        // SAFETY: `limits` only calls getrlimit and setrlimit (async-signal-
+        // safe, no allocation, no lock), as code between fork and exec must.
+        // No safe wrapper exists: std's `pre_exec` is the only way to run
+        // code in the child before exec, and neither std nor nix sets
+        // another process's limits before it runs.
+        unsafe { c.pre_exec(limits) };
         let start = Instant::now();
         let mut child = c.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
         let mut so = child.stdout.take().expect("stdout");
@@ -275,9 +281,12 @@ impl Invocation {
         let mut timed_out = false;
         let (status, rusage) = loop {
             let mut status = 0;
-            // SAFETY: zeroed rusage is a valid out-parameter.
+            // SAFETY: an all-zero rusage is a valid value of this plain C
+            // struct (it has no Default, and nix no wait4 filling one).
             let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: our own child; valid pointers.
+            // SAFETY: pid is our own unreaped child; status and ru are valid
+            // out-pointers for the call. Neither std nor nix wraps wait4, the
+            // one call that gives the child's own resource usage.
             let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
             if r == pid {
                 break (status, ru);
@@ -287,14 +296,14 @@ impl Invocation {
             }
             if !timed_out && start.elapsed() > self.timeout {
                 timed_out = true;
-                // SAFETY: signalling our own child's process group.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                // Our own child's process group.
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             }
             std::thread::sleep(Duration::from_millis(3));
         };
         if timed_out {
-            // SAFETY: as above; whatever is left of the group.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            // Whatever is left of the group.
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
         }
         let elapsed = start.elapsed();
         let stdout = t_out.join().unwrap_or_default();

@@ -438,7 +438,7 @@ pub fn set_atime(p: &Path, t: i64) {
     use nix::sys::stat::{utimensat, UtimensatFlags};
     use nix::sys::time::TimeSpec;
     let omit = TimeSpec::new(0, libc::UTIME_OMIT);
-    utimensat(None, p, &TimeSpec::new(t, 0), &omit, UtimensatFlags::NoFollowSymlink)
+    utimensat(nix::fcntl::AT_FDCWD, p, &TimeSpec::new(t, 0), &omit, UtimensatFlags::NoFollowSymlink)
         .unwrap_or_else(|e| panic!("utimensat {}: {e}", p.display()));
 }
 

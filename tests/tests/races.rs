@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{renameat2, RenameFlags};
+use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
 use qcommon::queue::Part;
 use qtests::prelude::cross::*;
 use qtests::{message_path, BuiltQueue, BuiltState};
@@ -41,7 +41,7 @@ fn start_swapper(targets: Vec<PathBuf>, stash: PathBuf, canary_file: PathBuf, ca
         let mut k = 0u64;
         let mut swapped = vec![false; targets.len()];
         let back = |t: &Path, decoy: &Path| {
-            if renameat2(None, decoy, None, t, RenameFlags::RENAME_EXCHANGE).is_err() {
+            if renameat2(AT_FDCWD, decoy, AT_FDCWD, t, RenameFlags::RENAME_EXCHANGE).is_err() {
                 // The tool removed or moved the decoy (and may have
                 // written a new file there): the original goes back.
                 let _ = fs::rename(decoy, t);
@@ -63,7 +63,7 @@ fn start_swapper(targets: Vec<PathBuf>, stash: PathBuf, canary_file: PathBuf, ca
                 } else {
                     symlink(&canary_link_target, &decoy)
                 };
-                if made.is_ok() && renameat2(None, &decoy, None, t, RenameFlags::RENAME_EXCHANGE).is_ok() {
+                if made.is_ok() && renameat2(AT_FDCWD, &decoy, AT_FDCWD, t, RenameFlags::RENAME_EXCHANGE).is_ok() {
                     swapped[i] = true;
                 }
             }

@@ -83,11 +83,13 @@ pub fn run(argv: &[String], stderr_file: &Path) -> Result<Sample> {
     let child = cmd.spawn().with_context(|| format!("run {prog}"))?;
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct
+    // (it has no Default, and nix no wait4 filling one).
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
         // SAFETY: pid is our own unreaped child; status and ru are valid
-        // out-pointers for the duration of the call.
+        // out-pointers for the duration of the call. Neither std nor nix
+        // wraps wait4, the one call that gives the child's own usage.
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
         if r == pid {
             break;
@@ -132,7 +134,8 @@ pub fn in_child(what: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
     use nix::unistd::{fork, ForkResult};
     // SAFETY: qbench has one thread whenever it calls this (the builder's
     // threads are scoped and joined before it returns), so the child may
-    // run any code.
+    // run any code. Forking is unsafe by nature (nix's `fork` is an
+    // `unsafe fn`; std only forks to exec at once).
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
             let code = match f() {
@@ -143,7 +146,8 @@ pub fn in_child(what: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
                 }
             };
             // SAFETY: ends the child without running the parent's exit
-            // handlers or flushing its buffers a second time.
+            // handlers or flushing its buffers a second time; `_exit` has
+            // no safe wrapper in std or nix (`std::process::exit` runs them).
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => match waitpid(child, None).context("waitpid")? {
@@ -163,8 +167,7 @@ pub fn drop_caches() -> Result<()> {
 /// `sync(2)`: so that a freshly built queue's dirty pages are not written
 /// back during a measurement.
 pub fn sync() {
-    // SAFETY: sync takes no arguments and cannot fail.
-    unsafe { libc::sync() };
+    nix::unistd::sync();
 }
 
 /// The 1-, 5- and 15-minute load averages.
