@@ -680,7 +680,7 @@ mod tests {
     fn fork_waiter() -> nix::unistd::Pid {
         // SAFETY: the child calls only async-signal-safe functions (pause)
         // before it is killed. A fork that does not exec has no safe
-        // wrapper (nix's `fork` is an `unsafe fn`; std forks only to exec).
+        // wrapper (nix marks `fork` unsafe; std forks only to exec).
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => loop {
                 nix::unistd::pause();

@@ -134,8 +134,8 @@ pub fn in_child(what: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
     use nix::unistd::{fork, ForkResult};
     // SAFETY: qbench has one thread whenever it calls this (the builder's
     // threads are scoped and joined before it returns), so the child may
-    // run any code. Forking is unsafe by nature (nix's `fork` is an
-    // `unsafe fn`; std only forks to exec at once).
+    // run any code. A fork that does not exec has no safe wrapper (nix
+    // marks `fork` unsafe; std only forks to exec at once).
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
             let code = match f() {
