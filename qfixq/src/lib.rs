@@ -506,7 +506,7 @@ fn plan_and_apply(
     let mut buf: Vec<Finding> = Vec::new();
     progress.phase("listing", None);
     let mut listed = |total: u64| progress.phase(phase, Some(total));
-    let r = scan_counted(root, ScanLayout { split, big_todo }, opts, &mut listed, &mut |ev| {
+    let r = scan_counted(root, layout.shape(), opts, &mut listed, &mut |ev| {
         if failure.is_some() {
             return;
         }

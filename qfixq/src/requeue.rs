@@ -362,7 +362,7 @@ impl<W: Write> Requeue<W> {
             self.stop = Some((ExitCode::Operational, e));
             return;
         }
-        let scan_layout = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
+        let scan_layout = layout.shape();
         let opts = ScanOptions { threads: cli.threads as usize, ..ScanOptions::default() };
         let mut stray_count = 0u64;
         let r = scan(root, scan_layout, &opts, &mut |ev| {
