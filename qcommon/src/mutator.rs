@@ -845,7 +845,8 @@ mod tests {
         assert!(out.skipped && !out.whole() && out.done == 0);
         assert!(t.path().join("mess/1/10").exists());
         // After an action that succeeded, one that follows it runs.
-        let mkdir = Action { message: None, steps: vec![Step::Mkdir { path: "mess/2".into(), perm: 0o700, owner: None }] };
+        let mkdir =
+            Action { message: None, steps: vec![Step::Mkdir { path: "mess/2".into(), perm: 0o700, owner: None }] };
         assert!(m.run_action(&mkdir, &mut |_, _| {}).whole());
         assert!(m.run(&next, follows, &mut |_, _| {}).whole());
         assert!(!t.path().join("mess/1/10").exists());

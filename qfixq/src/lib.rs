@@ -24,7 +24,7 @@ use qcommon::procs::QueueProcess;
 use qcommon::progress::{Clearing, Progress};
 use qcommon::remove::Quarantine;
 use qcommon::safe_fs::Dir;
-use qcommon::scan::{scan_counted, ScanEvent, ScanLayout, ScanOptions};
+use qcommon::scan::{scan_counted, ScanEvent, ScanOptions};
 use qcommon::session::{Access, DamagedLock, Exclusive, Refusal, Session};
 
 pub use exit::ExitCode;

@@ -46,7 +46,7 @@ use qcommon::mutator::{Action, Mode, Mutator, Step};
 use qcommon::queue::{Part, LOST_AND_FOUND};
 use qcommon::remove::{removal_action, utc_stamp, LOST_AND_FOUND_PERM};
 use qcommon::safe_fs::{parse_number, Dir, FileKind, NewFile, SymlinkBehavior};
-use qcommon::scan::{scan, ScanEvent, ScanLayout, ScanOptions, ScannedMessage};
+use qcommon::scan::{scan, ScanEvent, ScanOptions, ScannedMessage};
 
 use crate::inject::{inject, Answer, Rcpts};
 use crate::{Cli, ExitCode};
