@@ -199,35 +199,50 @@ impl Runner<'_> {
                 sizes.push(sz);
             }
             Work::Expire { target } => {
-                c.bytes = qcommon::remove::message_bytes(msg);
-                // A damaged message (an info without a mess, an intd
-                // beside an info) is qfixq's to repair, not to backdate.
-                let skipped = match view.stage {
-                    Stage::Preprocessed => None,
-                    Stage::Damaged => Some(Status::Damaged),
-                    _ => Some(Status::NotPreprocessed),
-                };
-                if let Some(status) = skipped {
-                    c.fixed = Some(status);
-                    c.bytes = 0;
-                } else {
-                    match plan::expiry(msg, target) {
-                        Expiry::NoInfo => {
-                            self.counts.selected -= 1;
-                            self.unreadable(msg.number, &["no stat of its info file".into()]);
-                            return None;
-                        }
-                        Expiry::AlreadyPast => c.fixed = Some(Status::AlreadyPast),
-                        Expiry::Set(action) => {
-                            c.action = Some(plan.actions.len());
-                            plan.actions.push(action);
-                            sizes.push(vec![0]);
-                        }
-                    }
+                if !self.choose_expiry(msg, view.stage, target, &mut c, (plan, sizes)) {
+                    return None;
                 }
             }
         }
         Some(c)
+    }
+
+    /// `--expire`: the backdating of a selected message (added to `plan`),
+    /// or its fixed status; false when it turns out unreadable.
+    fn choose_expiry(
+        &mut self,
+        msg: &ScannedMessage,
+        stage: Stage,
+        target: i64,
+        c: &mut Chosen<'_>,
+        (plan, sizes): (&mut Plan, &mut Vec<Vec<u64>>),
+    ) -> bool {
+        // A damaged message (an info without a mess, an intd beside an
+        // info) is qfixq's to repair, not to backdate.
+        let skipped = match stage {
+            Stage::Preprocessed => None,
+            Stage::Damaged => Some(Status::Damaged),
+            _ => Some(Status::NotPreprocessed),
+        };
+        if let Some(status) = skipped {
+            c.fixed = Some(status);
+            return true;
+        }
+        c.bytes = qcommon::remove::message_bytes(msg);
+        match plan::expiry(msg, target) {
+            Expiry::NoInfo => {
+                self.counts.selected -= 1;
+                self.unreadable(msg.number, &["no stat of its info file".into()]);
+                return false;
+            }
+            Expiry::AlreadyPast => c.fixed = Some(Status::AlreadyPast),
+            Expiry::Set(action) => {
+                c.action = Some(plan.actions.len());
+                plan.actions.push(action);
+                sizes.push(vec![0]);
+            }
+        }
+        true
     }
 
     fn list(

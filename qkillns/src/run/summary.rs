@@ -182,48 +182,68 @@ impl Runner<'_> {
         }
     }
 
+    /// Prints the summary: the JSON document's tail, or the text lines.
     pub(super) fn print_summary(&mut self, notes: &[String], signalled: &[&Target], lifetime: Option<&Lifetime>) {
-        let c = self.counts;
-        let dry = self.dry();
         if self.json() {
-            // A dry run names its counts as what would happen; each work
-            // has its own counts.
-            let (done, would) = if dry { (None, Some(())) } else { (Some(()), None) };
-            let expiring = matches!(self.work, Work::Expire { .. });
-            let (remove_done, remove_would) = if expiring { (None, None) } else { (done, would) };
-            let (expire_done, expire_would) = if expiring { (done, would) } else { (None, None) };
-            let summary = SummaryJson {
-                scanned: c.scanned,
-                selected: c.selected,
-                removed: remove_done.map(|_| c.removed),
-                would_remove: remove_would.map(|_| c.removed),
-                bytes_freed: remove_done.map(|_| c.bytes),
-                bytes_would_free: remove_would.map(|_| c.bytes),
-                expired: expire_done.map(|_| c.expired),
-                would_expire: expire_would.map(|_| c.expired),
-                already_expired: c.already_past,
-                not_preprocessed: c.not_preprocessed,
-                damaged: c.damaged,
-                failed: c.failed,
-                vanished: c.vanished,
-                unreadable: c.unreadable,
-                no_envelope: c.no_envelope,
-                scan_errors: c.scan_errors,
-                salvaged_kept: c.salvaged_kept,
-                named_left: c.named_left,
-                queuelifetime: lifetime.map(|l| l.seconds),
-            };
-            let tail = TailJson {
-                summary,
-                signalled: signalled.iter().map(|t| SignalledJson { pid: t.pid, name: &t.name }).collect(),
-                notes,
-            };
-            let j = qcommon::json::to_string(&tail);
-            // The document's object is open: the tail's fields join it.
-            let s = format!("],{}", &j[1..]);
-            self.out.line(&s);
+            self.summary_json(notes, signalled, lifetime);
             return;
         }
+        let mut lines = self.work_lines(signalled);
+        self.problem_lines(&mut lines);
+        for n in notes {
+            lines.push(format!("note: {n}"));
+        }
+        for l in lines {
+            self.out.line(&l);
+        }
+    }
+
+    /// The JSON document's tail: the summary, the processes signalled, the notes.
+    fn summary_json(&mut self, notes: &[String], signalled: &[&Target], lifetime: Option<&Lifetime>) {
+        let c = self.counts;
+        let dry = self.dry();
+        // A dry run names its counts as what would happen; each work
+        // has its own counts.
+        let (done, would) = if dry { (None, Some(())) } else { (Some(()), None) };
+        let expiring = matches!(self.work, Work::Expire { .. });
+        let (remove_done, remove_would) = if expiring { (None, None) } else { (done, would) };
+        let (expire_done, expire_would) = if expiring { (done, would) } else { (None, None) };
+        let summary = SummaryJson {
+            scanned: c.scanned,
+            selected: c.selected,
+            removed: remove_done.map(|_| c.removed),
+            would_remove: remove_would.map(|_| c.removed),
+            bytes_freed: remove_done.map(|_| c.bytes),
+            bytes_would_free: remove_would.map(|_| c.bytes),
+            expired: expire_done.map(|_| c.expired),
+            would_expire: expire_would.map(|_| c.expired),
+            already_expired: c.already_past,
+            not_preprocessed: c.not_preprocessed,
+            damaged: c.damaged,
+            failed: c.failed,
+            vanished: c.vanished,
+            unreadable: c.unreadable,
+            no_envelope: c.no_envelope,
+            scan_errors: c.scan_errors,
+            salvaged_kept: c.salvaged_kept,
+            named_left: c.named_left,
+            queuelifetime: lifetime.map(|l| l.seconds),
+        };
+        let tail = TailJson {
+            summary,
+            signalled: signalled.iter().map(|t| SignalledJson { pid: t.pid, name: &t.name }).collect(),
+            notes,
+        };
+        let j = qcommon::json::to_string(&tail);
+        // The document's object is open: the tail's fields join it.
+        let s = format!("],{}", &j[1..]);
+        self.out.line(&s);
+    }
+
+    /// The text summary's lines of what was done (or would be).
+    fn work_lines(&self, signalled: &[&Target]) -> Vec<String> {
+        let c = self.counts;
+        let dry = self.dry();
         let mut lines = Vec::new();
         if self.unlisted > 0 {
             lines.push(format!(
@@ -266,6 +286,12 @@ impl Runner<'_> {
                 }
             }
         }
+        lines
+    }
+
+    /// The text summary's lines of what was kept, left or failed.
+    fn problem_lines(&self, lines: &mut Vec<String>) {
+        let c = self.counts;
         if c.salvaged_kept > 0 {
             lines.push(format!(
                 "kept {} salvaged message(s): qfixq wrote the null sender for them because their sender was lost \
@@ -291,12 +317,6 @@ impl Runner<'_> {
                 c.scan_errors,
                 self.exit.code()
             ));
-        }
-        for n in notes {
-            lines.push(format!("note: {n}"));
-        }
-        for l in lines {
-            self.out.line(&l);
         }
     }
 }
