@@ -19,7 +19,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 
 use crate::error::{escape_path, Error, Result};
-use crate::queue::{Ids, Part, DEFAULT_SPLIT};
+use crate::queue::{Ids, Part, QueueShape, DEFAULT_SPLIT};
 use crate::safe_fs::{number_name, parse_number, Dir, FileKind, SymlinkBehavior};
 use crate::showctl::ShowctlFacts;
 
@@ -138,6 +138,12 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The queue's shape as decided (split and big-todo): where each file
+    /// of a message lies.
+    pub fn shape(&self) -> QueueShape {
+        QueueShape { split: self.split.value, big_todo: self.big_todo.value }
+    }
+
     /// `<home>/control/<name>`, when qmail's home is known.
     pub fn control_file(&self, name: &str) -> Option<PathBuf> {
         self.home.as_ref().map(|h| h.join("control").join(name))

@@ -1,8 +1,13 @@
-//! The plan and the mutator: every change any tool makes to a queue is a
-//! [`Step`] in a [`Plan`], and every step is carried out by the
-//! [`Mutator`], which in a dry run only records it. A check prints the
-//! plan; a live run hands the same plan to a live mutator, so a check can
-//! never promise what live does not do.
+//! The plan and the executor: every change any tool makes to a queue is a
+//! [`Step`] in an [`Action`], and every action goes through the one
+//! [`Mutator`], in one of two modes. A check (dry run) runs each step
+//! through it as a planned step: validated as far as that can be done
+//! without changing anything, counted, handed to the observer, never
+//! kept. A live run hands the same action to a live mutator, which carries
+//! each step out. Both modes take the same call, tell the same observer
+//! and give the same [`ActionOutcome`]; the rule for an action that
+//! follows a failed one ([`Run::follows`]) is the mutator's too. So a
+//! check can never promise what live does not do: it is the same path.
 //!
 //! Steps name paths relative to the queue root (`mess/3/1234`); the
 //! mutator walks to each parent directory with no-follow opens from the
@@ -236,40 +241,79 @@ pub struct Plan {
     pub actions: Vec<Action>,
 }
 
-impl Plan {
-    /// Number of steps in all actions.
-    pub fn step_count(&self) -> usize {
-        self.actions.iter().map(|a| a.steps.len()).sum()
-    }
-}
-
-/// Dry run or live.
+/// Dry run (a check: steps are planned, nothing changes) or live (steps
+/// are carried out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Record steps, change nothing.
+    /// Validate and count each step, change nothing.
     DryRun,
     /// Carry steps out.
     Live,
 }
 
-/// What happened to one action.
+/// How one step ended, as the observer is told: the same words in both
+/// modes but the first.
+#[derive(Debug, Clone, Copy)]
+pub enum StepStatus<'a> {
+    /// Dry run: what live would do.
+    Planned,
+    /// Carried out.
+    Done,
+    /// Its name was already gone, which the action allows
+    /// ([`Run::gone_ok`]): the action goes on.
+    Gone(&'a Error),
+    /// Failed: the rest of the action is skipped.
+    Failed(&'a Error),
+}
+
+/// How one action is run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Run<'a> {
+    /// This action finishes the action before it (one message's findings
+    /// share one action): when that one failed, this one is skipped.
+    pub follows: bool,
+    /// The bytes each step frees, by index (a removal's file sizes from
+    /// the scan), summed into [`ActionOutcome::bytes`] for the steps done.
+    pub sizes: &'a [u64],
+    /// A name already gone is no failure (a removal wants it gone;
+    /// qmail-send may have finished the message meanwhile): the step
+    /// counts in [`ActionOutcome::gone`] and the action goes on.
+    pub gone_ok: bool,
+}
+
+/// What happened to one action, in either mode.
 #[derive(Debug)]
 pub struct ActionOutcome {
-    /// Steps carried out (or recorded, in a dry run).
+    /// Steps carried out (or planned, in a dry run).
     pub done: usize,
+    /// Steps whose name was already gone ([`Run::gone_ok`]).
+    pub gone: usize,
+    /// The bytes of [`Run::sizes`] of the steps done.
+    pub bytes: u64,
     /// The error that stopped the action, with the failed step's index.
     pub failed: Option<(usize, Error)>,
+    /// Not run: it follows an action that failed ([`Run::follows`]).
+    pub skipped: bool,
+}
+
+impl ActionOutcome {
+    /// The action was carried out (or planned) whole.
+    pub fn whole(&self) -> bool {
+        self.failed.is_none() && !self.skipped
+    }
 }
 
 /// Carries out steps, through directory handles opened from the queue
-/// root without following links.
+/// root without following links; in a dry run it only validates them.
+/// It keeps no step: a check of any size holds no more than a live run.
 #[derive(Debug)]
 pub struct Mutator {
     root: Dir,
     mode: Mode,
     dirs: HashMap<PathBuf, Dir>,
-    recorded: Vec<Step>,
     steps_done: u64,
+    /// The last action run failed ([`Run::follows`]).
+    last_failed: bool,
     abort_after: Option<u64>,
     tmp_counter: u64,
 }
@@ -290,8 +334,8 @@ impl Mutator {
             root,
             mode,
             dirs: HashMap::new(),
-            recorded: Vec::new(),
             steps_done: 0,
+            last_failed: false,
             abort_after: abort_switch(),
             tmp_counter: 0,
         }
@@ -307,38 +351,58 @@ impl Mutator {
         &self.root
     }
 
-    /// Steps recorded by a dry run.
-    pub fn recorded(&self) -> &[Step] {
-        &self.recorded
+    /// Runs one action as an action of its own ([`Run::default`]).
+    pub fn run_action(&mut self, action: &Action, observe: &mut dyn FnMut(&Step, StepStatus<'_>)) -> ActionOutcome {
+        self.run(action, Run::default(), observe)
     }
 
-    /// Steps carried out (or recorded) so far.
-    pub fn steps_done(&self) -> u64 {
-        self.steps_done
-    }
-
-    /// Carries out one action: its steps in order, stopping at the first
-    /// failure. `observe` is told of every step and its result.
-    pub fn run_action(&mut self, action: &Action, observe: &mut dyn FnMut(&Step, &Result<()>)) -> ActionOutcome {
+    /// Runs one action: its steps in order, stopping at the first failure
+    /// (a name already gone is one only without [`Run::gone_ok`]).
+    /// `observe` is told of every step and how it ended; a skipped action
+    /// ([`Run::follows`]) has none.
+    pub fn run(
+        &mut self,
+        action: &Action,
+        how: Run<'_>,
+        observe: &mut dyn FnMut(&Step, StepStatus<'_>),
+    ) -> ActionOutcome {
+        let mut out = ActionOutcome { done: 0, gone: 0, bytes: 0, failed: None, skipped: false };
+        if how.follows && self.last_failed {
+            out.skipped = true;
+            return out;
+        }
         for (i, step) in action.steps.iter().enumerate() {
-            let r = self.apply(step);
-            observe(step, &r);
-            if let Err(e) = r {
-                return ActionOutcome { done: i, failed: Some((i, e)) };
+            match self.apply(step) {
+                Ok(()) => {
+                    out.done += 1;
+                    out.bytes += how.sizes.get(i).copied().unwrap_or(0);
+                    let status = if self.mode == Mode::Live { StepStatus::Done } else { StepStatus::Planned };
+                    observe(step, status);
+                }
+                Err(e) if how.gone_ok && e.is_not_found() => {
+                    out.gone += 1;
+                    observe(step, StepStatus::Gone(&e));
+                }
+                Err(e) => {
+                    observe(step, StepStatus::Failed(&e));
+                    out.failed = Some((i, e));
+                    break;
+                }
             }
         }
-        ActionOutcome { done: action.steps.len(), failed: None }
+        self.last_failed = out.failed.is_some();
+        out
     }
 
-    /// Carries out (or records) one step.
+    /// Carries out one step (dry run: validates it).
     pub fn apply(&mut self, step: &Step) -> Result<()> {
         match self.mode {
-            Mode::DryRun => self.recorded.push(step.clone()),
+            Mode::DryRun => return validate(step),
             Mode::Live => self.execute(step)?,
         }
         self.steps_done += 1;
         if let Some(k) = self.abort_after {
-            if self.steps_done >= k && self.mode == Mode::Live {
+            if self.steps_done >= k {
                 // A crash test asked to die here, as a power cut would.
                 let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
             }
@@ -565,6 +629,25 @@ fn fix_new(dir: &Dir, name: &OsStr, perm: u32, owner: Option<(u32, u32)>) -> Res
     dir.fsync()
 }
 
+/// What a dry run can tell of a step without looking at the queue (the
+/// queue as it will be after the steps before cannot be looked at): every
+/// name it uses is a name relative to the queue root, under a parent the
+/// mutator can walk to.
+fn validate(step: &Step) -> Result<()> {
+    let from: Option<&Path> = match step {
+        Step::Rename { from, .. } | Step::Replace { from, .. } | Step::Link { from, .. } => Some(from),
+        Step::CopyPrefix { from, .. } => Some(from),
+        _ => None,
+    };
+    for p in from.into_iter().chain([step.path()]) {
+        let (parent, _) = split(p)?;
+        if parent.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(Error::Other(format!("bad relative path {}", escape_path(&parent))));
+        }
+    }
+    Ok(())
+}
+
 /// The parent directory and the name; `.` is the queue root itself.
 fn split(p: &Path) -> Result<(PathBuf, &OsStr)> {
     if p == Path::new(".") {
@@ -621,10 +704,11 @@ mod tests {
         let before: Vec<_> = walk(t.path());
         let mut m = Mutator::new(d, Mode::DryRun);
         let mut seen = Vec::new();
-        let out = m.run_action(&plan(), &mut |s, r| seen.push((s.clone(), r.is_ok())));
+        let out = m.run_action(&plan(), &mut |s, st| seen.push((s.clone(), matches!(st, StepStatus::Planned))));
         assert!(out.failed.is_none());
-        assert_eq!(m.recorded(), plan().steps.as_slice());
-        assert_eq!(seen.len(), 4);
+        assert_eq!(out.done, 4);
+        let planned: Vec<Step> = seen.iter().filter(|(_, p)| *p).map(|(s, _)| s.clone()).collect();
+        assert_eq!(planned, plan().steps);
         assert_eq!(walk(t.path()), before);
     }
 
@@ -632,15 +716,18 @@ mod tests {
     fn live_run_does_each_step() {
         let (t, d) = setup();
         let mut m = Mutator::new(d, Mode::Live);
-        let out = m.run_action(&plan(), &mut |_, _| {});
+        let mut seen = Vec::new();
+        let out = m.run_action(&plan(), &mut |s, st| seen.push((s.clone(), matches!(st, StepStatus::Done))));
         assert!(out.failed.is_none(), "{:?}", out.failed);
+        assert!(seen.iter().all(|(_, d)| *d));
         assert_eq!(std::fs::read(t.path().join("mess/2/10")).unwrap(), b"hello");
         assert_eq!(std::fs::read(t.path().join("mess/2/info")).unwrap(), b"F\0");
         assert!(!t.path().join("mess/1").exists());
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(t.path().join("mess/2")).unwrap().permissions().mode();
         assert_eq!(mode & 0o7777, 0o750);
-        assert_eq!(m.steps_done(), 4);
+        assert_eq!(out.done, 4);
+        assert_eq!(m.steps_done, 4);
     }
 
     #[test]
@@ -751,6 +838,68 @@ mod tests {
             assert_eq!(std::fs::read_to_string(t.path().join(format!("a/{i}/{i}"))).unwrap(), i.to_string());
         }
         assert!(m.dirs.len() <= DIR_CACHE_MAX);
+    }
+
+    #[test]
+    fn an_action_that_follows_a_failed_one_is_skipped() {
+        let (t, d) = setup();
+        let mut m = Mutator::new(d, Mode::Live);
+        let gone = Action { message: Some(9), steps: vec![Step::Unlink { path: "mess/1/9".into(), expect: None }] };
+        let next = Action { message: Some(10), steps: vec![Step::Unlink { path: "mess/1/10".into(), expect: None }] };
+        let follows = Run { follows: true, ..Run::default() };
+        assert!(m.run_action(&gone, &mut |_, _| {}).failed.is_some());
+        let out = m.run(&next, follows, &mut |_, _| panic!("a skipped action has no steps"));
+        assert!(out.skipped && !out.whole() && out.done == 0);
+        assert!(t.path().join("mess/1/10").exists());
+        // After an action that succeeded, one that follows it runs.
+        let mkdir =
+            Action { message: None, steps: vec![Step::Mkdir { path: "mess/2".into(), perm: 0o700, owner: None }] };
+        assert!(m.run_action(&mkdir, &mut |_, _| {}).whole());
+        assert!(m.run(&next, follows, &mut |_, _| {}).whole());
+        assert!(!t.path().join("mess/1/10").exists());
+    }
+
+    #[test]
+    fn sizes_count_the_steps_done_and_gone_names_are_allowed_when_asked() {
+        let (t, d) = setup();
+        std::fs::write(t.path().join("mess/1/11"), b"abc").unwrap();
+        let action = Action {
+            message: Some(11),
+            steps: vec![
+                Step::Unlink { path: "mess/1/12".into(), expect: None },
+                Step::Unlink { path: "mess/1/11".into(), expect: None },
+            ],
+        };
+        let how = Run { sizes: &[7, 3], gone_ok: true, ..Run::default() };
+        let before = walk(t.path());
+        let dry = Mutator::new(Dir::open(t.path(), SymlinkBehavior::NoFollow).unwrap(), Mode::DryRun).run(
+            &action,
+            how,
+            &mut |_, _| {},
+        );
+        assert_eq!((dry.done, dry.gone, dry.bytes, dry.whole()), (2, 0, 10, true));
+        assert_eq!(walk(t.path()), before);
+        let mut m = Mutator::new(d, Mode::Live);
+        let live = m.run(&action, how, &mut |_, _| {});
+        assert_eq!((live.done, live.gone, live.bytes, live.whole()), (1, 1, 3, true));
+        // Without gone_ok the missing name stops the action.
+        std::fs::write(t.path().join("mess/1/11"), b"abc").unwrap();
+        let strict = m.run(&action, Run { sizes: &[7, 3], ..Run::default() }, &mut |_, _| {});
+        assert_eq!((strict.done, strict.failed.map(|f| f.0)), (0, Some(0)));
+        assert!(t.path().join("mess/1/11").exists());
+    }
+
+    #[test]
+    fn a_dry_run_refuses_what_live_could_not_walk_to() {
+        let (_t, d) = setup();
+        let mut m = Mutator::new(d, Mode::DryRun);
+        let bad = Step::Rename { from: "mess/../../etc/x".into(), to: "mess/1/x".into(), expect: None };
+        let mut seen = 0;
+        let out = m.run_action(&Action { message: None, steps: vec![bad] }, &mut |_, st| {
+            assert!(matches!(st, StepStatus::Failed(_)));
+            seen += 1;
+        });
+        assert_eq!((seen, out.done, out.failed.is_some()), (1, 0, true));
     }
 
     fn walk(p: &Path) -> Vec<(PathBuf, u64, u32)> {

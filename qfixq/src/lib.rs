@@ -19,18 +19,18 @@ use std::io::{IsTerminal, Write};
 use clap::{CommandFactory, Parser};
 use qcommon::cli::{fs_usage, layout_header, QueueArgs, FULL_WARNING_PCT};
 use qcommon::layout::Layout;
-use qcommon::mutator::{Mode, Mutator};
+use qcommon::mutator::{Mode, Mutator, Run};
 use qcommon::procs::QueueProcess;
 use qcommon::progress::{Clearing, Progress};
 use qcommon::remove::Quarantine;
 use qcommon::safe_fs::Dir;
-use qcommon::scan::{scan_counted, ScanEvent, ScanLayout, ScanOptions};
+use qcommon::scan::{scan_counted, ScanEvent, ScanOptions};
 use qcommon::session::{Access, DamagedLock, Exclusive, Refusal, Session};
 
 pub use exit::ExitCode;
 use finding::Finding;
 use message::MessageCtx;
-use output::{Detail, Report, StepStatus};
+use output::{Detail, Report};
 use structure::StructureCtx;
 
 const AFTER_HELP: &str = "\
@@ -355,7 +355,7 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
     };
     let mut tally = Tally::default();
     for f in first_findings {
-        apply(&mut report, &mut mutator, &f, live, &mut tally)?;
+        apply(&mut report, &mut mutator, &f, &mut tally)?;
     }
     if let Some(c) = claim.as_mut() {
         if let Err(r) = c.take_restored_lock(&session) {
@@ -367,7 +367,7 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
     let phase = if live { "repairing" } else { "scanning" };
     let pass = Pass { mode, no_quarantine: cli.no_quarantine, scan: &opts, since: None, progress, phase };
     let outcome = plan_and_apply(root, layout, pass, &mut quarantine, &mut |f: &Finding, _: Origin| {
-        apply(&mut report, &mut mutator, f, live, &mut tally)
+        apply(&mut report, &mut mutator, f, &mut tally)
     });
     progress.clear();
     let scanned = match outcome {
@@ -403,62 +403,42 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
     Ok(code)
 }
 
+/// The counts of a run, from the executor's outcomes.
 #[derive(Default)]
 struct Tally {
     problems: u64,
     unfixed: u64,
-    /// The last action failed: findings that follow it are not fixed.
-    last_failed: bool,
 }
 
-/// Reports a finding and, live, carries out its action; tells whether the
-/// action was carried out whole.
-fn apply<W: Write>(
-    report: &mut Report<W>,
-    m: &mut Mutator,
-    f: &Finding,
-    live: bool,
-    t: &mut Tally,
-) -> std::io::Result<bool> {
+/// Reports a finding and runs its action through the mutator (a check:
+/// planned steps; live: carried out), one path for both; tells whether
+/// the action was carried out (or planned) whole. A finding whose repair
+/// is the action before it ([`Finding::follows`]) is not fixed when that
+/// action failed: the mutator skips it.
+fn apply<W: Write>(report: &mut Report<W>, m: &mut Mutator, f: &Finding, t: &mut Tally) -> std::io::Result<bool> {
     report.finding(f)?;
-    if f.kind.is_problem() {
-        t.problems += 1;
-        if f.left || (live && f.follows && t.last_failed) {
-            t.unfixed += 1;
-        }
-    }
-    if !live {
-        for s in &f.action.steps {
-            report.step(s, StepStatus::Planned)?;
-        }
-        return Ok(true);
-    }
-    if f.follows {
-        return Ok(!t.last_failed);
-    }
     let mut io_err = None;
-    let outcome = m.run_action(&f.action, &mut |s, r| {
-        let st = match r {
-            Ok(()) => StepStatus::Done,
-            Err(e) => StepStatus::Failed(e),
-        };
-        if let Err(e) = report.step(s, st) {
+    let how = Run { follows: f.follows, ..Run::default() };
+    let outcome = m.run(&f.action, how, &mut |s, status| {
+        if let Err(e) = report.step(s, status) {
             io_err.get_or_insert(e);
         }
     });
     if let Some(e) = io_err {
         return Err(e);
     }
-    t.last_failed = outcome.failed.is_some();
-    if t.last_failed {
-        // Also a failed second half of a renumbering: the message is left
-        // under its waiting names.
-        if !f.left {
+    if f.kind.is_problem() {
+        t.problems += 1;
+        if f.left || outcome.skipped {
             t.unfixed += 1;
         }
-        return Ok(false);
     }
-    Ok(true)
+    // Also a failed second half of a renumbering: the message is left
+    // under its waiting names.
+    if outcome.failed.is_some() && !f.left {
+        t.unfixed += 1;
+    }
+    Ok(outcome.whole())
 }
 
 enum PlanError {
@@ -526,7 +506,7 @@ fn plan_and_apply(
     let mut buf: Vec<Finding> = Vec::new();
     progress.phase("listing", None);
     let mut listed = |total: u64| progress.phase(phase, Some(total));
-    let r = scan_counted(root, ScanLayout { split, big_todo }, opts, &mut listed, &mut |ev| {
+    let r = scan_counted(root, layout.shape(), opts, &mut listed, &mut |ev| {
         if failure.is_some() {
             return;
         }

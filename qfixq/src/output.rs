@@ -20,16 +20,9 @@ use qcommon::mutator::Step;
 
 use crate::finding::{Finding, Kind};
 
-/// How a step ended, for the report.
-#[derive(Debug)]
-pub enum StepStatus<'a> {
-    /// Check mode: what live would do.
-    Planned,
-    /// Done.
-    Done,
-    /// Failed, with why.
-    Failed(&'a qcommon::Error),
-}
+/// How a step ended, for the report: the executor's own words
+/// (planned in a check, done or failed in a live run).
+pub use qcommon::mutator::StepStatus;
 
 /// Findings of one kind shown as examples in the grouped text report.
 pub const EXAMPLES: usize = 3;
@@ -325,9 +318,9 @@ impl<W: Write> Report<W> {
         let line = match status {
             StepStatus::Planned => format!("  would: {s}"),
             StepStatus::Done => format!("  done: {s}"),
-            StepStatus::Failed(e) => format!("  FAILED: {s}: {e}"),
+            StepStatus::Failed(e) | StepStatus::Gone(e) => format!("  FAILED: {s}: {e}"),
         };
-        let failed = matches!(status, StepStatus::Failed(_));
+        let failed = matches!(status, StepStatus::Failed(_) | StepStatus::Gone(_));
         let Some((kind, finding, example, shown)) = &mut self.current else { return Ok(()) };
         let g = self.groups.entry(*kind).or_default();
         g.steps += 1;
@@ -351,7 +344,7 @@ impl<W: Write> Report<W> {
     /// One step of the last finding.
     pub fn step(&mut self, s: &Step, status: StepStatus<'_>) -> io::Result<()> {
         if self.quiet {
-            if let StepStatus::Failed(e) = status {
+            if let StepStatus::Failed(e) | StepStatus::Gone(e) = status {
                 if !self.json {
                     writeln!(self.out, "FAILED: {s}: {e}")?;
                 }
@@ -369,7 +362,7 @@ impl<W: Write> Report<W> {
             let (st, err) = match status {
                 StepStatus::Planned => ("planned", None),
                 StepStatus::Done => ("done", None),
-                StepStatus::Failed(e) => ("failed", Some(e.to_string())),
+                StepStatus::Failed(e) | StepStatus::Gone(e) => ("failed", Some(e.to_string())),
             };
             let op = s.verb().replace('-', "_");
             let j = StepJson { op: &op, path: &escape_path(s.path()), text: &s.to_string(), status: st, error: err };
@@ -378,7 +371,7 @@ impl<W: Write> Report<W> {
             match status {
                 StepStatus::Planned => writeln!(self.out, "  would: {s}")?,
                 StepStatus::Done => writeln!(self.out, "  done: {s}")?,
-                StepStatus::Failed(e) => writeln!(self.out, "  FAILED: {s}: {e}")?,
+                StepStatus::Failed(e) | StepStatus::Gone(e) => writeln!(self.out, "  FAILED: {s}: {e}")?,
             }
         }
         Ok(())

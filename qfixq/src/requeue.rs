@@ -46,7 +46,7 @@ use qcommon::mutator::{Action, Mode, Mutator, Step};
 use qcommon::queue::{Part, LOST_AND_FOUND};
 use qcommon::remove::{removal_action, utc_stamp, LOST_AND_FOUND_PERM};
 use qcommon::safe_fs::{parse_number, Dir, FileKind, NewFile, SymlinkBehavior};
-use qcommon::scan::{scan, ScanEvent, ScanLayout, ScanOptions, ScannedMessage};
+use qcommon::scan::{scan, ScanEvent, ScanOptions, ScannedMessage};
 
 use crate::inject::{inject, Answer, Rcpts};
 use crate::{Cli, ExitCode};
@@ -362,7 +362,7 @@ impl<W: Write> Requeue<W> {
             self.stop = Some((ExitCode::Operational, e));
             return;
         }
-        let scan_layout = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
+        let scan_layout = layout.shape();
         let opts = ScanOptions { threads: cli.threads as usize, ..ScanOptions::default() };
         let mut stray_count = 0u64;
         let r = scan(root, scan_layout, &opts, &mut |ev| {

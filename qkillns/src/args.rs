@@ -37,7 +37,10 @@ and `qfixq live` quarantines.
 --expire works beside a running qmail-send: it backdates each selected \
 preprocessed message's info time stamp past control/queuelifetime and sends \
 qmail-send SIGALRM, so that qmail-send gives up on them itself. Each \
-null-sender message it gives up on becomes a double bounce to the postmaster.
+null-sender message it gives up on becomes a double bounce to the postmaster. \
+A selected message not yet preprocessed is skipped (listed as `skipped (todo)`), \
+and so is a damaged one, whose files fit no state of the queue (an info without \
+a mess, an intd beside an info: listed as `skipped (damaged)`, for qfixq to repair).
 
 -n lists what would be done and changes nothing.";
 

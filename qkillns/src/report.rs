@@ -34,6 +34,9 @@ pub enum Status {
     AlreadyPast,
     /// `--expire`: not yet preprocessed, skipped.
     NotPreprocessed,
+    /// `--expire`: damaged (its files fit no state of the queue: an info
+    /// without a mess, an intd beside an info), skipped: qfixq repairs it.
+    Damaged,
     /// `--expire`: its info file vanished meanwhile (qmail-send finished it).
     Vanished,
 }
@@ -49,6 +52,7 @@ impl Status {
             Status::Expired => "expired",
             Status::AlreadyPast => "already expired",
             Status::NotPreprocessed => "skipped (todo)",
+            Status::Damaged => "skipped (damaged)",
             Status::Vanished => "gone meanwhile",
         }
     }
@@ -63,6 +67,7 @@ impl Status {
             Status::Expired => "expired",
             Status::AlreadyPast => "already_expired",
             Status::NotPreprocessed => "not_preprocessed",
+            Status::Damaged => "damaged",
             Status::Vanished => "vanished",
         }
     }

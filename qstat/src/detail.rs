@@ -205,7 +205,7 @@ pub fn gather(
     let salvaged = records.as_ref().unwrap_or(&empty);
     let mut senders = wanted.top.map(|_| TopCounter::new(DEFAULT_CAPACITY));
     let mut domains = wanted.top.map(|_| TopCounter::new(DEFAULT_CAPACITY));
-    let sl = ScanLayout { split: layout.split.value, big_todo: layout.big_todo.value };
+    let sl = layout.shape();
     let opts = ScanOptions { threads: wanted.threads, ..ScanOptions::default() };
     progress.phase("listing", None);
     let mut listed = |total: u64| progress.phase("scanning", Some(total));

@@ -104,7 +104,7 @@ pub fn run(req: &ListRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
         Err(e) => return fatal(err, &e),
     };
     let (layout, root) = (session.layout(), session.root());
-    let sl = QueueShape { split: layout.split.value, big_todo: layout.big_todo.value };
+    let sl = layout.shape();
     let mut incomplete = false;
     let salvaged = match qcommon::salvaged::read_all(root) {
         Ok(s) => s,

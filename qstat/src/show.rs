@@ -158,7 +158,7 @@ pub fn run(req: &ShowRequest, out: &mut dyn Write, err: &mut dyn Write) -> io::R
         Err(e) => return fatal(err, &e.to_string()),
     };
     let (layout, root) = (session.layout(), session.root());
-    let sl = QueueShape { split: layout.split.value, big_todo: layout.big_todo.value };
+    let sl = layout.shape();
     let salvaged = qcommon::salvaged::read_all(root).unwrap_or_else(|_| Salvaged::default());
     let n = req.number;
     let opts = ReadOptions {
