@@ -3,11 +3,9 @@
 //! none more, none fewer, none failed; for damages and splits drawn from a
 //! random seed (printed; `QTESTS_SEED=N` repeats a run).
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use qtests::prelude::qfixq::*;
 use qtests::rng::Rng;
 use qtests::Damage;
 

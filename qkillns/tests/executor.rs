@@ -4,12 +4,10 @@
 //! queues drawn from a random seed (printed; `QTESTS_SEED=N` repeats a
 //! run). And `--expire` skips a damaged message with its own status.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::*;
+use qtests::prelude::qkillns::*;
 use qtests::rng::Rng;
 use serde_json::Value;
 
@@ -94,7 +92,7 @@ fn same_counts(dry: &Value, live: &Value, pairs: &[(&str, &str)]) {
 
 #[test]
 fn dry_run_lists_what_the_live_run_does() {
-    if skip_unless_root() {
+    if !root_or_skip("dry_run_lists_what_the_live_run_does") {
         return;
     }
     let seed = seed();
@@ -131,7 +129,7 @@ fn dry_run_lists_what_the_live_run_does() {
 
 #[test]
 fn expire_skips_a_damaged_message_as_damaged() {
-    if skip_unless_root() {
+    if !root_or_skip("expire_skips_a_damaged_message_as_damaged") {
         return;
     }
     let q = Queue::new();
