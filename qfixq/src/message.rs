@@ -2,14 +2,16 @@
 //! one message, the findings and the crash-safe steps that save it (or set
 //! it aside). Also the strays found among the messages.
 //!
-//! Renumbering is done in two halves so that new numbers can never collide
-//! with old names: first every file of message N whose mess has inode K is
-//! renamed to `.qfixq-renum-N-K` beside where it belongs (the mess last);
-//! after every message has been seen, those names are renamed to K (the mess
-//! last again). The scanner reports every stray before the first message, so
-//! a rerun after a crash knows all waiting names when it judges a message:
-//! files of N already waiting join message N, and the files of a message
-//! whose mess still waits are left for the second half to finish.
+//! Renumbering (docs/repair.md, "Renumbering"): a message whose mess
+//! inode K differs from its number N is repaired under N while the scan
+//! goes on, and moved after the scan, when every number is known: straight
+//! to K when no message had K (the mess first to `.qfixq-renum-N-K`, the
+//! other files to K, the mess to K), else in two halves through the
+//! waiting names. The scanner reports every stray before the first
+//! message, so a rerun after a crash knows all waiting names when it
+//! judges a message: files of N already waiting, or still under N while
+//! the mess waits, join message N; files under K moved there after the
+//! mess took its waiting name join it too.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
