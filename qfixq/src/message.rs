@@ -889,7 +889,9 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
         // straight to the new number when no message had it.
         let direct = !p.ctx.salvaged.has(n)
             && Part::ALL.iter().all(|&part| {
-                p.slots[part.index()].as_ref().is_none_or(|s| s.waiting.is_none() && s.path == p.ctx.right_path(part, n))
+                p.slots[part.index()]
+                    .as_ref()
+                    .is_none_or(|s| s.waiting.is_none() && s.path == p.ctx.right_path(part, n))
             });
         let mut at: Where = 0;
         for part in order {
