@@ -415,22 +415,27 @@ impl Mutator {
             Step::Rename { from, to, expect } => {
                 let (fd, fname) = split(from)?;
                 let (td, tname) = split(to)?;
-                if let Some(ex) = expect {
-                    check_unchanged(self.dir(&fd)?, fname, ex, "rename")?;
-                }
                 self.with_two(&fd, &td, |a, b| a.rename_noreplace(fname, b, tname))?;
                 self.forget(from);
                 if let Some(ex) = expect {
-                    // Something may have been swapped in between the check
-                    // and the rename: look at what moved, and put anything
-                    // else back where it was.
+                    // One stat, after the rename: what moved must be what
+                    // the scan saw; anything else is put back where it was
+                    // (a stat before as well would only narrow the window
+                    // this one closes).
                     let moved = self.dir(&td)?.stat(tname)?;
-                    if moved.ino != ex.ino || moved.kind != ex.kind {
+                    if moved.ino != ex.ino || moved.kind != ex.kind || moved.nlink > ex.max_nlink {
                         self.with_two(&td, &fd, |b, a| b.rename_noreplace(tname, a, fname))?;
                         return Err(Error::Changed {
                             op: "rename",
                             path: self.dir(&fd)?.child_path(fname),
-                            detail: format!("inode {} swapped in during the rename; moved back", moved.ino),
+                            detail: format!(
+                                "inode {} ({}, {} links) found there, {} ({}) scanned; moved back",
+                                moved.ino,
+                                moved.kind.name(),
+                                moved.nlink,
+                                ex.ino,
+                                ex.kind.name()
+                            ),
                         });
                     }
                 }

@@ -494,6 +494,7 @@ fn plan_and_apply(
         no_quarantine,
         doomed_links: HashMap::new(),
         pending: Default::default(),
+        seen: Default::default(),
         waiting: HashMap::new(),
         waiting_mess: Default::default(),
         occupied: Default::default(),
@@ -588,9 +589,9 @@ fn plan_and_apply(
         progress.set_total(ctx.pending.len() as u64);
     }
     message::plan_pending(&mut ctx, &mut |f| match sink(f, Origin::default()) {
-        Ok(_) => {
+        Ok(done) => {
             progress.inc(1);
-            Ok(())
+            Ok(done)
         }
         Err(PlanError::Io(e)) => Err(e),
         Err(other) => {

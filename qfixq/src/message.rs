@@ -2,14 +2,16 @@
 //! one message, the findings and the crash-safe steps that save it (or set
 //! it aside). Also the strays found among the messages.
 //!
-//! Renumbering is done in two halves so that new numbers can never collide
-//! with old names: first every file of message N whose mess has inode K is
-//! renamed to `.qfixq-renum-N-K` beside where it belongs (the mess last);
-//! after every message has been seen, those names are renamed to K (the mess
-//! last again). The scanner reports every stray before the first message, so
-//! a rerun after a crash knows all waiting names when it judges a message:
-//! files of N already waiting join message N, and the files of a message
-//! whose mess still waits are left for the second half to finish.
+//! Renumbering (docs/repair.md, "Renumbering"): a message whose mess
+//! inode K differs from its number N is repaired under N while the scan
+//! goes on, and moved after the scan, when every number is known: straight
+//! to K when no message had K (the mess first to `.qfixq-renum-N-K`, the
+//! other files to K, the mess to K), else in two halves through the
+//! waiting names. The scanner reports every stray before the first
+//! message, so a rerun after a crash knows all waiting names when it
+//! judges a message: files of N already waiting, or still under N while
+//! the mess waits, join message N; files under K moved there after the
+//! mess took its waiting name join it too.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -51,8 +53,10 @@ pub struct MessageCtx {
     /// messages are handled (pid/ leftovers, temporary links), with how
     /// many.
     pub doomed_links: HashMap<u64, u64>,
-    /// Renumbered messages waiting for their second half.
+    /// Renumbered messages waiting to be moved after the scan.
     pub pending: PendingList,
+    /// The numbers of every message the scan saw.
+    pub seen: NumberSet,
     /// Waiting files found on disk (left by an interrupted run), by old number.
     pub waiting: HashMap<u64, Vec<Waiting>>,
     /// New numbers whose mess file is still waiting, with the waiting
@@ -91,17 +95,23 @@ impl MessageCtx {
     }
 }
 
-/// Renumbered messages between their two halves. After a copy to another
-/// filesystem every message of the queue is one, so each takes 16 bytes:
-/// the new number, and the old number shifted left by 8 with the waiting
-/// parts (bit `1 << Part::index`) in the low byte. An old number of more
-/// than 56 bits (no filesystem in use hands out such inode numbers) is
-/// kept whole, apart.
+/// Renumbered messages waiting to be moved after the scan. After a copy
+/// to another filesystem every message of the queue is one, so each takes
+/// 16 bytes: the new number, and the old number shifted left by 16 with
+/// [`Where`] in the low 16 bits. An old number of more than 48 bits (no
+/// filesystem in use hands out such inode numbers) is kept whole, apart.
 #[derive(Debug, Default)]
 pub struct PendingList {
     packed: Vec<(u64, u64)>,
-    wide: Vec<(u64, u64, u8)>,
+    wide: Vec<(u64, u64, u16)>,
 }
+
+/// Where the files of a pending renumbering are: the low byte has a bit
+/// (`1 << Part::index`) per part under its waiting name
+/// (`.qfixq-renum-OLD-NEW`), and [`FOUND_WAITING`] when an interrupted run
+/// left them; the high byte a bit per part still under its old number,
+/// in its right place.
+type Where = u16;
 
 impl PendingList {
     /// Messages waiting.
@@ -114,13 +124,12 @@ impl PendingList {
         self.len() == 0
     }
 
-    /// Message `old` waits to become `new`; `parts` wait under their
-    /// renumbering names (`.qfixq-renum-OLD-NEW`).
-    pub fn push(&mut self, new: u64, old: u64, parts: u8) {
-        if old >> 56 == 0 {
-            self.packed.push((new, old << 8 | u64::from(parts)));
+    /// Message `old` waits to become `new`, its files where `at` says.
+    pub fn push(&mut self, new: u64, old: u64, at: Where) {
+        if old >> 48 == 0 {
+            self.packed.push((new, old << 16 | u64::from(at)));
         } else {
-            self.wide.push((new, old, parts));
+            self.wide.push((new, old, at));
         }
     }
 
@@ -128,21 +137,61 @@ impl PendingList {
     /// a message's first half is carried out right after it is planned,
     /// so one that failed is always the last (no list scan per failure).
     pub fn forget_last(&mut self, old: u64) {
-        if self.packed.last().is_some_and(|&(_, op)| op >> 8 == old) {
+        if self.packed.last().is_some_and(|&(_, op)| op >> 16 == old) {
             self.packed.pop();
         } else if self.wide.last().is_some_and(|&(_, o, _)| o == old) {
             self.wide.pop();
         }
     }
 
-    /// Every renumbering as (new, old, parts), sorted by new number and
+    /// Every renumbering as (new, old, where), sorted by new number and
     /// without repeats.
-    fn into_sorted(mut self) -> impl Iterator<Item = (u64, u64, u8)> {
+    fn sorted(&mut self) -> impl Iterator<Item = (u64, u64, Where)> + '_ {
         self.packed.sort_unstable();
         self.packed.dedup();
         self.wide.sort_unstable();
         self.wide.dedup();
-        self.packed.into_iter().map(|(new, op)| (new, op >> 8, op as u8)).chain(self.wide)
+        self.packed.iter().map(|&(new, op)| (new, op >> 16, op as Where)).chain(self.wide.iter().copied())
+    }
+}
+
+/// The numbers of the messages the scan saw, 4 bytes each (8 for a
+/// number beyond 32 bits): a renumbering goes straight to a new number
+/// only when no message had it.
+#[derive(Debug, Default)]
+pub struct NumberSet {
+    narrow: Vec<u32>,
+    wide: Vec<u64>,
+    sorted: bool,
+}
+
+impl NumberSet {
+    /// Adds `n`.
+    pub fn insert(&mut self, n: u64) {
+        match u32::try_from(n) {
+            Ok(x) => self.narrow.push(x),
+            Err(_) => self.wide.push(n),
+        }
+        self.sorted = false;
+    }
+
+    /// Sorts, once all numbers are in.
+    fn seal(&mut self) {
+        if !self.sorted {
+            self.narrow.sort_unstable();
+            self.narrow.dedup();
+            self.wide.sort_unstable();
+            self.wide.dedup();
+            self.sorted = true;
+        }
+    }
+
+    /// Whether `n` was added (after [`NumberSet::seal`]).
+    fn contains(&self, n: u64) -> bool {
+        match u32::try_from(n) {
+            Ok(x) => self.narrow.binary_search(&x).is_ok(),
+            Err(_) => self.wide.binary_search(&n).is_ok(),
+        }
     }
 }
 
@@ -212,10 +261,15 @@ struct Planner<'c, 'm> {
 
 /// A flag beside the part bits of a pending renumbering: its files were
 /// found waiting on disk, left by an interrupted run.
-const FOUND_WAITING: u8 = 0x80;
+const FOUND_WAITING: Where = 0x80;
 
-fn mask(part: Part) -> u8 {
+fn mask(part: Part) -> Where {
     1 << part.index()
+}
+
+/// The bit of `part` under its old number in a [`Where`].
+fn at_old(part: Part) -> Where {
+    mask(part) << 8
 }
 
 impl<'c, 'm> Planner<'c, 'm> {
@@ -362,6 +416,7 @@ pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessa
     if !ctx.empty {
         ctx.salvaged.saw(msg.number);
     }
+    ctx.seen.insert(msg.number);
     if is_healthy_preprocessed(ctx, msg) {
         // Tests build with debug assertions: there the full planner runs
         // too and must agree that there is nothing to do.
@@ -472,6 +527,9 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
         slots[f.part.index()] = Some(Slot { found: Some(f), path: f.rel_path(n), rewritten: false, waiting: None });
     }
     if skipped > 0 && slots.iter().all(Option::is_none) && msg.extra.is_empty() {
+        return;
+    }
+    if join_waiting_mess(ctx, msg, &slots) {
         return;
     }
     // Files of this message an interrupted run had already moved aside for
@@ -826,18 +884,33 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
             format!("name differs from its inode {k}"),
             format!("renumbered to {k}"),
         );
-        let mut parts = 0u8;
+        // Every file in its right place under the old number, none
+        // waiting, no salvage record: the files move after the scan,
+        // straight to the new number when no message had it.
+        let direct = !p.ctx.salvaged.has(n)
+            && Part::ALL.iter().all(|&part| {
+                p.slots[part.index()]
+                    .as_ref()
+                    .is_none_or(|s| s.waiting.is_none() && s.path == p.ctx.right_path(part, n))
+            });
+        let mut at: Where = 0;
         for part in order {
             let Some(slot) = p.slots[part.index()].clone() else { continue };
+            if direct {
+                at |= at_old(part);
+                continue;
+            }
             if slot.waiting.is_none() {
                 let to = p.ctx.temp_path(part, n, k);
                 let expect = Planner::expect(slot.found);
                 p.steps.push(Step::Rename { from: slot.path, to, expect });
             }
-            parts |= mask(part);
+            at |= mask(part);
         }
-        p.steps.extend(p.ctx.salvaged.renumber_steps(n, k));
-        p.ctx.pending.push(k, n, parts);
+        if !direct {
+            p.steps.extend(p.ctx.salvaged.renumber_steps(n, k));
+        }
+        p.ctx.pending.push(k, n, at);
     } else {
         for part in order {
             let Some(slot) = p.slots[part.index()].clone() else { continue };
@@ -1032,18 +1105,26 @@ pub fn forget_pending(ctx: &mut MessageCtx, old: u64) {
     ctx.pending.forget_last(old);
 }
 
-/// The second half of renumbering: every waiting file to its new name,
-/// the mess last. Waiting files found on disk and not taken up by their
-/// message are finished here too. Each finding goes to `sink` as it is
-/// made: after a copy to another filesystem every message is pending, and
+/// The moves of renumbering, after the scan (docs/repair.md, "the mess
+/// file's name is not its inode number"). First, message by message in
+/// order of new number: a message whose files are all under their old
+/// number moves straight to its new number when no message the scan saw
+/// had that number and no waiting message owns it (the mess first to its
+/// waiting name, then the other files to the new number, then the mess);
+/// otherwise (a collision) its files go to their waiting names, mess
+/// first. Then every waiting message (those of the first step, of a
+/// message with a salvage record, and those an interrupted run left) is
+/// given its new number, the mess last. Each finding goes to `sink` as it
+/// is made, and `sink` tells whether its action was carried out whole:
+/// after a copy to another filesystem every message is pending, and
 /// their findings are never all held at once.
 pub fn plan_pending(
     ctx: &mut MessageCtx,
-    sink: &mut dyn FnMut(&Finding) -> std::io::Result<()>,
+    sink: &mut dyn FnMut(&Finding) -> std::io::Result<bool>,
 ) -> std::io::Result<()> {
     let mut pending = std::mem::take(&mut ctx.pending);
     for (old, list) in std::mem::take(&mut ctx.waiting) {
-        let mut by_new: HashMap<u64, u8> = HashMap::new();
+        let mut by_new: HashMap<u64, Where> = HashMap::new();
         for w in list {
             *by_new.entry(w.new).or_insert(0) |= mask(w.part);
         }
@@ -1051,8 +1132,90 @@ pub fn plan_pending(
             pending.push(new, old, parts | FOUND_WAITING);
         }
     }
+    ctx.seen.seal();
+    // New numbers that waiting files already own.
+    let mut owned: Vec<u64> = pending.sorted().filter(|&(_, _, at)| at & 0x7f != 0).map(|(new, _, _)| new).collect();
+    owned.sort_unstable();
+    let order = [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce];
+    let mut second = PendingList::default();
+    for (new, old, at) in pending.sorted() {
+        let under_old = at >> 8;
+        if under_old == 0 {
+            second.push(new, old, at);
+            continue;
+        }
+        let found_waiting = at & FOUND_WAITING != 0;
+        if ctx.occupied.contains(&new) {
+            ctx.occupied.insert(old);
+            sink(&Finding::leave(
+                Kind::RenumberFinish,
+                ctx.right_path(Part::Mess, new),
+                format!("message {old} is to become {new}, but files that could not be set aside hold that number"),
+                "left where it is; run qfixq live again once the errors above are cleared",
+            ))?;
+            continue;
+        }
+        let mess_old = ctx.right_path(Part::Mess, old);
+        let mess_wait = ctx.temp_path(Part::Mess, old, new);
+        let mess_new = ctx.right_path(Part::Mess, new);
+        let mess_ex = Some(Expect { ino: new, kind: FileKind::Regular, max_nlink: u64::MAX });
+        let mut steps = Vec::new();
+        let direct = !found_waiting && !ctx.seen.contains(new) && owned.binary_search(&new).is_err();
+        if !direct {
+            // A collision, or a message an interrupted run left half
+            // moved: its files go to their waiting names, the mess first
+            // (hidden under a name qmail never reads, it marks the files
+            // still under the old number as its own), and take the new
+            // number once every message has moved.
+            if !found_waiting {
+                steps.push(Step::Rename { from: mess_old, to: mess_wait, expect: mess_ex });
+            }
+            for part in order.iter().filter(|p| under_old & mask(**p) != 0) {
+                steps.push(Step::Rename {
+                    from: ctx.right_path(*part, old),
+                    to: ctx.temp_path(*part, old, new),
+                    expect: None,
+                });
+            }
+            let problem = if found_waiting {
+                format!("message {old} is half moved to {new} (an interrupted repair)")
+            } else {
+                format!("message {old}'s new number {new} is another message's old number")
+            };
+            let ok = sink(&Finding::fix(
+                Kind::RenumberFinish,
+                mess_new,
+                problem,
+                "its files wait under renumbering names until every message has moved",
+                Action { message: Some(old), steps },
+            ))?;
+            if ok {
+                second.push(new, old, (at & 0xff) | under_old);
+            } else {
+                ctx.occupied.insert(old);
+            }
+            continue;
+        }
+        steps.push(Step::Rename { from: mess_old, to: mess_wait.clone(), expect: mess_ex });
+        for part in order.iter().filter(|p| under_old & mask(**p) != 0) {
+            steps.push(Step::Rename { from: ctx.right_path(*part, old), to: ctx.right_path(*part, new), expect: None });
+        }
+        steps.push(Step::Rename { from: mess_wait, to: mess_new.clone(), expect: None });
+        let ok = sink(&Finding::fix(
+            Kind::RenumberFinish,
+            mess_new,
+            format!("message {old} moves to its new number {new}"),
+            "given its new number",
+            Action { message: Some(new), steps },
+        ))?;
+        if !ok {
+            ctx.occupied.insert(old);
+            ctx.occupied.insert(new);
+        }
+    }
+    drop(pending);
     let order = [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce, Part::Mess];
-    for (new, old, parts) in pending.into_sorted() {
+    for (new, old, parts) in second.sorted() {
         // Left by an interrupted run: a problem of its own (this run did
         // not renumber it, it finishes a renumbering).
         let found_waiting = parts & FOUND_WAITING != 0;
@@ -1089,6 +1252,43 @@ pub fn plan_pending(
         ))?;
     }
     Ok(())
+}
+
+/// Files under old number N while the mess of N's renumbering to K waits
+/// under its waiting name, and no mess is under N: an interrupted run
+/// had moved the mess first and not yet these files. They join that
+/// message and move to K after the scan (they were repaired before the
+/// mess moved). Only when every one is a regular file in its right place
+/// and no part is both here and waiting; anything else is judged on its
+/// own.
+fn join_waiting_mess(ctx: &mut MessageCtx, msg: &ScannedMessage, slots: &[Option<Slot<'_>>; 7]) -> bool {
+    let n = msg.number;
+    if msg.has(Part::Mess) || !msg.extra.is_empty() || !msg.io_errors.is_empty() {
+        return false;
+    }
+    let Some(list) = ctx.waiting.get(&n) else { return false };
+    let Some(k) = list.iter().find(|w| w.part == Part::Mess).map(|w| w.new) else { return false };
+    if list.iter().any(|w| w.new != k) {
+        return false;
+    }
+    let mut at: Where = FOUND_WAITING;
+    for w in list {
+        at |= mask(w.part);
+    }
+    for part in Part::ALL {
+        let Some(s) = &slots[part.index()] else { continue };
+        let regular = s.found.and_then(|f| f.stat).is_some_and(|st| st.kind == FileKind::Regular);
+        if at & mask(part) != 0 || !regular || s.path != ctx.right_path(part, n) {
+            return false;
+        }
+        at |= at_old(part);
+    }
+    if at >> 8 == 0 {
+        return false;
+    }
+    ctx.waiting.remove(&n);
+    ctx.pending.push(k, n, at);
+    true
 }
 
 /// Fresh copies left by an interrupted run whose message is gone: they
@@ -1152,6 +1352,7 @@ mod tests {
             no_quarantine: false,
             doomed_links: HashMap::new(),
             pending: PendingList::default(),
+            seen: NumberSet::default(),
             waiting: HashMap::new(),
             waiting_mess: HashMap::new(),
             occupied: HashSet::new(),
@@ -1196,12 +1397,36 @@ mod tests {
         let mut l = PendingList::default();
         l.push(30, 7, 0b1000_0001);
         l.push(10, u64::MAX - 1, 0b11);
-        l.push(20, (1 << 56) - 1, 0b111_1111);
+        l.push(20, (1 << 48) - 1, 0b111_1111_0111_1111);
+        l.push(40, 1 << 48, 0x7f00);
         l.push(5, 99, 1);
         l.forget_last(99);
         l.forget_last(7); // not the last one: kept
-        let got: Vec<_> = l.into_sorted().collect();
-        assert_eq!(got, vec![(20, (1 << 56) - 1, 0b111_1111), (30, 7, 0b1000_0001), (10, u64::MAX - 1, 0b11)]);
+        let got: Vec<_> = l.sorted().collect();
+        assert_eq!(
+            got,
+            vec![
+                (20, (1 << 48) - 1, 0b111_1111_0111_1111),
+                (30, 7, 0b1000_0001),
+                (10, u64::MAX - 1, 0b11),
+                (40, 1 << 48, 0x7f00)
+            ]
+        );
+    }
+
+    #[test]
+    fn number_set_holds_narrow_and_wide_numbers() {
+        let mut s = NumberSet::default();
+        for n in [5, u64::from(u32::MAX), 1 << 40, 5, 7] {
+            s.insert(n);
+        }
+        s.seal();
+        for n in [5, 7, u64::from(u32::MAX), 1 << 40] {
+            assert!(s.contains(n), "{n}");
+        }
+        for n in [6, 1 << 32, (1 << 40) + 1] {
+            assert!(!s.contains(n), "{n}");
+        }
     }
 
     #[test]

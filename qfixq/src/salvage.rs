@@ -46,6 +46,11 @@ impl Book {
         }
     }
 
+    /// Whether message `n` has a record (on disk, or written by this run).
+    pub fn has(&self, n: u64) -> bool {
+        self.records.contains(n)
+    }
+
     /// The steps recording `rec` (lost+found and its `salvaged` directory
     /// first, when missing); they go before the info is written.
     pub fn record_steps(&mut self, q: &mut Quarantine, rec: Record) -> Vec<Step> {
