@@ -9,13 +9,11 @@
 //! under its mess inode, whole (the same files by content, together), and
 //! nothing left under a waiting name.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
 use qcommon::queue::Part;
+use qtests::prelude::qfixq::*;
 use qtests::snapshot::snapshot;
 
 const MESSAGES: usize = 16;
