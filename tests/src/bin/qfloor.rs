@@ -207,65 +207,93 @@ fn present(parts: &mut [PartDirs]) -> Result<Vec<HashSet<u64>>> {
 fn renumber(a: &QueueArgs) -> Result<()> {
     let mut parts = open_all(&a.queue, a.split)?;
     let mut moves: HashMap<u64, u64> = HashMap::new();
-    let mess = Part::Mess.index();
-    for (_, n, ino) in parts[mess].list()? {
+    for (_, n, ino) in parts[Part::Mess.index()].list()? {
         if n != ino {
             moves.insert(n, ino);
         }
     }
     let have = present(&mut parts)?;
-    let move_message = |from: u64, from_name: &str, to: u64, to_name: &str| -> Result<()> {
+    for step in plan(moves) {
         for p in PARTS {
-            if have[p.index()].contains(&from) {
+            if have[p.index()].contains(&step.message) {
                 let d = &parts[p.index()];
-                nix::fcntl::renameat(Some(d.fd(from)), from_name, Some(d.fd(to)), to_name)
-                    .with_context(|| format!("rename {}/{from_name} to {to_name}", p.dir()))?;
+                let (from, to) = (step.from.name(), step.to.name());
+                nix::fcntl::renameat(Some(d.fd(step.from.dir())), from.as_str(), Some(d.fd(step.to.dir())), to.as_str())
+                    .with_context(|| format!("rename {}/{from} to {to}", p.dir()))?;
             }
         }
-        Ok(())
-    };
+    }
+    Ok(())
+}
+
+/// A name a message's files have during renumbering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Name {
+    /// The number itself, in the directory of that number.
+    Number(u64),
+    /// `N.floor`, in the directory of number N: where the first message
+    /// of a cycle waits.
+    Parked(u64),
+}
+
+impl Name {
+    fn name(self) -> String {
+        match self {
+            Name::Number(n) => n.to_string(),
+            Name::Parked(n) => format!("{n}.floor"),
+        }
+    }
+
+    /// The number whose directory holds the name.
+    fn dir(self) -> u64 {
+        match self {
+            Name::Number(n) | Name::Parked(n) => n,
+        }
+    }
+}
+
+/// One rename of every file of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Step {
+    /// The message's old number (which of its parts exist).
+    message: u64,
+    from: Name,
+    to: Name,
+}
+
+/// The renames of a renumbering, old number to new, in an order where no
+/// rename lands on a name still in use: a new number may be the old number
+/// of another message to move, which then moves first (a chain); a cycle
+/// parks its first message under a temporary name, the only renames
+/// beyond one per file. The numbers map one to one (old numbers are names,
+/// new ones inodes), so every chain ends at a free name or closes a cycle.
+fn plan(mut moves: HashMap<u64, u64>) -> Vec<Step> {
+    let mut steps = Vec::with_capacity(moves.len() + 1);
     let mut starts: Vec<u64> = moves.keys().copied().collect();
     starts.sort_unstable();
+    let step = |old: u64, new: u64| Step { message: old, from: Name::Number(old), to: Name::Number(new) };
     for start in starts {
         if !moves.contains_key(&start) {
             continue;
         }
-        // The chain start -> moves[start] -> ...: each new number that is
-        // the old number of a message still to move.
         let mut chain = vec![start];
         let mut next = moves[&start];
         while next != start && moves.contains_key(&next) {
             chain.push(next);
             next = moves[&next];
         }
-        let cycle = next == start;
-        if cycle {
-            // Park the first message under a name no digit-only listing
-            // takes, in the directories of its old number.
-            let tmp = format!("{start}.floor");
-            move_message(start, &start.to_string(), start, &tmp)?;
-            for &old in chain[1..].iter().rev() {
-                move_message(old, &old.to_string(), moves[&old], &moves[&old].to_string())?;
-            }
-            let to = moves[&start];
-            // From the old number's directories to the new number's.
-            for p in PARTS {
-                if have[p.index()].contains(&start) {
-                    let d = &parts[p.index()];
-                    nix::fcntl::renameat(Some(d.fd(start)), tmp.as_str(), Some(d.fd(to)), to.to_string().as_str())
-                        .with_context(|| format!("rename {}/{tmp}", p.dir()))?;
-                }
-            }
+        if next == start {
+            steps.push(Step { message: start, from: Name::Number(start), to: Name::Parked(start) });
+            steps.extend(chain[1..].iter().rev().map(|&old| step(old, moves[&old])));
+            steps.push(Step { message: start, from: Name::Parked(start), to: Name::Number(moves[&start]) });
         } else {
-            for &old in chain.iter().rev() {
-                move_message(old, &old.to_string(), moves[&old], &moves[&old].to_string())?;
-            }
+            steps.extend(chain.iter().rev().map(|&old| step(old, moves[&old])));
         }
         for old in chain {
             moves.remove(&old);
         }
     }
-    Ok(())
+    steps
 }
 
 /// qmail's ids.
@@ -551,6 +579,112 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Carries out `steps` on a set of names, failing on any rename onto a
+    /// name in use or from a name not there.
+    fn apply(names: &mut HashSet<Name>, steps: &[Step]) {
+        for s in steps {
+            assert!(names.remove(&s.from), "{s:?}: nothing at {:?}", s.from);
+            assert!(names.insert(s.to), "{s:?}: {:?} in use", s.to);
+        }
+    }
+
+    #[test]
+    fn plans_chains_and_cycles_without_overwriting() {
+        // 1 -> 2 -> 3 (free), a cycle 10 -> 11 -> 12 -> 10, a swap 20 <-> 21,
+        // and 30 -> 40 alone.
+        let moves: HashMap<u64, u64> =
+            [(1, 2), (2, 3), (10, 11), (11, 12), (12, 10), (20, 21), (21, 20), (30, 40)].into_iter().collect();
+        let steps = plan(moves.clone());
+        // One rename per message, plus one per cycle (two cycles).
+        assert_eq!(steps.len(), moves.len() + 2, "{steps:?}");
+        let mut names: HashSet<Name> = moves.keys().map(|&n| Name::Number(n)).collect();
+        apply(&mut names, &steps);
+        let want: HashSet<Name> = moves.values().map(|&n| Name::Number(n)).collect();
+        assert_eq!(names, want);
+        // Each message ends at its own new number.
+        for (&old, &new) in &moves {
+            let last = steps.iter().rev().find(|s| s.message == old).unwrap();
+            assert_eq!(last.to, Name::Number(new), "{old}");
+        }
+    }
+
+    /// A practice queue of `n` messages with `damage` applied.
+    fn damaged(dir: &Path, n: usize, null_sender: f64, damage: Option<qtests::Damage>) -> PathBuf {
+        let queue = dir.join("queue");
+        let spec = qtests::BuildSpec { messages: n, null_sender, ..qtests::BuildSpec::default() };
+        let built = qtests::build_queue(&queue, &spec).unwrap();
+        if let Some(d) = damage {
+            qtests::apply_damage(&built, d, 1, &dir.join("outside")).unwrap();
+        }
+        queue
+    }
+
+    fn caller_ids() -> String {
+        format!("{0}:{0}:{0}:{1}", nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+    }
+
+    fn field(shape: &str, key: &str) -> u64 {
+        let v = shape.split(' ').find_map(|kv| kv.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("{key}"));
+        v.parse().unwrap()
+    }
+
+    #[test]
+    fn renumbering_names_every_message_by_its_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = damaged(dir.path(), 300, 0.05, Some(qtests::Damage::CopiedToOtherFs));
+        let a = QueueArgs { queue, split: 23 };
+        let ids = Ids::parse(&caller_ids()).unwrap();
+        let before = shape(&a, ids).unwrap();
+        assert!(field(&before, "named-by-inode") < 300, "{before}");
+        renumber(&a).unwrap();
+        let after = shape(&a, ids).unwrap();
+        assert_eq!(field(&after, "mess"), 300, "{after}");
+        assert_eq!(field(&after, "named-by-inode"), 300, "{after}");
+        assert_eq!(field(&after, "without-mess"), 0, "{after}");
+        for p in ["info", "local", "remote", "todo", "intd", "bounce"] {
+            assert_eq!(field(&after, p), field(&before, p), "{p}: {before} / {after}");
+        }
+    }
+
+    #[test]
+    fn owners_and_modes_put_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = damaged(dir.path(), 200, 0.05, Some(qtests::Damage::BadOwnersModes));
+        let a = QueueArgs { queue, split: 23 };
+        let ids = Ids::parse(&caller_ids()).unwrap();
+        assert!(field(&shape(&a, ids).unwrap(), "wrong-owner-or-mode") > 0);
+        owners(&a, ids).unwrap();
+        assert_eq!(field(&shape(&a, ids).unwrap(), "wrong-owner-or-mode"), 0);
+    }
+
+    #[test]
+    fn killns_removes_exactly_the_null_sender_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = damaged(dir.path(), 400, 0.3, None);
+        let a = QueueArgs { queue: queue.clone(), split: 23 };
+        let ids = Ids::parse(&caller_ids()).unwrap();
+        // The envelope that decides each message's sender, as qkillns reads it.
+        let null_senders = |q: &Path| -> (u64, u64) {
+            let (mut null, mut all) = (0, 0);
+            for b in 0..23 {
+                for e in std::fs::read_dir(q.join(format!("mess/{b}"))).unwrap() {
+                    let n = e.unwrap().file_name().into_string().unwrap();
+                    let todo = q.join("todo").join(&n);
+                    let env = std::fs::read(&todo).or_else(|_| std::fs::read(q.join(format!("info/{b}/{n}")))).unwrap();
+                    all += 1;
+                    null += u64::from(sender(&env) == Some(b""));
+                }
+            }
+            (null, all)
+        };
+        let (null, all) = null_senders(&queue);
+        assert!(null > 50, "{null} of {all}");
+        killns(&a, 3).unwrap();
+        assert_eq!(null_senders(&queue), (0, all - null));
+        let after = shape(&a, ids).unwrap();
+        assert_eq!(field(&after, "without-mess"), 0, "{after}");
+    }
 
     #[test]
     fn numbers_and_senders() {
