@@ -527,7 +527,13 @@ pub fn destructive_in_place(cx: &mut Ctx<'_>, case: Case, size: Size) -> Result<
     for role in roles {
         let q = base_queue(cx, case, size)?;
         if let Some(dmg) = case.damage() {
-            (cx.log)(&format!("  {} {}: damaging {} in place ({})", size.label(), case.name(), q.display(), dmg.name()));
+            (cx.log)(&format!(
+                "  {} {}: damaging {} in place ({})",
+                size.label(),
+                case.name(),
+                q.display(),
+                dmg.name()
+            ));
             let built = BuiltQueue {
                 queue: q.clone(),
                 spec_split: qcommon::queue::DEFAULT_SPLIT,

@@ -218,8 +218,13 @@ fn renumber(a: &QueueArgs) -> Result<()> {
             if have[p.index()].contains(&step.message) {
                 let d = &parts[p.index()];
                 let (from, to) = (step.from.name(), step.to.name());
-                nix::fcntl::renameat(Some(d.fd(step.from.dir())), from.as_str(), Some(d.fd(step.to.dir())), to.as_str())
-                    .with_context(|| format!("rename {}/{from} to {to}", p.dir()))?;
+                nix::fcntl::renameat(
+                    Some(d.fd(step.from.dir())),
+                    from.as_str(),
+                    Some(d.fd(step.to.dir())),
+                    to.as_str(),
+                )
+                .with_context(|| format!("rename {}/{from} to {to}", p.dir()))?;
             }
         }
     }
