@@ -502,7 +502,10 @@ pub fn destructive(cx: &mut Ctx<'_>, case: Case, size: Size) -> Result<Group> {
             said.push(d.run(cx, case, role, &s.queue, &scratch, compare)?);
             s.remove()?;
         }
-        d.check_shapes(&format!("run {}", i + 1));
+        let same = d.check_shapes(&format!("run {}", i + 1));
+        if compare {
+            said.push(if same { "queue shapes the same".into() } else { "SHAPE DIFFERS (see the notes)".into() });
+        }
         (cx.log)(&format!("  {} {} run {}/{runs}: {}", size.label(), case.name(), i + 1, said.join(", ")));
     }
     let notes = vec!["a freshly built queue per run and command (just written and synced: warm)".to_string()];
@@ -524,6 +527,7 @@ pub fn destructive_in_place(cx: &mut Ctx<'_>, case: Case, size: Size) -> Result<
     let roles = roles(cx, case, 0);
     let compare = roles.len() > 1;
     let mut said = Vec::new();
+    let mut marker = None;
     for role in roles {
         let q = base_queue(cx, case, size)?;
         if let Some(dmg) = case.damage() {
@@ -546,7 +550,7 @@ pub fn destructive_in_place(cx: &mut Ctx<'_>, case: Case, size: Size) -> Result<
             measure::in_child("damage", || apply_damage(&built, dmg, 1, &outside).map(drop))?;
             measure::sync();
         }
-        let marker = q.parent().map(|h| h.join("qbench-marker"));
+        marker = q.parent().map(|h| h.join("qbench-marker"));
         let r = d.run(cx, case, role, &q, &scratch, compare);
         // The queue is healthy again (and kept) only after a live repair
         // that worked; a removal, or a failure, has it rebuilt.
@@ -558,13 +562,15 @@ pub fn destructive_in_place(cx: &mut Ctx<'_>, case: Case, size: Size) -> Result<
         }
         said.push(r?);
     }
-    if !d.check_shapes("the one run") {
+    let same = d.check_shapes("the one run");
+    if compare {
+        said.push(if same { "queue shapes the same".into() } else { "SHAPE DIFFERS (see the notes)".into() });
+    }
+    if !same {
         // A role that left another shape may have left the kept queue
-        // unhealthy: have it rebuilt.
-        if let Ok(q) = base_queue(cx, case, size) {
-            if let Some(h) = q.parent() {
-                let _ = std::fs::remove_file(h.join("qbench-marker"));
-            }
+        // unhealthy: have it rebuilt next time.
+        if let Some(m) = &marker {
+            let _ = std::fs::remove_file(m);
         }
     }
     (cx.log)(&format!("  {} {} (one run): {}", size.label(), case.name(), said.join(", ")));
