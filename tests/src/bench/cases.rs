@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use qtests::{apply_damage, BuiltQueue, Damage};
 
 use crate::measure::{self, Sample};
@@ -45,6 +45,9 @@ pub const CASE_NAMES: &[(&str, &[Case])] = &[
     ("list", &[Case::List]),
 ];
 
+/// The split of every practice queue qbench builds.
+const SPLIT: u32 = qcommon::queue::DEFAULT_SPLIT;
+
 /// The stat-every-file walk (as a shell command on `q`).
 fn find_walk(q: &Path) -> Vec<String> {
     sh(format!("find {} -type f -printf '%i %s %U %m\\n' | wc -l", shell_quote(q)))
@@ -66,9 +69,35 @@ pub struct Tools {
     /// `--ids` for qfixq: the caller's uid thrice and gid (practice queues
     /// are built without qmail's ids).
     pub ids: String,
+    /// The `qfloor` program: the floors and the queue-shape summary.
+    pub qfloor: PathBuf,
+    /// Directory of a second set of qstat, qfixq and qkillns
+    /// (`--baseline-bin`), run beside ours.
+    pub baseline: Option<PathBuf>,
 }
 
 impl Tools {
+    /// The same tools from the baseline directory, if there is one.
+    fn baseline_tools(&self) -> Option<Tools> {
+        let bin = self.baseline.clone()?;
+        Some(Tools { bin, baseline: None, ..self.clone() })
+    }
+
+    /// `qfloor shape` of queue `q`: one line, compared between the tool's
+    /// queue and the floor's (and the baseline's) after a destructive run.
+    pub fn shape(&self, q: &Path) -> Result<String> {
+        let out = std::process::Command::new(&self.qfloor)
+            .args(["shape", "--ids", &self.ids, "--split", &SPLIT.to_string(), "--queue"])
+            .arg(q)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .with_context(|| format!("run {} shape", self.qfloor.display()))?;
+        if !out.status.success() {
+            bail!("qfloor shape {}: {}", q.display(), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     fn tool(&self, name: &str, args: &[&str], q: &Path) -> Vec<String> {
         let mut v = vec![self.bin.join(name).display().to_string()];
         v.extend(args.iter().map(|s| s.to_string()));
@@ -161,6 +190,31 @@ impl Case {
         Some(Cmd { label: label.into(), argv, ok })
     }
 
+    /// The baseline's build of our tool on queue `q` (`--baseline-bin`).
+    pub fn baseline(self, t: &Tools, q: &Path, one_thread: bool) -> Option<Cmd> {
+        let mut c = self.ours(&t.baseline_tools()?, q, one_thread)?;
+        c.label = format!("{} (baseline)", c.label);
+        Some(c)
+    }
+
+    /// The floor of a destructive case on queue `q`: `qfloor` making only
+    /// the system calls the job cannot avoid (docs/performance.md,
+    /// "Floors").
+    pub fn floor(self, t: &Tools, q: &Path) -> Option<Cmd> {
+        let (label, job) = match self {
+            Case::LiveCopy => ("floor: renames", "renumber"),
+            Case::LiveOwners => ("floor: chown/chmod", "owners"),
+            Case::Killns => ("floor: read, unlink", "killns"),
+            _ => return None,
+        };
+        let mut argv = vec![t.qfloor.display().to_string(), job.into(), "--split".into(), SPLIT.to_string()];
+        if self == Case::LiveOwners {
+            argv.extend(["--ids".to_string(), t.ids.clone()]);
+        }
+        argv.extend(["--queue".to_string(), q.display().to_string()]);
+        Some(Cmd { label: label.into(), argv, ok: &[0] })
+    }
+
     /// The counterpart on queue `q`: the classic tool, or where there is
     /// none the reference the tool issue names (our own check for qkillns,
     /// the stat-every-file walk for a live repair).
@@ -203,6 +257,10 @@ pub struct Group {
     pub ours: Vec<Series>,
     /// The counterpart.
     pub reference: Series,
+    /// The floor (destructive cases), run on its own copy of the queue.
+    pub floor: Option<Series>,
+    /// The baseline's build of `ours[0]` (`--baseline-bin`).
+    pub baseline: Option<Series>,
     /// 1-minute load average before the group ran.
     pub load: f64,
     /// Notes for the reader (runs reduced, options missing...).
@@ -240,10 +298,12 @@ impl std::fmt::Debug for Ctx<'_> {
 }
 
 /// A warm group on a kept queue: one warm-up of each command (none at 1M
-/// messages), then `runs` pairs, ours first, in alternation.
+/// messages), then `runs` rounds in alternation: ours, the counterpart,
+/// and the baseline's build of ours when there is one.
 pub fn warm(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group> {
     let ours = case.ours(cx.tools, q, false).expect("every case has our tool");
     let reference = case.reference(cx.tools, q);
+    let baseline = case.baseline(cx.tools, q, false);
     let load = measure::loadavg()[0];
     let scratch = scratch_dir(cx.dir)?;
     // At 1M messages a warm-up buys nothing: this machine drops cached
@@ -251,15 +311,17 @@ pub fn warm(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group>
     // not stay cached between two runs anyway.
     let warm_up = !size.is_huge();
     if warm_up {
-        run_checked(&ours, &scratch)?;
-        run_checked(&reference, &scratch)?;
+        for c in std::iter::once(&ours).chain([&reference]).chain(baseline.as_ref()) {
+            run_checked(c, &scratch)?;
+        }
     }
     let mut a = Series { cmd: ours, samples: Vec::new() };
     let mut b = Series { cmd: reference, samples: Vec::new() };
+    let mut base = baseline.map(|cmd| Series { cmd, samples: Vec::new() });
     for i in 0..cx.runs {
         a.samples.push(run_checked(&a.cmd, &scratch)?);
         b.samples.push(run_checked(&b.cmd, &scratch)?);
-        (cx.log)(&format!(
+        let mut line = format!(
             "  {} {} run {}/{}: {:.3} s vs {:.3} s",
             size.label(),
             case.name(),
@@ -267,16 +329,151 @@ pub fn warm(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group>
             cx.runs,
             a.samples[i].wall,
             b.samples[i].wall
-        ));
+        );
+        if let Some(s) = base.as_mut() {
+            s.samples.push(run_checked(&s.cmd, &scratch)?);
+            line.push_str(&format!(", baseline {:.3} s", s.samples[i].wall));
+        }
+        (cx.log)(&line);
     }
     let notes = if warm_up { Vec::new() } else { vec!["no warm-up run at this size".to_string()] };
-    Ok(Group { size, case, cold: false, ours: vec![a], reference: b, load, notes })
+    Ok(Group { size, case, cold: false, ours: vec![a], reference: b, floor: None, baseline: base, load, notes })
 }
 
-/// A destructive group: per run, a freshly built (and damaged) queue, on
-/// which the counterpart runs first (it changes nothing), then our tool.
-/// At 1M messages one run only, on the kept queue itself (see
-/// [`destructive_in_place`]).
+/// Which command of a destructive case gets a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The counterpart, then our tool, on one queue.
+    Ours,
+    /// The floor, on its own queue.
+    Floor,
+    /// The baseline's build of our tool, on its own queue.
+    Baseline,
+}
+
+impl Role {
+    fn slug(self) -> &'static str {
+        match self {
+            Role::Ours => "ours",
+            Role::Floor => "floor",
+            Role::Baseline => "baseline",
+        }
+    }
+}
+
+/// The series of a destructive group as they fill up.
+#[derive(Default)]
+struct Destructive {
+    ours: Option<Series>,
+    reference: Option<Series>,
+    floor: Option<Series>,
+    baseline: Option<Series>,
+    /// The queue shape each role left, this run.
+    shapes: Vec<(Role, String)>,
+    notes: Vec<String>,
+}
+
+impl Destructive {
+    fn push(slot: &mut Option<Series>, cmd: Cmd, s: Sample) {
+        slot.get_or_insert_with(|| Series { cmd, samples: Vec::new() }).samples.push(s);
+    }
+
+    /// Runs `role`'s command(s) on queue `q` and records the queue shape
+    /// it left (when there is something to compare it with).
+    fn run(&mut self, cx: &Ctx<'_>, case: Case, role: Role, q: &Path, scratch: &Path, compare: bool) -> Result<String> {
+        let said = match role {
+            Role::Ours => {
+                let reference = case.reference(cx.tools, q);
+                let ours = case.ours(cx.tools, q, false).expect("every case has our tool");
+                let rs = run_checked(&reference, scratch)?;
+                let os = run_checked(&ours, scratch)?;
+                let said = format!("{:.3} s vs {:.3} s", os.wall, rs.wall);
+                Self::push(&mut self.reference, reference, rs);
+                Self::push(&mut self.ours, ours, os);
+                said
+            }
+            Role::Floor => {
+                let cmd = case.floor(cx.tools, q).expect("a floor exists for this case");
+                let s = run_checked(&cmd, scratch)?;
+                let said = format!("floor {:.3} s", s.wall);
+                Self::push(&mut self.floor, cmd, s);
+                said
+            }
+            Role::Baseline => {
+                let cmd = case.baseline(cx.tools, q, false).expect("--baseline-bin given");
+                let s = run_checked(&cmd, scratch)?;
+                let said = format!("baseline {:.3} s", s.wall);
+                Self::push(&mut self.baseline, cmd, s);
+                said
+            }
+        };
+        if compare {
+            self.shapes.push((role, cx.tools.shape(q)?));
+        }
+        Ok(said)
+    }
+
+    /// Compares the shapes of this run with our tool's: a floor (or a
+    /// baseline) that left a different queue did not do the same job.
+    /// Returns whether they all matched.
+    fn check_shapes(&mut self, what: &str) -> bool {
+        let shapes = std::mem::take(&mut self.shapes);
+        let Some((_, ours)) = shapes.iter().find(|(r, _)| *r == Role::Ours) else { return true };
+        let mut same = true;
+        for (r, s) in shapes.iter().filter(|(r, _)| *r != Role::Ours) {
+            if s != ours {
+                same = false;
+                self.notes.push(format!("SHAPE DIFFERS in {what}: {} left `{s}`, ours `{ours}`", r.slug()));
+            }
+        }
+        same
+    }
+
+    fn finish(mut self, size: Size, case: Case, load: f64, notes: Vec<String>) -> Result<Group> {
+        let (Some(ours), Some(reference)) = (self.ours, self.reference) else { bail!("no runs") };
+        let mut all = notes;
+        if self.floor.is_some() || self.baseline.is_some() {
+            let same = !self.notes.iter().any(|n| n.starts_with("SHAPE DIFFERS"));
+            if same {
+                all.push("the floor's (and baseline's) queue had the same shape as ours after every run".into());
+            }
+        }
+        all.append(&mut self.notes);
+        Ok(Group {
+            size,
+            case,
+            cold: false,
+            ours: vec![ours],
+            reference,
+            floor: self.floor,
+            baseline: self.baseline,
+            load,
+            notes: all,
+        })
+    }
+}
+
+/// The roles of a destructive case, rotated by `run` so that no role is
+/// always first.
+fn roles(cx: &Ctx<'_>, case: Case, run: usize) -> Vec<Role> {
+    let mut v = vec![Role::Ours];
+    if case.floor(cx.tools, Path::new("q")).is_some() {
+        v.push(Role::Floor);
+    }
+    if cx.tools.baseline.is_some() {
+        v.push(Role::Baseline);
+    }
+    let k = run % v.len();
+    v.rotate_left(k);
+    v
+}
+
+/// A destructive group: per run, and per role (ours, the floor, the
+/// baseline), a freshly built (and damaged) queue; on ours the
+/// counterpart runs first (it changes nothing), then our tool. The roles
+/// take turns at going first. After each, the queue's shape is recorded
+/// and the floor's and baseline's compared with ours. At 1M messages one
+/// run only, on the kept queue itself (see [`destructive_in_place`]).
 pub fn destructive(cx: &mut Ctx<'_>, case: Case, size: Size) -> Result<Group> {
     if size.is_huge() {
         return destructive_in_place(cx, case, size);
@@ -284,91 +481,109 @@ pub fn destructive(cx: &mut Ctx<'_>, case: Case, size: Size) -> Result<Group> {
     let runs = cx.runs;
     let load = measure::loadavg()[0];
     let scratch = scratch_dir(cx.dir)?;
-    let mut a: Option<Series> = None;
-    let mut b: Option<Series> = None;
+    let mut d = Destructive::default();
     for i in 0..runs {
-        let name = format!("{}-{}-{}", case_slug(case), size.label(), i + 1);
-        (cx.log)(&format!("  {} {} run {}/{runs}: building a fresh queue", size.label(), case.name(), i + 1));
-        let s = Scratch::build(cx.dir, &name, size, case.mix(), case.damage())?;
-        if s.messages != size.0 as u64 {
-            bail!("{}: built {} messages, not {}", s.queue.display(), s.messages, size.0);
+        let roles = roles(cx, case, i);
+        let compare = roles.len() > 1;
+        let mut said = Vec::new();
+        for role in roles {
+            let name = format!("{}-{}-{}-{}", case_slug(case), size.label(), i + 1, role.slug());
+            (cx.log)(&format!(
+                "  {} {} run {}/{runs}: building a fresh queue ({})",
+                size.label(),
+                case.name(),
+                i + 1,
+                role.slug()
+            ));
+            let s = Scratch::build(cx.dir, &name, size, case.mix(), case.damage())?;
+            if s.messages != size.0 as u64 {
+                bail!("{}: built {} messages, not {}", s.queue.display(), s.messages, size.0);
+            }
+            said.push(d.run(cx, case, role, &s.queue, &scratch, compare)?);
+            s.remove()?;
         }
-        let ours = case.ours(cx.tools, &s.queue, false).expect("every case has our tool");
-        let reference = case.reference(cx.tools, &s.queue);
-        let rs = run_checked(&reference, &scratch)?;
-        let os = run_checked(&ours, &scratch)?;
-        (cx.log)(&format!(
-            "  {} {} run {}/{runs}: {:.3} s vs {:.3} s",
-            size.label(),
-            case.name(),
-            i + 1,
-            os.wall,
-            rs.wall
-        ));
-        a.get_or_insert_with(|| Series { cmd: ours, samples: Vec::new() }).samples.push(os);
-        b.get_or_insert_with(|| Series { cmd: reference, samples: Vec::new() }).samples.push(rs);
-        s.remove()?;
+        let same = d.check_shapes(&format!("run {}", i + 1));
+        if compare {
+            said.push(if same { "queue shapes the same".into() } else { "SHAPE DIFFERS (see the notes)".into() });
+        }
+        (cx.log)(&format!("  {} {} run {}/{runs}: {}", size.label(), case.name(), i + 1, said.join(", ")));
     }
-    let notes = vec!["a freshly built queue per run (just written and synced: warm)".to_string()];
-    let (Some(a), Some(b)) = (a, b) else { bail!("no runs") };
-    Ok(Group { size, case, cold: false, ours: vec![a], reference: b, load, notes })
+    let notes = vec!["a freshly built queue per run and command (just written and synced: warm)".to_string()];
+    d.finish(size, case, load, notes)
 }
 
 /// One destructive run at 1M messages on the kept queue itself, which a
 /// second 12 GB (and 3.5 million inodes) queue would not fit beside on a
-/// shared machine: the damage is applied to the kept queue in place, the
-/// counterpart runs, then our tool. A live repair leaves a healthy queue of
-/// the same messages (renumbered), reused afterwards; a removal leaves
-/// fewer messages, so that queue's marker is removed and the next run
-/// rebuilds it. Run these cases last: the order of `--cases` does so.
+/// shared machine: per role, the damage is applied to the kept queue in
+/// place and the role's commands run (ours: the counterpart, then our
+/// tool). A live repair leaves a healthy queue of the same messages
+/// (renumbered), reused afterwards; a removal leaves fewer messages, so
+/// that queue's marker is removed and the next role's run rebuilds it. Run
+/// these cases last: the order of `--cases` does so.
 pub fn destructive_in_place(cx: &mut Ctx<'_>, case: Case, size: Size) -> Result<Group> {
-    let q = base_queue(cx, case, size)?;
     let load = measure::loadavg()[0];
     let scratch = scratch_dir(cx.dir)?;
-    if let Some(d) = case.damage() {
-        (cx.log)(&format!("  {} {}: damaging {} in place ({})", size.label(), case.name(), q.display(), d.name()));
-        let built = BuiltQueue {
-            queue: q.clone(),
-            spec_split: qcommon::queue::DEFAULT_SPLIT,
-            big_todo: false,
-            messages: Vec::new(),
-            counts: Default::default(),
-            ids: None,
-        };
-        let outside = scratch.join("outside");
-        measure::in_child("damage", || apply_damage(&built, d, 1, &outside).map(drop))?;
-        measure::sync();
+    let mut d = Destructive::default();
+    let roles = roles(cx, case, 0);
+    let compare = roles.len() > 1;
+    let mut said = Vec::new();
+    let mut marker = None;
+    for role in roles {
+        let q = base_queue(cx, case, size)?;
+        if let Some(dmg) = case.damage() {
+            (cx.log)(&format!(
+                "  {} {}: damaging {} in place ({})",
+                size.label(),
+                case.name(),
+                q.display(),
+                dmg.name()
+            ));
+            let built = BuiltQueue {
+                queue: q.clone(),
+                spec_split: qcommon::queue::DEFAULT_SPLIT,
+                big_todo: false,
+                messages: Vec::new(),
+                counts: Default::default(),
+                ids: None,
+            };
+            let outside = scratch.join("outside");
+            measure::in_child("damage", || apply_damage(&built, dmg, 1, &outside).map(drop))?;
+            measure::sync();
+        }
+        marker = q.parent().map(|h| h.join("qbench-marker"));
+        let r = d.run(cx, case, role, &q, &scratch, compare);
+        // The queue is healthy again (and kept) only after a live repair
+        // that worked; a removal, or a failure, has it rebuilt.
+        let keep = case != Case::Killns && r.is_ok();
+        if !keep {
+            if let Some(m) = &marker {
+                let _ = std::fs::remove_file(m);
+            }
+        }
+        said.push(r?);
     }
-    let ours = case.ours(cx.tools, &q, false).expect("every case has our tool");
-    let reference = case.reference(cx.tools, &q);
-    let marker = q.parent().map(|h| h.join("qbench-marker"));
-    let rs = run_checked(&reference, &scratch)?;
-    let os = run_checked(&ours, &scratch);
-    if case == Case::Killns || os.as_ref().map_or(true, |s| s.status != 0 && s.status != 1) {
+    let same = d.check_shapes("the one run");
+    if compare {
+        said.push(if same { "queue shapes the same".into() } else { "SHAPE DIFFERS (see the notes)".into() });
+    }
+    if !same {
+        // A role that left another shape may have left the kept queue
+        // unhealthy: have it rebuilt next time.
         if let Some(m) = &marker {
             let _ = std::fs::remove_file(m);
         }
     }
-    let os = os?;
-    (cx.log)(&format!("  {} {} (one run): {:.3} s vs {:.3} s", size.label(), case.name(), os.wall, rs.wall));
+    (cx.log)(&format!("  {} {} (one run): {}", size.label(), case.name(), said.join(", ")));
     let notes = vec![format!(
         "one run only at this size, on the kept queue damaged in place{}",
-        if case == Case::Killns { " (removal: that queue is rebuilt next time)" } else { "" }
+        if case == Case::Killns { " (removal: that queue is rebuilt before each command and next time)" } else { "" }
     )];
-    Ok(Group {
-        size,
-        case,
-        cold: false,
-        ours: vec![Series { cmd: ours, samples: vec![os] }],
-        reference: Series { cmd: reference, samples: vec![rs] },
-        load,
-        notes,
-    })
+    d.finish(size, case, load, notes)
 }
 
 /// A cold group: the page cache dropped before every run of every command;
 /// our tool at its default concurrency, at one thread where it has the
-/// option, and the counterpart, in turn.
+/// option, the counterpart and the baseline's build of ours, in turn.
 pub fn cold(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group> {
     let runs = if size.is_huge() { 1 } else { cx.runs };
     let load = measure::loadavg()[0];
@@ -379,8 +594,9 @@ pub fn cold(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group>
         .map(|cmd| Series { cmd, samples: Vec::new() })
         .collect();
     let mut reference = Series { cmd: case.reference(cx.tools, q), samples: Vec::new() };
+    let mut baseline = case.baseline(cx.tools, q, false).map(|cmd| Series { cmd, samples: Vec::new() });
     for i in 0..runs {
-        for s in ours.iter_mut().chain(std::iter::once(&mut reference)) {
+        for s in ours.iter_mut().chain(std::iter::once(&mut reference)).chain(baseline.as_mut()) {
             measure::drop_caches()?;
             let x = run_checked(&s.cmd, &scratch)?;
             (cx.log)(&format!("  {} cold {} run {}/{runs}: {:.3} s", size.label(), s.cmd.label, i + 1, x.wall));
@@ -394,7 +610,7 @@ pub fn cold(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group>
     if size.is_huge() {
         notes.push("one run only at this size".into());
     }
-    Ok(Group { size, case, cold: true, ours, reference, load, notes })
+    Ok(Group { size, case, cold: true, ours, reference, floor: None, baseline, load, notes })
 }
 
 fn case_slug(case: Case) -> &'static str {

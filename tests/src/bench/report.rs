@@ -83,7 +83,7 @@ pub fn pair_ratio(a: &Series, b: &Series) -> f64 {
     median(&r)
 }
 
-const HEAD: [&str; 14] = [
+const HEAD: [&str; 16] = [
     "size",
     "case",
     "command",
@@ -98,11 +98,19 @@ const HEAD: [&str; 14] = [
     "read B/msg",
     "disk MB",
     "÷ counterpart",
+    "÷ floor",
+    "÷ baseline",
 ];
 
-fn row(g: &Group, s: &Series, ratio: Option<f64>) -> [String; 14] {
+fn ratio_cell(r: Option<f64>) -> String {
+    r.map_or_else(|| "—".to_string(), |r| format!("{r:.2}×"))
+}
+
+/// One row: `ratios` are against the counterpart, the floor and the
+/// baseline.
+fn row(g: &Group, s: &Series, ratios: [Option<f64>; 3]) -> Vec<String> {
     let st = Stats::of(s);
-    [
+    let mut v = vec![
         g.size.label(),
         g.case.name().to_string(),
         s.cmd.label.clone(),
@@ -116,61 +124,168 @@ fn row(g: &Group, s: &Series, ratio: Option<f64>) -> [String; 14] {
         format!("{:.1}", st.us_per_msg(g.size)),
         format!("{:.0}", st.read_mb * 1e6 / g.size.0 as f64),
         format!("{:.1}", st.disk_mb),
-        ratio.map_or_else(|| "—".to_string(), |r| format!("{r:.2}×")),
-    ]
+    ];
+    v.extend(ratios.map(ratio_cell));
+    v
 }
 
-fn rows(groups: &[&Group]) -> Vec<[String; 14]> {
+fn rows(groups: &[&Group]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for g in groups {
-        for s in &g.ours {
-            out.push(row(g, s, Some(pair_ratio(s, &g.reference))));
+        for (i, s) in g.ours.iter().enumerate() {
+            let against = |o: &Option<Series>| o.as_ref().filter(|_| i == 0).map(|b| pair_ratio(s, b));
+            out.push(row(g, s, [Some(pair_ratio(s, &g.reference)), against(&g.floor), against(&g.baseline)]));
         }
-        out.push(row(g, &g.reference, None));
+        out.push(row(g, &g.reference, [None; 3]));
+        for s in g.floor.iter().chain(&g.baseline) {
+            out.push(row(g, s, [None; 3]));
+        }
     }
     out
 }
 
-/// A plain-text table of `groups`.
-pub fn text(groups: &[&Group]) -> String {
-    let body = rows(groups);
-    let mut w: Vec<usize> = HEAD.iter().map(|h| h.chars().count()).collect();
-    for r in &body {
+/// A plain-text table: the first `left` columns aligned left, the rest
+/// right.
+fn table_text<S: AsRef<str>>(head: &[S], body: &[Vec<String>], left: usize) -> String {
+    let mut w: Vec<usize> = head.iter().map(|h| h.as_ref().chars().count()).collect();
+    for r in body {
         for (i, c) in r.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
         }
     }
     let mut out = String::new();
-    let line = |out: &mut String, cells: &[String]| {
-        for (i, c) in cells.iter().enumerate() {
-            let pad = w[i] - c.chars().count();
-            if i < 3 {
-                let _ = write!(out, "{c}{}  ", " ".repeat(pad));
+    let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
+        for (i, c) in cells.enumerate() {
+            let pad = " ".repeat(w[i] - c.chars().count());
+            if i < left {
+                let _ = write!(out, "{c}{pad}  ");
             } else {
-                let _ = write!(out, "{}{c}  ", " ".repeat(pad));
+                let _ = write!(out, "{pad}{c}  ");
             }
         }
         let trimmed = out.trim_end().len();
         out.truncate(trimmed);
         out.push('\n');
     };
-    line(&mut out, &HEAD.map(str::to_string));
-    for r in &body {
-        line(&mut out, r);
+    line(&mut out, &mut head.iter().map(AsRef::as_ref));
+    for r in body {
+        line(&mut out, &mut r.iter().map(String::as_str));
     }
     out
 }
 
-/// A Markdown table of `groups`.
-pub fn markdown(groups: &[&Group]) -> String {
+/// A Markdown table: the first `left` columns aligned left, the rest
+/// right.
+fn table_markdown<S: AsRef<str>>(head: &[S], body: &[Vec<String>], left: usize) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "| {} |", HEAD.join(" | "));
-    let _ = writeln!(out, "|{}", ["---|"; 3].concat() + &["--:|"; 11].concat());
-    for r in rows(groups) {
+    let head: Vec<&str> = head.iter().map(AsRef::as_ref).collect();
+    let _ = writeln!(out, "| {} |", head.join(" | "));
+    let _ = writeln!(out, "|{}", ["---|"].repeat(left).concat() + &["--:|"].repeat(head.len() - left).concat());
+    for r in body {
         let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     out
+}
+
+/// A plain-text table of `groups`.
+pub fn text(groups: &[&Group]) -> String {
+    table_text(&HEAD, &rows(groups), 3)
+}
+
+/// A Markdown table of `groups`.
+pub fn markdown(groups: &[&Group]) -> String {
+    table_markdown(&HEAD, &rows(groups), 3)
+}
+
+/// The memory table of the warm groups: each command's peak RSS at each
+/// size (the largest over its runs), and the bytes per message it grows
+/// by between the two largest sizes, `(rss_big - rss_small) / (n_big -
+/// n_small)`. Returns the header and the rows; `None` with fewer than one
+/// size.
+pub fn memory(groups: &[&Group]) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    let mut sizes: Vec<Size> = groups.iter().filter(|g| !g.cold).map(|g| g.size).collect();
+    sizes.sort();
+    sizes.dedup();
+    if sizes.is_empty() {
+        return None;
+    }
+    // (case, command) in first-seen order, with the peak RSS in KB per size.
+    let mut keys: Vec<(Case, String)> = Vec::new();
+    let mut peaks: Vec<Vec<Option<u64>>> = Vec::new();
+    for g in groups.iter().filter(|g| !g.cold) {
+        let col = sizes.iter().position(|&s| s == g.size).expect("size listed");
+        for s in g.ours.iter().chain(std::iter::once(&g.reference)).chain(&g.floor).chain(&g.baseline) {
+            let kb = s.samples.iter().map(|x| x.maxrss_kb).max();
+            let key = (g.case, s.cmd.label.clone());
+            let i = match keys.iter().position(|k| *k == key) {
+                Some(i) => i,
+                None => {
+                    keys.push(key);
+                    peaks.push(vec![None; sizes.len()]);
+                    keys.len() - 1
+                }
+            };
+            peaks[i][col] = kb;
+        }
+    }
+    let mut head = vec!["case".to_string(), "command".to_string()];
+    head.extend(sizes.iter().map(|s| format!("RSS MB at {}", s.label())));
+    let (small, big) = match sizes.len() {
+        1 => (None, None),
+        n => (Some(n - 2), Some(n - 1)),
+    };
+    if let (Some(a), Some(b)) = (small, big) {
+        head.push(format!("B/msg {}→{}", sizes[a].label(), sizes[b].label()));
+    }
+    let mut body = Vec::new();
+    for ((case, label), p) in keys.iter().zip(&peaks) {
+        let mut r = vec![case.name().to_string(), label.clone()];
+        r.extend(p.iter().map(|kb| kb.map_or_else(|| "—".to_string(), |kb| format!("{:.1}", kb as f64 / 1024.0))));
+        if let (Some(a), Some(b)) = (small, big) {
+            r.push(match (p[a], p[b]) {
+                (Some(x), Some(y)) => format!("{:.0}", bytes_per_message(x, y, sizes[a], sizes[b])),
+                _ => "—".to_string(),
+            });
+        }
+        body.push(r);
+    }
+    Some((head, body))
+}
+
+/// Bytes per message between two peak RSS figures (KB) at two sizes.
+pub fn bytes_per_message(kb_small: u64, kb_big: u64, small: Size, big: Size) -> f64 {
+    (kb_big as f64 - kb_small as f64) * 1024.0 / (big.0 as f64 - small.0 as f64)
+}
+
+/// The memory table as plain text.
+pub fn memory_text(groups: &[&Group]) -> Option<String> {
+    memory(groups).map(|(h, b)| table_text(&h, &b, 2))
+}
+
+/// The memory table as Markdown.
+pub fn memory_markdown(groups: &[&Group]) -> Option<String> {
+    memory(groups).map(|(h, b)| table_markdown(&h, &b, 2))
+}
+
+/// One line per group with a floor or a baseline: our tool's ratio to
+/// each (what "performance must not regress" and the floors quote).
+pub fn comparisons(groups: &[&Group]) -> Vec<String> {
+    let mut v = Vec::new();
+    for g in groups {
+        let mut parts = Vec::new();
+        if let Some(f) = &g.floor {
+            parts.push(format!("÷ floor ({}) {:.2}×", f.cmd.label, pair_ratio(&g.ours[0], f)));
+        }
+        if let Some(b) = &g.baseline {
+            parts.push(format!("÷ baseline {:.2}×", pair_ratio(&g.ours[0], b)));
+        }
+        if !parts.is_empty() {
+            let cold = if g.cold { " (cold)" } else { "" };
+            v.push(format!("{} {}{cold}: {} {}", g.size.label(), g.case.name(), g.ours[0].cmd.label, parts.join(", ")));
+        }
+    }
+    v
 }
 
 /// The notes of `groups`, one line each.
@@ -246,6 +361,23 @@ pub fn targets(groups: &[&Group], sizes: &[Size]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_per_message_from_two_sizes() {
+        // 10 MB at 10k, 19 MB at 100k: 9 MB over 90,000 messages.
+        let b = bytes_per_message(10 * 1024, 19 * 1024, Size(10_000), Size(100_000));
+        assert!((b - 9.0 * 1024.0 * 1024.0 / 90_000.0).abs() < 1e-9, "{b}");
+        assert!(bytes_per_message(5000, 4000, Size(10), Size(20)) < 0.0);
+    }
+
+    #[test]
+    fn tables_align() {
+        let body = vec![vec!["a".to_string(), "1.0".to_string()], vec!["bbb".to_string(), "10.25".to_string()]];
+        let t = table_text(&["x", "y"], &body, 1);
+        assert_eq!(t, "x        y\na      1.0\nbbb  10.25\n");
+        let m = table_markdown(&["x", "y"], &[vec!["a|b".to_string(), "2".to_string()]], 1);
+        assert_eq!(m, "| x | y |\n|---|--:|\n| a\\|b | 2 |\n");
+    }
 
     #[test]
     fn medians() {

@@ -6,13 +6,17 @@
 //! target/release/qbench [--sizes 10k,100k,1m] [--runs 5] [--dir /work/bench-queues]
 //!                       [--cases qstat,detail,check,live-copy,live-owners,killns]
 //!                       [--huge-runs 3] [--cold] [--cold-runs 3] [--cold-sizes 100k] [--strace 100k]
-//!                       [--wait-quiet] [--markdown FILE]
+//!                       [--wait-quiet] [--baseline-bin DIR] [--markdown FILE]
 //! ```
 //!
 //! Practice queues are built once with the builder library and kept under
 //! `--dir` (see `bench/queues.rs`); destructive cases get a freshly built
-//! queue per run. Each command runs as a child reaped with `wait4`, stdout
-//! to /dev/null (see `bench/measure.rs`).
+//! queue per run, and their floors (`qfloor`, the system calls the job
+//! cannot avoid) one of their own. `--baseline-bin` runs a second build of
+//! the tools beside ours, in alternation. Each command runs as a child
+//! reaped with `wait4`, stdout to /dev/null (see `bench/measure.rs`); the
+//! report ends with each command's peak RSS per size and the bytes per
+//! message it grows by.
 
 #[path = "../bench/cases.rs"]
 mod cases;
@@ -85,6 +89,11 @@ struct Args {
     /// they are copied to DIR/bin and run from there.
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
+    /// Directory holding a second build of qstat, qfixq and qkillns (the
+    /// code before a change): run beside ours in the same run, in
+    /// alternation, for new ÷ baseline ratios. Copied to DIR/baseline-bin.
+    #[arg(long, value_name = "DIR")]
+    baseline_bin: Option<PathBuf>,
     /// Also write the report as Markdown to FILE.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
@@ -121,7 +130,7 @@ fn machine() -> String {
 
 fn warm_cache_notes(groups: &mut [Group]) {
     for g in groups.iter_mut().filter(|g| !g.cold) {
-        for s in g.ours.iter().chain(std::iter::once(&g.reference)) {
+        for s in g.ours.iter().chain(std::iter::once(&g.reference)).chain(&g.floor).chain(&g.baseline) {
             let st = report::Stats::of(s);
             if st.disk_mb >= 1.0 {
                 let line =
@@ -148,27 +157,23 @@ impl Out {
 fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
-    let bin = match args.bin_dir.clone() {
-        Some(b) => b,
-        None => std::env::current_exe()?.parent().map(Path::to_path_buf).context("no directory of qbench")?,
-    };
+    let own_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).context("no directory of qbench")?;
+    let bin = args.bin_dir.clone().unwrap_or_else(|| own_dir.clone());
     std::fs::create_dir_all(&args.dir).with_context(|| format!("mkdir -p {}", args.dir.display()))?;
     // The binaries are copied first, so that a rebuild during a long run
     // cannot swap the tool being measured half way.
     let snapshot = args.dir.join("bin");
-    std::fs::create_dir_all(&snapshot).with_context(|| format!("mkdir -p {}", snapshot.display()))?;
-    for t in ["qstat", "qfixq", "qkillns"] {
-        if !bin.join(t).is_file() {
-            bail!(
-                "{} missing: run `cargo build --release --workspace` first (or give --bin-dir)",
-                bin.join(t).display()
-            );
+    copy_tools(&bin, &["qstat", "qfixq", "qkillns"], &snapshot, "--bin-dir")?;
+    copy_tools(&own_dir, &["qfloor"], &snapshot, "qbench's own directory")?;
+    let baseline = match &args.baseline_bin {
+        Some(b) => {
+            let to = args.dir.join("baseline-bin");
+            copy_tools(b, &["qstat", "qfixq", "qkillns"], &to, "--baseline-bin")?;
+            Some(to)
         }
-        let tmp = snapshot.join(format!(".{t}.tmp"));
-        std::fs::copy(bin.join(t), &tmp)
-            .with_context(|| format!("copy {} to {}", bin.join(t).display(), tmp.display()))?;
-        std::fs::rename(&tmp, snapshot.join(t))?;
-    }
+        None => None,
+    };
+    let qfloor = snapshot.join("qfloor");
     let bin = snapshot;
     let root = nix::unistd::geteuid().is_root();
     if args.cold && !root {
@@ -182,8 +187,8 @@ fn run(args: Args) -> Result<()> {
     sizes.dedup();
     let mut selected: Vec<Case> = args.cases.iter().flat_map(|c| c.iter().copied()).collect();
     selected.dedup();
-    let tools =
-        Tools { bin, ids: format!("{0}:{0}:{0}:{1}", nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw()) };
+    let ids = format!("{0}:{0}:{0}:{1}", nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+    let tools = Tools { bin, ids, qfloor, baseline };
     queues::clear_scratch(&args.dir)?;
     let mut logf = |s: &str| log(s);
 
@@ -260,6 +265,7 @@ fn run(args: Args) -> Result<()> {
     let all: Vec<&Group> = groups.iter().collect();
     let targets = report::targets(&all, &sizes);
     let notes = report::notes(&all);
+    let comparisons = report::comparisons(&all);
     let loads = format!(
         "load average at start {:.2} {:.2} {:.2}, at end {:.2} {:.2} {:.2}; {}",
         load_start[0],
@@ -282,6 +288,12 @@ fn run(args: Args) -> Result<()> {
     }
     for l in &targets {
         let _ = writeln!(t, "target: {l}");
+    }
+    for l in &comparisons {
+        let _ = writeln!(t, "ratio: {l}");
+    }
+    if let Some(m) = report::memory_text(&warm) {
+        let _ = writeln!(t, "\npeak RSS (warm; largest over the runs):\n{m}");
     }
     if let Some(size) = args.strace {
         let _ = writeln!(t, "\n{}", syscalls::markdown(size, &straced));
@@ -309,11 +321,36 @@ fn run(args: Args) -> Result<()> {
         for l in &targets {
             let _ = writeln!(m, "- {l}");
         }
+        if !comparisons.is_empty() {
+            let _ = writeln!(m, "\nAgainst the floors and the baseline:\n");
+            for l in &comparisons {
+                let _ = writeln!(m, "- {l}");
+            }
+        }
+        if let Some(t) = report::memory_markdown(&warm) {
+            let _ = writeln!(m, "\n#### Peak RSS (warm; largest over the runs)\n\n{t}");
+        }
         if let Some(size) = args.strace {
             let _ = writeln!(m, "\n#### System calls\n\n{}", syscalls::markdown(size, &straced));
         }
         std::fs::write(path, m).with_context(|| format!("write {}", path.display()))?;
         log(&format!("wrote {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Copies the programs `names` from `from` to `to` (through a temporary
+/// name, so that a rebuild during a long run cannot swap one half way).
+fn copy_tools(from: &Path, names: &[&str], to: &Path, hint: &str) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("mkdir -p {}", to.display()))?;
+    for t in names {
+        let src = from.join(t);
+        if !src.is_file() {
+            bail!("{} missing: run `cargo build --release -p qtests -p qfixq -p qstat -p qkillns` first (or check {hint})", src.display());
+        }
+        let tmp = to.join(format!(".{t}.tmp"));
+        std::fs::copy(&src, &tmp).with_context(|| format!("copy {} to {}", src.display(), tmp.display()))?;
+        std::fs::rename(&tmp, to.join(t))?;
     }
     Ok(())
 }
