@@ -19,7 +19,7 @@
 //! `todo/0`), flat otherwise; `bounce` flat.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -157,8 +157,8 @@ impl PartDirs {
     }
 
     /// The descriptor of the directory that holds number `n`.
-    fn fd(&self, n: u64) -> RawFd {
-        self.dirs[self.index(n)].as_raw_fd()
+    fn fd(&self, n: u64) -> BorrowedFd<'_> {
+        self.dirs[self.index(n)].as_fd()
     }
 
     /// Every all-digit name of every directory: (directory index, number,
@@ -218,13 +218,8 @@ fn renumber(a: &QueueArgs) -> Result<()> {
             if have[p.index()].contains(&step.message) {
                 let d = &parts[p.index()];
                 let (from, to) = (step.from.name(), step.to.name());
-                nix::fcntl::renameat(
-                    Some(d.fd(step.from.dir())),
-                    from.as_str(),
-                    Some(d.fd(step.to.dir())),
-                    to.as_str(),
-                )
-                .with_context(|| format!("rename {}/{from} to {to}", p.dir()))?;
+                nix::fcntl::renameat(d.fd(step.from.dir()), from.as_str(), d.fd(step.to.dir()), to.as_str())
+                    .with_context(|| format!("rename {}/{from} to {to}", p.dir()))?;
             }
         }
     }
@@ -356,7 +351,7 @@ fn file_want(top: &str, name: &[u8], ids: Ids) -> Option<Want> {
 fn audit(
     queue: &Path,
     ids: Ids,
-    wrong: &mut dyn FnMut(RawFd, &std::ffi::CStr, &nix::sys::stat::FileStat, Want) -> Result<()>,
+    wrong: &mut dyn FnMut(BorrowedFd<'_>, &std::ffi::CStr, &nix::sys::stat::FileStat, Want) -> Result<()>,
 ) -> Result<()> {
     let bad = |st: &nix::sys::stat::FileStat, w: Want| {
         st.st_uid != w.0 || w.1.is_some_and(|g| g != st.st_gid) || st.st_mode & 0o7777 != w.2
@@ -367,10 +362,10 @@ fn audit(
     };
     let dot = c".";
     let root = open(queue)?;
-    let st = fstat(root.as_raw_fd())?;
+    let st = fstat(root.as_fd())?;
     let w = (ids.qmailq, Some(ids.qmail), 0o750);
     if bad(&st, w) {
-        wrong(root.as_raw_fd(), dot, &st, w)?;
+        wrong(root.as_fd(), dot, &st, w)?;
     }
     for top in ["pid", "mess", "todo", "intd", "info", "local", "remote", "bounce", "lock"] {
         let Some(dw) = dir_want(top, ids) else { continue };
@@ -382,19 +377,19 @@ fn audit(
         let mut stack = vec![(p, true)];
         while let Some((p, is_top)) = stack.pop() {
             let mut d = open(&p)?;
-            let fd = d.as_raw_fd();
-            let st = fstat(fd)?;
-            if bad(&st, dw) {
-                wrong(fd, dot, &st, dw)?;
-            }
             let names: Vec<std::ffi::CString> = d
                 .iter()
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_owned())
                 .filter(|n| n.to_bytes() != b"." && n.to_bytes() != b"..")
                 .collect();
+            let fd = d.as_fd();
+            let st = fstat(fd)?;
+            if bad(&st, dw) {
+                wrong(fd, dot, &st, dw)?;
+            }
             for name in names {
-                let st = fstatat(Some(fd), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                let st = fstatat(fd, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
                     .with_context(|| format!("stat {}/{name:?}", p.display()))?;
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
                     if is_top && top != "lock" && top != "pid" {
@@ -419,11 +414,11 @@ fn audit(
 fn owners(a: &QueueArgs, ids: Ids) -> Result<()> {
     audit(&a.queue, ids, &mut |fd, name, st, (uid, gid, mode)| {
         if st.st_uid != uid || gid.is_some_and(|g| g != st.st_gid) {
-            fchownat(Some(fd), name, Some(Uid::from_raw(uid)), gid.map(Gid::from_raw), AtFlags::AT_SYMLINK_NOFOLLOW)
+            fchownat(fd, name, Some(Uid::from_raw(uid)), gid.map(Gid::from_raw), AtFlags::AT_SYMLINK_NOFOLLOW)
                 .with_context(|| format!("chown {name:?}"))?;
         }
         if st.st_mode & 0o7777 != mode {
-            fchmodat(Some(fd), name, Mode::from_bits_truncate(mode), FchmodatFlags::FollowSymlink)
+            fchmodat(fd, name, Mode::from_bits_truncate(mode), FchmodatFlags::FollowSymlink)
                 .with_context(|| format!("chmod {name:?}"))?;
         }
         Ok(())
@@ -431,20 +426,20 @@ fn owners(a: &QueueArgs, ids: Ids) -> Result<()> {
 }
 
 /// Reads the file `name` in directory `fd` into `buf` (cleared first).
-fn read_at(fd: RawFd, name: &str, buf: &mut Vec<u8>) -> Result<()> {
+fn read_at(fd: BorrowedFd<'_>, name: &str, buf: &mut Vec<u8>) -> Result<()> {
     buf.clear();
-    let f = nix::fcntl::openat(Some(fd), name, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
+    let f = nix::fcntl::openat(fd, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
         .with_context(|| format!("open {name}"))?;
     let mut chunk = [0u8; 4096];
     let r = loop {
-        match nix::unistd::read(f, &mut chunk) {
+        match nix::unistd::read(&f, &mut chunk) {
             Ok(0) => break Ok(()),
             Ok(k) => buf.extend_from_slice(&chunk[..k]),
             Err(nix::errno::Errno::EINTR) => {}
             Err(e) => break Err(e).with_context(|| format!("read {name}")),
         }
     };
-    let _ = nix::unistd::close(f);
+    drop(f);
     r
 }
 
@@ -487,7 +482,7 @@ fn killns(a: &QueueArgs, threads: usize) -> Result<()> {
         }
     }
     // The directories' descriptors, shared by the unlinking threads.
-    let fds: Vec<Vec<RawFd>> = parts.iter().map(|d| d.dirs.iter().map(AsRawFd::as_raw_fd).collect()).collect();
+    let fds: Vec<Vec<BorrowedFd<'_>>> = parts.iter().map(|d| d.dirs.iter().map(AsFd::as_fd).collect()).collect();
     let splits: Vec<Option<u32>> = parts.iter().map(|d| d.split).collect();
     let threads = threads.max(1);
     std::thread::scope(|s| {
@@ -501,7 +496,7 @@ fn killns(a: &QueueArgs, threads: usize) -> Result<()> {
                             if have[p.index()].contains(&n) {
                                 let i = p.index();
                                 let fd = fds[i][splits[i].map_or(0, |b| (n % u64::from(b)) as usize)];
-                                nix::unistd::unlinkat(Some(fd), name.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
+                                nix::unistd::unlinkat(fd, name.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
                                     .with_context(|| format!("unlink {}/{name}", p.dir()))?;
                             }
                         }
@@ -528,7 +523,7 @@ fn shape(a: &QueueArgs, ids: Ids) -> Result<String> {
     let mess = &parts[Part::Mess.index()];
     let mut by_inode = 0u64;
     for &n in &numbers[Part::Mess.index()] {
-        let st = fstatat(Some(mess.fd(n)), n.to_string().as_str(), AtFlags::AT_SYMLINK_NOFOLLOW);
+        let st = fstatat(mess.fd(n), n.to_string().as_str(), AtFlags::AT_SYMLINK_NOFOLLOW);
         if st.is_ok_and(|st| st.st_ino == n) {
             by_inode += 1;
         }
