@@ -24,7 +24,7 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{escape_path, Error, Result};
-use crate::safe_fs::{Dir, Expect, FileKind, NewFile};
+use crate::safe_fs::{Dir, Expect, FileKind, NewFile, Verified};
 
 /// One atomic change. Paths are relative to the queue root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,6 +316,10 @@ pub struct Mutator {
     last_failed: bool,
     abort_after: Option<u64>,
     tmp_counter: u64,
+    /// The file the last step changed owner of, checked and held open
+    /// (see [`Mutator::verified`]): a chmod of the same file that follows
+    /// needs no second open and stat.
+    held: Option<(PathBuf, Expect, Verified)>,
 }
 
 /// Most directory handles the cache keeps (fewer under a low descriptor
@@ -338,6 +342,7 @@ impl Mutator {
             last_failed: false,
             abort_after: abort_switch(),
             tmp_counter: 0,
+            held: None,
         }
     }
 
@@ -391,6 +396,8 @@ impl Mutator {
             }
         }
         self.last_failed = out.failed.is_some();
+        // An action's steps never share a file with the next action's.
+        self.held = None;
         out
     }
 
@@ -411,6 +418,8 @@ impl Mutator {
     }
 
     fn execute(&mut self, step: &Step) -> Result<()> {
+        // Only the step right after a chown may use the file it held.
+        let held = self.held.take();
         match step {
             Step::Rename { from, to, expect } => {
                 let (fd, fname) = split(from)?;
@@ -505,13 +514,12 @@ impl Mutator {
                 fix_new(dir, name, *perm, *owner)
             }
             Step::Chown { path, expect, uid, gid } => {
-                let (d, name) = split(path)?;
-                self.dir(&d)?.chown_verified(name, expect, *uid, *gid)
+                let file = self.verified("chown", path, expect, None)?;
+                file.chown(*uid, *gid)?;
+                self.held = Some((path.clone(), *expect, file));
+                Ok(())
             }
-            Step::Chmod { path, expect, perm } => {
-                let (d, name) = split(path)?;
-                self.dir(&d)?.chmod_verified(name, expect, *perm)
-            }
+            Step::Chmod { path, expect, perm } => self.verified("chmod", path, expect, held)?.chmod(*perm),
             Step::SetMtime { path, expect, mtime } => {
                 let (d, name) = split(path)?;
                 self.dir(&d)?.set_mtime_verified(name, expect, *mtime)
@@ -543,6 +551,28 @@ impl Mutator {
                 self.dir(&d)?.copy_prefix_atomic(name, OsStr::new(&tmp), &mut src, &src_path, *len, spec)
             }
         }
+    }
+
+    /// The file at `path`, checked against `expect` ([`Dir::open_verified`]),
+    /// or `held` when it is that same file checked against that same
+    /// expectation by the step before: its descriptor still holds the
+    /// inode the scan saw, whatever was renamed over the name since, so
+    /// a chown and a chmod of one file cost one open, one stat and one
+    /// close between them.
+    fn verified(
+        &mut self,
+        op: &'static str,
+        path: &Path,
+        expect: &Expect,
+        held: Option<(PathBuf, Expect, Verified)>,
+    ) -> Result<Verified> {
+        if let Some((p, ex, file)) = held {
+            if p == path && ex == *expect {
+                return Ok(file);
+            }
+        }
+        let (d, name) = split(path)?;
+        self.dir(&d)?.open_verified(op, name, expect)
     }
 
     fn with_two<T>(&mut self, a: &Path, b: &Path, f: impl FnOnce(&Dir, &Dir) -> Result<T>) -> Result<T> {
@@ -625,11 +655,13 @@ fn check_unchanged(dir: &Dir, name: &OsStr, ex: &Expect, op: &'static str) -> Re
 fn fix_new(dir: &Dir, name: &OsStr, perm: u32, owner: Option<(u32, u32)>) -> Result<()> {
     let st = dir.stat(name)?;
     let ex = Expect { ino: st.ino, kind: st.kind, max_nlink: u64::MAX };
-    if let Some((u, g)) = owner {
-        dir.chown_verified(name, &ex, u, g)?;
-    }
-    if st.perm != perm || owner.is_some() {
-        dir.chmod_verified(name, &ex, perm)?;
+    if owner.is_some() || st.perm != perm {
+        // One open for both changes.
+        let file = dir.open_verified("chown", name, &ex)?;
+        if let Some((u, g)) = owner {
+            file.chown(u, g)?;
+        }
+        file.chmod(perm)?;
     }
     dir.fsync()
 }
@@ -701,6 +733,36 @@ mod tests {
                 Step::Rmdir { path: "mess/1".into() },
             ],
         }
+    }
+
+    #[test]
+    fn a_chmod_after_a_chown_reaches_the_file_the_chown_checked() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let (t, d) = setup();
+        std::fs::write(t.path().join("mess/1/11"), b"other").unwrap();
+        let ino = |p: &str| std::fs::symlink_metadata(t.path().join(p)).unwrap().ino();
+        let mode = |p: &str| std::fs::symlink_metadata(t.path().join(p)).unwrap().permissions().mode() & 0o7777;
+        let ex10 = Expect { ino: ino("mess/1/10"), kind: FileKind::Regular, max_nlink: 1 };
+        let ex11 = Expect { ino: ino("mess/1/11"), kind: FileKind::Regular, max_nlink: 1 };
+        let (me, my_group) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let mut m = Mutator::new(d, Mode::Live);
+        // A chmod of another file after a chown gets that other file.
+        m.apply(&Step::Chown { path: "mess/1/10".into(), expect: ex10, uid: me, gid: my_group }).unwrap();
+        m.apply(&Step::Chmod { path: "mess/1/11".into(), expect: ex11, perm: 0o604 }).unwrap();
+        assert_eq!(mode("mess/1/11"), 0o604);
+        // A chmod right after the chown of the same file changes the inode
+        // the chown checked, even when another took its name meanwhile.
+        m.apply(&Step::Chown { path: "mess/1/10".into(), expect: ex10, uid: me, gid: my_group }).unwrap();
+        std::fs::rename(t.path().join("mess/1/10"), t.path().join("mess/1/moved")).unwrap();
+        std::fs::write(t.path().join("mess/1/10"), b"newcomer").unwrap();
+        std::fs::set_permissions(t.path().join("mess/1/10"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        m.apply(&Step::Chmod { path: "mess/1/10".into(), expect: ex10, perm: 0o600 }).unwrap();
+        assert_eq!((mode("mess/1/moved"), mode("mess/1/10")), (0o600, 0o644));
+        // With a step between, the name is checked again: the newcomer is refused.
+        m.apply(&Step::Chown { path: "mess/1/11".into(), expect: ex11, uid: me, gid: my_group }).unwrap();
+        let e = m.apply(&Step::Chmod { path: "mess/1/10".into(), expect: ex10, perm: 0o600 }).unwrap_err();
+        assert!(matches!(e, Error::Changed { .. }), "{e}");
+        assert_eq!(mode("mess/1/10"), 0o644);
     }
 
     #[test]

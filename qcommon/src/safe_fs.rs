@@ -176,6 +176,58 @@ pub struct Expect {
     pub max_nlink: u64,
 }
 
+/// A file checked by [`Dir::open_verified`]: an `O_PATH` descriptor on
+/// the inode the scan saw. Its changes are made on the descriptor (one
+/// system call each, no name looked up again); dropping it closes it.
+#[derive(Debug)]
+pub struct Verified {
+    fd: OwnedFd,
+    path: PathBuf,
+    stat: Stat,
+}
+
+impl Verified {
+    /// The path it was opened by, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the checking `fstat` saw (before any change made here).
+    pub fn stat(&self) -> &Stat {
+        &self.stat
+    }
+
+    /// Changes owner and group: `fchownat` with `AT_EMPTY_PATH` on the
+    /// descriptor (the inode held open, no name).
+    pub fn chown(&self, uid: u32, gid: u32) -> Result<()> {
+        let (uid, gid) = (Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
+        nix::unistd::fchownat(&self.fd, "", uid, gid, AtFlags::AT_EMPTY_PATH)
+            .map_err(|e| Error::sys("chown", &self.path, e))
+    }
+
+    /// Changes the permission bits, through the `/proc/self/fd` link of
+    /// the descriptor: it names exactly the inode held open, no race (an
+    /// `O_PATH` descriptor refuses `fchmod`).
+    pub fn chmod(&self, perm: u32) -> Result<()> {
+        let p = self.proc_path();
+        let mode = Mode::from_bits_truncate(perm as libc::mode_t);
+        nix::sys::stat::fchmodat(AT_FDCWD, p.as_str(), mode, nix::sys::stat::FchmodatFlags::FollowSymlink)
+            .map_err(|e| Error::sys("chmod", &self.path, e))
+    }
+
+    /// Sets the modification time and the access time to `mtime`.
+    pub fn set_mtime(&self, mtime: i64) -> Result<()> {
+        let p = self.proc_path();
+        let t = nix::sys::time::TimeSpec::new(mtime as libc::time_t, 0);
+        nix::sys::stat::utimensat(AT_FDCWD, p.as_str(), &t, &t, nix::sys::stat::UtimensatFlags::FollowSymlink)
+            .map_err(|e| Error::sys("set time of", &self.path, e))
+    }
+
+    fn proc_path(&self) -> String {
+        format!("/proc/self/fd/{}", self.fd.as_raw_fd())
+    }
+}
+
 static NOATIME_OK: AtomicBool = AtomicBool::new(true);
 
 /// `openat` with `O_NOATIME` where permitted (the owner, or root): a
@@ -392,8 +444,12 @@ impl Dir {
     }
 
     /// Opens `name` as an `O_PATH` descriptor (nothing is read, nothing can
-    /// block) and checks it still is what the scan saw.
-    fn open_verified(&self, op: &'static str, name: &OsStr, expect: &Expect) -> Result<OwnedFd> {
+    /// block; a link is not followed) and checks with one `fstat` that it
+    /// still is what the scan saw. The changes of the [`Verified`] it
+    /// returns are made on that descriptor, so they reach exactly the
+    /// inode checked, whatever is renamed over the name meanwhile: one
+    /// open, one stat and one close, however many changes are made.
+    pub fn open_verified(&self, op: &'static str, name: &OsStr, expect: &Expect) -> Result<Verified> {
         let path = self.child_path(name);
         let fd =
             nix::fcntl::openat(self.as_fd(), name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
@@ -413,36 +469,23 @@ impl Dir {
         if !detail.is_empty() {
             return Err(Error::Changed { op, path, detail: detail.join(", ") });
         }
-        Ok(fd)
+        Ok(Verified { fd, path, stat: st })
     }
 
     /// Changes owner and group of `name`, verified against the scan.
     pub fn chown_verified(&self, name: &OsStr, expect: &Expect, uid: u32, gid: u32) -> Result<()> {
-        let fd = self.open_verified("chown", name, expect)?;
-        // AT_EMPTY_PATH on an O_PATH descriptor: the inode held open, no name.
-        let (uid, gid) = (Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
-        nix::unistd::fchownat(&fd, "", uid, gid, nix::fcntl::AtFlags::AT_EMPTY_PATH)
-            .map_err(|e| Error::sys("chown", self.child_path(name), e))
+        self.open_verified("chown", name, expect)?.chown(uid, gid)
     }
 
     /// Changes the permission bits of `name`, verified against the scan.
     pub fn chmod_verified(&self, name: &OsStr, expect: &Expect, perm: u32) -> Result<()> {
-        let fd = self.open_verified("chmod", name, expect)?;
-        // The /proc magic link names exactly the inode held open: no race.
-        let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        let mode = Mode::from_bits_truncate(perm as libc::mode_t);
-        nix::sys::stat::fchmodat(AT_FDCWD, p.as_str(), mode, nix::sys::stat::FchmodatFlags::FollowSymlink)
-            .map_err(|e| Error::sys("chmod", self.child_path(name), e))
+        self.open_verified("chmod", name, expect)?.chmod(perm)
     }
 
     /// Sets the modification time (and access time to the same) of `name`,
     /// verified against the scan.
     pub fn set_mtime_verified(&self, name: &OsStr, expect: &Expect, mtime: i64) -> Result<()> {
-        let fd = self.open_verified("set time of", name, expect)?;
-        let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        let t = nix::sys::time::TimeSpec::new(mtime as libc::time_t, 0);
-        nix::sys::stat::utimensat(AT_FDCWD, p.as_str(), &t, &t, nix::sys::stat::UtimensatFlags::FollowSymlink)
-            .map_err(|e| Error::sys("set time of", self.child_path(name), e))
+        self.open_verified("set time of", name, expect)?.set_mtime(mtime)
     }
 
     /// Renames `from` (in `self`) to `to` (in `to_dir`), failing with
@@ -773,6 +816,32 @@ mod tests {
         std::fs::hard_link(t.path().join("a"), t.path().join("c")).unwrap();
         let ex = Expect { ino: st.ino, kind: FileKind::Regular, max_nlink: 1 };
         assert!(d.chmod_verified(OsStr::new("a"), &ex, 0o600).is_err());
+    }
+
+    #[test]
+    fn a_verified_file_changes_the_inode_checked_not_what_took_its_name() {
+        let (t, d) = tmp();
+        std::fs::write(t.path().join("a"), b"1").unwrap();
+        let st = d.stat(OsStr::new("a")).unwrap();
+        let ex = Expect { ino: st.ino, kind: FileKind::Regular, max_nlink: 1 };
+        let file = d.open_verified("chmod", OsStr::new("a"), &ex).unwrap();
+        assert_eq!((file.stat().ino, file.path()), (st.ino, t.path().join("a").as_path()));
+        // Another file is renamed over the name after the check.
+        std::fs::write(t.path().join("b"), b"2").unwrap();
+        std::fs::set_permissions(t.path().join("b"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::rename(t.path().join("b"), t.path().join("a")).unwrap();
+        file.chmod(0o600).unwrap();
+        file.set_mtime(1_000_000).unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        let my_group = nix::unistd::getegid().as_raw();
+        file.chown(me, my_group).unwrap();
+        let held = nix::sys::stat::fstat(&file.fd).unwrap();
+        assert_eq!((held.st_mode & 0o7777, held.st_mtime), (0o600, 1_000_000));
+        // The newcomer is untouched.
+        let now = d.stat(OsStr::new("a")).unwrap();
+        assert_ne!(now.ino, st.ino);
+        assert_eq!(now.perm, 0o644);
+        assert_ne!(now.mtime, 1_000_000);
     }
 
     #[test]
