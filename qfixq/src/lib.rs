@@ -324,7 +324,7 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
     report.header(mode.words(), mode.code(), &header, data)?;
 
     let live = mode != RunMode::Check;
-    let sctx = StructureCtx { root, split: layout.split.value, big_todo: layout.big_todo.value, ids };
+    let sctx = StructureCtx { root, shape: layout.shape(), ids };
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     // Files whose modification time is at or after this were written
@@ -479,16 +479,14 @@ fn plan_and_apply(
         }
         sink(f, o).map_err(PlanError::Io)
     };
-    let split = layout.split.value;
-    let big_todo = layout.big_todo.value;
+    let shape = layout.shape();
     let ids = layout.ids.as_ref().map(|d| d.value).map_err(|e| PlanError::Queue(qcommon::Error::Layout(e.clone())))?;
-    let sctx = StructureCtx { root, split, big_todo, ids };
+    let sctx = StructureCtx { root, shape, ids };
     for f in structure::plan_structure(&sctx, quarantine) {
         sink(&f, Origin::default())?;
     }
     let mut ctx = MessageCtx {
-        split,
-        big_todo,
+        shape,
         ids,
         empty: mode == RunMode::Empty,
         no_quarantine,

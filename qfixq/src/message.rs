@@ -18,7 +18,8 @@ use std::path::PathBuf;
 
 use qcommon::envelope::{Info, ListEnvelope, TodoEnvelope};
 use qcommon::mutator::{Action, Step};
-use qcommon::queue::{bucket_of, Ids, Part};
+use qcommon::message::{birth_of, Message, Stage};
+use qcommon::queue::{Ids, Part, QueueShape};
 use qcommon::remove::{removal_action, Quarantine};
 use qcommon::safe_fs::{parse_number, Expect, FileKind, NewFile, Stat};
 use qcommon::scan::{Found, Parsed, ReadProblem, ScannedMessage, Stray, StrayWhy};
@@ -39,10 +40,8 @@ pub const WRITE_PREFIX: &str = ".qtools-tmp.";
 /// What message planning needs besides the message.
 #[derive(Debug)]
 pub struct MessageCtx {
-    /// conf-split.
-    pub split: u32,
-    /// todo and intd are split.
-    pub big_todo: bool,
+    /// The queue's split and big-todo: where every file belongs.
+    pub shape: QueueShape,
     /// qmail's ids.
     pub ids: Ids,
     /// `live empty`: every message goes.
@@ -78,12 +77,7 @@ pub struct MessageCtx {
 impl MessageCtx {
     /// The right path of `part` of message `n`.
     pub fn right_path(&self, part: Part, n: u64) -> PathBuf {
-        let mut p = PathBuf::from(part.dir());
-        if part.is_split(self.big_todo) {
-            p.push(bucket_of(n, self.split).to_string());
-        }
-        p.push(n.to_string());
-        p
+        self.shape.path(part, n)
     }
 
     /// Where `part` of message `old`, renumbered to `new`, waits between
@@ -438,19 +432,20 @@ pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessa
 /// to the full planner.
 fn is_healthy_preprocessed(ctx: &MessageCtx, msg: &ScannedMessage) -> bool {
     let n = msg.number;
-    if ctx.empty || !msg.io_errors.is_empty() || !msg.extra.is_empty() || ctx.fresh.contains_key(&n) {
+    if ctx.empty || ctx.fresh.contains_key(&n) {
         return false;
     }
-    if !msg.has(Part::Mess) || !msg.has(Part::Info) || msg.has(Part::Todo) || msg.has(Part::Intd) {
+    let m = Message::of(msg, None);
+    if m.stage != Stage::Preprocessed || !m.problems.is_empty() || !m.damage(ctx.shape).is_empty() {
         return false;
     }
-    let bucket = bucket_of(n, ctx.split);
+    // Every file stated, regular, with one link, its owner and mode; the
+    // model's damage above has judged mess's inode and size, the buckets,
+    // second copies, info and the lists.
     for f in msg.all_files() {
         let Some(st) = f.stat else { return false };
-        let right_bucket = if f.part.is_split(ctx.big_todo) { Some(bucket) } else { None };
         let gid_ok = !f.part.group_is_qmail() || st.gid == ctx.ids.qmail_gid;
-        if f.bucket != right_bucket
-            || st.kind != FileKind::Regular
+        if st.kind != FileKind::Regular
             || st.nlink != 1
             || st.uid != ctx.ids.uid(f.part.file_owner())
             || !gid_ok
@@ -458,14 +453,10 @@ fn is_healthy_preprocessed(ctx: &MessageCtx, msg: &ScannedMessage) -> bool {
         {
             return false;
         }
-        if f.part == Part::Mess && (st.ino != n || st.size == 0) {
-            return false;
-        }
     }
-    let list_ok = |part: Part, parsed: &Option<Parsed<ListEnvelope>>| {
-        !msg.has(part) || matches!(parsed, Some(Ok(r)) if r.dropped() == 0)
-    };
-    matches!(msg.info, Some(Ok(_))) && list_ok(Part::Local, &msg.local) && list_ok(Part::Remote, &msg.remote)
+    // An envelope the scan did not read is a doubt too.
+    let list_read = |part: Part, parsed: &Option<Parsed<ListEnvelope>>| !msg.has(part) || parsed.is_some();
+    msg.info.is_some() && list_read(Part::Local, &msg.local) && list_read(Part::Remote, &msg.remote)
 }
 
 fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, out: &mut Vec<Finding>) {
@@ -814,7 +805,11 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
                     Env::Broken(why) => format!("info broken: {why}"),
                     _ => "info missing".to_string(),
                 };
-                let birth = msg.file(Part::Info).and_then(|f| f.stat).map(|s| s.mtime).unwrap_or(mess_st.mtime);
+                // The birth of the envelope written now (info, no todo)
+                // by the model's one rule: info's mtime, else mess's.
+                let has = |part: Part| matches!(part, Part::Info | Part::Mess) && msg.has(part);
+                let mtime = |part: Part| msg.file(part).and_then(|f| f.stat).map(|s| s.mtime);
+                let birth = birth_of(has, mtime).map_or(mess_st.mtime, |b| b.time);
                 p.note(
                     Kind::SenderLost,
                     path,
@@ -976,7 +971,7 @@ pub fn plan_stray(ctx: &mut MessageCtx, q: &mut Quarantine, stray: &Stray, out: 
     let ex = Expect { ino: st.ino, kind: st.kind, max_nlink: u64::MAX };
     match stray.why {
         StrayWhy::NotADirectory => return,
-        StrayWhy::NotABucket if covered_by_structure(&path, ctx.split, ctx.big_todo) => return,
+        StrayWhy::NotABucket if covered_by_structure(&path, ctx.shape) => return,
         StrayWhy::UnknownTopLevel => {
             out.push(Finding::leave(Kind::Note, path, "unknown entry in the queue (qmail ignores it)", "left alone"));
             return;
@@ -1338,6 +1333,7 @@ fn now_secs() -> i64 {
 mod tests {
     use super::*;
     use qcommon::envelope::{Recipient, Recipients};
+    use qcommon::queue::bucket_of;
     use qcommon::scan::Found;
 
     const SPLIT: u32 = 23;
@@ -1345,8 +1341,7 @@ mod tests {
 
     fn ctx() -> MessageCtx {
         MessageCtx {
-            split: SPLIT,
-            big_todo: false,
+            shape: QueueShape { split: SPLIT, big_todo: false },
             ids: IDS,
             empty: false,
             no_quarantine: false,
