@@ -1,6 +1,8 @@
 //! A finding: one problem at one path, what is done about it, and the
-//! steps that do it. Check mode prints findings; live mode carries out
-//! their actions. Both come from the same planning code.
+//! steps that do it. Check and live come from the same planning code and
+//! run every finding's action through one executor (`qcommon::mutator`):
+//! a check has it plan the steps (a dry run, nothing changed), live has
+//! it carry them out; the report shows each step as the executor saw it.
 
 use std::path::PathBuf;
 

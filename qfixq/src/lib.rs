@@ -1,8 +1,14 @@
 //! qfixq: checks a qmail queue (read-only by default), repairs it
 //! (`qfixq live`) or empties it while still repairing its structure
-//! (`qfixq live empty`). One data path serves all three: scan the queue
-//! into messages, plan findings and their steps by docs/repair-policy.md, then
-//! print the plan (check) or carry it out (live).
+//! (`qfixq live empty`), and requeues set-aside messages (`requeue`).
+//! One data path serves check, live and live empty: the session guards
+//! the queue (live: qmail-send's lock), the queue is scanned into
+//! messages, findings and their steps are planned by
+//! docs/repair-policy.md (`message`, `structure`), and every finding's
+//! action goes through one executor (`qcommon::mutator`): a check has it
+//! plan the steps (a dry run), live has it carry them out. Live, a
+//! verifying pass then must find nothing. This module owns the command
+//! line, the run (header, guard, passes, summary) and the exit code.
 
 pub mod exit;
 pub mod finding;
@@ -25,7 +31,7 @@ use qcommon::progress::{Clearing, Progress};
 use qcommon::remove::Quarantine;
 use qcommon::safe_fs::Dir;
 use qcommon::scan::{scan_counted, ScanEvent, ScanOptions};
-use qcommon::session::{Access, DamagedLock, Exclusive, Refusal, Session};
+use qcommon::session::{Access, Claim, DamagedLock, Exclusive, Refusal, Session};
 
 pub use exit::ExitCode;
 use finding::Finding;
@@ -253,6 +259,9 @@ fn process_text(p: &QueueProcess) -> String {
     p.describe()
 }
 
+/// One run of check, live or live empty: the header, the guard through
+/// the session, the pass that plans and applies, then (live) the
+/// verifying pass and the summary.
 fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::io::Result<ExitCode> {
     let mut options = cli.queue.layout_options();
     // A live run may make a new queue in an empty directory.
@@ -274,57 +283,10 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
         (false, false) => Detail::Grouped,
     };
     let mut report = Report::new(out, cli.json, detail);
-    let mut header = layout_header(layout);
-    // Processes that use the queue; qmail-named ones elsewhere (another
-    // queue's qmail-send, a zombie) are listed as ignored.
-    let (procs, procs_unknown): (&[QueueProcess], Option<String>) = match session.processes() {
-        Ok(p) => (p, None),
-        Err(e) => (&[], Some(e.to_string())),
-    };
-    header.push((
-        "processes",
-        match &procs_unknown {
-            Some(e) => format!("unknown ({e})"),
-            None if procs.is_empty() => "none".to_string(),
-            None => procs.iter().map(process_text).collect::<Vec<_>>().join(", "),
-        },
-    ));
-    let mut data = header_data(layout);
-    data.push((
-        "processes",
-        match &procs_unknown {
-            Some(e) => output::value(&output::ProcessesJson::unknown(e)),
-            None => output::value(&output::ProcessesJson::listed(
-                procs.iter().map(|p| p.pid).collect(),
-                header.last().map(|h| h.1.clone()).unwrap_or_default(),
-            )),
-        },
-    ));
-    let mut notes = Vec::new();
-    let usage = fs_usage(&layout.queue);
-    data.push((
-        "disk",
-        match &usage {
-            Ok(u) => output::value(&output::DiskJson::of(u)),
-            Err(e) => output::value(&output::DiskJson::unknown(e)),
-        },
-    ));
-    match usage {
-        Ok(u) => {
-            let mut s = format!("blocks {:.1}% used, inodes {:.1}% used", u.blocks_pct, u.inodes_pct);
-            if u.blocks_pct >= FULL_WARNING_PCT || u.inodes_pct >= FULL_WARNING_PCT {
-                s.push_str(
-                    " -- WARNING: 95% or more: qmail cannot write there and a repair may fail; free space first",
-                );
-            }
-            header.push(("disk", s));
-        }
-        Err(e) => header.push(("disk", format!("unknown: {e}"))),
-    }
-    report.header(mode.words(), mode.code(), &header, data)?;
+    header(&mut report, &session, mode)?;
 
     let live = mode != RunMode::Check;
-    let sctx = StructureCtx { root, split: layout.split.value, big_todo: layout.big_todo.value, ids };
+    let sctx = StructureCtx { root, shape: layout.shape(), ids };
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     // Files whose modification time is at or after this were written
@@ -335,33 +297,12 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
         Ok(q) => q,
         Err(e) => return Ok(fail(e)),
     };
-
-    // Live: refuse while qmail runs; take and hold qmail-send's lock
-    // (after restoring lock/ and lock/sendmutex when they are damaged: those
-    // come first).
-    let mut first_findings: Vec<Finding> = Vec::new();
-    let mut claim = None;
-    if live {
-        match session.claim() {
-            Ok(c) => claim = Some(c),
-            Err(r) => return Ok(refused(&r)),
-        }
-    }
-    first_findings.extend(structure::plan_sendmutex(&sctx, &mut quarantine));
-
-    let mut mutator = match session.open_again() {
-        Ok(d) => Mutator::new(d, if live { Mode::Live } else { Mode::DryRun }),
-        Err(e) => return Ok(fail(e)),
-    };
     let mut tally = Tally::default();
-    for f in first_findings {
-        apply(&mut report, &mut mutator, &f, &mut tally)?;
-    }
-    if let Some(c) = claim.as_mut() {
-        if let Err(r) = c.take_restored_lock(&session) {
-            return Ok(refused(&r));
-        }
-    }
+    // Live: the claim holds qmail-send's lock until the run ends.
+    let (_claim, mut mutator) = match guard(&session, &sctx, live, &mut quarantine, &mut report, &mut tally)? {
+        Ok(g) => g,
+        Err(code) => return Ok(code),
+    };
 
     let opts = ScanOptions { threads: cli.threads as usize, stat: true, read_envelopes: true, chunk: 128 };
     let phase = if live { "repairing" } else { "scanning" };
@@ -370,8 +311,8 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
         apply(&mut report, &mut mutator, f, &mut tally)
     });
     progress.clear();
-    let scanned = match outcome {
-        Ok(n) => n,
+    match outcome {
+        Ok(_) => {}
         Err(PlanError::Io(e)) => return Err(e),
         Err(PlanError::Queue(e)) => return Ok(fail(e)),
         Err(PlanError::Interrupted) => {
@@ -384,13 +325,113 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
             );
             return Ok(ExitCode::Interrupted);
         }
-    };
-    let _ = scanned;
-
-    let mut code = ExitCode::from_outcome(tally.problems, tally.unfixed, live);
-    if live && tally.problems > 0 {
+    }
+    let verify = || {
         let verdict = verify(root, layout, &sctx, (cli.no_quarantine, progress), &opts, now, started);
         progress.clear();
+        verdict
+    };
+    summary(&mut report, &tally, live, verify)
+}
+
+/// The header: the queue's layout, the processes that use it and its
+/// disk, in words and in JSON (docs/json.md).
+fn header<W: Write>(report: &mut Report<W>, session: &Session, mode: RunMode) -> std::io::Result<()> {
+    let layout = session.layout();
+    let mut header = layout_header(layout);
+    let mut data = header_data(layout);
+    // Processes that use the queue; qmail-named ones elsewhere (another
+    // queue's qmail-send, a zombie) are listed as ignored.
+    let (procs, procs_unknown): (&[QueueProcess], Option<String>) = match session.processes() {
+        Ok(p) => (p, None),
+        Err(e) => (&[], Some(e.to_string())),
+    };
+    let procs_text = match &procs_unknown {
+        Some(e) => format!("unknown ({e})"),
+        None if procs.is_empty() => "none".to_string(),
+        None => procs.iter().map(process_text).collect::<Vec<_>>().join(", "),
+    };
+    data.push((
+        "processes",
+        match &procs_unknown {
+            Some(e) => output::value(&output::ProcessesJson::unknown(e)),
+            None => {
+                output::value(&output::ProcessesJson::listed(procs.iter().map(|p| p.pid).collect(), procs_text.clone()))
+            }
+        },
+    ));
+    header.push(("processes", procs_text));
+    let (disk_text, disk_data) = disk(&layout.queue);
+    header.push(("disk", disk_text));
+    data.push(("disk", disk_data));
+    report.header(mode.words(), mode.code(), &header, data)
+}
+
+/// The disk line of the header, in words and in JSON: a warning when the
+/// queue's filesystem is nearly full.
+fn disk(queue: &std::path::Path) -> (String, serde_json::Value) {
+    match fs_usage(queue) {
+        Ok(u) => {
+            let mut s = format!("blocks {:.1}% used, inodes {:.1}% used", u.blocks_pct, u.inodes_pct);
+            if u.blocks_pct >= FULL_WARNING_PCT || u.inodes_pct >= FULL_WARNING_PCT {
+                s.push_str(
+                    " -- WARNING: 95% or more: qmail cannot write there and a repair may fail; free space first",
+                );
+            }
+            (s, output::value(&output::DiskJson::of(&u)))
+        }
+        Err(e) => (format!("unknown: {e}"), output::value(&output::DiskJson::unknown(&e))),
+    }
+}
+
+/// The guard through the session. Live: refuse while qmail runs; take
+/// and hold qmail-send's lock (after restoring lock/ and lock/sendmutex
+/// when they are damaged: those come first, through the executor opened
+/// here for the whole run). Returns the claim to hold and the executor,
+/// or the exit code of a refusal.
+fn guard<W: Write>(
+    session: &Session,
+    sctx: &StructureCtx<'_>,
+    live: bool,
+    quarantine: &mut Quarantine,
+    report: &mut Report<W>,
+    tally: &mut Tally,
+) -> std::io::Result<Result<(Option<Claim>, Mutator), ExitCode>> {
+    let mut claim = None;
+    if live {
+        match session.claim() {
+            Ok(c) => claim = Some(c),
+            Err(r) => return Ok(Err(refused(&r))),
+        }
+    }
+    let first_findings = structure::plan_sendmutex(sctx, quarantine);
+    let mut mutator = match session.open_again() {
+        Ok(d) => Mutator::new(d, if live { Mode::Live } else { Mode::DryRun }),
+        Err(e) => return Ok(Err(fail(e))),
+    };
+    for f in first_findings {
+        apply(report, &mut mutator, &f, tally)?;
+    }
+    if let Some(c) = claim.as_mut() {
+        if let Err(r) = c.take_restored_lock(session) {
+            return Ok(Err(refused(&r)));
+        }
+    }
+    Ok(Ok((claim, mutator)))
+}
+
+/// The summary: live, after a repair that found problems, the verifying
+/// pass (`verify`) must find nothing; the notes and the exit code.
+fn summary<W: Write>(
+    report: &mut Report<W>,
+    tally: &Tally,
+    live: bool,
+    verify: impl FnOnce() -> Verdict,
+) -> std::io::Result<ExitCode> {
+    let mut notes = Vec::new();
+    let mut code = ExitCode::from_outcome(tally.problems, tally.unfixed, live);
+    if live && tally.problems > 0 {
+        let verdict = verify();
         if let Some(note) = verdict.note(tally.unfixed) {
             notes.push(note);
         }
@@ -462,8 +503,9 @@ struct Pass<'a> {
 
 /// The one data path: structure, then the scan's strays and messages,
 /// then the second half of renumbering and the extra buckets. Each
-/// finding goes to `sink` as soon as it is planned (check: printed; live:
-/// printed and carried out).
+/// finding goes to `sink` as soon as it is planned, and through it to the
+/// one executor (`qcommon::mutator`: a check plans the steps, live carries
+/// them out).
 fn plan_and_apply(
     root: &Dir,
     layout: &Layout,
@@ -471,7 +513,6 @@ fn plan_and_apply(
     quarantine: &mut Quarantine,
     sink: &mut dyn FnMut(&Finding, Origin) -> std::io::Result<bool>,
 ) -> Result<u64, PlanError> {
-    let Pass { mode, no_quarantine, scan: opts, since, progress, phase } = pass;
     // Stops between two findings when a signal asked for it.
     let mut sink = |f: &Finding, o: Origin| -> Result<bool, PlanError> {
         if qcommon::interrupt::requested() {
@@ -479,19 +520,17 @@ fn plan_and_apply(
         }
         sink(f, o).map_err(PlanError::Io)
     };
-    let split = layout.split.value;
-    let big_todo = layout.big_todo.value;
+    let shape = layout.shape();
     let ids = layout.ids.as_ref().map(|d| d.value).map_err(|e| PlanError::Queue(qcommon::Error::Layout(e.clone())))?;
-    let sctx = StructureCtx { root, split, big_todo, ids };
+    let sctx = StructureCtx { root, shape, ids };
     for f in structure::plan_structure(&sctx, quarantine) {
         sink(&f, Origin::default())?;
     }
     let mut ctx = MessageCtx {
-        split,
-        big_todo,
+        shape,
         ids,
-        empty: mode == RunMode::Empty,
-        no_quarantine,
+        empty: pass.mode == RunMode::Empty,
+        no_quarantine: pass.no_quarantine,
         doomed_links: HashMap::new(),
         pending: Default::default(),
         seen: Default::default(),
@@ -502,6 +541,22 @@ fn plan_and_apply(
         extra_buckets: Vec::new(),
         salvaged: salvage::Book::load(root).map_err(PlanError::Queue)?,
     };
+    let messages = scan_pass(root, layout, pass, &mut ctx, quarantine, &mut sink)?;
+    after_scan(&mut ctx, pass, &mut sink)?;
+    Ok(messages)
+}
+
+/// The scan: each stray and message planned as it comes, its findings
+/// sent on at once; returns how many messages it saw.
+fn scan_pass(
+    root: &Dir,
+    layout: &Layout,
+    pass: Pass<'_>,
+    ctx: &mut MessageCtx,
+    quarantine: &mut Quarantine,
+    sink: &mut dyn FnMut(&Finding, Origin) -> Result<bool, PlanError>,
+) -> Result<u64, PlanError> {
+    let Pass { scan: opts, since, progress, phase, .. } = pass;
     let mut messages = 0u64;
     let mut failure: Option<PlanError> = None;
     let mut buf: Vec<Finding> = Vec::new();
@@ -516,62 +571,96 @@ fn plan_and_apply(
             return;
         }
         buf.clear();
-        let mut number = None;
-        let mut origin = Origin::default();
-        match ev {
-            ScanEvent::Message(m) => {
-                origin.new = message_is_new(&m, since);
-                messages += 1;
-                progress.inc(1);
-                number = Some(m.number);
-                message::plan_message(&mut ctx, quarantine, &m, &mut buf);
-            }
-            ScanEvent::Stray(s) => {
-                origin.new = stray_is_new(&s, since);
-                message::note_doomed_link(&mut ctx, &s);
-                message::plan_stray(&mut ctx, quarantine, &s, &mut buf);
-            }
-            ScanEvent::Error(e) => {
-                buf.push(Finding::leave(
-                    finding::Kind::Unreadable,
-                    std::path::PathBuf::from("."),
-                    e.to_string(),
-                    "left as it is",
-                ));
-            }
+        let (number, origin) = plan_event(ctx, quarantine, ev, since, &mut buf);
+        if number.is_some() {
+            messages += 1;
+            progress.inc(1);
         }
-        for f in &buf {
-            if f.left {
-                if let Some(n) = f.action.message.or(number) {
-                    ctx.occupied.insert(n);
-                }
-            }
-            match sink(f, origin) {
-                Ok(true) => {}
-                // The first half of a renumbering failed: no second half.
-                Ok(false) => {
-                    if let Some(n) = number {
-                        message::forget_pending(&mut ctx, n);
-                        ctx.occupied.insert(n);
-                    }
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    return;
-                }
-            }
+        if let Err(e) = send_event(ctx, &buf, number, origin, sink) {
+            failure = Some(e);
         }
     });
     if let Some(f) = failure {
         return Err(f);
     }
     match r {
-        Err(qcommon::Error::Interrupted) => return Err(PlanError::Interrupted),
-        Err(e) => return Err(PlanError::Queue(e)),
-        Ok(_) => {}
+        Err(qcommon::Error::Interrupted) => Err(PlanError::Interrupted),
+        Err(e) => Err(PlanError::Queue(e)),
+        Ok(_) => Ok(messages),
     }
+}
+
+/// Plans one event of the scan into `buf`; returns the message's number
+/// (`None` for a stray or an error) and where the findings come from.
+fn plan_event(
+    ctx: &mut MessageCtx,
+    quarantine: &mut Quarantine,
+    ev: ScanEvent,
+    since: Option<i64>,
+    buf: &mut Vec<Finding>,
+) -> (Option<u64>, Origin) {
+    let mut origin = Origin::default();
+    match ev {
+        ScanEvent::Message(m) => {
+            origin.new = message_is_new(&m, since);
+            message::plan_message(ctx, quarantine, &m, buf);
+            (Some(m.number), origin)
+        }
+        ScanEvent::Stray(s) => {
+            origin.new = stray_is_new(&s, since);
+            message::note_doomed_link(ctx, &s);
+            message::plan_stray(ctx, quarantine, &s, buf);
+            (None, origin)
+        }
+        ScanEvent::Error(e) => {
+            buf.push(Finding::leave(
+                finding::Kind::Unreadable,
+                std::path::PathBuf::from("."),
+                e.to_string(),
+                "left as it is",
+            ));
+            (None, origin)
+        }
+    }
+}
+
+/// Sends the findings of one event on. A message left as it is, or whose
+/// action failed, keeps its number this run; the first half of a
+/// renumbering that failed has no second half.
+fn send_event(
+    ctx: &mut MessageCtx,
+    buf: &[Finding],
+    number: Option<u64>,
+    origin: Origin,
+    sink: &mut dyn FnMut(&Finding, Origin) -> Result<bool, PlanError>,
+) -> Result<(), PlanError> {
+    for f in buf {
+        if f.left {
+            if let Some(n) = f.action.message.or(number) {
+                ctx.occupied.insert(n);
+            }
+        }
+        if !sink(f, origin)? {
+            if let Some(n) = number {
+                message::forget_pending(ctx, n);
+                ctx.occupied.insert(n);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// After the scan: the records of salvaged messages that are gone, the
+/// second half of renumbering, fresh copies whose message is gone, and
+/// the extra buckets.
+fn after_scan(
+    ctx: &mut MessageCtx,
+    pass: Pass<'_>,
+    sink: &mut dyn FnMut(&Finding, Origin) -> Result<bool, PlanError>,
+) -> Result<(), PlanError> {
+    let progress = pass.progress;
     let mut gone = Vec::new();
-    salvage::plan_gone(&mut ctx, &mut gone);
+    salvage::plan_gone(ctx, &mut gone);
     for f in &gone {
         sink(f, Origin::default())?;
     }
@@ -580,7 +669,7 @@ fn plan_and_apply(
     // the next run finishes).
     let mut stopped: Option<PlanError> = None;
     if !ctx.pending.is_empty() {
-        let second = match phase {
+        let second = match pass.phase {
             "repairing" => "renumbering",
             "scanning" => "planning the renumbering",
             other => other,
@@ -588,7 +677,7 @@ fn plan_and_apply(
         progress.phase(second, None);
         progress.set_total(ctx.pending.len() as u64);
     }
-    message::plan_pending(&mut ctx, &mut |f| match sink(f, Origin::default()) {
+    message::plan_pending(ctx, &mut |f| match sink(f, Origin::default()) {
         Ok(done) => {
             progress.inc(1);
             Ok(done)
@@ -601,12 +690,12 @@ fn plan_and_apply(
     })
     .map_err(|e| stopped.take().unwrap_or(PlanError::Io(e)))?;
     let mut tail = Vec::new();
-    message::plan_leftover_fresh(&mut ctx, &mut tail);
-    message::plan_extra_buckets(&mut ctx, &mut tail);
+    message::plan_leftover_fresh(ctx, &mut tail);
+    message::plan_extra_buckets(ctx, &mut tail);
     for f in &tail {
         sink(f, Origin::default())?;
     }
-    Ok(messages)
+    Ok(())
 }
 
 /// Where a finding of the verifying pass comes from.

@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use qcommon::mutator::{Action, Step};
-use qcommon::queue::{Ids, LockFile, Owner, Part, OTHER_DIRS, QUEUE_DIR_SPEC};
+use qcommon::queue::{Ids, LockFile, Owner, Part, QueueShape, OTHER_DIRS, QUEUE_DIR_SPEC};
 use qcommon::remove::Quarantine;
 use qcommon::safe_fs::{Dir, Expect, FileKind, NewFile, Stat};
 
@@ -18,10 +18,8 @@ use crate::finding::{Finding, Kind};
 pub struct StructureCtx<'a> {
     /// The queue root.
     pub root: &'a Dir,
-    /// conf-split.
-    pub split: u32,
-    /// todo and intd are split.
-    pub big_todo: bool,
+    /// The queue's split and big-todo: which buckets exist.
+    pub shape: QueueShape,
     /// qmail's ids.
     pub ids: Ids,
 }
@@ -215,8 +213,8 @@ pub fn plan_structure(ctx: &StructureCtx<'_>, q: &mut Quarantine) -> Vec<Finding
     for part in Part::ALL {
         let (owner, perm) = part.dir_spec();
         directory(ctx, q, &mut out, PathBuf::from(part.dir()), owner, perm);
-        if part.is_split(ctx.big_todo) {
-            for b in 0..ctx.split {
+        if ctx.shape.is_split(part) {
+            for b in 0..ctx.shape.split {
                 directory(ctx, q, &mut out, PathBuf::from(part.dir()).join(b.to_string()), owner, perm);
             }
         }
@@ -256,13 +254,13 @@ fn leftover_temporaries(ctx: &StructureCtx<'_>, out: &mut Vec<Finding>) {
 
 /// Whether the scan's stray at `path` is covered by structure planning
 /// (a part directory or an in-range bucket that is not a directory).
-pub fn covered_by_structure(path: &Path, split: u32, big_todo: bool) -> bool {
+pub fn covered_by_structure(path: &Path, shape: QueueShape) -> bool {
     let comps: Vec<&OsStr> = path.iter().collect();
     match comps.as_slice() {
         [top] => Part::from_dir(top.as_encoded_bytes()).is_some() || *top == OsStr::new("pid"),
         [top, b] => match Part::from_dir(top.as_encoded_bytes()) {
-            Some(part) if part.is_split(big_todo) => {
-                qcommon::safe_fs::parse_number(b.as_encoded_bytes()).is_some_and(|n| n < u64::from(split))
+            Some(part) if shape.is_split(part) => {
+                qcommon::safe_fs::parse_number(b.as_encoded_bytes()).is_some_and(|n| n < u64::from(shape.split))
             }
             _ => false,
         },

@@ -1,0 +1,533 @@
+//! Renumbering (docs/repair.md, "Renumbering"): a message whose mess
+//! inode K differs from its number N is repaired under N while the scan
+//! goes on, and moved after the scan, when every number is known, in one
+//! of two orders: straight to K when no message had K (the mess first to
+//! `.qfixq-renum-N-K`, the other files to K, the mess to K), else in two
+//! steps through the waiting names (every file to its waiting name, mess
+//! first; then, once every message has moved, each to K, mess last).
+//!
+//! Also the waiting names an interrupted run left. The scanner reports
+//! every stray before the first message, so a rerun after a crash knows
+//! all waiting names when it judges a message: files of N already
+//! waiting, or still under N while the mess waits, join message N; files
+//! under K moved there after the mess took its waiting name join it too.
+
+use std::collections::HashMap;
+
+use qcommon::mutator::{Action, Step};
+use qcommon::queue::Part;
+use qcommon::safe_fs::{Expect, FileKind, Stat};
+use qcommon::scan::{Found, ScannedMessage};
+
+use super::planner::{Planner, Slot, Slots};
+use super::MessageCtx;
+use crate::finding::{Finding, Kind};
+
+/// The files of the first step of a renumbering, in the order they move
+/// (the mess goes first, on its own).
+const FIRST_ORDER: [Part; 6] = [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce];
+/// The order files move in, the mess last.
+pub(super) const MOVE_ORDER: [Part; 7] =
+    [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce, Part::Mess];
+
+/// Renumbered messages waiting to be moved after the scan. After a copy
+/// to another filesystem every message of the queue is one, so each takes
+/// 16 bytes: the new number, and the old number shifted left by 16 with
+/// [`Where`] in the low 16 bits. An old number of more than 48 bits (no
+/// filesystem in use hands out such inode numbers) is kept whole, apart.
+#[derive(Debug, Default)]
+pub struct PendingList {
+    packed: Vec<(u64, u64)>,
+    wide: Vec<(u64, u64, u16)>,
+}
+
+/// Where the files of a pending renumbering are: the low byte has a bit
+/// (`1 << Part::index`) per part under its waiting name
+/// (`.qfixq-renum-OLD-NEW`), and [`FOUND_WAITING`] when an interrupted run
+/// left them; the high byte a bit per part still under its old number,
+/// in its right place.
+type Where = u16;
+
+impl PendingList {
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.packed.len() + self.wide.len()
+    }
+
+    /// No message waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Message `old` waits to become `new`, its files where `at` says.
+    pub fn push(&mut self, new: u64, old: u64, at: Where) {
+        if old >> 48 == 0 {
+            self.packed.push((new, old << 16 | u64::from(at)));
+        } else {
+            self.wide.push((new, old, at));
+        }
+    }
+
+    /// Forgets the renumbering of `old` when it is the last one pushed:
+    /// a message's first half is carried out right after it is planned,
+    /// so one that failed is always the last (no list scan per failure).
+    pub fn forget_last(&mut self, old: u64) {
+        if self.packed.last().is_some_and(|&(_, op)| op >> 16 == old) {
+            self.packed.pop();
+        } else if self.wide.last().is_some_and(|&(_, o, _)| o == old) {
+            self.wide.pop();
+        }
+    }
+
+    /// Every renumbering as (new, old, where), sorted by new number and
+    /// without repeats.
+    fn sorted(&mut self) -> impl Iterator<Item = (u64, u64, Where)> + '_ {
+        self.packed.sort_unstable();
+        self.packed.dedup();
+        self.wide.sort_unstable();
+        self.wide.dedup();
+        self.packed.iter().map(|&(new, op)| (new, op >> 16, op as Where)).chain(self.wide.iter().copied())
+    }
+}
+
+/// The numbers of the messages the scan saw, 4 bytes each (8 for a
+/// number beyond 32 bits): a renumbering goes straight to a new number
+/// only when no message had it.
+#[derive(Debug, Default)]
+pub struct NumberSet {
+    narrow: Vec<u32>,
+    wide: Vec<u64>,
+    sorted: bool,
+}
+
+impl NumberSet {
+    /// Adds `n`.
+    pub fn insert(&mut self, n: u64) {
+        match u32::try_from(n) {
+            Ok(x) => self.narrow.push(x),
+            Err(_) => self.wide.push(n),
+        }
+        self.sorted = false;
+    }
+
+    /// Sorts, once all numbers are in.
+    fn seal(&mut self) {
+        if !self.sorted {
+            self.narrow.sort_unstable();
+            self.narrow.dedup();
+            self.wide.sort_unstable();
+            self.wide.dedup();
+            self.sorted = true;
+        }
+    }
+
+    /// Whether `n` was added (after [`NumberSet::seal`]).
+    fn contains(&self, n: u64) -> bool {
+        match u32::try_from(n) {
+            Ok(x) => self.narrow.binary_search(&x).is_ok(),
+            Err(_) => self.wide.binary_search(&n).is_ok(),
+        }
+    }
+}
+
+/// The mess of an interrupted renumbering, waiting for its new number.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitingMess {
+    /// Its old number.
+    pub old: u64,
+    /// When it was last moved (its first-half rename, or later).
+    pub ctime_ns: i64,
+}
+
+/// A waiting file of an interrupted renumbering, found by the scan.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    /// Which file of the message.
+    pub part: Part,
+    /// Its new number.
+    pub new: u64,
+    /// What the scan saw.
+    pub stat: Stat,
+}
+
+/// A flag beside the part bits of a pending renumbering: its files were
+/// found waiting on disk, left by an interrupted run.
+const FOUND_WAITING: Where = 0x80;
+
+fn mask(part: Part) -> Where {
+    1 << part.index()
+}
+
+/// The bit of `part` under its old number in a [`Where`].
+fn at_old(part: Part) -> Where {
+    mask(part) << 8
+}
+
+/// The slots of message `msg` as the scan found it, with the waiting
+/// names an interrupted run left for it; `None` when it is not to be
+/// judged on its own: every file of it belongs to a waiting renumbering
+/// (moved by its second half, or still under N beside a waiting mess).
+pub(super) fn gather<'m>(ctx: &mut MessageCtx, msg: &'m ScannedMessage) -> Option<Slots<'m>> {
+    let n = msg.number;
+    // Files under this number while the mess of a renumbering to this
+    // number still waits: those the second half of that renumbering had
+    // already moved here belong to it, and it finishes them. Any other
+    // file under this number (an orphan that a crash in the first half
+    // left, say) is not that message's: it is judged on its own.
+    let moved = |f: &Found| -> bool {
+        let Some(wm) = ctx.waiting_mess.get(&n) else { return false };
+        if msg.has(Part::Mess) {
+            return false;
+        }
+        // A part still waiting cannot also have been moved; a file moved
+        // by the second half was moved after the mess's first-half rename.
+        let also_waiting = ctx.waiting.get(&wm.old).is_some_and(|l| l.iter().any(|w| w.new == n && w.part == f.part));
+        !also_waiting && f.stat.is_some_and(|s| s.ctime_ns >= wm.ctime_ns)
+    };
+    let mut slots: Slots<'m> = Default::default();
+    let mut skipped = 0;
+    for f in msg.files.iter().flatten() {
+        if moved(f) {
+            skipped += 1;
+            continue;
+        }
+        slots[f.part.index()] = Some(Slot { found: Some(f), path: f.rel_path(n), rewritten: false, waiting: None });
+    }
+    if skipped > 0 && slots.iter().all(Option::is_none) && msg.extra.is_empty() {
+        return None;
+    }
+    if join_waiting_mess(ctx, msg, &slots) {
+        return None;
+    }
+    // Files of this message an interrupted run had already moved aside for
+    // renumbering: they were repaired before they were moved.
+    let mess_ino = msg.file(Part::Mess).and_then(|f| f.stat).map(|s| s.ino);
+    if let Some(k) = mess_ino.filter(|k| *k != n) {
+        if let Some(list) = ctx.waiting.get(&n) {
+            if list.iter().all(|w| w.new == k && slots[w.part.index()].is_none()) {
+                for w in ctx.waiting.remove(&n).unwrap_or_default() {
+                    let path = ctx.temp_path(w.part, n, k);
+                    slots[w.part.index()] = Some(Slot { found: None, path, rewritten: false, waiting: Some(w.stat) });
+                }
+            }
+        }
+    }
+    Some(slots)
+}
+
+/// Files under old number N while the mess of N's renumbering to K waits
+/// under its waiting name, and no mess is under N: an interrupted run
+/// had moved the mess first and not yet these files. They join that
+/// message and move to K after the scan (they were repaired before the
+/// mess moved). Only when every one is a regular file in its right place
+/// and no part is both here and waiting; anything else is judged on its
+/// own.
+fn join_waiting_mess(ctx: &mut MessageCtx, msg: &ScannedMessage, slots: &Slots<'_>) -> bool {
+    let n = msg.number;
+    if msg.has(Part::Mess) || !msg.extra.is_empty() || !msg.io_errors.is_empty() {
+        return false;
+    }
+    let Some(list) = ctx.waiting.get(&n) else { return false };
+    let Some(k) = list.iter().find(|w| w.part == Part::Mess).map(|w| w.new) else { return false };
+    if list.iter().any(|w| w.new != k) {
+        return false;
+    }
+    let mut at: Where = FOUND_WAITING;
+    for w in list {
+        at |= mask(w.part);
+    }
+    for part in Part::ALL {
+        let Some(s) = &slots[part.index()] else { continue };
+        let regular = s.found.and_then(|f| f.stat).is_some_and(|st| st.kind == FileKind::Regular);
+        if at & mask(part) != 0 || !regular || s.path != ctx.right_path(part, n) {
+            return false;
+        }
+        at |= at_old(part);
+    }
+    if at >> 8 == 0 {
+        return false;
+    }
+    ctx.waiting.remove(&n);
+    ctx.pending.push(k, n, at);
+    true
+}
+
+/// The moves of message `p`: renumbered when its mess's inode `mess` is
+/// not its number, else each file into its right bucket; mess last.
+pub(super) fn moves(p: &mut Planner<'_, '_>, mess: &Found) {
+    let st = mess.stat.expect("stated");
+    if st.ino != p.n() {
+        renumber(p, mess, st.ino);
+    } else {
+        p.move_to_right_buckets();
+    }
+}
+
+/// Renumbers message `p` to `k`. Every file in its right place under the
+/// old number, none waiting, no salvage record: the files move after the
+/// scan, straight to the new number when no message had it. Otherwise
+/// they go to their waiting names now, and to `k` after the scan.
+fn renumber(p: &mut Planner<'_, '_>, mess: &Found, k: u64) {
+    let n = p.n();
+    p.note(Kind::Renumber, mess.rel_path(n), format!("name differs from its inode {k}"), format!("renumbered to {k}"));
+    let direct = !p.ctx.salvaged.has(n)
+        && Part::ALL.iter().all(|&part| {
+            p.slots[part.index()].as_ref().is_none_or(|s| s.waiting.is_none() && s.path == p.ctx.right_path(part, n))
+        });
+    let mut at: Where = 0;
+    for part in MOVE_ORDER {
+        let Some(slot) = p.slots[part.index()].clone() else { continue };
+        if direct {
+            at |= at_old(part);
+            continue;
+        }
+        if slot.waiting.is_none() {
+            let to = p.ctx.temp_path(part, n, k);
+            let expect = Planner::expect(slot.found);
+            p.steps.push(Step::Rename { from: slot.path, to, expect });
+        }
+        at |= mask(part);
+    }
+    if !direct {
+        p.steps.extend(p.ctx.salvaged.renumber_steps(n, k));
+    }
+    p.ctx.pending.push(k, n, at);
+}
+
+/// Drops the second half of renumberings whose first half failed (live).
+pub fn forget_pending(ctx: &mut MessageCtx, old: u64) {
+    ctx.pending.forget_last(old);
+}
+
+/// The moves of renumbering, after the scan (docs/repair.md, "the mess
+/// file's name is not its inode number"). First, message by message in
+/// order of new number: a message whose files are all under their old
+/// number moves straight to its new number when no message the scan saw
+/// had that number and no waiting message owns it (the mess first to its
+/// waiting name, then the other files to the new number, then the mess);
+/// otherwise (a collision) its files go to their waiting names, mess
+/// first. Then every waiting message (those of the first step, of a
+/// message with a salvage record, and those an interrupted run left) is
+/// given its new number, the mess last. Each finding goes to `sink` as it
+/// is made, and `sink` tells whether its action was carried out whole:
+/// after a copy to another filesystem every message is pending, and
+/// their findings are never all held at once.
+pub fn plan_pending(
+    ctx: &mut MessageCtx,
+    sink: &mut dyn FnMut(&Finding) -> std::io::Result<bool>,
+) -> std::io::Result<()> {
+    let mut pending = std::mem::take(&mut ctx.pending);
+    add_found_waiting(ctx, &mut pending);
+    ctx.seen.seal();
+    // New numbers that waiting files already own.
+    let mut owned: Vec<u64> = pending.sorted().filter(|&(_, _, at)| at & 0x7f != 0).map(|(new, _, _)| new).collect();
+    owned.sort_unstable();
+    let mut second = PendingList::default();
+    for (new, old, at) in pending.sorted() {
+        first_step(ctx, (new, old, at), &owned, &mut second, sink)?;
+    }
+    drop(pending);
+    for (new, old, parts) in second.sorted() {
+        second_step(ctx, (new, old, parts), sink)?;
+    }
+    Ok(())
+}
+
+/// The waiting files an interrupted run left, as pending renumberings.
+fn add_found_waiting(ctx: &mut MessageCtx, pending: &mut PendingList) {
+    for (old, list) in std::mem::take(&mut ctx.waiting) {
+        let mut by_new: HashMap<u64, Where> = HashMap::new();
+        for w in list {
+            *by_new.entry(w.new).or_insert(0) |= mask(w.part);
+        }
+        for (new, parts) in by_new {
+            pending.push(new, old, parts | FOUND_WAITING);
+        }
+    }
+}
+
+/// The sink of a renumbering's findings: tells whether its action was
+/// carried out whole.
+type Sink<'s> = dyn FnMut(&Finding) -> std::io::Result<bool> + 's;
+
+/// The first step of renumbering `old` to `new` (files still under the
+/// old number, where `at` says): straight to `new` when it is free, else
+/// to the waiting names, the message then waiting in `second`.
+fn first_step(
+    ctx: &mut MessageCtx,
+    (new, old, at): (u64, u64, Where),
+    owned: &[u64],
+    second: &mut PendingList,
+    sink: &mut Sink<'_>,
+) -> std::io::Result<()> {
+    if at >> 8 == 0 {
+        second.push(new, old, at);
+        return Ok(());
+    }
+    if ctx.occupied.contains(&new) {
+        ctx.occupied.insert(old);
+        sink(&Finding::leave(
+            Kind::RenumberFinish,
+            ctx.right_path(Part::Mess, new),
+            format!("message {old} is to become {new}, but files that could not be set aside hold that number"),
+            "left where it is; run qfixq live again once the errors above are cleared",
+        ))?;
+        return Ok(());
+    }
+    let found_waiting = at & FOUND_WAITING != 0;
+    if !found_waiting && !ctx.seen.contains(new) && owned.binary_search(&new).is_err() {
+        straight(ctx, (new, old, at), sink)
+    } else {
+        to_waiting_names(ctx, (new, old, at), second, sink)
+    }
+}
+
+/// A collision, or a message an interrupted run left half moved: its
+/// files go to their waiting names, the mess first (hidden under a name
+/// qmail never reads, it marks the files still under the old number as
+/// its own), and take the new number once every message has moved.
+fn to_waiting_names(
+    ctx: &mut MessageCtx,
+    (new, old, at): (u64, u64, Where),
+    second: &mut PendingList,
+    sink: &mut Sink<'_>,
+) -> std::io::Result<()> {
+    let under_old = at >> 8;
+    let found_waiting = at & FOUND_WAITING != 0;
+    let mut steps = Vec::new();
+    if !found_waiting {
+        let mess_ex = Some(Expect { ino: new, kind: FileKind::Regular, max_nlink: u64::MAX });
+        let (from, to) = (ctx.right_path(Part::Mess, old), ctx.temp_path(Part::Mess, old, new));
+        steps.push(Step::Rename { from, to, expect: mess_ex });
+    }
+    for part in FIRST_ORDER.iter().filter(|p| under_old & mask(**p) != 0) {
+        steps.push(Step::Rename { from: ctx.right_path(*part, old), to: ctx.temp_path(*part, old, new), expect: None });
+    }
+    let problem = if found_waiting {
+        format!("message {old} is half moved to {new} (an interrupted repair)")
+    } else {
+        format!("message {old}'s new number {new} is another message's old number")
+    };
+    let ok = sink(&Finding::fix(
+        Kind::RenumberFinish,
+        ctx.right_path(Part::Mess, new),
+        problem,
+        "its files wait under renumbering names until every message has moved",
+        Action { message: Some(old), steps },
+    ))?;
+    if ok {
+        second.push(new, old, (at & 0xff) | under_old);
+    } else {
+        ctx.occupied.insert(old);
+    }
+    Ok(())
+}
+
+/// Straight to the new number, which no message had: the mess to its
+/// waiting name, the other files to the new number, then the mess.
+fn straight(ctx: &mut MessageCtx, (new, old, at): (u64, u64, Where), sink: &mut Sink<'_>) -> std::io::Result<()> {
+    let under_old = at >> 8;
+    let mess_wait = ctx.temp_path(Part::Mess, old, new);
+    let mess_new = ctx.right_path(Part::Mess, new);
+    let mess_ex = Some(Expect { ino: new, kind: FileKind::Regular, max_nlink: u64::MAX });
+    let mut steps =
+        vec![Step::Rename { from: ctx.right_path(Part::Mess, old), to: mess_wait.clone(), expect: mess_ex }];
+    for part in FIRST_ORDER.iter().filter(|p| under_old & mask(**p) != 0) {
+        steps.push(Step::Rename { from: ctx.right_path(*part, old), to: ctx.right_path(*part, new), expect: None });
+    }
+    steps.push(Step::Rename { from: mess_wait, to: mess_new.clone(), expect: None });
+    let ok = sink(&Finding::fix(
+        Kind::RenumberFinish,
+        mess_new,
+        format!("message {old} moves to its new number {new}"),
+        "given its new number",
+        Action { message: Some(new), steps },
+    ))?;
+    if !ok {
+        ctx.occupied.insert(old);
+        ctx.occupied.insert(new);
+    }
+    Ok(())
+}
+
+/// The second step: message `old`, waiting under its waiting names
+/// (`parts`), takes its new number `new`, the mess last.
+fn second_step(ctx: &mut MessageCtx, (new, old, parts): (u64, u64, Where), sink: &mut Sink<'_>) -> std::io::Result<()> {
+    // Left by an interrupted run: a problem of its own (this run did
+    // not renumber it, it finishes a renumbering).
+    let found_waiting = parts & FOUND_WAITING != 0;
+    if ctx.occupied.contains(&new) {
+        // Files that could not be set aside still hold the number: a
+        // move there could join them to this message.
+        sink(&Finding::leave(
+            Kind::RenumberFinish,
+            ctx.right_path(Part::Mess, new),
+            format!("message {old} waits to become {new}, but files that could not be set aside hold that number"),
+            "left under its renumbering names; run qfixq live again once the errors above are cleared",
+        ))?;
+        return Ok(());
+    }
+    let record = ctx.salvaged.finish_steps(old, new);
+    let steps: Vec<Step> = record
+        .into_iter()
+        .chain(MOVE_ORDER.iter().filter(|part| parts & mask(**part) != 0).map(|part| Step::Rename {
+            from: ctx.temp_path(*part, old, new),
+            to: ctx.right_path(*part, new),
+            expect: None,
+        }))
+        .collect();
+    sink(&Finding::fix(
+        if found_waiting { Kind::Renumber } else { Kind::RenumberFinish },
+        ctx.right_path(Part::Mess, new),
+        if found_waiting {
+            format!("message {old} waits under its renumbering names (an interrupted repair)")
+        } else {
+            format!("message {new} waits under its renumbering names")
+        },
+        "given its new number",
+        Action { message: Some(new), steps },
+    ))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_renumberings_pack_and_come_back_sorted() {
+        let mut l = PendingList::default();
+        l.push(30, 7, 0b1000_0001);
+        l.push(10, u64::MAX - 1, 0b11);
+        l.push(20, (1 << 48) - 1, 0b111_1111_0111_1111);
+        l.push(40, 1 << 48, 0x7f00);
+        l.push(5, 99, 1);
+        l.forget_last(99);
+        l.forget_last(7); // not the last one: kept
+        let got: Vec<_> = l.sorted().collect();
+        assert_eq!(
+            got,
+            vec![
+                (20, (1 << 48) - 1, 0b111_1111_0111_1111),
+                (30, 7, 0b1000_0001),
+                (10, u64::MAX - 1, 0b11),
+                (40, 1 << 48, 0x7f00)
+            ]
+        );
+    }
+
+    #[test]
+    fn number_set_holds_narrow_and_wide_numbers() {
+        let mut s = NumberSet::default();
+        for n in [5, u64::from(u32::MAX), 1 << 40, 5, 7] {
+            s.insert(n);
+        }
+        s.seal();
+        for n in [5, 7, u64::from(u32::MAX), 1 << 40] {
+            assert!(s.contains(n), "{n}");
+        }
+        for n in [6, 1 << 32, (1 << 40) + 1] {
+            assert!(!s.contains(n), "{n}");
+        }
+    }
+}
