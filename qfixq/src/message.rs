@@ -514,8 +514,31 @@ fn plan_in_full(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, 
         }
         // A part still waiting cannot also have been moved; a file moved
         // by the second half was moved after the mess's first-half rename.
-        let also_waiting = ctx.waiting.get(&wm.old).is_some_and(|l| l.iter().any(|w| w.new == n && w.part == f.part));
-        !also_waiting && f.stat.is_some_and(|s| s.ctime_ns >= wm.ctime_ns)
+        let theirs = ctx.waiting.get(&wm.old).map(Vec::as_slice).unwrap_or_default();
+        let also_waiting = theirs.iter().any(|w| w.new == n && w.part == f.part);
+        let Some(st) = f.stat else { return false };
+        if also_waiting {
+            return false;
+        }
+        // While N's own mess waits too (N is being renumbered as well), a
+        // file under N may instead be N's own, not yet moved. Renaming a
+        // name of an inode sets its status-change time, and todo and intd
+        // of one message share one: N's todo still under N looks moved
+        // once N's intd took its renumbering name (or N's new number). The
+        // other name tells instead: waiting for this number, the file is
+        // the waiting message's; under N too, the time decides (neither
+        // name or both were moved); anywhere else (N's renumbering name,
+        // N's new number), it is N's own.
+        let own_waits = ctx.waiting.get(&n).is_some_and(|l| l.iter().any(|w| w.part == Part::Mess));
+        if own_waits && st.nlink > 1 {
+            if theirs.iter().any(|w| w.new == n && w.stat.ino == st.ino) {
+                return true;
+            }
+            if !msg.all_files().any(|g| g.part != f.part && g.stat.is_some_and(|s| s.ino == st.ino)) {
+                return false;
+            }
+        }
+        st.ctime_ns >= wm.ctime_ns
     };
     let mut slots: [Option<Slot>; 7] = Default::default();
     let mut skipped = 0;
