@@ -234,3 +234,51 @@ fn todo_left_under_its_old_number(straight: bool) {
     assert!(!q.join("lost+found").exists() || regular_files(&q.join("lost+found")).is_empty(), "{}", live.show());
     assert_none(&check_healthy(q, SPLIT as u32, false, &before), "health", Some(&live));
 }
+
+/// A crash in the second half of a salvaged message A -> P right after
+/// its record was written under P, while message P itself waits to
+/// become K (every file of both waits). The record under P is A's (it
+/// names inode P): it used to be taken for P's own record left behind by
+/// a first half, and moved to K, a message with a real sender.
+#[test]
+fn a_record_written_by_a_second_half_stays_with_its_message() {
+    if !root_or_skip("a_record_written_by_a_second_half") {
+        return;
+    }
+    let fx = build(40, SPLIT as u32, false, 35, &[]);
+    let q = fx.queue();
+    let idx = index(q, false);
+    let pre: Vec<(u64, Vec<Part>)> = idx
+        .msgs
+        .iter()
+        .filter(|(_, m)| m.part(Part::Info).is_some() && m.part(Part::Todo).is_none() && m.part(Part::Bounce).is_none())
+        .map(|(n, m)| {
+            (*n, [Part::Info, Part::Local, Part::Remote].into_iter().filter(|p| m.part(*p).is_some()).collect())
+        })
+        .take(2)
+        .collect();
+    let [(p, p_parts), (k, k_parts)] = [pre[0].clone(), pre[1].clone()];
+    let a = free_number(q, p);
+    // A's content (now P's): salvaged, its record already under P.
+    std::fs::write(q.join(bucketed("info", p)), b"F\0").unwrap();
+    let birth =
+        std::fs::metadata(q.join(bucketed("mess", p))).map(|m| std::os::unix::fs::MetadataExt::mtime(&m)).unwrap();
+    std::fs::create_dir_all(q.join("lost+found/salvaged")).unwrap();
+    std::fs::write(q.join(format!("lost+found/salvaged/{p}")), format!("{p} {p} {birth} info-missing\n")).unwrap();
+    for part in p_parts.iter().chain([&Part::Mess]) {
+        std::fs::rename(q.join(bucketed(part.dir(), p)), q.join(waiting(part.dir(), a, p))).unwrap();
+    }
+    // P's content (now K's): every file waits under P's renumbering names.
+    for part in k_parts.iter().chain([&Part::Mess]) {
+        std::fs::rename(q.join(bucketed(part.dir(), k)), q.join(waiting(part.dir(), p, k))).unwrap();
+    }
+
+    let live = qfixq(q, &["live"]);
+    live.expect(1, "live");
+    qfixq(q, &[]).expect(0, "check after live");
+    let rec = std::fs::read_to_string(q.join(format!("lost+found/salvaged/{p}"))).unwrap_or_default();
+    assert!(rec.starts_with(&format!("{p} {p} {birth} ")), "record {rec:?}\n{}", live.show());
+    assert!(!q.join(format!("lost+found/salvaged/{k}")).exists(), "the record moved to {k}\n{}", live.show());
+    assert_eq!(std::fs::read(q.join(bucketed("info", p))).unwrap(), b"F\0");
+    assert_ne!(std::fs::read(q.join(bucketed("info", k))).unwrap(), b"F\0");
+}
