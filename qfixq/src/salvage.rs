@@ -88,8 +88,12 @@ impl Book {
     pub fn finish_steps(&mut self, old: u64, new: u64) -> Vec<Step> {
         let (rec, from) = if let Some(rec) = self.renaming.remove(&(old, new)) {
             (rec, salvaged::renaming_path(old, new))
-        } else if let Some(rec) = self.records.get(old).copied().filter(|_| !self.seen.contains(&old)) {
-            // An interrupted first half moved the mess but not the record.
+        } else if let Some(rec) = self.records.get(old).copied().filter(|r| !self.seen.contains(&old) && r.inode == new)
+        {
+            // An interrupted first half moved the mess but not the record
+            // (which names the mess inode, the new number). A record under
+            // `old` naming another inode is not this message's: the second
+            // half of another renumbering, to `old`, wrote it there.
             self.records.remove(old);
             (rec, salvaged::record_path(old))
         } else {
