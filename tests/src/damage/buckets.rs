@@ -54,7 +54,19 @@ pub(super) fn wrong_bucket(c: &mut Ctx<'_>) -> Result<()> {
     }
     for (n, part) in picks {
         let b = bucket_of(n, split);
-        let wrong = (b + 1 + c.rng.below(u64::from(split) - 1) as u32) % split;
+        let mut wrong = (b + 1 + c.rng.below(u64::from(split) - 1) as u32) % split;
+        // Another damage (missing-bucket) may have removed the bucket
+        // drawn: take the next wrong one that is there (no further draw,
+        // so every other build stays the same).
+        for _ in 0..split {
+            if wrong != b && q.join(part.dir()).join(wrong.to_string()).is_dir() {
+                break;
+            }
+            wrong = (wrong + 1) % split;
+        }
+        if wrong == b || !q.join(part.dir()).join(wrong.to_string()).is_dir() {
+            continue;
+        }
         let from = c.path(part, n);
         let to = q.join(part.dir()).join(wrong.to_string()).join(n.to_string());
         if fs::symlink_metadata(&to).is_ok() {
