@@ -31,3 +31,5 @@ pub mod scan;
 pub mod session;
 pub mod showctl;
 pub mod spawn;
+#[cfg(test)]
+mod test_queue;

@@ -664,29 +664,11 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
     use std::path::Path;
 
-    const SPLIT: u32 = 3;
+    const SPLIT: u32 = crate::test_queue::SPLIT;
 
     /// An empty queue of split 3 in a tempdir.
     fn queue(big_todo: bool) -> tempfile::TempDir {
-        let t = tempfile::tempdir().unwrap();
-        let q = t.path();
-        for d in ["pid", "bounce", "lock"] {
-            std::fs::create_dir(q.join(d)).unwrap();
-        }
-        for d in ["mess", "info", "local", "remote"] {
-            for b in 0..SPLIT {
-                std::fs::create_dir_all(q.join(d).join(b.to_string())).unwrap();
-            }
-        }
-        for d in ["todo", "intd"] {
-            std::fs::create_dir(q.join(d)).unwrap();
-            if big_todo {
-                for b in 0..SPLIT {
-                    std::fs::create_dir(q.join(d).join(b.to_string())).unwrap();
-                }
-            }
-        }
-        t
+        crate::test_queue::empty(big_todo)
     }
 
     fn shape(big_todo: bool) -> QueueShape {

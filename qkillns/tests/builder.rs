@@ -3,21 +3,11 @@
 //! of its manifest go, and nothing else changes.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use qcommon::queue::Part;
 use qtests::json::check_json;
 use qtests::prelude::qkillns::*;
-use qtests::{build_queue, message_path, BuildSpec};
-
-fn files_of(queue: &Path, n: u64) -> Vec<PathBuf> {
-    Part::ALL
-        .iter()
-        .map(|&p| message_path(queue, p, n, SPLIT, false))
-        .filter(|p| std::fs::symlink_metadata(p).is_ok())
-        .map(|p| p.strip_prefix(queue).unwrap().to_path_buf())
-        .collect()
-}
+use qtests::{build_queue, BuildSpec};
 
 #[test]
 fn exactly_the_manifest_null_senders_go() {
@@ -52,13 +42,13 @@ fn exactly_the_manifest_null_senders_go() {
     assert_same(&before, &snapshot(&queue));
 
     // The removal takes exactly them (without --double: the null senders).
-    let gone: Vec<PathBuf> = null.iter().flat_map(|&n| files_of(&queue, n)).collect();
+    let gone: Vec<PathBuf> = null.iter().flat_map(|&n| files_of(&queue, n, SPLIT)).collect();
     let rest = without(snapshot(&queue), &gone);
     let out = qkillns(&q).arg("-q").assert().success().get_output().clone();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains(&format!("removed {} message(s)", null.len())), "{text}");
     for &n in &null {
-        assert!(files_of(&queue, n).is_empty(), "{n} left: {:?}", files_of(&queue, n));
+        assert!(files_of(&queue, n, SPLIT).is_empty(), "{n} left: {:?}", files_of(&queue, n, SPLIT));
     }
     assert_same(&rest, &without(snapshot(&queue), &[]));
 }

@@ -5,12 +5,11 @@
 //! queued) are reported, left alone, and give exit 8.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use qcommon::queue::Part;
 use qtests::json::check_json;
 use qtests::prelude::qkillns::*;
-use qtests::{build_queue, message_path, BuildSpec};
+use qtests::{build_queue, BuildSpec};
 
 const DAY: i64 = 86_400;
 
@@ -181,15 +180,6 @@ fn bad_numbers_are_reported_and_left_alone() {
     qkillns(&q).args(["--all", "12"]).assert().code(16);
 }
 
-fn files_of(queue: &Path, n: u64) -> Vec<PathBuf> {
-    Part::ALL
-        .iter()
-        .map(|&p| message_path(queue, p, n, SPLIT, false))
-        .filter(|p| std::fs::symlink_metadata(p).is_ok())
-        .map(|p| p.strip_prefix(queue).unwrap().to_path_buf())
-        .collect()
-}
-
 #[test]
 fn on_a_practice_queue_all_and_sender_take_exactly_the_flood() {
     if !root_or_skip("on_a_practice_queue_all_and_sender_take_exactly_the_flood") {
@@ -203,14 +193,14 @@ fn on_a_practice_queue_all_and_sender_take_exactly_the_flood() {
     let chosen: BTreeSet<u64> = built.messages.iter().filter(|m| m.sender == flood).map(|m| m.number).collect();
     assert!(chosen.len() > 5, "the practice queue has {} flood messages", chosen.len());
     let q = Queue { dir: t, root: queue.clone(), big_todo: false };
-    let gone: Vec<PathBuf> = chosen.iter().flat_map(|&n| files_of(&queue, n)).collect();
+    let gone: Vec<PathBuf> = chosen.iter().flat_map(|&n| files_of(&queue, n, SPLIT)).collect();
     let rest = without(snapshot(&queue), &gone);
     let re = format!("^{}$", regex_escape(qtests::content::FLOOD_SENDER));
     let out = qkillns(&q).args(["--all", "--sender", &re, "-q"]).assert().success().get_output().clone();
     let (text, _) = text_of(&out);
     assert!(text.contains(&format!("removed {} message(s)", chosen.len())), "{text}");
     for &n in &chosen {
-        assert!(files_of(&queue, n).is_empty(), "{n} left");
+        assert!(files_of(&queue, n, SPLIT).is_empty(), "{n} left");
     }
     assert_same(&rest, &without(snapshot(&queue), &[]));
 }

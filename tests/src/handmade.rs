@@ -283,3 +283,14 @@ pub fn qkillns(q: &Queue) -> assert_cmd::Command {
     c.timeout(Duration::from_secs(60));
     c
 }
+
+/// The files message `n` has in a practice queue of conf-split `split`
+/// (flat todo), relative to the queue.
+pub fn files_of(queue: &Path, n: u64, split: u32) -> Vec<PathBuf> {
+    qcommon::queue::Part::ALL
+        .iter()
+        .map(|&p| crate::message_path(queue, p, n, split, false))
+        .filter(|p| fs::symlink_metadata(p).is_ok())
+        .map(|p| p.strip_prefix(queue).unwrap().to_path_buf())
+        .collect()
+}

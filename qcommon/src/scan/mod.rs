@@ -413,27 +413,9 @@ mod tests {
     use std::os::unix::fs::{symlink, MetadataExt};
     use std::path::Path;
 
-    /// A tiny queue with split 3: returns (tempdir, number of message A).
+    /// A tiny queue with split 3.
     fn queue(big_todo: bool) -> tempfile::TempDir {
-        let t = tempfile::tempdir().unwrap();
-        let q = t.path();
-        for d in ["pid", "bounce", "lock"] {
-            std::fs::create_dir(q.join(d)).unwrap();
-        }
-        for d in ["mess", "info", "local", "remote"] {
-            for b in 0..3 {
-                std::fs::create_dir_all(q.join(d).join(b.to_string())).unwrap();
-            }
-        }
-        for d in ["todo", "intd"] {
-            std::fs::create_dir(q.join(d)).unwrap();
-            if big_todo {
-                for b in 0..3 {
-                    std::fs::create_dir(q.join(d).join(b.to_string())).unwrap();
-                }
-            }
-        }
-        t
+        crate::test_queue::empty(big_todo)
     }
 
     fn add_message(q: &Path, preprocessed: bool, big_todo: bool) -> u64 {
