@@ -624,8 +624,15 @@ impl Mutator {
         Ok(())
     }
 
+    /// Drops the cached directory `rel` and those below it, after `rel`
+    /// was renamed or removed. A directory below `rel` is cached only with
+    /// every ancestor (see `open_dir_keeping`), so when `rel` itself is not
+    /// cached (a renamed file, nearly always) nothing is to drop, and the
+    /// cache is not walked: a walk per rename cost 8% of a renumbering.
     fn forget(&mut self, rel: &Path) {
-        self.dirs.retain(|k, _| !k.starts_with(rel));
+        if self.dirs.contains_key(rel) {
+            self.dirs.retain(|k, _| !k.starts_with(rel));
+        }
     }
 }
 
