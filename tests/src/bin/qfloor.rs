@@ -19,7 +19,7 @@
 //! `todo/0`), flat otherwise; `bounce` flat.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -71,6 +71,19 @@ enum Job {
         /// Threads that unlink (qkillns removes with four): on a disk where
         /// each unlink waits for a discard, concurrency decides the time.
         #[arg(long, value_name = "N", default_value_t = 4)]
+        threads: usize,
+    },
+    /// Read what a check reads, judging nothing: list every directory of
+    /// the queue's parts, a no-follow stat of every file, and open, read
+    /// and close every envelope (info, local, remote, todo), with N reader
+    /// threads sharing the directories and their files. Prints what it
+    /// read.
+    Walk {
+        /// The queue directory.
+        #[arg(long, value_name = "DIR")]
+        queue: PathBuf,
+        /// Reader threads.
+        #[arg(long, value_name = "N", default_value_t = 1)]
         threads: usize,
     },
     /// Print a one-line summary of the queue: files per part, mess files
@@ -559,6 +572,151 @@ fn walkdir_files(dir: &Path) -> u64 {
     n
 }
 
+/// What `walk` went through.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Walked {
+    /// Directories listed (the part directories and their buckets).
+    dirs: u64,
+    /// Files stated.
+    files: u64,
+    /// Envelope files read.
+    envelopes: u64,
+    /// Bytes read from them.
+    bytes: u64,
+}
+
+impl std::fmt::Display for Walked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "dirs={} files={} envelopes={} bytes={}", self.dirs, self.files, self.envelopes, self.bytes)
+    }
+}
+
+/// Files of one directory handed to a reader at a time.
+const WALK_CHUNK: usize = 128;
+
+/// A directory's files, waiting for a reader: the directory, whether its
+/// files are envelopes, and their names.
+type WalkChunk = (std::sync::Arc<OwnedFd>, bool, Vec<std::ffi::CString>);
+
+/// The readers' shared work: directories still to list, and the files of
+/// those listed, in chunks.
+struct WalkWork {
+    dirs: Vec<(PathBuf, bool)>,
+    next_dir: usize,
+    listing: usize,
+    chunks: Vec<WalkChunk>,
+}
+
+/// The cold check's floor: every part directory and every bucket listed,
+/// every file given a no-follow stat, every envelope (info, local, remote,
+/// todo) opened, read to its end and closed; `threads` readers take the
+/// directories to list and the listed files, in chunks, from one shared
+/// list. It judges nothing.
+fn walk(queue: &Path, threads: usize) -> Result<Walked> {
+    let envelope = |p: Part| matches!(p, Part::Info | Part::Local | Part::Remote | Part::Todo);
+    let dirs: Vec<(PathBuf, bool)> =
+        PARTS.iter().map(|&p| (queue.join(p.dir()), envelope(p))).filter(|(d, _)| d.is_dir()).collect();
+    let work = std::sync::Mutex::new(WalkWork { dirs, next_dir: 0, listing: 0, chunks: Vec::new() });
+    let more = std::sync::Condvar::new();
+    let reader = || -> Result<Walked> {
+        let mut got = Walked::default();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let mut w = work.lock().expect("walk");
+            let job = loop {
+                if let Some(c) = w.chunks.pop() {
+                    break Ok(c);
+                }
+                if w.next_dir < w.dirs.len() {
+                    w.next_dir += 1;
+                    w.listing += 1;
+                    break Err(w.dirs[w.next_dir - 1].clone());
+                }
+                if w.listing == 0 {
+                    return Ok(got);
+                }
+                w = more.wait(w).expect("walk");
+            };
+            drop(w);
+            match job {
+                Ok((dir, envelopes, names)) => {
+                    for name in names {
+                        read_one(&dir, &name, envelopes, &mut buf, &mut got)?;
+                    }
+                }
+                Err((path, envelopes)) => {
+                    let listed = list_walk_dir(&path);
+                    let mut w = work.lock().expect("walk");
+                    w.listing -= 1;
+                    let (subdirs, files, dir) = listed.inspect_err(|_| more.notify_all())?;
+                    got.dirs += 1;
+                    w.dirs.extend(subdirs.into_iter().map(|d| (d, envelopes)));
+                    let dir = std::sync::Arc::new(dir);
+                    w.chunks.extend(files.chunks(WALK_CHUNK).map(|c| (dir.clone(), envelopes, c.to_vec())));
+                    more.notify_all();
+                }
+            }
+        }
+    };
+    let threads = threads.max(1);
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..threads).map(|_| s.spawn(reader)).collect();
+        let mut total = Walked::default();
+        for r in readers {
+            let w = r.join().unwrap_or_else(|_| bail!("a reader panicked"))?;
+            total.dirs += w.dirs;
+            total.files += w.files;
+            total.envelopes += w.envelopes;
+            total.bytes += w.bytes;
+        }
+        Ok(total)
+    })
+}
+
+/// Lists one directory: its subdirectories (by path) and its other
+/// entries (by name), with the directory kept open for them.
+fn list_walk_dir(path: &Path) -> Result<(Vec<PathBuf>, Vec<std::ffi::CString>, OwnedFd)> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    let fd = nix::fcntl::open(path, flags, Mode::empty()).with_context(|| format!("opendir {}", path.display()))?;
+    let mut d = Dir::from_fd(nix::unistd::dup(&fd).context("dup")?).context("fdopendir")?;
+    let (mut subdirs, mut files) = (Vec::new(), Vec::new());
+    for e in d.iter() {
+        let e = e.with_context(|| format!("readdir {}", path.display()))?;
+        let name = e.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        match e.file_type() {
+            Some(nix::dir::Type::Directory) => subdirs.push(path.join(std::ffi::OsStr::from_bytes(name.to_bytes()))),
+            _ => files.push(name.to_owned()),
+        }
+    }
+    Ok((subdirs, files, fd))
+}
+
+/// The no-follow stat of one file; an envelope then opened, read to its
+/// end into `buf` and closed.
+fn read_one(dir: &OwnedFd, name: &std::ffi::CStr, envelope: bool, buf: &mut [u8], got: &mut Walked) -> Result<()> {
+    let fd = dir.as_fd();
+    fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW).with_context(|| format!("stat {name:?}"))?;
+    got.files += 1;
+    if !envelope {
+        return Ok(());
+    }
+    let f = nix::fcntl::openat(fd, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
+        .with_context(|| format!("open {name:?}"))?;
+    loop {
+        match nix::unistd::read(&f, buf) {
+            Ok(0) => break,
+            Ok(k) => got.bytes += k as u64,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).with_context(|| format!("read {name:?}")),
+        }
+    }
+    got.envelopes += 1;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let r = match &args.job {
@@ -566,6 +724,7 @@ fn main() -> ExitCode {
         Job::Owners { q, ids } => Ids::parse(ids).and_then(|ids| owners(q, ids)),
         Job::Killns { q, threads } => killns(q, *threads),
         Job::Shape { q, ids } => Ids::parse(ids).and_then(|ids| shape(q, ids)).map(|s| println!("{s}")),
+        Job::Walk { queue, threads } => walk(queue, *threads).map(|w| println!("{w}")),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -684,6 +843,48 @@ mod tests {
         assert_eq!(null_senders(&queue), (0, all - null));
         let after = shape(&a, ids).unwrap();
         assert_eq!(field(&after, "without-mess"), 0, "{after}");
+    }
+
+    #[test]
+    fn walk_reads_every_envelope_byte_and_stats_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The default mix has messages not yet preprocessed: todo
+        // envelopes too.
+        let queue = dir.path().join("queue");
+        let spec = qtests::BuildSpec { messages: 300, ..qtests::BuildSpec::default() };
+        qtests::build_queue(&queue, &spec).unwrap();
+        // Counted plainly: the files below the part directories, and the
+        // bytes of those below info, local, remote and todo.
+        fn count(d: &Path, envelope: bool, files: &mut u64, bytes: &mut u64, dirs: &mut u64) {
+            *dirs += 1;
+            for e in std::fs::read_dir(d).unwrap() {
+                let e = e.unwrap();
+                let md = std::fs::symlink_metadata(e.path()).unwrap();
+                if md.is_dir() {
+                    count(&e.path(), envelope, files, bytes, dirs);
+                } else {
+                    *files += 1;
+                    if envelope {
+                        *bytes += md.len();
+                    }
+                }
+            }
+        }
+        let (mut files, mut bytes, mut dirs, mut envelopes) = (0, 0, 0, 0);
+        for p in PARTS {
+            let envelope = matches!(p, Part::Info | Part::Local | Part::Remote | Part::Todo);
+            let before = files;
+            count(&queue.join(p.dir()), envelope, &mut files, &mut bytes, &mut dirs);
+            if envelope {
+                envelopes += files - before;
+            }
+        }
+        assert!(envelopes > 300 && bytes > 0, "{envelopes} envelopes, {bytes} bytes");
+        assert!(std::fs::read_dir(queue.join("todo")).unwrap().count() > 0, "no todo envelope");
+        let want = Walked { dirs, files, envelopes, bytes };
+        for threads in [1, 3] {
+            assert_eq!(walk(&queue, threads).unwrap(), want, "{threads} threads");
+        }
     }
 
     #[test]
