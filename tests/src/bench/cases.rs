@@ -215,6 +215,30 @@ impl Case {
         Some(Cmd { label: label.into(), argv, ok: &[0] })
     }
 
+    /// The cold check's floor on queue `q`: `qfloor walk` (list, stat
+    /// every file, read every envelope, judge nothing) at each of
+    /// [`WALK_THREADS`] readers; none for other cases.
+    pub fn walks(self, t: &Tools, q: &Path) -> Vec<Cmd> {
+        if self != Case::Check {
+            return Vec::new();
+        }
+        WALK_THREADS
+            .iter()
+            .map(|n| Cmd {
+                label: format!("floor: qfloor walk, {n} thread{}", if *n == 1 { "" } else { "s" }),
+                argv: vec![
+                    t.qfloor.display().to_string(),
+                    "walk".into(),
+                    "--threads".into(),
+                    n.to_string(),
+                    "--queue".into(),
+                    q.display().to_string(),
+                ],
+                ok: &[0],
+            })
+            .collect()
+    }
+
     /// The counterpart on queue `q`: the classic tool, or where there is
     /// none the reference the tool issue names (our own check for qkillns,
     /// the stat-every-file walk for a live repair).
@@ -233,6 +257,9 @@ impl Case {
         }
     }
 }
+
+/// Reader threads of the cold check's floor rows (`qfloor walk`).
+pub const WALK_THREADS: [usize; 5] = [1, 2, 4, 8, 16];
 
 /// The measured runs of one command.
 #[derive(Debug, Clone)]
@@ -261,6 +288,9 @@ pub struct Group {
     pub floor: Option<Series>,
     /// The baseline's build of `ours[0]` (`--baseline-bin`).
     pub baseline: Option<Series>,
+    /// The cold check's floor: `qfloor walk` at each of [`WALK_THREADS`]
+    /// (cold check groups only; empty otherwise).
+    pub walks: Vec<Series>,
     /// 1-minute load average before the group ran.
     pub load: f64,
     /// Notes for the reader (runs reduced, options missing...).
@@ -337,7 +367,18 @@ pub fn warm(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group>
         (cx.log)(&line);
     }
     let notes = if warm_up { Vec::new() } else { vec!["no warm-up run at this size".to_string()] };
-    Ok(Group { size, case, cold: false, ours: vec![a], reference: b, floor: None, baseline: base, load, notes })
+    Ok(Group {
+        size,
+        case,
+        cold: false,
+        ours: vec![a],
+        reference: b,
+        floor: None,
+        baseline: base,
+        walks: Vec::new(),
+        load,
+        notes,
+    })
 }
 
 /// Which command of a destructive case gets a queue.
@@ -447,6 +488,7 @@ impl Destructive {
             reference,
             floor: self.floor,
             baseline: self.baseline,
+            walks: Vec::new(),
             load,
             notes: all,
         })
@@ -583,7 +625,8 @@ pub fn destructive_in_place(cx: &mut Ctx<'_>, case: Case, size: Size) -> Result<
 
 /// A cold group: the page cache dropped before every run of every command;
 /// our tool at its default concurrency, at one thread where it has the
-/// option, the counterpart and the baseline's build of ours, in turn.
+/// option, the counterpart, the baseline's build of ours and (check) the
+/// floor `qfloor walk` at each of [`WALK_THREADS`] readers, in turn.
 pub fn cold(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group> {
     let runs = if size.is_huge() { 1 } else { cx.runs };
     let load = measure::loadavg()[0];
@@ -595,8 +638,12 @@ pub fn cold(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group>
         .collect();
     let mut reference = Series { cmd: case.reference(cx.tools, q), samples: Vec::new() };
     let mut baseline = case.baseline(cx.tools, q, false).map(|cmd| Series { cmd, samples: Vec::new() });
+    let mut walks: Vec<Series> =
+        case.walks(cx.tools, q).into_iter().map(|cmd| Series { cmd, samples: Vec::new() }).collect();
     for i in 0..runs {
-        for s in ours.iter_mut().chain(std::iter::once(&mut reference)).chain(baseline.as_mut()) {
+        let all =
+            ours.iter_mut().chain(std::iter::once(&mut reference)).chain(baseline.as_mut()).chain(walks.iter_mut());
+        for s in all {
             measure::drop_caches()?;
             let x = run_checked(&s.cmd, &scratch)?;
             (cx.log)(&format!("  {} cold {} run {}/{runs}: {:.3} s", size.label(), s.cmd.label, i + 1, x.wall));
@@ -610,7 +657,7 @@ pub fn cold(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group>
     if size.is_huge() {
         notes.push("one run only at this size".into());
     }
-    Ok(Group { size, case, cold: true, ours, reference, floor: None, baseline, load, notes })
+    Ok(Group { size, case, cold: true, ours, reference, floor: None, baseline, walks, load, notes })
 }
 
 fn case_slug(case: Case) -> &'static str {

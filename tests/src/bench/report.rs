@@ -129,15 +129,28 @@ fn row(g: &Group, s: &Series, ratios: [Option<f64>; 3]) -> Vec<String> {
     v
 }
 
+/// The floor a group's tool is measured against: the destructive case's
+/// floor, or for a cold check the fastest `qfloor walk` (least median
+/// wall time over its reader counts).
+pub fn floor_of(g: &Group) -> Option<&Series> {
+    g.floor.as_ref().or_else(|| best_walk(&g.walks))
+}
+
+/// The series of least median wall time.
+pub fn best_walk(walks: &[Series]) -> Option<&Series> {
+    walks.iter().filter(|w| !w.samples.is_empty()).min_by(|a, b| Stats::of(a).med.total_cmp(&Stats::of(b).med))
+}
+
 fn rows(groups: &[&Group]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for g in groups {
+        let floor = floor_of(g);
         for (i, s) in g.ours.iter().enumerate() {
-            let against = |o: &Option<Series>| o.as_ref().filter(|_| i == 0).map(|b| pair_ratio(s, b));
-            out.push(row(g, s, [Some(pair_ratio(s, &g.reference)), against(&g.floor), against(&g.baseline)]));
+            let against = |o: Option<&Series>| o.filter(|_| i == 0).map(|b| pair_ratio(s, b));
+            out.push(row(g, s, [Some(pair_ratio(s, &g.reference)), against(floor), against(g.baseline.as_ref())]));
         }
         out.push(row(g, &g.reference, [None; 3]));
-        for s in g.floor.iter().chain(&g.baseline) {
+        for s in g.floor.iter().chain(&g.baseline).chain(&g.walks) {
             out.push(row(g, s, [None; 3]));
         }
     }
@@ -274,8 +287,9 @@ pub fn comparisons(groups: &[&Group]) -> Vec<String> {
     let mut v = Vec::new();
     for g in groups {
         let mut parts = Vec::new();
-        if let Some(f) = &g.floor {
-            parts.push(format!("÷ floor ({}) {:.2}×", f.cmd.label, pair_ratio(&g.ours[0], f)));
+        if let Some(f) = floor_of(g) {
+            let best = if g.floor.is_none() { "the best " } else { "" };
+            parts.push(format!("÷ floor ({best}{}) {:.2}×", f.cmd.label, pair_ratio(&g.ours[0], f)));
         }
         if let Some(b) = &g.baseline {
             parts.push(format!("÷ baseline {:.2}×", pair_ratio(&g.ours[0], b)));
@@ -345,6 +359,10 @@ pub fn targets(groups: &[&Group], sizes: &[Size]) -> Vec<String> {
             );
         }
     }
+    for g in groups.iter().filter(|g| g.cold && g.case == Case::Check) {
+        let ratio = best_walk(&g.walks).map(|w| pair_ratio(&g.ours[0], w));
+        verdict(format!("{}: cold qfixq check ÷ the best qfloor walk", g.size.label()), ratio, 1.1, "×");
+    }
     if let Some(g) = sizes.iter().rev().find_map(|&s| find(groups, s, Case::Check, true)) {
         if g.ours.len() == 2 {
             let speedup = Stats::of(&g.ours[1]).med / Stats::of(&g.ours[0]).med;
@@ -377,6 +395,43 @@ mod tests {
         assert_eq!(t, "x        y\na      1.0\nbbb  10.25\n");
         let m = table_markdown(&["x", "y"], &[vec!["a|b".to_string(), "2".to_string()]], 1);
         assert_eq!(m, "| x | y |\n|---|--:|\n| a\\|b | 2 |\n");
+    }
+
+    fn series(label: &str, walls: &[f64]) -> Series {
+        let cmd = crate::cases::Cmd { label: label.into(), argv: Vec::new(), ok: &[0] };
+        let samples = walls.iter().map(|&wall| crate::measure::Sample { wall, ..Default::default() }).collect();
+        Series { cmd, samples }
+    }
+
+    #[test]
+    fn the_best_walk_is_the_least_median_and_the_cold_check_is_measured_against_it() {
+        let walks = vec![
+            series("1 thread", &[8.0, 9.0, 8.5]),
+            series("8 threads", &[4.2, 3.9, 4.0]),
+            series("16 threads", &[3.0, 5.0, 4.5]),
+        ];
+        assert_eq!(best_walk(&walks).unwrap().cmd.label, "8 threads");
+        assert!(best_walk(&[]).is_none());
+        let g = Group {
+            size: Size(100_000),
+            case: Case::Check,
+            cold: true,
+            ours: vec![series("qfixq", &[4.4, 4.0, 4.8])],
+            reference: series("find", &[6.0, 6.0, 6.0]),
+            floor: None,
+            baseline: None,
+            walks,
+            load: 0.0,
+            notes: Vec::new(),
+        };
+        assert_eq!(floor_of(&g).unwrap().cmd.label, "8 threads");
+        // Pairs 4.4/4.2, 4.0/3.9, 4.8/4.0: median 4.4/4.2.
+        let t = targets(&[&g], &[Size(100_000)]);
+        let line = t.iter().find(|l| l.contains("qfloor walk")).unwrap();
+        assert!(line.starts_with("met") && line.contains(&format!("{:.2}×", 4.4 / 4.2)), "{line}");
+        // Its row and the walks' rows are in the table.
+        let table = text(&[&g]);
+        assert_eq!(table.lines().count(), 1 + 1 + 1 + 3, "{table}");
     }
 
     #[test]

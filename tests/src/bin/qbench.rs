@@ -12,7 +12,9 @@
 //! Practice queues are built once with the builder library and kept under
 //! `--dir` (see `bench/queues.rs`); destructive cases get a freshly built
 //! queue per run, and their floors (`qfloor`, the system calls the job
-//! cannot avoid) one of their own. `--baseline-bin` runs a second build of
+//! cannot avoid) one of their own. The cold check runs beside its floor,
+//! `qfloor walk` (what the check reads, judging nothing) at 1, 2, 4, 8 and
+//! 16 readers, and is measured against the fastest. `--baseline-bin` runs a second build of
 //! the tools beside ours, in alternation. Each command runs as a child
 //! reaped with `wait4`, stdout to /dev/null (see `bench/measure.rs`); the
 //! report ends with each command's peak RSS per size and the bytes per
