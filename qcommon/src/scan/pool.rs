@@ -16,10 +16,11 @@
 //! another only when more jobs may start than there are workers free to
 //! take them. Up to the number of cores that is all it takes (the work is
 //! then bound by the processor); beyond, up to [`Limits::threads`], only
-//! once a job was seen waiting (its wall time more than twice its thread's
-//! processor time: a cold disk, where every thread is one more read in
-//! flight). A small queue runs on one thread, a warm one on a thread per
-//! core, a cold one on them all.
+//! once a job was seen waiting (it blocked, and its wall time was more
+//! than twice its thread's processor time: a cold disk, where every thread
+//! is one more read in flight). A job that only waited for a core (a busy
+//! machine) never blocked: it does not count. A small queue runs on one
+//! thread, a warm one on a thread per core, a cold one on them all.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::ControlFlow;
@@ -27,7 +28,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread::Scope;
 use std::time::{Duration, Instant};
 
-use nix::time::{clock_gettime, ClockId};
+use nix::sys::resource::{getrusage, UsageWho};
 
 /// The work the pool runs: what a survey, a listing and a chunk are.
 pub(super) trait Work: Sync {
@@ -302,10 +303,11 @@ fn grow<'scope, 'env, W: Work>(
     }
 }
 
-/// Times one job: wall clock and this thread's processor time.
+/// Times one job: wall clock, this thread's processor time and the times
+/// it blocked.
 struct JobClock {
     wall: Instant,
-    cpu: Option<Duration>,
+    thread: Option<ThreadUsage>,
 }
 
 /// Waiting shorter than this is no sign of a slow disk.
@@ -313,23 +315,67 @@ const LEAST_WAIT: Duration = Duration::from_micros(500);
 
 impl JobClock {
     fn start() -> JobClock {
-        JobClock { wall: Instant::now(), cpu: thread_cpu() }
+        JobClock { wall: Instant::now(), thread: ThreadUsage::now() }
     }
 
-    /// Marks the job done; notes whether it spent most of its time waiting.
-    fn stop<W: Work>(self, s: &mut State<W>) {
-        s.busy -= 1;
+    /// Whether the job spent most of its time waiting; read before the
+    /// pool's lock is taken, so that waiting for the lock does not count.
+    fn stop(self) -> Stopped {
         let wall = self.wall.elapsed();
-        if let (Some(before), Some(after)) = (self.cpu, thread_cpu()) {
-            let cpu = after.saturating_sub(before);
-            s.waits_seen |= wall > cpu * 2 + LEAST_WAIT;
-        }
+        let waited = match (self.thread, ThreadUsage::now()) {
+            (Some(before), Some(after)) => {
+                waited(wall, after.cpu.saturating_sub(before.cpu), after.blocked.saturating_sub(before.blocked))
+            }
+            _ => false,
+        };
+        Stopped { waited }
     }
 }
 
-/// The processor time of the calling thread.
-fn thread_cpu() -> Option<Duration> {
-    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).ok().map(Duration::from)
+/// A job's end, as its clock saw it.
+struct Stopped {
+    waited: bool,
+}
+
+impl Stopped {
+    /// Marks the job done in the state.
+    fn note<W: Work>(self, s: &mut State<W>) {
+        s.busy -= 1;
+        s.waits_seen |= self.waited;
+    }
+}
+
+/// Whether a job waited for the disk: it blocked (gave up its core of its
+/// own accord) and its wall time was more than twice its processor time.
+/// A job that only waited for a core, on a machine busy with other work,
+/// was preempted but never blocked, however long it took.
+fn waited(wall: Duration, cpu: Duration, blocked: u64) -> bool {
+    blocked > 0 && wall > cpu * 2 + LEAST_WAIT
+}
+
+/// What the calling thread used so far: its processor time and the times
+/// it blocked (voluntary context switches: a read waiting for the disk, a
+/// lock waiting for its holder).
+#[derive(Debug, Clone, Copy)]
+struct ThreadUsage {
+    cpu: Duration,
+    blocked: u64,
+}
+
+impl ThreadUsage {
+    fn now() -> Option<ThreadUsage> {
+        let u = getrusage(UsageWho::RUSAGE_THREAD).ok()?;
+        let time = |t: nix::sys::time::TimeVal| Duration::from(libc_timespec(t));
+        Some(ThreadUsage {
+            cpu: time(u.user_time()) + time(u.system_time()),
+            blocked: u64::try_from(u.voluntary_context_switches()).unwrap_or(0),
+        })
+    }
+}
+
+/// A `TimeVal` as a `TimeSpec` (which converts to a `Duration`).
+fn libc_timespec(t: nix::sys::time::TimeVal) -> nix::sys::time::TimeSpec {
+    nix::sys::time::TimeSpec::new(t.tv_sec(), t.tv_usec() * 1000)
 }
 
 /// A worker: takes the jobs it may start, one at a time, until the caller
@@ -353,16 +399,18 @@ fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'e
         match job {
             Job::Survey(i) => {
                 let r = work.survey(i);
+                let stopped = clock.stop();
                 let mut s = shared.lock();
-                clock.stop(&mut s);
+                stopped.note(&mut s);
                 s.surveys.insert(i, r);
                 shared.ready.notify_one();
             }
             Job::List(b) => {
                 let (listing, chunks) = work.list(b);
+                let stopped = clock.stop();
                 let n = chunks.len();
                 grow_after(scope, shared, work, |s| {
-                    clock.stop(s);
+                    stopped.note(s);
                     s.listed.insert(b, (listing, n));
                     s.jobs.extend(chunks.into_iter().enumerate().map(|(i, c)| Job::Examine(b, i, c)));
                 });
@@ -373,8 +421,9 @@ fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'e
             }
             Job::Examine(b, i, chunk) => {
                 let r = work.examine(&mut own, chunk);
+                let stopped = clock.stop();
                 let mut s = shared.lock();
-                clock.stop(&mut s);
+                stopped.note(&mut s);
                 let wanted = (b, i) == s.next;
                 s.results.insert((b, i), r);
                 if wanted {
@@ -552,6 +601,70 @@ mod tests {
         });
         assert_eq!(got, (0..12).collect::<Vec<_>>());
         assert!(stats.threads > 1 && stats.threads <= 4, "{stats:?}");
+    }
+
+    #[test]
+    fn only_a_job_that_blocked_counts_as_waiting() {
+        let ms = Duration::from_millis;
+        // Blocked, and mostly off the processor: a cold read.
+        assert!(waited(ms(10), ms(2), 5));
+        // As long, but never blocked: it waited for a core on a busy
+        // machine, which more threads would not help.
+        assert!(!waited(ms(10), ms(2), 0));
+        // Blocked, but busy most of the time: bound by the processor.
+        assert!(!waited(ms(10), ms(8), 5));
+        // Too short to tell.
+        assert!(!waited(Duration::from_micros(400), Duration::ZERO, 1));
+    }
+
+    #[test]
+    fn a_thread_that_sleeps_is_seen_blocked() {
+        let before = ThreadUsage::now().unwrap();
+        std::thread::sleep(Duration::from_millis(3));
+        let after = ThreadUsage::now().unwrap();
+        assert!(after.blocked > before.blocked, "{before:?} {after:?}");
+        assert!(after.cpu >= before.cpu, "{before:?} {after:?}");
+    }
+
+    /// Jobs that are long but never block (as jobs sharing a core with
+    /// other work on a busy machine): busy work only.
+    struct Busy;
+
+    impl Work for Busy {
+        type Survey = usize;
+        type Listing = ();
+        type Chunk = ();
+        type Done = ();
+        type Worker = ();
+
+        fn worker(&self) {}
+
+        fn survey(&self, task: usize) -> usize {
+            let start = Instant::now();
+            let mut x = task as u64;
+            while start.elapsed() < Duration::from_millis(2) {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            task
+        }
+
+        fn list(&self, _: u32) -> ((), Vec<()>) {
+            ((), Vec::new())
+        }
+
+        fn examine(&self, _: &mut (), _: ()) {}
+    }
+
+    #[test]
+    fn busy_jobs_start_no_threads_beyond_the_cores() {
+        let limits = Limits { threads: 4, lookahead: 1, window: 1, cores: 1 };
+        let (got, stats) = run(&Busy, limits, |pool| {
+            let mut got = Vec::new();
+            pool.surveys(12, &mut |i| got.push(i));
+            got
+        });
+        assert_eq!(got, (0..12).collect::<Vec<_>>());
+        assert_eq!(stats.threads, 1, "{stats:?}");
     }
 
     #[test]
