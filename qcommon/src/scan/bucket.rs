@@ -136,12 +136,14 @@ fn cut(entries: Vec<Entry>, ctx: &Arc<BucketCtx>, per_chunk: usize) -> Vec<Chunk
     chunks
 }
 
-/// Groups entries (sorted by number) into messages.
-pub(super) fn group(entries: Vec<Entry>, split: u32) -> Vec<ScannedMessage> {
-    let mut out: Vec<ScannedMessage> = Vec::new();
+/// Groups entries (sorted by number) into messages, each in the box it
+/// is delivered in: a message is large (its files' stats, its parsed
+/// envelopes), and is then never copied again on its way to the tool.
+pub(super) fn group(entries: Vec<Entry>, split: u32) -> Vec<Box<ScannedMessage>> {
+    let mut out: Vec<Box<ScannedMessage>> = Vec::with_capacity(distinct_numbers(&entries));
     for e in entries {
         if out.last().map(|m| m.number) != Some(e.number) {
-            out.push(ScannedMessage { number: e.number, ..Default::default() });
+            out.push(Box::new(ScannedMessage { number: e.number, ..Default::default() }));
         }
         let m = out.last_mut().expect("pushed");
         let found = e.found();
@@ -163,6 +165,11 @@ pub(super) fn group(entries: Vec<Entry>, split: u32) -> Vec<ScannedMessage> {
     out
 }
 
+/// How many messages entries sorted by number make.
+fn distinct_numbers(entries: &[Entry]) -> usize {
+    entries.windows(2).filter(|w| w[0].number != w[1].number).count() + usize::from(!entries.is_empty())
+}
+
 fn right_place(part: Part, bucket: Option<u32>, n: u64, split: u32) -> bool {
     match bucket {
         Some(b) => b == bucket_of(n, split),
@@ -177,5 +184,34 @@ pub(super) fn in_ctx<'a>(ctx: &'a BucketCtx, f: &Found) -> Option<&'a Dir> {
         ctx.dirs[f.part.index()].as_deref()
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_group_into_boxed_messages_the_right_copy_first() {
+        // Split 3: 5 belongs in bucket 2, 7 in bucket 1, 9 in bucket 0.
+        let entries = vec![
+            Entry::new(5, Part::Mess, Some(2), 5),
+            Entry::new(5, Part::Info, Some(0), 50),
+            Entry::new(5, Part::Info, Some(2), 51),
+            Entry::new(7, Part::Mess, Some(1), 7),
+            Entry::new(9, Part::Remote, Some(0), 90),
+        ];
+        assert_eq!(distinct_numbers(&entries), 3);
+        assert_eq!(distinct_numbers(&[]), 0);
+        let msgs = group(entries, 3);
+        assert_eq!(msgs.capacity(), 3, "one allocation for the chunk's messages");
+        assert_eq!(msgs.iter().map(|m| m.number).collect::<Vec<_>>(), vec![5, 7, 9]);
+        // The info in its right bucket is the message's; the other an extra.
+        let info = msgs[0].file(Part::Info).unwrap();
+        assert_eq!((info.bucket, info.ino), (Some(2), 51));
+        assert_eq!(msgs[0].extra.len(), 1);
+        assert_eq!(msgs[0].extra[0].bucket, Some(0));
+        assert!(msgs[1].has(Part::Mess) && !msgs[1].has(Part::Info));
+        assert!(msgs[2].has(Part::Remote) && !msgs[2].has(Part::Mess));
     }
 }

@@ -358,7 +358,7 @@ impl Events<'_> {
                 for m in msgs {
                     if m.files.iter().any(Option::is_some) {
                         crate::fault::panic_point("scan-sink");
-                        self.emit(ScanEvent::Message(Box::new(m)));
+                        self.emit(ScanEvent::Message(m));
                     }
                 }
             }
@@ -380,7 +380,7 @@ impl pool::Work for ScanWork<'_> {
     type Survey = Survey;
     type Listing = Listed;
     type Chunk = Chunk;
-    type Done = Vec<ScannedMessage>;
+    type Done = Vec<Box<ScannedMessage>>;
     type Worker = Worker;
 
     fn worker(&self) -> Worker {
@@ -396,7 +396,7 @@ impl pool::Work for ScanWork<'_> {
         bucket::list_bucket(bucket, &self.setup, self.opts.chunk)
     }
 
-    fn examine(&self, worker: &mut Worker, chunk: Chunk) -> Vec<ScannedMessage> {
+    fn examine(&self, worker: &mut Worker, chunk: Chunk) -> Vec<Box<ScannedMessage>> {
         let mut msgs = bucket::group(chunk.entries, chunk.ctx.split);
         crate::fault::panic_point("scan-worker");
         for msg in &mut msgs {
