@@ -72,7 +72,7 @@ pub(super) fn examine(
     worker: &mut Worker,
     msg: &mut ScannedMessage,
     opts: &ScanOptions,
-    sift: Option<&Sift>,
+    sift: Option<&Sift<'_>>,
 ) {
     let mut digits = NumberName::default();
     let name = digits.of(msg.number);
