@@ -1,8 +1,9 @@
 //! One run of qkillns, start to end: this module owns the order of
 //! things. Discover the layout; check what must be checked (the lock and
 //! the processes for a removal, the qmail-send to signal for `--expire`);
-//! stream the scan (`qcommon::scan`, stat and envelopes) through the
-//! envelope stage of the selection; gather the messages that pass into
+//! stream the scan (`qcommon::scan`, sifted: a message whose sender rules
+//! it out is not examined further) through the envelope stage of the
+//! selection; gather the messages that pass into
 //! batches ([`batch`]); run each batch's plan through the executor
 //! ([`execute`]: dry for `-n`, live otherwise, the same path) and list
 //! each message with its outcome; signal qmail-send (`--expire`); print
@@ -23,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use qcommon::error::escape_path;
 use qcommon::layout::Layout;
 use qcommon::safe_fs::Dir;
-use qcommon::scan::{scan_counted, ScanEvent, ScanOptions, ScannedMessage};
+use qcommon::scan::{scan_sifted, ScanEvent, ScanOptions, ScannedMessage};
 use qcommon::session::{Access, Claim, DamagedLock, Exclusive, Session};
 
 use crate::args::Args;
@@ -331,7 +332,13 @@ impl Runner<'_> {
         let progress = self.progress.clone();
         let mut listed = |total: u64| progress.phase(phase, Some(total));
         let root = self.root;
-        let result = scan_counted(root, layout.shape(), &opts, &mut listed, &mut |ev| self.on_event(ev));
+        // Only the messages the selection may take are examined whole
+        // (every file stated, every envelope read); the others come with
+        // the envelope that gives their sender, which rules them out.
+        let (criteria, wanted) = (self.criteria.clone(), self.wanted.clone());
+        let sift =
+            move |m: &ScannedMessage| (wanted.is_empty() || wanted.contains(&m.number)) && criteria.may_select(m);
+        let result = scan_sifted(root, layout.shape(), &opts, &sift, &mut listed, &mut |ev| self.on_event(ev));
         self.flush();
         self.progress.clear();
         if let Err(e) = result {

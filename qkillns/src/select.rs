@@ -135,6 +135,18 @@ impl Criteria {
         }
     }
 
+    /// Whether `msg` may be selected, judged by its sender alone: false
+    /// only when the envelope that gives its sender was read and the
+    /// sender rule turns it down, which is all the selection makes of
+    /// such a message ([`crate::run`] then leaves it). Asked by the scan
+    /// before it stats or reads any other file of the message, so `msg`
+    /// may hold that one envelope only: a message this takes is examined
+    /// whole before it is judged (a message that cannot be told, or a
+    /// salvaged one, among them).
+    pub fn may_select(&self, msg: &ScannedMessage) -> bool {
+        Message::of(msg, None).sender.is_none_or(|s| self.sender_matches(s))
+    }
+
     /// Whether the selection is the default one, the null-sender bounces
     /// (salvaged messages are kept out of it).
     pub fn is_default(&self) -> bool {

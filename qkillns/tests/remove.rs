@@ -210,6 +210,49 @@ fn unreadable_messages_are_reported_and_left_alone() {
     assert_eq!(q.present(&bad_remote), bad_remote.files);
 }
 
+/// The sender is read from todo while there is one, before an info a
+/// crashed preprocessing left beside it, also by the scan that reads only
+/// that envelope of a message the sender rules out; such a message is
+/// read no further, so its garbled recipient list is nobody's business.
+#[test]
+fn the_sender_comes_from_todo_before_info() {
+    if !root_or_skip("the_sender_comes_from_todo_before_info") {
+        return;
+    }
+    let q = Queue::new();
+    let t = now();
+    // A sender in todo, the null sender in the info beside it: kept.
+    let kept = q.todo(b"alice@local.example", &[b"bob@remote.example"], "hello", t - 600);
+    let kept_info = q.path("info", kept.number);
+    std::fs::write(q.abs(&kept_info), b"F\0").unwrap();
+    // The null sender in todo, a sender in the info beside it: removed.
+    let gone = q.todo(b"", &[b"carol@remote.example"], "failure notice", t - 600);
+    let gone_info = q.path("info", gone.number);
+    std::fs::write(q.abs(&gone_info), b"Fdave@local.example\0").unwrap();
+    // A sender's message with a remote list that is not one: not read.
+    let other = q.preprocessed(b"erin@local.example", &[], &[(b"a@b.example", false)], "hi", t, false);
+    std::fs::write(q.abs(&other.files[2]), b"Qxx\0").unwrap();
+
+    let out = qkillns(&q).arg("-n").assert().success().get_output().clone();
+    let (text, err) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    assert!(text.contains(&format!("{}  would remove", gone.number)), "{text}");
+    assert!(text.contains("from <>"), "{text}");
+    assert!(text.contains("would remove 1 message(s)"), "{text}");
+    for n in [kept.number, other.number] {
+        assert!(!text.contains(&format!("{n}  ")), "{n} listed:\n{text}");
+        assert!(!err.contains(&format!("message {n}")), "{n} reported:\n{err}");
+    }
+
+    let out = qkillns(&q).assert().success().get_output().clone();
+    let (text, err) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    assert!(text.contains("removed 1 message(s)"), "{text}");
+    assert!(!err.contains("left alone"), "{err}");
+    assert!(q.present(&gone).is_empty() && !q.exists(&gone_info), "{:?}", q.present(&gone));
+    assert_eq!(q.present(&kept), kept.files);
+    assert!(q.exists(&kept_info));
+    assert_eq!(q.present(&other), other.files);
+}
+
 #[test]
 fn refuses_while_qmail_send_holds_the_lock() {
     if !root_or_skip("refuses_while_qmail_send_holds_the_lock") {

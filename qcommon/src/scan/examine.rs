@@ -1,7 +1,8 @@
 //! Examining one message: the no-follow stat of each of its files and the
 //! reading and parsing of its envelopes (todo, intd, info, local, remote).
 //! A file whose contents are read gets its stat from the open descriptor:
-//! one path lookup per file.
+//! one path lookup per file. A sifted scan reads the envelope that gives
+//! the sender first and goes on only for the messages its sift takes.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -9,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::bucket::{in_ctx, BucketCtx};
-use super::{Found, Parsed, ReadProblem, ScanOptions, ScannedMessage, ENVELOPE_CAP, INFO_CAP};
+use super::{Found, Parsed, ReadProblem, ScanOptions, ScannedMessage, Sift, ENVELOPE_CAP, INFO_CAP};
 use crate::envelope::{
     EnvelopeError, Info, ListCheck, ListEnvelope, Recipients, Todo, TodoCheck, TodoEnvelope, STREAM_BUFFER,
 };
@@ -62,22 +63,60 @@ enum Got {
     Large(std::fs::File, PathBuf),
 }
 
-/// Stats and reads the files of `msg` as `opts` asks.
-pub(super) fn examine(root: &Dir, ctx: &BucketCtx, worker: &mut Worker, msg: &mut ScannedMessage, opts: &ScanOptions) {
+/// Stats and reads the files of `msg` as `opts` asks; with a `sift`, the
+/// envelope that gives the sender first, and the rest only when the sift
+/// takes the message.
+pub(super) fn examine(
+    root: &Dir,
+    ctx: &BucketCtx,
+    worker: &mut Worker,
+    msg: &mut ScannedMessage,
+    opts: &ScanOptions,
+    sift: Option<&Sift<'_>>,
+) {
     let mut digits = NumberName::default();
     let name = digits.of(msg.number);
     let mut at =
         Examining { root, ctx, cache: &mut worker.cache, kept_dirs: worker.kept_dirs, name, keep_stat: opts.stat };
-    if opts.stat {
-        stat_files(&mut at, msg, opts.read_envelopes);
-    }
-    if opts.read_envelopes {
-        read_envelopes(&mut at, msg, &mut worker.buf);
+    let whole = match sift {
+        Some(sift) if opts.read_envelopes => {
+            read_sender(&mut at, msg, &mut worker.buf);
+            sift(msg)
+        }
+        _ => true,
+    };
+    if whole {
+        if opts.stat {
+            stat_files(&mut at, msg, opts.read_envelopes);
+        }
+        if opts.read_envelopes {
+            read_envelopes(&mut at, msg, &mut worker.buf);
+        }
     }
     // A flood's huge recipient list must not stay resident in every worker.
     if worker.buf.capacity() > KEPT_BUFFER {
         worker.buf = Vec::with_capacity(KEPT_BUFFER);
     }
+}
+
+/// Reads the envelope that gives the sender, in qmail-send's order
+/// ([`crate::message::Source`]): todo, else info, else intd. A file that
+/// vanished since the listing empties its slot and the next one is read,
+/// as the whole examination would find it.
+fn read_sender(at: &mut Examining<'_>, msg: &mut ScannedMessage, buf: &mut Vec<u8>) {
+    if msg.has(Part::Todo) {
+        msg.todo = at.read(Part::Todo, ENVELOPE_CAP, msg, buf).map(|r| parse_todo(r, buf));
+        if msg.has(Part::Todo) {
+            return;
+        }
+    }
+    if msg.has(Part::Info) {
+        msg.info = read_info(at, msg, buf);
+        if msg.has(Part::Info) {
+            return;
+        }
+    }
+    msg.intd = at.read(Part::Intd, ENVELOPE_CAP, msg, buf).map(|r| parse_todo(r, buf));
 }
 
 /// Stats the files that are not read (those read get their stat then),
@@ -110,14 +149,23 @@ fn stat_files(at: &mut Examining<'_>, msg: &mut ScannedMessage, reads: bool) {
 }
 
 /// Reads and parses todo, intd (when it is not todo's inode), info, local
-/// and remote.
+/// and remote: those not read already (a sifted scan's sender envelope).
 fn read_envelopes(at: &mut Examining<'_>, msg: &mut ScannedMessage, buf: &mut Vec<u8>) {
-    msg.todo = at.read(Part::Todo, ENVELOPE_CAP, msg, buf).map(|r| parse_todo(r, buf));
-    read_intd(at, msg, buf);
-    msg.info =
-        at.read(Part::Info, INFO_CAP, msg, buf).map(|r| r.and_then(|_| Info::parse(buf).map_err(ReadProblem::Bad)));
+    if msg.todo.is_none() {
+        msg.todo = at.read(Part::Todo, ENVELOPE_CAP, msg, buf).map(|r| parse_todo(r, buf));
+    }
+    if msg.intd.is_none() {
+        read_intd(at, msg, buf);
+    }
+    if msg.info.is_none() {
+        msg.info = read_info(at, msg, buf);
+    }
     msg.local = at.read(Part::Local, ENVELOPE_CAP, msg, buf).map(|r| parse_recipients(r, buf));
     msg.remote = at.read(Part::Remote, ENVELOPE_CAP, msg, buf).map(|r| parse_recipients(r, buf));
+}
+
+fn read_info(at: &mut Examining<'_>, msg: &mut ScannedMessage, buf: &mut Vec<u8>) -> Option<Parsed<Info>> {
+    at.read(Part::Info, INFO_CAP, msg, buf).map(|r| r.and_then(|_| Info::parse(buf).map_err(ReadProblem::Bad)))
 }
 
 /// intd is usually the same inode as todo: then it is stated, not read.
