@@ -63,6 +63,20 @@ pub struct ScanOptions {
     pub read_envelopes: bool,
     /// Messages per unit of work.
     pub chunk: usize,
+    /// Numbers listed but not examined (no stat, no read): a verifying
+    /// pass's messages that the first pass judged healthy and the repair
+    /// left alone. They are delivered with [`ScannedMessage::listed_only`].
+    pub list_only: Option<ListOnly>,
+}
+
+/// Which message numbers the scan only lists ([`ScanOptions::list_only`]).
+#[derive(Clone)]
+pub struct ListOnly(pub Arc<dyn Fn(u64) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for ListOnly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListOnly(..)")
+    }
 }
 
 /// Threads the scan uses by default. On a cold cache every thread is a
@@ -73,7 +87,7 @@ pub const DEFAULT_THREADS: usize = 16;
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { threads: DEFAULT_THREADS, stat: true, read_envelopes: true, chunk: 128 }
+        ScanOptions { threads: DEFAULT_THREADS, stat: true, read_envelopes: true, chunk: 128, list_only: None }
     }
 }
 
@@ -155,6 +169,9 @@ pub struct ScannedMessage {
     /// Errors met while stating or reading this message's files: the
     /// message must be left as it is.
     pub io_errors: Vec<Error>,
+    /// Listed only ([`ScanOptions::list_only`]): its files are the names
+    /// the listing found, without stat or envelopes.
+    pub listed_only: bool,
 }
 
 impl ScannedMessage {
@@ -400,6 +417,10 @@ impl pool::Work for ScanWork<'_> {
         let mut msgs = bucket::group(chunk.entries, chunk.ctx.split);
         crate::fault::panic_point("scan-worker");
         for msg in &mut msgs {
+            if self.opts.list_only.as_ref().is_some_and(|l| (l.0)(msg.number)) {
+                msg.listed_only = true;
+                continue;
+            }
             examine::examine(self.root, &chunk.ctx, worker, msg, self.opts);
         }
         msgs
