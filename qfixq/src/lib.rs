@@ -31,7 +31,7 @@ use qcommon::procs::QueueProcess;
 use qcommon::progress::{Clearing, Progress};
 use qcommon::remove::Quarantine;
 use qcommon::safe_fs::Dir;
-use qcommon::scan::{scan_counted, ScanEvent, ScanOptions};
+use qcommon::scan::{scan_counted, Depth, ScanEvent, ScanOptions};
 use qcommon::session::{Access, Claim, DamagedLock, Exclusive, Refusal, Session};
 
 pub use exit::ExitCode;
@@ -319,11 +319,11 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
     // seen, and those every finding names.
     let narrowed = live && cli.verify == verify::Scope::Changed;
     let mut seen = verify::Numbers::default();
-    let mut touched = verify::Numbers::default();
-    let watch = Watch { seen: narrowed.then_some(&mut seen), listed: None };
+    let mut marks = verify::Marks::default();
+    let watch = Watch { seen: narrowed.then_some(&mut seen), narrow: None };
     let outcome = plan_and_apply(root, layout, pass, &mut quarantine, watch, &mut |f: &Finding, _: Origin| {
         if narrowed {
-            verify::note(&mut touched, f);
+            verify::note(&mut marks, f);
         }
         apply(&mut report, &mut mutator, f, &mut tally)
     });
@@ -343,7 +343,7 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
             return Ok(ExitCode::Interrupted);
         }
     }
-    let record = narrowed.then_some(verify::Record { seen, touched });
+    let record = narrowed.then_some(verify::Record { seen, marks });
     let verify = || {
         let v = verify::Verify {
             root,
@@ -461,7 +461,7 @@ fn summary<W: Write>(
     let mut code = ExitCode::from_outcome(tally.problems, tally.unfixed, live);
     if live && tally.problems > 0 {
         let verdict = verify();
-        report.verified(scope.code(), verdict.examined, verdict.listed);
+        report.verified(scope.code(), verdict.examined, verdict.stated, verdict.listed);
         if let Some(note) = verdict.note(tally.unfixed) {
             notes.push(note);
         }
@@ -537,8 +537,9 @@ struct Pass<'a> {
 struct Watch<'a> {
     /// A live run's first pass: every number the scan delivers.
     seen: Option<&'a mut verify::Numbers>,
-    /// A narrowed verifying pass: the messages the scan only listed.
-    listed: Option<&'a mut verify::Listed>,
+    /// A narrowed verifying pass: the judge of the messages the scan only
+    /// listed or stated.
+    narrow: Option<&'a mut verify::Narrow>,
 }
 
 /// The one data path: structure, then the scan's strays and messages,
@@ -615,10 +616,13 @@ fn scan_pass(
         }
         buf.clear();
         if let ScanEvent::Message(m) = &ev {
-            if m.listed_only {
-                if let Some(listed) = watch.listed.as_deref_mut() {
-                    listed.check(m);
+            if m.depth != Depth::Full {
+                if let Some(narrow) = watch.narrow.as_deref_mut() {
+                    narrow.judge(m);
                 }
+                // As the planner notes every message it sees.
+                ctx.seen.insert(m.number);
+                ctx.salvaged.saw(m.number);
                 progress.inc(1);
                 return;
             }

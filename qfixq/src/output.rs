@@ -71,8 +71,9 @@ pub struct Report<W: Write> {
     /// example and whether its line was printed (with a failure).
     current: Option<(Kind, String, bool, bool)>,
     /// The verifying check, when one ran: its scope, the messages it
-    /// examined and those it only listed (JSON's summary).
-    verified: Option<(&'static str, u64, u64)>,
+    /// examined, of them those only stated, and those it only listed
+    /// (JSON's summary).
+    verified: Option<(&'static str, u64, u64, u64)>,
 }
 
 /// The header's `queue`.
@@ -192,6 +193,8 @@ struct SummaryJson<'a> {
     verify_scope: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     verified_messages: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stated_messages: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     listed_messages: Option<u64>,
 }
@@ -388,9 +391,10 @@ impl<W: Write> Report<W> {
     }
 
     /// Notes what the verifying check did: its scope (`changed`, `all`),
-    /// the messages it examined and those it only listed.
-    pub fn verified(&mut self, scope: &'static str, examined: u64, listed: u64) {
-        self.verified = Some((scope, examined, listed));
+    /// the messages it examined, of them those it only stated, and those
+    /// it only listed.
+    pub fn verified(&mut self, scope: &'static str, examined: u64, stated: u64, listed: u64) {
+        self.verified = Some((scope, examined, stated, listed));
     }
 
     /// The summary and the end of the document.
@@ -408,7 +412,8 @@ impl<W: Write> Report<W> {
                     by_kind,
                     verify_scope: self.verified.map(|v| v.0),
                     verified_messages: self.verified.map(|v| v.1),
-                    listed_messages: self.verified.map(|v| v.2),
+                    stated_messages: self.verified.map(|v| v.2),
+                    listed_messages: self.verified.map(|v| v.3),
                 },
                 notes,
                 exit,

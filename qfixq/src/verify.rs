@@ -1,18 +1,21 @@
 //! The verifying check after a live repair (docs/repair.md, "After a live
 //! run"): what the first pass recorded (the numbers it saw, the numbers
-//! the repair touched), the narrowed second pass that examines only what
-//! the repair touched, what the first pass could not judge and any number
-//! it did not see (every bucket is still listed), the check of the
-//! messages it only lists, and the verdict that decides the exit status.
+//! the repair touched, those whose envelopes it wrote or could not
+//! judge), the narrowed second pass (every bucket listed; a message the
+//! repair did not touch only listed, one it only renamed, chowned or
+//! chmodded only stated, the rest and every number the first pass did
+//! not see examined whole), the judgement of the listed and stated
+//! messages, and the verdict that decides the exit status.
 
 use std::sync::Arc;
 
 use qcommon::layout::Layout;
 use qcommon::progress::Progress;
-use qcommon::queue::QueueShape;
+use qcommon::queue::{Ids, Part, QueueShape};
 use qcommon::remove::Quarantine;
 use qcommon::safe_fs::Dir;
-use qcommon::scan::{ListOnly, ScanOptions, ScannedMessage};
+use qcommon::safe_fs::FileKind;
+use qcommon::scan::{Depth, DepthOf, ScanOptions, ScannedMessage};
 
 use crate::finding::Finding;
 use crate::structure::StructureCtx;
@@ -113,42 +116,78 @@ impl Numbers {
 pub struct Record {
     /// Every message number the first scan delivered.
     pub seen: Numbers,
-    /// Every number a finding names, carried out or not.
-    pub touched: Numbers,
+    /// The numbers the findings named.
+    pub marks: Marks,
 }
 
-/// Notes in `touched` the numbers finding `f` names.
-pub fn note(touched: &mut Numbers, f: &Finding) {
+/// The numbers the findings of a live run's first pass name.
+#[derive(Debug, Default)]
+pub struct Marks {
+    /// Every number a finding names, carried out or not.
+    pub touched: Numbers,
+    /// Of them, those of a finding that writes an envelope's bytes
+    /// (write, copy, replace) or that is left as it is (the first pass
+    /// could not judge or repair it): reread whole.
+    pub reread: Numbers,
+}
+
+/// Notes in `marks` the numbers finding `f` names.
+pub fn note(marks: &mut Marks, f: &Finding) {
+    use qcommon::mutator::Step;
+    let reread = f.left
+        || f.action
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::WriteFile { .. } | Step::CopyPrefix { .. } | Step::Replace { .. }));
+    let mut add = |n: u64| {
+        marks.touched.insert(n);
+        if reread {
+            marks.reread.insert(n);
+        }
+    };
     if let Some(n) = f.action.message {
-        touched.insert(n);
+        add(n);
     }
-    note_path(touched, &f.path);
+    numbers_in(&f.path, &mut add);
     for step in &f.action.steps {
         for p in step_paths(step) {
-            note_path(touched, p);
+            numbers_in(p, &mut add);
         }
     }
 }
 
-/// Notes every run of digits in the file name of `path`; harmless when
-/// one is not a message number (it is examined for nothing).
-fn note_path(touched: &mut Numbers, path: &std::path::Path) {
+/// Every run of digits in the file name of `path`; harmless when one is
+/// not a message number (it is examined for nothing).
+fn numbers_in(path: &std::path::Path, add: &mut dyn FnMut(u64)) {
     use std::os::unix::ffi::OsStrExt;
     let Some(name) = path.file_name() else { return };
     for digits in name.as_bytes().split(|b| !b.is_ascii_digit()).filter(|d| !d.is_empty()) {
         // Digits of a number beyond u64 name no message.
         if let Some(n) = std::str::from_utf8(digits).ok().and_then(|s| s.parse::<u64>().ok()) {
-            touched.insert(n);
+            add(n);
         }
     }
 }
 
 impl Record {
-    /// The numbers the narrowed pass only lists: seen and not touched.
-    fn untouched(mut self) -> Numbers {
+    /// Seals the sets; returns how many messages are seen and untouched
+    /// (the narrowed pass only lists them).
+    fn seal(&mut self) -> u64 {
         self.seen.seal();
-        self.touched.seal();
-        self.seen.minus(&self.touched)
+        self.marks.touched.seal();
+        self.marks.reread.seal();
+        self.seen.minus(&self.marks.touched).len() as u64
+    }
+
+    /// How far the narrowed pass examines message `n`.
+    fn depth(&self, n: u64) -> Depth {
+        if self.marks.reread.contains(n) || !self.seen.contains(n) {
+            Depth::Full
+        } else if self.marks.touched.contains(n) {
+            Depth::Stated
+        } else {
+            Depth::Listed
+        }
     }
 }
 
@@ -169,30 +208,79 @@ fn step_paths(step: &qcommon::mutator::Step) -> Vec<&std::path::Path> {
     }
 }
 
-/// The verifying pass's look at the messages it only lists: they were
-/// healthy and untouched, so under the lock their names must be as the
-/// first pass saw them. A message whose names changed (a file gone or
-/// added, a file out of its bucket) or that vanished was changed by
-/// another writer.
+/// The narrowed pass's judgement of the messages it does not examine
+/// whole. A listed message was healthy and untouched, so under the lock
+/// its names must still make a whole message in place: one whose names
+/// changed (a file gone or added, a file out of its bucket) or that
+/// vanished was changed by another writer. A stated message was only
+/// renamed, chowned or chmodded by the repair, whose bytes the first pass
+/// read and judged: its files must now be as a healthy message's are
+/// (regular, in place, one link, or two for a todo sharing intd's inode,
+/// the owners and modes of docs/queue-format.md, mess named by its
+/// inode, not empty).
 #[derive(Debug)]
-pub struct Listed {
+pub struct Narrow {
     shape: QueueShape,
+    ids: Ids,
+    since: i64,
     /// Messages only listed.
-    pub count: u64,
-    /// Of them, those whose names are no longer a whole message.
-    pub changed: u64,
+    pub listed: u64,
+    /// Messages stated.
+    pub stated: u64,
+    /// Problems in what was there before the repair (stated messages).
+    pub old: u64,
+    /// Problems another writer made: listed messages whose names changed,
+    /// stated ones written since the repair started.
+    pub new: u64,
 }
 
-impl Listed {
-    /// Looks at one listed message.
-    pub fn check(&mut self, m: &ScannedMessage) {
-        self.count += 1;
+impl Narrow {
+    /// Judges one message the scan only listed or stated.
+    pub fn judge(&mut self, m: &ScannedMessage) {
+        let placed = m.all_files().all(|f| self.shape.is_in_place(f.part, f.bucket, m.number));
         let stage = qcommon::message::Stage::of(|p| m.has(p));
         let whole = matches!(stage, qcommon::message::Stage::Preprocessed | qcommon::message::Stage::Unpreprocessed);
-        let placed = m.all_files().all(|f| self.shape.is_in_place(f.part, f.bucket, m.number));
-        if !whole || !placed || !m.extra.is_empty() {
-            self.changed += 1;
+        let names_ok = whole && placed && m.extra.is_empty();
+        match m.depth {
+            Depth::Listed => {
+                self.listed += 1;
+                if !names_ok {
+                    self.new += 1;
+                }
+            }
+            Depth::Stated => {
+                self.stated += 1;
+                if !(names_ok && m.io_errors.is_empty() && self.files_ok(m)) {
+                    if crate::message_is_new(m, Some(self.since)) {
+                        self.new += 1;
+                    } else {
+                        self.old += 1;
+                    }
+                }
+            }
+            Depth::Full => {}
         }
+    }
+
+    /// A stated message's files, as the first check's fast path and its
+    /// owners and modes judge them.
+    fn files_ok(&self, m: &ScannedMessage) -> bool {
+        let shared = match (m.file(Part::Todo).and_then(|f| f.stat), m.file(Part::Intd).and_then(|f| f.stat)) {
+            (Some(t), Some(i)) => t.ino == i.ino,
+            _ => false,
+        };
+        let mess_ok = m.file(Part::Mess).and_then(|f| f.stat).is_some_and(|st| st.ino == m.number && st.size > 0);
+        mess_ok
+            && m.all_files().all(|f| {
+                let Some(st) = f.stat else { return false };
+                let max_nlink = if shared && matches!(f.part, Part::Todo | Part::Intd) { 2 } else { 1 };
+                let gid_ok = !f.part.group_is_qmail() || st.gid == self.ids.qmail_gid;
+                st.kind == FileKind::Regular
+                    && st.nlink <= max_nlink
+                    && st.uid == self.ids.uid(f.part.file_owner())
+                    && gid_ok
+                    && st.perm == f.part.file_perm()
+            })
     }
 }
 
@@ -207,8 +295,11 @@ pub struct Verdict {
     pub failed: Option<String>,
     /// The verifying pass was interrupted.
     pub interrupted: bool,
-    /// Messages the verifying pass examined (stat and envelopes).
+    /// Messages the verifying pass examined: stated, or stated and read.
     pub examined: u64,
+    /// Of them, those only stated (the repair only renamed, chowned or
+    /// chmodded them).
+    pub stated: u64,
     /// Messages it only listed (judged healthy by the first pass and
     /// untouched by the repair).
     pub listed: u64,
@@ -297,13 +388,14 @@ pub fn verify(v: &Verify<'_>, record: Option<Record>) -> Verdict {
         }
     };
     let mut opts = v.opts.clone();
-    let mut untouched_count = 0u64;
-    if let Some(record) = record {
-        let untouched = Arc::new(record.untouched());
-        untouched_count = untouched.len() as u64;
-        opts.list_only = Some(ListOnly(Arc::new(move |n| untouched.contains(n))));
+    let mut untouched = 0u64;
+    if let Some(mut record) = record {
+        untouched = record.seal();
+        let record = Arc::new(record);
+        opts.depth = Some(DepthOf(Arc::new(move |n| record.depth(n))));
     }
-    let mut listed = Listed { shape: v.layout.shape(), count: 0, changed: 0 };
+    let ids = v.sctx.ids;
+    let mut narrow = Narrow { shape: v.layout.shape(), ids, since: v.started, listed: 0, stated: 0, old: 0, new: 0 };
     let pass = Pass {
         mode: RunMode::Check,
         no_quarantine: v.no_quarantine,
@@ -312,7 +404,7 @@ pub fn verify(v: &Verify<'_>, record: Option<Record>) -> Verdict {
         progress: v.progress,
         phase: "verifying",
     };
-    let watch = Watch { seen: None, listed: Some(&mut listed) };
+    let watch = Watch { seen: None, narrow: Some(&mut narrow) };
     let r = plan_and_apply(v.root, v.layout, pass, &mut q2, watch, &mut |f, o| {
         if f.kind.is_problem() {
             if o.new {
@@ -324,17 +416,19 @@ pub fn verify(v: &Verify<'_>, record: Option<Record>) -> Verdict {
         Ok(true)
     });
     match r {
-        Ok(examined) => verdict.examined = examined,
+        Ok(read) => verdict.examined = read + narrow.stated,
         Err(PlanError::Interrupted) => verdict.interrupted = true,
         Err(PlanError::Queue(e)) => verdict.failed = Some(e.to_string()),
         Err(PlanError::Io(e)) => verdict.failed = Some(e.to_string()),
     }
-    verdict.listed = listed.count;
-    // Changed names of an untouched message, or one gone: under the lock
-    // only another writer does that.
-    verdict.new += listed.changed;
+    verdict.listed = narrow.listed;
+    verdict.stated = narrow.stated;
+    verdict.new += narrow.new;
+    verdict.old += narrow.old;
+    // An untouched message gone: under the lock only another writer
+    // removes one.
     if verdict.failed.is_none() && !verdict.interrupted {
-        verdict.new += untouched_count.saturating_sub(listed.count);
+        verdict.new += untouched.saturating_sub(narrow.listed);
     }
     verdict.old +=
         crate::structure::plan_sendmutex(v.sctx, &mut q2).iter().filter(|f| f.kind.is_problem()).count() as u64;
@@ -371,7 +465,7 @@ mod tests {
         for n in [10u64, 11, 12, 13, 14] {
             r.seen.insert(n);
         }
-        let f = Finding::fix(
+        let renamed = Finding::fix(
             crate::finding::Kind::Renumber,
             PathBuf::from("mess/1/10"),
             "renumbered",
@@ -388,10 +482,14 @@ mod tests {
                 ],
             },
         );
-        note(&mut r.touched, &f);
-        let untouched = r.untouched();
-        assert_eq!(untouched.len(), 2, "10, 11, 12 named; 13, 14 not");
-        assert!(untouched.contains(13) && untouched.contains(14));
+        note(&mut r.marks, &renamed);
+        let left = Finding::leave(crate::finding::Kind::Unreadable, PathBuf::from("info/0/14"), "unreadable", "left");
+        note(&mut r.marks, &left);
+        assert_eq!(r.seal(), 1, "10, 11, 12 and 14 named; 13 not");
+        assert_eq!(r.depth(13), Depth::Listed);
+        assert_eq!([r.depth(10), r.depth(11), r.depth(12)], [Depth::Stated; 3], "only renamed");
+        assert_eq!(r.depth(14), Depth::Full, "could not be judged");
+        assert_eq!(r.depth(15), Depth::Full, "not seen by the first pass");
     }
 
     /// A practice queue (root only: the builder sets qmail's owners).
@@ -419,10 +517,10 @@ mod tests {
             Pass { mode: RunMode::Check, no_quarantine: false, scan: &opts, since: None, progress, phase: "scanning" };
         let mut q = Quarantine::new(session.root(), 0, std::process::id()).unwrap();
         let mut record = Record::default();
-        let touched = &mut record.touched;
-        let watch = Watch { seen: Some(&mut record.seen), listed: None };
+        let marks = &mut record.marks;
+        let watch = Watch { seen: Some(&mut record.seen), narrow: None };
         let r = plan_and_apply(session.root(), session.layout(), pass, &mut q, watch, &mut |f, _| {
-            note(touched, f);
+            note(marks, f);
             Ok(true)
         });
         assert!(r.is_ok());
@@ -502,7 +600,7 @@ mod tests {
         let record = first_pass(&s, &progress);
         let messages = record.seen.narrow.len() as u64;
         let v = second_pass(&s, &progress, Some(record));
-        assert_eq!((v.examined, v.listed), (1, messages - 1), "{v:?}");
+        assert_eq!((v.examined, v.stated, v.listed), (1, 1, messages - 1), "only stated: {v:?}");
         assert_eq!((v.new, v.old), (0, 1), "{v:?}");
         assert_eq!(v.code(0), ExitCode::Unfixed);
     }

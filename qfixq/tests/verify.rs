@@ -110,6 +110,7 @@ fn a_few_bad_modes_are_verified_alone() {
     assert_eq!(s["problems"], 3, "{}", live.show());
     assert_eq!(s["verify_scope"], "changed", "{}", live.show());
     assert_eq!(s["verified_messages"], 3, "only the three changed messages are examined again\n{}", live.show());
+    assert_eq!(s["stated_messages"], 3, "chmodded only: stated, not reread\n{}", live.show());
     assert_eq!(s["listed_messages"], messages - 3, "{}", live.show());
     for info in &infos {
         assert_eq!(std::fs::metadata(info).unwrap().mode() & 0o7777, 0o600, "{}", info.display());
@@ -134,6 +135,7 @@ fn the_whole_verifying_check_on_request_gives_the_same_verdict() {
     assert_eq!(s["verify_scope"], "all", "{}", live.show());
     assert_eq!(s["verified_messages"], messages, "every message examined again\n{}", live.show());
     assert_eq!(s["listed_messages"], 0, "{}", live.show());
+    assert_eq!(s["stated_messages"], 0, "{}", live.show());
     // Nothing to repair: no verifying check, no counts.
     let again = qfixq(q, &["live", "--json"]);
     again.expect(0, "second live run");
