@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         stat: !a.no_stat,
         read_envelopes: !a.no_read,
         chunk: a.chunk,
-        list_only: None,
+        depth: None,
     };
     let t = Instant::now();
     let (mut files, mut envelopes_ok) = (0u64, 0u64);
