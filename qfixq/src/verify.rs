@@ -180,13 +180,17 @@ impl Record {
     }
 
     /// How far the narrowed pass examines message `n`.
+    /// A number the repair only moved files to (a renumbering's new
+    /// number) is stated too; one neither seen nor named is new.
     fn depth(&self, n: u64) -> Depth {
-        if self.marks.reread.contains(n) || !self.seen.contains(n) {
+        if self.marks.reread.contains(n) {
             Depth::Full
         } else if self.marks.touched.contains(n) {
             Depth::Stated
-        } else {
+        } else if self.seen.contains(n) {
             Depth::Listed
+        } else {
+            Depth::Full
         }
     }
 }
@@ -478,6 +482,7 @@ mod tests {
                         to: PathBuf::from("info/1/.qfixq-renum-11-12"),
                         expect: None,
                     },
+                    Step::Rename { from: PathBuf::from("mess/1/10"), to: PathBuf::from("mess/2/20"), expect: None },
                     Step::Rmdir { path: PathBuf::from("mess/99999999999999999999999") },
                 ],
             },
@@ -489,7 +494,8 @@ mod tests {
         assert_eq!(r.depth(13), Depth::Listed);
         assert_eq!([r.depth(10), r.depth(11), r.depth(12)], [Depth::Stated; 3], "only renamed");
         assert_eq!(r.depth(14), Depth::Full, "could not be judged");
-        assert_eq!(r.depth(15), Depth::Full, "not seen by the first pass");
+        assert_eq!(r.depth(20), Depth::Stated, "a new number the repair moved files to");
+        assert_eq!(r.depth(15), Depth::Full, "neither seen by the first pass nor named");
     }
 
     /// A practice queue (root only: the builder sets qmail's owners).
