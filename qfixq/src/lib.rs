@@ -97,10 +97,11 @@ pub struct Cli {
     /// groups them by kind and shows a few of each).
     #[arg(short = 'v', long, visible_alias = "verbose")]
     all: bool,
-    /// live: what the verifying check after the repair examines: `changed`
-    /// lists every bucket and examines the messages the repair touched or
-    /// could not judge and every number the first check did not see;
-    /// `all` examines every message again, as the first check did.
+    /// live: what the verifying check after the repair examines again:
+    /// `changed` lists every bucket, stats the messages the repair only
+    /// renamed, chowned or chmodded, rereads those whose envelopes it wrote
+    /// or could not judge and every new number; `all` examines every
+    /// message again, as the first check did.
     #[arg(long, value_enum, value_name = "WHAT", default_value = "changed")]
     verify: verify::Scope,
     /// Threads that stat and read message files.

@@ -24,8 +24,9 @@ use crate::{plan_and_apply, ExitCode, Pass, PlanError, RunMode, Watch};
 /// What the verifying check examines (`--verify`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scope {
-    /// Every bucket listed; examined: the messages the repair touched or
-    /// could not judge, and every number the first check did not see.
+    /// Every bucket listed; stated: what the repair only renamed, chowned
+    /// or chmodded; reread: what it wrote or could not judge, and new
+    /// numbers.
     Changed,
     /// Every message examined again, as the first check did.
     All,
