@@ -7,7 +7,7 @@
 //! docs/repair-policy.md (`message`, `structure`), and every finding's
 //! action goes through one executor (`qcommon::mutator`): a check has it
 //! plan the steps (a dry run), live has it carry them out. Live, a
-//! verifying pass then must find nothing. This module owns the command
+//! verifying pass (`verify`) then must find nothing. This module owns the command
 //! line, the run (header, guard, passes, summary) and the exit code.
 
 pub mod exit;
@@ -590,8 +590,8 @@ fn plan_and_apply(
 }
 
 /// The scan: each stray and message planned as it comes, its findings
-/// sent on at once; returns how many messages it examined (a message the
-/// scan only listed goes to `watch.listed`).
+/// sent on at once; returns how many messages it examined whole (one the
+/// scan only listed or stated goes to `watch.narrow`'s judge instead).
 fn scan_pass(
     root: &Dir,
     layout: &Layout,
