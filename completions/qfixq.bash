@@ -24,7 +24,7 @@ _qfixq() {
 
     case "${cmd}" in
         qfixq)
-            opts="-q -v -n -h -V --queue --qmail-home --split --ids --force --no-quarantine --json --quiet --verbose --all --threads --dry-run --live --empty --from --lost-found --to --help --version check live empty requeue"
+            opts="-q -v -n -h -V --queue --qmail-home --split --ids --force --no-quarantine --json --quiet --verbose --all --verify --threads --dry-run --live --empty --from --lost-found --to --help --version check live empty requeue"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -44,6 +44,10 @@ _qfixq() {
                     ;;
                 --ids)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --verify)
+                    COMPREPLY=($(compgen -W "changed all" -- "${cur}"))
                     return 0
                     ;;
                 --threads)

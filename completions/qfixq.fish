@@ -3,6 +3,8 @@ complete -c qfixq -l queue -d 'The queue directory (default: QMAIL_HOME/queue)' 
 complete -c qfixq -l qmail-home -d 'qmail\'s home; the queue is DIR/queue [default: /var/qmail]' -r -F
 complete -c qfixq -l split -d 'conf-split qmail was built with (default: from qmail-showctl, else from the buckets on disk)' -r
 complete -c qfixq -l ids -d 'qmail\'s numeric ids as QMAILQ:QMAILS:QMAILR:QMAILGID (default: from qmail-showctl, else from the passwd and group files)' -r
+complete -c qfixq -l verify -d 'live: what the verifying check after the repair examines again: `changed` lists every bucket, stats the messages the repair only renamed, chowned or chmodded, rereads those whose envelopes it wrote or could not judge and every new number; `all` examines every message again, as the first check did' -r -f -a "changed\t'Every bucket listed; stated: what the repair only renamed, chowned or chmodded; reread: what it wrote or could not judge, and new numbers'
+all\t'Every message examined again, as the first check did'"
 complete -c qfixq -l threads -d 'Threads that stat and read message files' -r
 complete -c qfixq -l from -d 'requeue: the queue repaired offline whose messages go back into service (its lock/sendmutex is held meanwhile)' -r -F
 complete -c qfixq -l lost-found -d 'requeue: items of lost+found (of --from DIR, else of the live queue): all of them, or those named as RUN (a run directory) or RUN/N (one item). Give the mode words first' -r

@@ -20,6 +20,8 @@ _qfixq() {
 '--qmail-home=[qmail'\''s home; the queue is DIR/queue \[default\: /var/qmail\]]:DIR:_files' \
 '--split=[conf-split qmail was built with (default\: from qmail-showctl, else from the buckets on disk)]:N:_default' \
 '--ids=[qmail'\''s numeric ids as QMAILQ\:QMAILS\:QMAILR\:QMAILGID (default\: from qmail-showctl, else from the passwd and group files)]:Q:S:R:G:_default' \
+'--verify=[live\: what the verifying check after the repair examines again\: \`changed\` lists every bucket, stats the messages the repair only renamed, chowned or chmodded, rereads those whose envelopes it wrote or could not judge and every new number; \`all\` examines every message again, as the first check did]:WHAT:((changed\:"Every bucket listed; stated\: what the repair only renamed, chowned or chmodded; reread\: what it wrote or could not judge, and new numbers"
+all\:"Every message examined again, as the first check did"))' \
 '--threads=[Threads that stat and read message files]:N:_default' \
 '--from=[requeue\: the queue repaired offline whose messages go back into service (its lock/sendmutex is held meanwhile)]:DIR:_files' \
 '*--lost-found=[requeue\: items of lost+found (of --from DIR, else of the live queue)\: all of them, or those named as RUN (a run directory) or RUN/N (one item). Give the mode words first]::RUN[/N]:_default' \

@@ -4,6 +4,8 @@
 //!
 //! - `QTOOLS_ABORT_AFTER_STEP=k`: the mutator kills the process with
 //!   SIGKILL right after its k-th step (see [`crate::mutator`]).
+//! - `QTOOLS_SKIP_STEP=VERB`: the mutator reports every step of that verb
+//!   (`chmod`, `chown`, ...) done without carrying it out.
 //! - `QTOOLS_PANIC_AT=NAME`: [`panic_point`] panics at the place named
 //!   `NAME` (`scan-worker`: in a scan thread, while it examines messages;
 //!   `scan-sink`: on the main thread, while it takes the scan's messages),

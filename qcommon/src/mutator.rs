@@ -16,7 +16,10 @@
 //!
 //! With the `fault-injection` feature, the environment variable
 //! `QTOOLS_ABORT_AFTER_STEP=k` makes the process kill itself with SIGKILL
-//! right after its k-th successful step (crash tests).
+//! right after its k-th successful step (crash tests), and
+//! `QTOOLS_SKIP_STEP=VERB` makes every step of that verb (`chmod`, ...)
+//! report success without being carried out: a step that "succeeded" but
+//! left the problem, which the verifying check must catch.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -315,6 +318,8 @@ pub struct Mutator {
     /// The last action run failed ([`Run::follows`]).
     last_failed: bool,
     abort_after: Option<u64>,
+    /// Steps of this verb are not carried out (fault injection).
+    skip_verb: Option<String>,
     tmp_counter: u64,
     /// The file the last step changed owner of, checked and held open
     /// (see [`Mutator::verified`]): a chmod of the same file that follows
@@ -341,6 +346,7 @@ impl Mutator {
             steps_done: 0,
             last_failed: false,
             abort_after: abort_switch(),
+            skip_verb: skip_switch(),
             tmp_counter: 0,
             held: None,
         }
@@ -405,6 +411,7 @@ impl Mutator {
     pub fn apply(&mut self, step: &Step) -> Result<()> {
         match self.mode {
             Mode::DryRun => return validate(step),
+            Mode::Live if self.skip_verb.as_deref() == Some(step.verb()) => {}
             Mode::Live => self.execute(step)?,
         }
         self.steps_done += 1;
@@ -709,6 +716,16 @@ fn abort_switch() -> Option<u64> {
 
 #[cfg(not(feature = "fault-injection"))]
 fn abort_switch() -> Option<u64> {
+    None
+}
+
+#[cfg(feature = "fault-injection")]
+fn skip_switch() -> Option<String> {
+    std::env::var("QTOOLS_SKIP_STEP").ok()
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn skip_switch() -> Option<String> {
     None
 }
 

@@ -7,7 +7,7 @@
 //! docs/repair-policy.md (`message`, `structure`), and every finding's
 //! action goes through one executor (`qcommon::mutator`): a check has it
 //! plan the steps (a dry run), live has it carry them out. Live, a
-//! verifying pass then must find nothing. This module owns the command
+//! verifying pass (`verify`) then must find nothing. This module owns the command
 //! line, the run (header, guard, passes, summary) and the exit code.
 
 pub mod exit;
@@ -18,6 +18,7 @@ pub mod output;
 pub mod requeue;
 pub mod salvage;
 pub mod structure;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -30,7 +31,7 @@ use qcommon::procs::QueueProcess;
 use qcommon::progress::{Clearing, Progress};
 use qcommon::remove::Quarantine;
 use qcommon::safe_fs::Dir;
-use qcommon::scan::{scan_counted, ScanEvent, ScanOptions};
+use qcommon::scan::{scan_counted, Depth, ScanEvent, ScanOptions};
 use qcommon::session::{Access, Claim, DamagedLock, Exclusive, Refusal, Session};
 
 pub use exit::ExitCode;
@@ -38,6 +39,7 @@ use finding::Finding;
 use message::MessageCtx;
 use output::{Detail, Report};
 use structure::StructureCtx;
+use verify::Verdict;
 
 const AFTER_HELP: &str = "\
 Modes: `qfixq` (or `qfixq check`, `qfixq -n`) checks and changes nothing; \
@@ -95,6 +97,13 @@ pub struct Cli {
     /// groups them by kind and shows a few of each).
     #[arg(short = 'v', long, visible_alias = "verbose")]
     all: bool,
+    /// live: what the verifying check after the repair examines again:
+    /// `changed` lists every bucket, stats the messages the repair only
+    /// renamed, chowned or chmodded, rereads those whose envelopes it wrote
+    /// or could not judge and every new number; `all` examines every
+    /// message again, as the first check did.
+    #[arg(long, value_enum, value_name = "WHAT", default_value = "changed")]
+    verify: verify::Scope,
     /// Threads that stat and read message files.
     #[arg(long, value_name = "N", default_value_t = qcommon::scan::DEFAULT_THREADS as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
     threads: u32,
@@ -304,10 +313,19 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
         Err(code) => return Ok(code),
     };
 
-    let opts = ScanOptions { threads: cli.threads as usize, stat: true, read_envelopes: true, chunk: 128 };
+    let opts = ScanOptions { threads: cli.threads as usize, ..ScanOptions::default() };
     let phase = if live { "repairing" } else { "scanning" };
     let pass = Pass { mode, no_quarantine: cli.no_quarantine, scan: &opts, since: None, progress, phase };
-    let outcome = plan_and_apply(root, layout, pass, &mut quarantine, &mut |f: &Finding, _: Origin| {
+    // Live, for a verifying check of what the repair touched: the numbers
+    // seen, and those every finding names.
+    let narrowed = live && cli.verify == verify::Scope::Changed;
+    let mut seen = verify::Numbers::default();
+    let mut marks = verify::Marks::default();
+    let watch = Watch { seen: narrowed.then_some(&mut seen), narrow: None };
+    let outcome = plan_and_apply(root, layout, pass, &mut quarantine, watch, &mut |f: &Finding, _: Origin| {
+        if narrowed {
+            verify::note(&mut marks, f);
+        }
         apply(&mut report, &mut mutator, f, &mut tally)
     });
     progress.clear();
@@ -326,12 +344,23 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
             return Ok(ExitCode::Interrupted);
         }
     }
+    let record = narrowed.then_some(verify::Record { seen, marks });
     let verify = || {
-        let verdict = verify(root, layout, &sctx, (cli.no_quarantine, progress), &opts, now, started);
+        let v = verify::Verify {
+            root,
+            layout,
+            sctx: &sctx,
+            no_quarantine: cli.no_quarantine,
+            progress,
+            opts: &opts,
+            now,
+            started,
+        };
+        let verdict = verify::verify(&v, record);
         progress.clear();
         verdict
     };
-    summary(&mut report, &tally, live, verify)
+    summary(&mut report, &tally, live, cli.verify, verify)
 }
 
 /// The header: the queue's layout, the processes that use it and its
@@ -426,12 +455,14 @@ fn summary<W: Write>(
     report: &mut Report<W>,
     tally: &Tally,
     live: bool,
+    scope: verify::Scope,
     verify: impl FnOnce() -> Verdict,
 ) -> std::io::Result<ExitCode> {
     let mut notes = Vec::new();
     let mut code = ExitCode::from_outcome(tally.problems, tally.unfixed, live);
     if live && tally.problems > 0 {
         let verdict = verify();
+        report.verified(scope.code(), verdict.examined, verdict.stated, verdict.listed);
         if let Some(note) = verdict.note(tally.unfixed) {
             notes.push(note);
         }
@@ -501,6 +532,17 @@ struct Pass<'a> {
     phase: &'static str,
 }
 
+/// What a pass records or checks beside its findings (the verifying
+/// check's needs, [`verify`]).
+#[derive(Default)]
+struct Watch<'a> {
+    /// A live run's first pass: every number the scan delivers.
+    seen: Option<&'a mut verify::Numbers>,
+    /// A narrowed verifying pass: the judge of the messages the scan only
+    /// listed or stated.
+    narrow: Option<&'a mut verify::Narrow>,
+}
+
 /// The one data path: structure, then the scan's strays and messages,
 /// then the second half of renumbering and the extra buckets. Each
 /// finding goes to `sink` as soon as it is planned, and through it to the
@@ -511,6 +553,7 @@ fn plan_and_apply(
     layout: &Layout,
     pass: Pass<'_>,
     quarantine: &mut Quarantine,
+    watch: Watch<'_>,
     sink: &mut dyn FnMut(&Finding, Origin) -> std::io::Result<bool>,
 ) -> Result<u64, PlanError> {
     // Stops between two findings when a signal asked for it.
@@ -541,19 +584,21 @@ fn plan_and_apply(
         extra_buckets: Vec::new(),
         salvaged: salvage::Book::load(root).map_err(PlanError::Queue)?,
     };
-    let messages = scan_pass(root, layout, pass, &mut ctx, quarantine, &mut sink)?;
+    let messages = scan_pass(root, layout, pass, &mut ctx, quarantine, watch, &mut sink)?;
     after_scan(&mut ctx, pass, &mut sink)?;
     Ok(messages)
 }
 
 /// The scan: each stray and message planned as it comes, its findings
-/// sent on at once; returns how many messages it saw.
+/// sent on at once; returns how many messages it examined whole (one the
+/// scan only listed or stated goes to `watch.narrow`'s judge instead).
 fn scan_pass(
     root: &Dir,
     layout: &Layout,
     pass: Pass<'_>,
     ctx: &mut MessageCtx,
     quarantine: &mut Quarantine,
+    mut watch: Watch<'_>,
     sink: &mut dyn FnMut(&Finding, Origin) -> Result<bool, PlanError>,
 ) -> Result<u64, PlanError> {
     let Pass { scan: opts, since, progress, phase, .. } = pass;
@@ -571,6 +616,21 @@ fn scan_pass(
             return;
         }
         buf.clear();
+        if let ScanEvent::Message(m) = &ev {
+            if m.depth != Depth::Full {
+                if let Some(narrow) = watch.narrow.as_deref_mut() {
+                    narrow.judge(m);
+                }
+                // As the planner notes every message it sees.
+                ctx.seen.insert(m.number);
+                ctx.salvaged.saw(m.number);
+                progress.inc(1);
+                return;
+            }
+            if let Some(seen) = watch.seen.as_deref_mut() {
+                seen.insert(m.number);
+            }
+        }
         let (number, origin) = plan_event(ctx, quarantine, ev, since, &mut buf);
         if number.is_some() {
             messages += 1;
@@ -728,103 +788,4 @@ fn stray_is_new(s: &qcommon::scan::Stray, since: Option<i64>) -> bool {
         .file_name()
         .is_some_and(|n| n.as_bytes().starts_with(b".qfixq-") || n.as_bytes().starts_with(b".qtools-"));
     !ours && s.stat.is_some_and(|st| st.mtime >= since)
-}
-
-/// What the second, verifying check of a live run found.
-#[derive(Debug, Default)]
-struct Verdict {
-    /// Problems in messages or files written while the repair ran.
-    new: u64,
-    /// Problems in what was there before the repair: not fixed.
-    old: u64,
-    /// The verifying pass could not finish.
-    failed: Option<String>,
-    interrupted: bool,
-}
-
-impl Verdict {
-    /// The note for the summary, if any.
-    fn note(&self, unfixed: u64) -> Option<String> {
-        if self.interrupted {
-            return Some(
-                "interrupted during the verifying check: the repair's steps were carried out, but it was not \
-                 verified; run qfixq to check"
-                    .into(),
-            );
-        }
-        if let Some(e) = &self.failed {
-            return Some(format!("the verifying check could not finish ({e}); the repair was not verified"));
-        }
-        let mut parts = Vec::new();
-        if self.new > 0 {
-            parts.push(format!(
-                "{} problems in messages or files written while the repair ran: something else is writing to \
-                 the queue (a qmail-queue or qmail-send); stop it and run qfixq live again",
-                self.new
-            ));
-        }
-        if self.old > 0 && unfixed == 0 {
-            parts.push(format!(
-                "{} problems are still there although every step succeeded: run qfixq live again; if they \
-                 remain, this is a bug: please report it with the output of qfixq",
-                self.old
-            ));
-        }
-        (!parts.is_empty()).then(|| format!("after the repair a second check found {}", parts.join("; and ")))
-    }
-
-    /// The exit status it calls for.
-    fn code(&self, unfixed: u64) -> ExitCode {
-        if self.interrupted {
-            ExitCode::Interrupted
-        } else if self.failed.is_some() {
-            ExitCode::Operational
-        } else if self.new > 0 || (self.old > 0 && unfixed == 0) {
-            ExitCode::Unfixed
-        } else {
-            ExitCode::Clean
-        }
-    }
-}
-
-/// The second check after a live repair: it must find nothing. What it
-/// finds is told apart by age: written after the repair started (another
-/// writer), or there before (not fixed).
-fn verify(
-    root: &Dir,
-    layout: &Layout,
-    sctx: &StructureCtx<'_>,
-    (no_quarantine, progress): (bool, &Progress),
-    opts: &ScanOptions,
-    now: i64,
-    started: i64,
-) -> Verdict {
-    let mut v = Verdict::default();
-    let mut q2 = match Quarantine::new(root, now, std::process::id()) {
-        Ok(q) => q,
-        Err(e) => {
-            v.failed = Some(e.to_string());
-            return v;
-        }
-    };
-    let pass =
-        Pass { mode: RunMode::Check, no_quarantine, scan: opts, since: Some(started), progress, phase: "verifying" };
-    let r = plan_and_apply(root, layout, pass, &mut q2, &mut |f, o| {
-        if f.kind.is_problem() {
-            if o.new {
-                v.new += 1;
-            } else {
-                v.old += 1;
-            }
-        }
-        Ok(true)
-    });
-    match r {
-        Ok(_) => {}
-        Err(PlanError::Interrupted) => v.interrupted = true,
-        Err(PlanError::Queue(e)) => v.failed = Some(e.to_string()),
-        Err(PlanError::Io(e)) => v.failed = Some(e.to_string()),
-    }
-    v.old += structure::plan_sendmutex(sctx, &mut q2).iter().filter(|f| f.kind.is_problem()).count() as u64;
-    v
 }

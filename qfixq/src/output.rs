@@ -70,6 +70,10 @@ pub struct Report<W: Write> {
     /// Grouped report: the last finding's kind, its line, whether it is an
     /// example and whether its line was printed (with a failure).
     current: Option<(Kind, String, bool, bool)>,
+    /// The verifying check, when one ran: its scope, the messages it
+    /// examined, of them those only stated, and those it only listed
+    /// (JSON's summary).
+    verified: Option<(&'static str, u64, u64, u64)>,
 }
 
 /// The header's `queue`.
@@ -185,6 +189,14 @@ struct SummaryJson<'a> {
     problems: u64,
     unfixed: u64,
     by_kind: BTreeMap<&'a str, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verify_scope: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified_messages: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stated_messages: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listed_messages: Option<u64>,
 }
 
 /// The end of the document.
@@ -210,6 +222,7 @@ impl<W: Write> Report<W> {
             findings: 0,
             groups: BTreeMap::new(),
             current: None,
+            verified: None,
         }
     }
 
@@ -377,6 +390,13 @@ impl<W: Write> Report<W> {
         Ok(())
     }
 
+    /// Notes what the verifying check did: its scope (`changed`, `all`),
+    /// the messages it examined, of them those it only stated, and those
+    /// it only listed.
+    pub fn verified(&mut self, scope: &'static str, examined: u64, stated: u64, listed: u64) {
+        self.verified = Some((scope, examined, stated, listed));
+    }
+
     /// The summary and the end of the document.
     pub fn summary(&mut self, problems: u64, unfixed: u64, live: bool, notes: &[String], exit: u8) -> io::Result<()> {
         let by_kind: Vec<String> = self.counts.iter().map(|(k, n)| format!("{}: {n}", k.name())).collect();
@@ -384,8 +404,20 @@ impl<W: Write> Report<W> {
             self.close_steps()?;
             let by_kind: BTreeMap<&str, u64> = self.counts.iter().map(|(k, n)| (k.code(), *n)).collect();
             let notes: Vec<String> = notes.iter().map(|n| escape_text(n)).collect();
-            let tail =
-                TailJson { summary: SummaryJson { findings: self.findings, problems, unfixed, by_kind }, notes, exit };
+            let tail = TailJson {
+                summary: SummaryJson {
+                    findings: self.findings,
+                    problems,
+                    unfixed,
+                    by_kind,
+                    verify_scope: self.verified.map(|v| v.0),
+                    verified_messages: self.verified.map(|v| v.1),
+                    stated_messages: self.verified.map(|v| v.2),
+                    listed_messages: self.verified.map(|v| v.3),
+                },
+                notes,
+                exit,
+            };
             let j = qcommon::json::to_string(&tail);
             // The document's object is already open: the tail's fields join it.
             writeln!(self.out, "],{}", &j[1..])?;

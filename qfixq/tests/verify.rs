@@ -77,3 +77,86 @@ fn a_link_under_a_fresh_copy_name_is_fixed_in_one_run() {
     assert_eq!(std::fs::metadata(&intd).unwrap().nlink(), 2, "intd and todo share their inode again");
     assert_none(&check_healthy(q, 7, false, &before), "after one run", Some(&live));
 }
+
+/// The numbers of the first `k` messages with an info file, and how many
+/// messages the queue holds (its mess files).
+fn some_preprocessed(q: &std::path::Path, k: usize) -> (Vec<std::path::PathBuf>, u64) {
+    let mut infos = regular_files(&q.join("info"));
+    infos.sort();
+    infos.truncate(k);
+    assert_eq!(infos.len(), k, "the builder makes preprocessed messages");
+    (infos, regular_files(&q.join("mess")).len() as u64)
+}
+
+fn summary(run: &Run) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_str(&run.out()).expect("one JSON document");
+    doc["summary"].clone()
+}
+
+#[test]
+fn a_few_bad_modes_are_verified_alone() {
+    if !root_or_skip("a_few_bad_modes_are_verified_alone") {
+        return;
+    }
+    let fx = build(200, 23, false, 8, &[]);
+    let q = fx.queue();
+    let (infos, messages) = some_preprocessed(q, 3);
+    for info in &infos {
+        std::fs::set_permissions(info, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    }
+    let live = qfixq(q, &["live", "--json"]);
+    live.expect(1, "live");
+    let s = summary(&live);
+    assert_eq!(s["problems"], 3, "{}", live.show());
+    assert_eq!(s["verify_scope"], "changed", "{}", live.show());
+    assert_eq!(s["verified_messages"], 3, "only the three changed messages are examined again\n{}", live.show());
+    assert_eq!(s["stated_messages"], 3, "chmodded only: stated, not reread\n{}", live.show());
+    assert_eq!(s["listed_messages"], messages - 3, "{}", live.show());
+    for info in &infos {
+        assert_eq!(std::fs::metadata(info).unwrap().mode() & 0o7777, 0o600, "{}", info.display());
+    }
+    qfixq(q, &[]).expect(0, "check after the live run");
+}
+
+#[test]
+fn the_whole_verifying_check_on_request_gives_the_same_verdict() {
+    if !root_or_skip("the_whole_verifying_check_on_request") {
+        return;
+    }
+    let fx = build(120, 23, false, 9, &[]);
+    let q = fx.queue();
+    let (infos, messages) = some_preprocessed(q, 2);
+    for info in &infos {
+        std::fs::set_permissions(info, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    }
+    let live = qfixq(q, &["live", "--json", "--verify=all"]);
+    live.expect(1, "live --verify=all");
+    let s = summary(&live);
+    assert_eq!(s["verify_scope"], "all", "{}", live.show());
+    assert_eq!(s["verified_messages"], messages, "every message examined again\n{}", live.show());
+    assert_eq!(s["listed_messages"], 0, "{}", live.show());
+    assert_eq!(s["stated_messages"], 0, "{}", live.show());
+    // Nothing to repair: no verifying check, no counts.
+    let again = qfixq(q, &["live", "--json"]);
+    again.expect(0, "second live run");
+    assert!(summary(&again).get("verified_messages").is_none(), "{}", again.show());
+}
+
+#[test]
+fn a_step_that_left_its_problem_is_caught_by_either_check() {
+    if !root_or_skip("a_step_that_left_its_problem") {
+        return;
+    }
+    for scope in ["--verify=changed", "--verify=all"] {
+        let fx = build(80, 23, false, 10, &[]);
+        let q = fx.queue();
+        let (infos, _) = some_preprocessed(q, 2);
+        for info in &infos {
+            std::fs::set_permissions(info, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+        }
+        // Every chmod reports success and changes nothing.
+        let live = qfixq_env(q, &["live", scope], &[("QTOOLS_SKIP_STEP", "chmod")]);
+        live.expect(4, scope);
+        assert!(live.out().contains("2 problems are still there although every step succeeded"), "{}", live.show());
+    }
+}

@@ -63,6 +63,34 @@ pub struct ScanOptions {
     pub read_envelopes: bool,
     /// Messages per unit of work.
     pub chunk: usize,
+    /// How far each message is examined, by number (`None`: as `stat` and
+    /// `read_envelopes` say): a verifying pass lists the messages that
+    /// the first pass judged healthy and the repair left alone, and only
+    /// stats those whose names, owners or modes the repair changed.
+    pub depth: Option<DepthOf>,
+}
+
+/// How far the scan went with one message ([`ScanOptions::depth`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Depth {
+    /// As the options say (stat, read).
+    #[default]
+    Full,
+    /// Stat only: its envelopes were not read.
+    Stated,
+    /// Listed only: its files are the names the listing found, without
+    /// stat or envelopes.
+    Listed,
+}
+
+/// How far to examine each message number ([`ScanOptions::depth`]).
+#[derive(Clone)]
+pub struct DepthOf(pub Arc<dyn Fn(u64) -> Depth + Send + Sync>);
+
+impl std::fmt::Debug for DepthOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DepthOf(..)")
+    }
 }
 
 /// Threads the scan uses by default. On a cold cache every thread is a
@@ -73,7 +101,7 @@ pub const DEFAULT_THREADS: usize = 16;
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { threads: DEFAULT_THREADS, stat: true, read_envelopes: true, chunk: 128 }
+        ScanOptions { threads: DEFAULT_THREADS, stat: true, read_envelopes: true, chunk: 128, depth: None }
     }
 }
 
@@ -155,6 +183,8 @@ pub struct ScannedMessage {
     /// Errors met while stating or reading this message's files: the
     /// message must be left as it is.
     pub io_errors: Vec<Error>,
+    /// How far the scan examined it ([`ScanOptions::depth`]).
+    pub depth: Depth,
 }
 
 impl ScannedMessage {
@@ -436,8 +466,20 @@ impl pool::Work for ScanWork<'_> {
     fn examine(&self, worker: &mut Worker, chunk: Chunk) -> Vec<Box<ScannedMessage>> {
         let mut msgs = bucket::group(chunk.entries, chunk.ctx.split);
         crate::fault::panic_point("scan-worker");
+        let Some(depth) = &self.opts.depth else {
+            for msg in &mut msgs {
+                examine::examine(self.root, &chunk.ctx, worker, msg, self.opts, self.sift);
+            }
+            return msgs;
+        };
+        let stat_only = ScanOptions { stat: true, read_envelopes: false, ..self.opts.clone() };
         for msg in &mut msgs {
-            examine::examine(self.root, &chunk.ctx, worker, msg, self.opts, self.sift);
+            msg.depth = (depth.0)(msg.number);
+            match msg.depth {
+                Depth::Full => examine::examine(self.root, &chunk.ctx, worker, msg, self.opts, self.sift),
+                Depth::Stated => examine::examine(self.root, &chunk.ctx, worker, msg, &stat_only, self.sift),
+                Depth::Listed => {}
+            }
         }
         msgs
     }
@@ -643,5 +685,49 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].path, PathBuf::from("info/0"));
         assert_eq!(s[0].stat.unwrap().kind, FileKind::Symlink);
+    }
+
+    #[test]
+    fn depth_lists_or_stats_the_messages_it_names() {
+        let t = queue(false);
+        let nums: Vec<u64> = (0..3).map(|_| add_message(t.path(), true, false)).collect();
+        let root = Dir::open(t.path(), SymlinkBehavior::Follow).unwrap();
+        let (listed, stated) = (nums[0], nums[1]);
+        let depth = DepthOf(Arc::new(move |n| match n {
+            x if x == listed => Depth::Listed,
+            x if x == stated => Depth::Stated,
+            _ => Depth::Full,
+        }));
+        let opts = ScanOptions { threads: 2, chunk: 2, depth: Some(depth), ..Default::default() };
+        let mut m = Vec::new();
+        scan(&root, ScanLayout { split: 3, big_todo: false }, &opts, &mut |ev| {
+            if let ScanEvent::Message(x) = ev {
+                m.push(*x);
+            }
+        })
+        .unwrap();
+        assert_eq!(m.len(), 3, "every message is delivered");
+        for x in &m {
+            let stats = x.all_files().filter(|f| f.stat.is_some()).count();
+            let files = x.all_files().count();
+            assert_eq!(files, 3, "the listing finds every file of {}", x.number);
+            match x.depth {
+                Depth::Listed => {
+                    assert_eq!(x.number, listed);
+                    assert_eq!(stats, 0);
+                    assert!(x.info.is_none() && x.remote.is_none());
+                }
+                Depth::Stated => {
+                    assert_eq!(x.number, stated);
+                    assert_eq!(stats, 3);
+                    assert!(x.info.is_none() && x.remote.is_none(), "no envelope read");
+                }
+                Depth::Full => {
+                    assert_eq!(x.number, nums[2]);
+                    assert_eq!(stats, 3);
+                    assert!(x.info.is_some() && x.remote.is_some());
+                }
+            }
+        }
     }
 }

@@ -36,7 +36,8 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let root = Dir::open(&a.queue, SymlinkBehavior::Follow)?;
-    let opts = ScanOptions { threads: a.threads, stat: !a.no_stat, read_envelopes: !a.no_read, chunk: a.chunk };
+    let opts =
+        ScanOptions { threads: a.threads, stat: !a.no_stat, read_envelopes: !a.no_read, chunk: a.chunk, depth: None };
     let t = Instant::now();
     let (mut files, mut envelopes_ok) = (0u64, 0u64);
     let summary = scan(&root, ScanLayout { split: a.split, big_todo: a.big_todo }, &opts, &mut |ev| {
