@@ -13,18 +13,21 @@
 //! under K moved there after the mess took its waiting name join it too.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use qcommon::mutator::{Action, Step};
 use qcommon::queue::Part;
 use qcommon::safe_fs::{Expect, FileKind, Stat};
 use qcommon::scan::{Found, ScannedMessage};
 
+use super::journal::{self, BATCH, JOURNAL_PATH};
 use super::planner::{Planner, Slot, Slots};
 use super::MessageCtx;
 use crate::finding::{Finding, Kind};
 
-/// The files of the first step of a renumbering, in the order they move
-/// (the mess goes first, on its own).
+/// The files other than the mess, in the order they move: in a straight
+/// move (the mess then last) and in the first step of a two-step one (the
+/// mess first, on its own).
 const FIRST_ORDER: [Part; 6] = [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce];
 /// The order files move in, the mess last.
 pub(super) const MOVE_ORDER: [Part; 7] =
@@ -207,10 +210,22 @@ pub(super) fn gather<'m>(ctx: &mut MessageCtx, msg: &'m ScannedMessage) -> Optio
         }
         st.ctime_ns >= wm.ctime_ns
     };
+    // Files a straight move under way (listed in the journal an
+    // interrupted run left) had already moved under this number, with no
+    // mess here: they are that move's, and join its message (judged under
+    // its old number). Only those the journal's check found: regular, in
+    // their right place, their part not also under the old number.
+    let journal_move = if msg.has(Part::Mess) { None } else { ctx.journal.at_new(n) };
+    let joined = |f: &Found| -> bool {
+        let (Some(r), Some(st)) = (journal_move, f.stat) else { return false };
+        st.kind == FileKind::Regular
+            && f.rel_path(n) == ctx.right_path(f.part, n)
+            && r.joined.iter().any(|(part, s)| *part == f.part && s.ino == st.ino)
+    };
     let mut slots: Slots<'m> = Default::default();
     let mut skipped = 0;
     for f in msg.files.iter().flatten() {
-        if moved(f) {
+        if joined(f) || moved(f) {
             skipped += 1;
             continue;
         }
@@ -232,6 +247,17 @@ pub(super) fn gather<'m>(ctx: &mut MessageCtx, msg: &'m ScannedMessage) -> Optio
                     let path = ctx.temp_path(w.part, n, k);
                     slots[w.part.index()] = Some(Slot { found: None, path, rewritten: false, waiting: Some(w.stat) });
                 }
+            }
+        }
+    }
+    // A straight move of this message under way: the files it had already
+    // moved to the new number join it (they were repaired before they
+    // moved).
+    if let Some(k) = mess_ino.filter(|k| ctx.journal.new_of(n) == Some(*k)) {
+        for (part, st) in ctx.journal.at_new(k).map(|r| r.joined.as_slice()).unwrap_or_default() {
+            if slots[part.index()].is_none() {
+                let path = ctx.right_path(*part, k);
+                slots[part.index()] = Some(Slot { found: None, path, rewritten: false, waiting: Some(*st) });
             }
         }
     }
@@ -287,19 +313,33 @@ pub(super) fn moves(p: &mut Planner<'_, '_>, mess: &Found) {
 }
 
 /// Renumbers message `p` to `k`. Every file in its right place under the
-/// old number, none waiting, no salvage record: the files move after the
-/// scan, straight to the new number when no message had it. Otherwise
-/// they go to their waiting names now, and to `k` after the scan.
+/// old number (or already under `k`, moved there by a straight move under
+/// way), none waiting, no salvage record: the files move after the scan,
+/// straight to the new number when no message had it. Otherwise they go
+/// to their waiting names now, and to `k` after the scan.
 fn renumber(p: &mut Planner<'_, '_>, mess: &Found, k: u64) {
     let n = p.n();
-    p.note(Kind::Renumber, mess.rel_path(n), format!("name differs from its inode {k}"), format!("renumbered to {k}"));
+    let shape = p.ctx.shape;
+    let at_k = move |s: &Slot<'_>, part: Part| s.waiting.is_some() && s.path == shape.path(part, k);
+    let half_moved = Part::ALL.iter().any(|&part| p.slots[part.index()].as_ref().is_some_and(|s| at_k(s, part)));
+    let problem = if half_moved {
+        format!("message {n} is half moved to {k} (an interrupted repair)")
+    } else {
+        format!("name differs from its inode {k}")
+    };
     let direct = !p.ctx.salvaged.has(n)
         && Part::ALL.iter().all(|&part| {
-            p.slots[part.index()].as_ref().is_none_or(|s| s.waiting.is_none() && s.path == p.ctx.right_path(part, n))
+            p.slots[part.index()]
+                .as_ref()
+                .is_none_or(|s| at_k(s, part) || (s.waiting.is_none() && s.path == shape.path(part, n)))
         });
+    p.note(Kind::Renumber, mess.rel_path(n), problem, format!("renumbered to {k}"));
     let mut at: Where = 0;
     for part in MOVE_ORDER {
         let Some(slot) = p.slots[part.index()].clone() else { continue };
+        if at_k(&slot, part) {
+            continue;
+        }
         if direct {
             at |= at_old(part);
             continue;
@@ -322,19 +362,21 @@ pub fn forget_pending(ctx: &mut MessageCtx, old: u64) {
     ctx.pending.forget_last(old);
 }
 
-/// The moves of renumbering, after the scan (docs/repair.md, "the mess
-/// file's name is not its inode number"). First, message by message in
-/// order of new number: a message whose files are all under their old
-/// number moves straight to its new number when no message the scan saw
-/// had that number and no waiting message owns it (the mess first to its
-/// waiting name, then the other files to the new number, then the mess);
+/// The moves of renumbering, after the scan (docs/repair.md,
+/// "Renumbering"). First, message by message in order of new number: a
+/// message whose files are all under their old number (or already under
+/// the new one, moved there by a straight move under way) moves straight
+/// to its new number when no message the scan saw had that number and no
+/// waiting message owns it: batch by batch, each batch listed first in the
+/// journal, then every other file to the new number and the mess last;
 /// otherwise (a collision) its files go to their waiting names, mess
 /// first. Then every waiting message (those of the first step, of a
 /// message with a salvage record, and those an interrupted run left) is
-/// given its new number, the mess last. Each finding goes to `sink` as it
-/// is made, and `sink` tells whether its action was carried out whole:
-/// after a copy to another filesystem every message is pending, and
-/// their findings are never all held at once.
+/// given its new number, the mess last. Last the journal goes, once every
+/// move it listed is done. Each finding goes to `sink` as it is made, and
+/// `sink` tells whether its action was carried out whole: after a copy to
+/// another filesystem every message is pending, and their findings are
+/// never all held at once.
 pub fn plan_pending(
     ctx: &mut MessageCtx,
     sink: &mut dyn FnMut(&Finding) -> std::io::Result<bool>,
@@ -346,14 +388,83 @@ pub fn plan_pending(
     let mut owned: Vec<u64> = pending.sorted().filter(|&(_, _, at)| at & 0x7f != 0).map(|(new, _, _)| new).collect();
     owned.sort_unstable();
     let mut second = PendingList::default();
+    let mut batches = Batches { carried: ctx.journal.pairs(), ..Default::default() };
     for (new, old, at) in pending.sorted() {
-        first_step(ctx, (new, old, at), &owned, &mut second, sink)?;
+        first_step(ctx, (new, old, at), &owned, &mut second, &mut batches, sink)?;
+        if batches.batch.len() >= BATCH {
+            batches.run(ctx, sink)?;
+        }
     }
+    batches.run(ctx, sink)?;
     drop(pending);
     for (new, old, parts) in second.sorted() {
-        second_step(ctx, (new, old, parts), sink)?;
+        if second_step(ctx, (new, old, parts), sink)? {
+            batches.done(old, new);
+        }
+    }
+    if (ctx.journal.found || batches.written) && batches.carried.is_empty() {
+        sink(&Finding::fix(
+            Kind::RenumberFinish,
+            PathBuf::from(JOURNAL_PATH),
+            "renumbering journal",
+            "removed: every move it listed is done",
+            Action { message: None, steps: vec![journal::remove_step()] },
+        ))?;
     }
     Ok(())
+}
+
+/// The straight moves waiting for their batch, and the moves a journal
+/// must go on listing: those of the journal an interrupted run left, and
+/// those of this run that failed, until they are done.
+#[derive(Debug, Default)]
+struct Batches {
+    /// (new, old, where) of the next batch.
+    batch: Vec<(u64, u64, Where)>,
+    /// (old, new) of the moves under way that are not done.
+    carried: Vec<(u64, u64)>,
+    /// This run wrote a journal.
+    written: bool,
+}
+
+impl Batches {
+    /// The move of `old` to `new` is done: no journal lists it any more.
+    fn done(&mut self, old: u64, new: u64) {
+        self.carried.retain(|&p| p != (old, new));
+    }
+
+    /// Lists the batch (with the moves carried) in the journal, then moves
+    /// each message of it; a batch the journal could not list is left.
+    fn run(&mut self, ctx: &mut MessageCtx, sink: &mut Sink<'_>) -> std::io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let pairs = self.carried.iter().copied().chain(self.batch.iter().map(|&(new, old, _)| (old, new)));
+        let ok = sink(&Finding::fix(
+            Kind::RenumberFinish,
+            PathBuf::from(JOURNAL_PATH),
+            format!("{} messages move straight to their new numbers", self.batch.len()),
+            "listed in the renumbering journal first (a rerun after a crash finishes their moves)",
+            Action { message: None, steps: vec![journal::write_step(journal::contents(pairs))] },
+        ))?;
+        self.written |= ok;
+        for (new, old, at) in std::mem::take(&mut self.batch) {
+            if !ok {
+                ctx.occupied.insert(old);
+                sink(&Finding::leave(
+                    Kind::RenumberFinish,
+                    ctx.right_path(Part::Mess, new),
+                    format!("message {old} is to become {new}, but the renumbering journal could not be written"),
+                    "left where it is; run qfixq live again once the errors above are cleared",
+                ))?;
+            } else if straight(ctx, (new, old, at), sink)? {
+                self.done(old, new);
+            } else if !self.carried.contains(&(old, new)) {
+                self.carried.push((old, new));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The waiting files an interrupted run left, as pending renumberings.
@@ -381,6 +492,7 @@ fn first_step(
     (new, old, at): (u64, u64, Where),
     owned: &[u64],
     second: &mut PendingList,
+    batches: &mut Batches,
     sink: &mut Sink<'_>,
 ) -> std::io::Result<()> {
     if at >> 8 == 0 {
@@ -398,8 +510,13 @@ fn first_step(
         return Ok(());
     }
     let found_waiting = at & FOUND_WAITING != 0;
-    if !found_waiting && !ctx.seen.contains(new) && owned.binary_search(&new).is_err() {
-        straight(ctx, (new, old, at), sink)
+    // The scan saw the new number of a straight move under way: the files
+    // that move had brought there (joined to it), and anything else there,
+    // judged on its own and set aside (else the number is occupied).
+    let free = !ctx.seen.contains(new) || ctx.journal.new_of(old) == Some(new);
+    if !found_waiting && free && owned.binary_search(&new).is_err() {
+        batches.batch.push((new, old, at));
+        Ok(())
     } else {
         to_waiting_names(ctx, (new, old, at), second, sink)
     }
@@ -446,19 +563,19 @@ fn to_waiting_names(
     Ok(())
 }
 
-/// Straight to the new number, which no message had: the mess to its
-/// waiting name, the other files to the new number, then the mess.
-fn straight(ctx: &mut MessageCtx, (new, old, at): (u64, u64, Where), sink: &mut Sink<'_>) -> std::io::Result<()> {
+/// Straight to the new number, which no message had (the journal lists
+/// the move): every other file to the new number, the mess last. True when
+/// the move was carried out whole.
+fn straight(ctx: &mut MessageCtx, (new, old, at): (u64, u64, Where), sink: &mut Sink<'_>) -> std::io::Result<bool> {
     let under_old = at >> 8;
-    let mess_wait = ctx.temp_path(Part::Mess, old, new);
     let mess_new = ctx.right_path(Part::Mess, new);
+    let mut steps: Vec<Step> = FIRST_ORDER
+        .iter()
+        .filter(|p| under_old & mask(**p) != 0)
+        .map(|part| Step::Rename { from: ctx.right_path(*part, old), to: ctx.right_path(*part, new), expect: None })
+        .collect();
     let mess_ex = Some(Expect { ino: new, kind: FileKind::Regular, max_nlink: u64::MAX });
-    let mut steps =
-        vec![Step::Rename { from: ctx.right_path(Part::Mess, old), to: mess_wait.clone(), expect: mess_ex }];
-    for part in FIRST_ORDER.iter().filter(|p| under_old & mask(**p) != 0) {
-        steps.push(Step::Rename { from: ctx.right_path(*part, old), to: ctx.right_path(*part, new), expect: None });
-    }
-    steps.push(Step::Rename { from: mess_wait, to: mess_new.clone(), expect: None });
+    steps.push(Step::Rename { from: ctx.right_path(Part::Mess, old), to: mess_new.clone(), expect: mess_ex });
     let ok = sink(&Finding::fix(
         Kind::RenumberFinish,
         mess_new,
@@ -470,12 +587,17 @@ fn straight(ctx: &mut MessageCtx, (new, old, at): (u64, u64, Where), sink: &mut 
         ctx.occupied.insert(old);
         ctx.occupied.insert(new);
     }
-    Ok(())
+    Ok(ok)
 }
 
 /// The second step: message `old`, waiting under its waiting names
-/// (`parts`), takes its new number `new`, the mess last.
-fn second_step(ctx: &mut MessageCtx, (new, old, parts): (u64, u64, Where), sink: &mut Sink<'_>) -> std::io::Result<()> {
+/// (`parts`), takes its new number `new`, the mess last. True when it was
+/// carried out whole.
+fn second_step(
+    ctx: &mut MessageCtx,
+    (new, old, parts): (u64, u64, Where),
+    sink: &mut Sink<'_>,
+) -> std::io::Result<bool> {
     // Left by an interrupted run: a problem of its own (this run did
     // not renumber it, it finishes a renumbering).
     let found_waiting = parts & FOUND_WAITING != 0;
@@ -488,7 +610,7 @@ fn second_step(ctx: &mut MessageCtx, (new, old, parts): (u64, u64, Where), sink:
             format!("message {old} waits to become {new}, but files that could not be set aside hold that number"),
             "left under its renumbering names; run qfixq live again once the errors above are cleared",
         ))?;
-        return Ok(());
+        return Ok(false);
     }
     let record = ctx.salvaged.finish_steps(old, new);
     let steps: Vec<Step> = record
@@ -499,7 +621,7 @@ fn second_step(ctx: &mut MessageCtx, (new, old, parts): (u64, u64, Where), sink:
             expect: None,
         }))
         .collect();
-    sink(&Finding::fix(
+    let ok = sink(&Finding::fix(
         if found_waiting { Kind::Renumber } else { Kind::RenumberFinish },
         ctx.right_path(Part::Mess, new),
         if found_waiting {
@@ -510,7 +632,7 @@ fn second_step(ctx: &mut MessageCtx, (new, old, parts): (u64, u64, Where), sink:
         "given its new number",
         Action { message: Some(new), steps },
     ))?;
-    Ok(())
+    Ok(ok)
 }
 
 #[cfg(test)]
