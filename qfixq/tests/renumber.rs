@@ -2,12 +2,14 @@
 //! file's name is not its inode number"): a queue copied with `cp -a`
 //! beside the original has every message under a name that is not its
 //! mess inode, and no message holds any new number, so each message moves
-//! once: its mess to its waiting name, its other files to the new number,
-//! then the mess. A message whose new number is another message's old
+//! once, listed first in the renumbering journal: its other files to the
+//! new number, then the mess. A message whose new number is another message's old
 //! name takes the two-step path. For every k, a live run killed right
 //! after its k-th step and then run again must finish with every message
 //! under its mess inode, whole (the same files by content, together), and
-//! nothing left under a waiting name.
+//! nothing left under a waiting name. While a kill leaves messages half
+//! moved, `lock/sendmutex` is set aside (the fence): qmail-send's open of
+//! it fails; the rerun puts it back.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,6 +75,19 @@ fn waiting_names(queue: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// `lock/sendmutex` set aside while messages are half moved.
+const FENCE: &str = "lock/sendmutex.qfixq-renumbering";
+
+/// After a run that finished: lock/sendmutex is back (an empty regular
+/// file, qmails:qmail 0600, docs/queue-format.md) and the fence gone.
+fn assert_sendmutex_back(q: &Path, ctx: &str) {
+    use std::os::unix::fs::MetadataExt;
+    assert!(!q.join(FENCE).exists(), "the fence is still up\n{ctx}");
+    let md = std::fs::symlink_metadata(q.join("lock/sendmutex")).expect("lock/sendmutex is back");
+    assert!(md.is_file() && md.len() == 0, "lock/sendmutex: an empty regular file\n{ctx}");
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (IDS.qmails, IDS.qmail_gid, 0o600), "{ctx}");
+}
+
 /// The crash test on copies made by `prepare` (which returns the queue
 /// and the renames an uninterrupted run must make).
 fn kill_after_every_step(what: &str, prepare: &dyn Fn(&Fixture, &str) -> (PathBuf, usize)) {
@@ -84,6 +99,7 @@ fn kill_after_every_step(what: &str, prepare: &dyn Fn(&Fixture, &str) -> (PathBu
     let live = ["--split", "5", "--all", "live"];
 
     let (q, renames) = prepare(&fx, "reference");
+    let q0 = q.clone();
     let fates = expected_fates(&q, false);
     let contents = census(&q, false);
     let before = snapshot(&q);
@@ -96,9 +112,11 @@ fn kill_after_every_step(what: &str, prepare: &dyn Fn(&Fixture, &str) -> (PathBu
     assert_none(&check_fates(&fates, &q, false), what, Some(&run));
     assert_none(&check_census(&contents, &q), what, Some(&run));
     assert_none(&check_healthy(&q, SPLIT, false, &before), what, Some(&run));
+    assert_sendmutex_back(&q0, &run.show());
     std::fs::remove_dir_all(&q).unwrap();
 
     let mut half_moved = 0;
+    let mut fenced = 0;
     for k in 1..=total {
         let what = format!("{what}: killed after step {k} of {total}");
         let (q, _) = prepare(&fx, &format!("copy-{k}"));
@@ -107,6 +125,19 @@ fn kill_after_every_step(what: &str, prepare: &dyn Fn(&Fixture, &str) -> (PathBu
         let before = snapshot(&q);
         let first = qfixq_env(&q, &live, &[("QTOOLS_ABORT_AFTER_STEP", k.to_string().as_str())]);
         assert_eq!(first.signal(), Some(9), "{what}: expected death by SIGKILL\n{}", first.show());
+        if q.join(FENCE).exists() {
+            // The fence is up: qmail-send's own open of its lock fails, so
+            // it cannot start on a queue with messages half moved.
+            fenced += 1;
+            let open = std::fs::OpenOptions::new().write(true).open(q.join("lock/sendmutex"));
+            assert!(open.is_err(), "{what}: lock/sendmutex opens while the fence is up\n{}", first.show());
+            let check = qfixq(&q, &args);
+            assert!(
+                check.out().contains("set aside by an interrupted renumbering"),
+                "{what}: a check says the fence is up\n{}",
+                check.show()
+            );
+        }
         let second = qfixq(&q, &live);
         assert!(
             matches!(second.code(), Some(0 | 1)),
@@ -129,12 +160,17 @@ fn kill_after_every_step(what: &str, prepare: &dyn Fn(&Fixture, &str) -> (PathBu
         }
         assert_eq!(waiting_names(&q), Vec::<PathBuf>::new(), "{what}: waiting names left\n{ctx}");
         assert!(!q.join("lost+found").exists(), "{what}: something was set aside\n{ctx}");
+        assert_sendmutex_back(&q, &ctx);
         std::fs::remove_dir_all(&q).unwrap();
     }
     // A kill between a message's mess and its last file leaves it half
     // moved; the rerun must have met that state.
     assert!(half_moved > 0, "{what}: no kill left a message half moved");
-    println!("{what}: {total} steps, killed after each; {half_moved} reruns found a message half moved");
+    // Every kill between the fence's two renames left it up.
+    assert!(fenced + 2 >= total - 1, "{what}: only {fenced} of {total} kills left the fence up");
+    println!(
+        "{what}: {total} steps, killed after each; {half_moved} reruns found a message half moved, {fenced} the fence up"
+    );
 }
 
 #[test]
@@ -142,8 +178,8 @@ fn a_copy_beside_the_original_moves_each_file_once() {
     kill_after_every_step("cp -a beside the original", &|fx, name| {
         let q = copy_of(fx, name);
         let (files, _) = counts(&q);
-        // Each file once, the mess last.
-        (q, files)
+        // Each file once, the mess last; the fence up and down.
+        (q, files + 2)
     });
 }
 
@@ -158,8 +194,8 @@ fn a_real_collision_takes_the_two_step_path_and_the_rest_go_straight() {
         collide(&q, a, b);
         let (files, _) = counts(&q);
         // a: every file to its waiting name and on to the new number; the
-        // others once each.
-        (q, (files - files_a) + 2 * files_a)
+        // others once each; the fence up and down.
+        (q, (files - files_a) + 2 * files_a + 2)
     });
 }
 

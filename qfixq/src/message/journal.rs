@@ -14,11 +14,18 @@
 //! batch, and joins message N. Anything else under K is judged on its
 //! own. It lives in lock/, beside qmail-send's lock, where the scan never
 //! looks and where a crash's temporary files are already cleaned up.
+//!
+//! Also the fence ([`Fence`]): `lock/sendmutex` renamed to
+//! `lock/sendmutex.qfixq-renumbering` before the first renumbering move
+//! and back after the last, so that no qmail-send starts while messages
+//! are half moved (a crash leaves it up, and the rerun takes it down once
+//! it has finished).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use qcommon::lock::FENCE;
 use qcommon::mutator::Step;
 use qcommon::queue::{Part, QueueShape};
 use qcommon::safe_fs::{parse_number, Dir, FileKind, NewFile, Stat};
@@ -53,6 +60,73 @@ pub struct Journal {
     live: HashMap<u64, Resumed>,
     /// The new number of each move under way, by old number.
     by_old: HashMap<u64, u64>,
+    /// The fence, as this run knows it.
+    pub fence: Fence,
+    /// The queue's lock directory, to look at the fence again.
+    lock: Option<Dir>,
+}
+
+/// `lock/sendmutex` set aside while messages are half moved, as this run
+/// knows it.
+#[derive(Debug, Default)]
+pub struct Fence {
+    /// Up: `lock/sendmutex` is under the fence's name (raised by an
+    /// interrupted run, or planned by this one).
+    pub up: bool,
+    /// Found up when the run started (an interrupted renumbering).
+    pub found_up: bool,
+    /// The message whose own action raises it, until its findings are
+    /// carried out (a failure of that action leaves it unknown).
+    pub raised_by: Option<u64>,
+    /// Whether it is up must be looked at again (the action that raised it
+    /// failed, at that step or a later one).
+    unknown: bool,
+    /// Some message is left half moved (a move failed, or waits): the
+    /// fence stays up until a run finishes it.
+    pub unfinished: bool,
+}
+
+impl Journal {
+    /// The step raising the fence when it is not up yet (it is up from
+    /// then on, as far as planning goes).
+    pub fn raise_fence(&mut self) -> Option<Step> {
+        if self.fence.up {
+            return None;
+        }
+        self.fence.up = true;
+        Some(Step::Rename { from: PathBuf::from("lock/sendmutex"), to: fence_path(), expect: None })
+    }
+
+    /// The action of message `n` failed: when it raised the fence, whether
+    /// the fence is up is looked at again before the next move.
+    pub fn message_failed(&mut self, n: u64) {
+        if self.fence.raised_by == Some(n) {
+            self.fence.unknown = true;
+        }
+    }
+
+    /// Looks at the fence again when an action that raised it failed.
+    pub fn settle_fence(&mut self) {
+        if std::mem::take(&mut self.fence.unknown) {
+            self.fence.up = self.lock.as_ref().is_some_and(fence_is_up);
+        }
+    }
+}
+
+/// `lock/sendmutex.qfixq-renumbering`.
+pub fn fence_path() -> PathBuf {
+    PathBuf::from("lock").join(FENCE)
+}
+
+/// The step taking the fence down: `lock/sendmutex` back.
+pub fn lower_fence_step() -> Step {
+    Step::Rename { from: fence_path(), to: PathBuf::from("lock/sendmutex"), expect: None }
+}
+
+/// Whether the fence is up in `lock`: no `sendmutex`, a regular fence.
+fn fence_is_up(lock: &Dir) -> bool {
+    let missing = matches!(lock.stat(OsStr::new("sendmutex")), Err(e) if e.is_not_found());
+    missing && lock.stat(OsStr::new(FENCE)).is_ok_and(|st| st.kind == FileKind::Regular)
 }
 
 impl Journal {
@@ -64,14 +138,16 @@ impl Journal {
             Err(e) if e.is_not_found() => return Ok(Journal::default()),
             Err(e) => return Err(e),
         };
+        let up = fence_is_up(&lock);
+        let fence = Fence { up, found_up: up, ..Default::default() };
         let name = Path::new(JOURNAL_PATH).file_name().expect("a name");
         let mut buf = Vec::new();
         match lock.read_file_into(name, CAP, &mut buf) {
             Ok(_) => {}
-            Err(e) if e.is_not_found() => return Ok(Journal::default()),
+            Err(e) if e.is_not_found() => return Ok(Journal { fence, lock: Some(lock), ..Default::default() }),
             Err(e) => return Err(e),
         }
-        let mut j = Journal { found: true, ..Default::default() };
+        let mut j = Journal { found: true, fence, ..Default::default() };
         let mut dirs = Dirs { root, open: HashMap::new() };
         for (old, new) in parse(&buf) {
             if let Some(r) = resumed(&mut dirs, shape, old, new) {
@@ -79,6 +155,7 @@ impl Journal {
                 j.live.insert(new, r);
             }
         }
+        j.lock = Some(lock);
         Ok(j)
     }
 
@@ -92,18 +169,9 @@ impl Journal {
         self.by_old.get(&old).copied()
     }
 
-    /// Every move under way, as (old, new), sorted.
-    pub fn pairs(&self) -> Vec<(u64, u64)> {
-        let mut v: Vec<(u64, u64)> = self.by_old.iter().map(|(&o, &n)| (o, n)).collect();
-        v.sort_unstable();
-        v
-    }
-
-    /// Whether `new` is the new number of a move under way: the scan saw
-    /// files under it, which joined the move or were judged on their own,
-    /// but no mess.
-    pub fn is_live_new(&self, new: u64) -> bool {
-        self.live.contains_key(&new)
+    /// Every move under way, as (old, new).
+    pub fn moves(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.by_old.iter().map(|(&old, &new)| (old, new))
     }
 }
 

@@ -112,6 +112,10 @@ impl MessageCtx {
 
 /// Plans one message; pushes its findings (the first carries the steps).
 pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, out: &mut Vec<Finding>) {
+    // The findings of the message before were carried out: when its action
+    // raised the fence and failed, whether the fence is up is looked at.
+    ctx.journal.fence.raised_by = None;
+    ctx.journal.settle_fence();
     if !ctx.empty {
         ctx.salvaged.saw(msg.number);
     }

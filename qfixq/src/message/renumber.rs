@@ -74,11 +74,14 @@ impl PendingList {
     /// Forgets the renumbering of `old` when it is the last one pushed:
     /// a message's first half is carried out right after it is planned,
     /// so one that failed is always the last (no list scan per failure).
-    pub fn forget_last(&mut self, old: u64) {
+    /// Returns where its files were said to be.
+    pub fn forget_last(&mut self, old: u64) -> Option<Where> {
         if self.packed.last().is_some_and(|&(_, op)| op >> 16 == old) {
-            self.packed.pop();
+            self.packed.pop().map(|(_, op)| op as Where)
         } else if self.wide.last().is_some_and(|&(_, o, _)| o == old) {
-            self.wide.pop();
+            self.wide.pop().map(|(_, _, at)| at)
+        } else {
+            None
         }
     }
 
@@ -353,13 +356,23 @@ fn renumber(p: &mut Planner<'_, '_>, mess: &Found, k: u64) {
     }
     if !direct {
         p.steps.extend(p.ctx.salvaged.renumber_steps(n, k));
+        // The first move of a renumbering: the fence goes up before any
+        // other step of this message.
+        if let Some(raise) = p.ctx.journal.raise_fence() {
+            p.steps.insert(0, raise);
+            p.ctx.journal.fence.raised_by = Some(n);
+        }
     }
     p.ctx.pending.push(k, n, at);
 }
 
-/// Drops the second half of renumberings whose first half failed (live).
+/// Drops the second half of renumberings whose first half failed (live):
+/// such a message may be left half moved, and the fence stays up.
 pub fn forget_pending(ctx: &mut MessageCtx, old: u64) {
-    ctx.pending.forget_last(old);
+    ctx.journal.message_failed(old);
+    if ctx.pending.forget_last(old).is_some_and(|at| at & 0x7f != 0) {
+        ctx.journal.fence.unfinished = true;
+    }
 }
 
 /// The moves of renumbering, after the scan (docs/repair.md,
@@ -384,11 +397,23 @@ pub fn plan_pending(
     let mut pending = std::mem::take(&mut ctx.pending);
     add_found_waiting(ctx, &mut pending);
     ctx.seen.seal();
+    ctx.journal.settle_fence();
     // New numbers that waiting files already own.
     let mut owned: Vec<u64> = pending.sorted().filter(|&(_, _, at)| at & 0x7f != 0).map(|(new, _, _)| new).collect();
     owned.sort_unstable();
     let mut second = PendingList::default();
-    let mut batches = Batches { carried: ctx.journal.pairs(), ..Default::default() };
+    // The moves the journal of an interrupted run lists that this run
+    // resumes, or leaves where they are (their message left, or its action
+    // failed): every journal this run writes lists them until they are
+    // done. A move whose message was set aside instead has nothing left to
+    // move.
+    let mut carried: Vec<(u64, u64)> = ctx.journal.moves().filter(|(old, _)| ctx.occupied.contains(old)).collect();
+    carried.extend(
+        pending.sorted().filter(|&(new, old, _)| ctx.journal.new_of(old) == Some(new)).map(|(new, old, _)| (old, new)),
+    );
+    carried.sort_unstable();
+    carried.dedup();
+    let mut batches = Batches { carried, ..Default::default() };
     for (new, old, at) in pending.sorted() {
         first_step(ctx, (new, old, at), &owned, &mut second, &mut batches, sink)?;
         if batches.batch.len() >= BATCH {
@@ -402,6 +427,7 @@ pub fn plan_pending(
             batches.done(old, new);
         }
     }
+    let finished = batches.carried.is_empty() && !ctx.journal.fence.unfinished;
     if (ctx.journal.found || batches.written) && batches.carried.is_empty() {
         sink(&Finding::fix(
             Kind::RenumberFinish,
@@ -411,6 +437,59 @@ pub fn plan_pending(
             Action { message: None, steps: vec![journal::remove_step()] },
         ))?;
     }
+    if ctx.journal.fence.up && finished {
+        lower_fence(ctx, sink)?;
+    }
+    Ok(())
+}
+
+/// Raises the fence before the first move of the renumbering after the
+/// scan, when it is not up yet; false when it could not be raised (no
+/// message may move then).
+fn fence_up(ctx: &mut MessageCtx, sink: &mut Sink<'_>) -> std::io::Result<bool> {
+    let Some(raise) = ctx.journal.raise_fence() else { return Ok(true) };
+    let ok = sink(&Finding::fix(
+        Kind::RenumberFinish,
+        journal::fence_path(),
+        "messages are about to be renumbered",
+        "lock/sendmutex set aside under this name until the last one has moved: no qmail-send can start while \
+         messages are half moved",
+        Action { message: None, steps: vec![raise] },
+    ))?;
+    ctx.journal.fence.up = ok;
+    Ok(ok)
+}
+
+/// A message that cannot move because the fence could not be raised: it
+/// stays where it is (whole under its old number, or waiting).
+fn unfenced(ctx: &mut MessageCtx, old: u64, new: u64, sink: &mut Sink<'_>) -> std::io::Result<()> {
+    ctx.occupied.insert(old);
+    sink(&Finding::leave(
+        Kind::RenumberFinish,
+        ctx.right_path(Part::Mess, new),
+        format!("message {old} is to become {new}, but lock/sendmutex could not be set aside"),
+        "left where it is; run qfixq live again once the errors above are cleared",
+    ))?;
+    Ok(())
+}
+
+/// Takes the fence down once the renumbering is finished: lock/sendmutex
+/// is back, and qmail-send may start. One the run found up is a problem of
+/// its own (qmail-send cannot start until it is down).
+fn lower_fence(ctx: &mut MessageCtx, sink: &mut Sink<'_>) -> std::io::Result<()> {
+    let found = ctx.journal.fence.found_up;
+    let ok = sink(&Finding::fix(
+        if found { Kind::Structure } else { Kind::RenumberFinish },
+        journal::fence_path(),
+        if found {
+            "lock/sendmutex set aside by an interrupted renumbering: qmail-send cannot start"
+        } else {
+            "every message is renumbered"
+        },
+        "renamed back to lock/sendmutex",
+        Action { message: None, steps: vec![journal::lower_fence_step()] },
+    ))?;
+    ctx.journal.fence.up = !ok;
     Ok(())
 }
 
@@ -437,6 +516,12 @@ impl Batches {
     /// each message of it; a batch the journal could not list is left.
     fn run(&mut self, ctx: &mut MessageCtx, sink: &mut Sink<'_>) -> std::io::Result<()> {
         if self.batch.is_empty() {
+            return Ok(());
+        }
+        if !fence_up(ctx, sink)? {
+            for (new, old, _) in std::mem::take(&mut self.batch) {
+                unfenced(ctx, old, new, sink)?;
+            }
             return Ok(());
         }
         let pairs = self.carried.iter().copied().chain(self.batch.iter().map(|&(new, old, _)| (old, new)));
@@ -501,6 +586,9 @@ fn first_step(
     }
     if ctx.occupied.contains(&new) {
         ctx.occupied.insert(old);
+        if at & 0x7f != 0 {
+            ctx.journal.fence.unfinished = true;
+        }
         sink(&Finding::leave(
             Kind::RenumberFinish,
             ctx.right_path(Part::Mess, new),
@@ -534,6 +622,13 @@ fn to_waiting_names(
 ) -> std::io::Result<()> {
     let under_old = at >> 8;
     let found_waiting = at & FOUND_WAITING != 0;
+    if !fence_up(ctx, sink)? {
+        if at & 0x7f != 0 {
+            // Left waiting: half moved, the fence stays (it is not up).
+            ctx.journal.fence.unfinished = true;
+        }
+        return unfenced(ctx, old, new, sink);
+    }
     let mut steps = Vec::new();
     if !found_waiting {
         let mess_ex = Some(Expect { ino: new, kind: FileKind::Regular, max_nlink: u64::MAX });
@@ -559,6 +654,7 @@ fn to_waiting_names(
         second.push(new, old, (at & 0xff) | under_old);
     } else {
         ctx.occupied.insert(old);
+        ctx.journal.fence.unfinished = true;
     }
     Ok(())
 }
@@ -601,7 +697,13 @@ fn second_step(
     // Left by an interrupted run: a problem of its own (this run did
     // not renumber it, it finishes a renumbering).
     let found_waiting = parts & FOUND_WAITING != 0;
+    if !ctx.occupied.contains(&new) && !fence_up(ctx, sink)? {
+        ctx.journal.fence.unfinished = true;
+        unfenced(ctx, old, new, sink)?;
+        return Ok(false);
+    }
     if ctx.occupied.contains(&new) {
+        ctx.journal.fence.unfinished = true;
         // Files that could not be set aside still hold the number: a
         // move there could join them to this message.
         sink(&Finding::leave(
@@ -632,6 +734,9 @@ fn second_step(
         "given its new number",
         Action { message: Some(new), steps },
     ))?;
+    if !ok {
+        ctx.journal.fence.unfinished = true;
+    }
     Ok(ok)
 }
 
