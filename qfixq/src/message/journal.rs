@@ -105,6 +105,18 @@ impl Journal {
         }
     }
 
+    /// Whether the filesystem has room for a journal of `bytes` (a free
+    /// inode and the blocks): on a full disk the batch takes the two-step
+    /// path at once, which needs renames only, instead of a journal write
+    /// that fails. Unknown (no lock directory, statvfs failing): room.
+    pub fn has_room(&self, bytes: usize) -> bool {
+        let Some(lock) = &self.lock else { return true };
+        let Ok(st) = nix::sys::statvfs::fstatvfs(lock.as_fd()) else { return true };
+        let block = st.fragment_size().max(1) as u128;
+        let need = bytes as u128 / block + 2;
+        st.files_free() > 1 && u128::from(st.blocks_free()) >= need
+    }
+
     /// Looks at the fence again when an action that raised it failed.
     pub fn settle_fence(&mut self) {
         if std::mem::take(&mut self.fence.unknown) {

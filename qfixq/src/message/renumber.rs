@@ -1,16 +1,20 @@
 //! Renumbering (docs/repair.md, "Renumbering"): a message whose mess
 //! inode K differs from its number N is repaired under N while the scan
 //! goes on, and moved after the scan, when every number is known, in one
-//! of two orders: straight to K when no message had K (the mess first to
-//! `.qfixq-renum-N-K`, the other files to K, the mess to K), else in two
-//! steps through the waiting names (every file to its waiting name, mess
-//! first; then, once every message has moved, each to K, mess last).
+//! of two orders: straight to K when no message had K (batch by batch,
+//! each batch listed first in the journal: the other files to K, the mess
+//! last), else in two steps through the waiting names (every file to its
+//! waiting name, mess first; then, once every message has moved, each to
+//! K, mess last). The fence (`lock/sendmutex` set aside) is up from the
+//! first move to the last.
 //!
-//! Also the waiting names an interrupted run left. The scanner reports
-//! every stray before the first message, so a rerun after a crash knows
-//! all waiting names when it judges a message: files of N already
-//! waiting, or still under N while the mess waits, join message N; files
-//! under K moved there after the mess took its waiting name join it too.
+//! Also what an interrupted run left. The journal is read before the
+//! scan: files under K that a straight move it lists had brought there
+//! join message N. The scanner reports every stray before the first
+//! message, so a rerun knows all waiting names when it judges a message:
+//! files of N already waiting, or still under N while the mess waits,
+//! join message N; files under K moved there after the mess took its
+//! waiting name join it too.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -417,10 +421,10 @@ pub fn plan_pending(
     for (new, old, at) in pending.sorted() {
         first_step(ctx, (new, old, at), &owned, &mut second, &mut batches, sink)?;
         if batches.batch.len() >= BATCH {
-            batches.run(ctx, sink)?;
+            batches.run(ctx, &mut second, sink)?;
         }
     }
-    batches.run(ctx, sink)?;
+    batches.run(ctx, &mut second, sink)?;
     drop(pending);
     for (new, old, parts) in second.sorted() {
         if second_step(ctx, (new, old, parts), sink)? {
@@ -513,8 +517,10 @@ impl Batches {
     }
 
     /// Lists the batch (with the moves carried) in the journal, then moves
-    /// each message of it; a batch the journal could not list is left.
-    fn run(&mut self, ctx: &mut MessageCtx, sink: &mut Sink<'_>) -> std::io::Result<()> {
+    /// each message of it. A batch the journal could not list (a full
+    /// disk: the journal is the one new file renumbering writes) takes the
+    /// two-step path, which needs renames only.
+    fn run(&mut self, ctx: &mut MessageCtx, second: &mut PendingList, sink: &mut Sink<'_>) -> std::io::Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -525,23 +531,24 @@ impl Batches {
             return Ok(());
         }
         let pairs = self.carried.iter().copied().chain(self.batch.iter().map(|&(new, old, _)| (old, new)));
+        let data = journal::contents(pairs);
+        if !ctx.journal.has_room(data.len()) {
+            for (new, old, at) in std::mem::take(&mut self.batch) {
+                to_waiting_names(ctx, (new, old, at), true, second, sink)?;
+            }
+            return Ok(());
+        }
         let ok = sink(&Finding::fix(
             Kind::RenumberFinish,
             PathBuf::from(JOURNAL_PATH),
             format!("{} messages move straight to their new numbers", self.batch.len()),
             "listed in the renumbering journal first (a rerun after a crash finishes their moves)",
-            Action { message: None, steps: vec![journal::write_step(journal::contents(pairs))] },
+            Action { message: None, steps: vec![journal::write_step(data)] },
         ))?;
         self.written |= ok;
         for (new, old, at) in std::mem::take(&mut self.batch) {
             if !ok {
-                ctx.occupied.insert(old);
-                sink(&Finding::leave(
-                    Kind::RenumberFinish,
-                    ctx.right_path(Part::Mess, new),
-                    format!("message {old} is to become {new}, but the renumbering journal could not be written"),
-                    "left where it is; run qfixq live again once the errors above are cleared",
-                ))?;
+                to_waiting_names(ctx, (new, old, at), true, second, sink)?;
             } else if straight(ctx, (new, old, at), sink)? {
                 self.done(old, new);
             } else if !self.carried.contains(&(old, new)) {
@@ -606,17 +613,19 @@ fn first_step(
         batches.batch.push((new, old, at));
         Ok(())
     } else {
-        to_waiting_names(ctx, (new, old, at), second, sink)
+        to_waiting_names(ctx, (new, old, at), false, second, sink)
     }
 }
 
-/// A collision, or a message an interrupted run left half moved: its
+/// A collision, a message an interrupted run left half moved, or a batch
+/// the journal could not list (`no_journal`: a full disk): its
 /// files go to their waiting names, the mess first (hidden under a name
 /// qmail never reads, it marks the files still under the old number as
 /// its own), and take the new number once every message has moved.
 fn to_waiting_names(
     ctx: &mut MessageCtx,
     (new, old, at): (u64, u64, Where),
+    no_journal: bool,
     second: &mut PendingList,
     sink: &mut Sink<'_>,
 ) -> std::io::Result<()> {
@@ -640,6 +649,8 @@ fn to_waiting_names(
     }
     let problem = if found_waiting {
         format!("message {old} is half moved to {new} (an interrupted repair)")
+    } else if no_journal {
+        format!("message {old} is to become {new}, but the renumbering journal could not be written")
     } else {
         format!("message {old}'s new number {new} is another message's old number")
     };
