@@ -17,6 +17,15 @@
 //! `flock` locks belong to an open file description, not to a process: a
 //! probe made by a process that already holds a [`SendLock`] on the same
 //! queue opens a second description and is told [`LockState::Held`].
+//!
+//! The fence (docs/repair.md, "Renumbering"): while qfixq renumbers
+//! messages, some may be half moved, which a qmail-send must not see. So
+//! qfixq renames `lock/sendmutex` to [`FENCE`] before its first move and
+//! back after its last: qmail-send opens `lock/sendmutex` without creating
+//! it and refuses to start when it cannot. A crash leaves the fence up;
+//! [`LockState::Fenced`] says so, and [`acquire_fence`] takes its lock for
+//! the qfixq that finishes the renumbering (held by another: another qfixq
+//! is renumbering).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -32,6 +41,9 @@ use crate::safe_fs::{Dir, FileKind};
 const LOCK_DIR: &str = "lock";
 /// Name of qmail-send's lock file inside the lock directory.
 const SENDMUTEX: &str = "sendmutex";
+/// The name `lock/sendmutex` takes while qfixq renumbers (inside the lock
+/// directory): qmail-send cannot start meanwhile.
+pub const FENCE: &str = "sendmutex.qfixq-renumbering";
 
 /// What [`probe_sendmutex`] (or a failed [`acquire_sendmutex`]) found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +62,10 @@ pub enum LockState {
     /// `lock/sendmutex` exists but is not a regular file (a named pipe, a
     /// symbolic link, a directory, ...). It was not opened.
     NotRegular(FileKind),
+    /// `lock/sendmutex` is missing and the fence ([`FENCE`]) is there: a
+    /// qfixq renumbering was interrupted (or runs), and qmail-send cannot
+    /// start until `qfixq live` finishes it.
+    Fenced,
 }
 
 impl LockState {
@@ -60,6 +76,10 @@ impl LockState {
             LockState::Held => "held (qmail-send is running)".to_string(),
             LockState::Missing => "missing".to_string(),
             LockState::NotRegular(k) => format!("not a regular file ({})", k.name()),
+            LockState::Fenced => format!(
+                "set aside as lock/{FENCE} by an interrupted qfixq renumbering (qmail-send cannot start): run `qfixq \
+                 live` to finish it"
+            ),
         }
     }
 }
@@ -139,7 +159,7 @@ fn open_sendmutex(queue: &Dir) -> Result<std::result::Result<Opened, LockState>>
     match lock_dir.stat(name) {
         Ok(st) if st.kind == FileKind::Regular => {}
         Ok(st) => return Ok(Err(LockState::NotRegular(st.kind))),
-        Err(e) if e.is_not_found() => return Ok(Err(LockState::Missing)),
+        Err(e) if e.is_not_found() => return Ok(Err(missing(&lock_dir))),
         Err(e) => return Err(e),
     }
     // Read-only, never following a link, never blocking on a named pipe,
@@ -152,12 +172,53 @@ fn open_sendmutex(queue: &Dir) -> Result<std::result::Result<Opened, LockState>>
             return Ok(Err(LockState::NotRegular(kind)));
         }
         Err(e) => match e.errno() {
-            Some(Errno::ENOENT) => return Ok(Err(LockState::Missing)),
+            Some(Errno::ENOENT) => return Ok(Err(missing(&lock_dir))),
             Some(Errno::ELOOP) => return Ok(Err(LockState::NotRegular(FileKind::Symlink))),
             _ => return Err(e),
         },
     };
     Ok(Ok(Opened { file, dev: st.dev, ino: st.ino, path }))
+}
+
+/// What a missing `lock/sendmutex` means: [`LockState::Fenced`] when the
+/// fence, a regular file, is there.
+fn missing(lock_dir: &Dir) -> LockState {
+    match lock_dir.stat(OsStr::new(FENCE)) {
+        Ok(st) if st.kind == FileKind::Regular => LockState::Fenced,
+        _ => LockState::Missing,
+    }
+}
+
+/// Takes the lock of the fence (`lock/sendmutex` set aside by an
+/// interrupted qfixq renumbering), as [`acquire_sendmutex`] takes
+/// qmail-send's: for the qfixq that finishes the renumbering and then
+/// renames the fence back. `Ok(Err(LockState::Held))` when another holds
+/// it (another qfixq is renumbering); `Missing` or `NotRegular` when there
+/// is no regular fence to lock.
+pub fn acquire_fence(queue: &Dir) -> Result<std::result::Result<SendLock, LockState>> {
+    let lock_dir = match queue.open_dir(OsStr::new(LOCK_DIR)) {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(Err(LockState::Missing)),
+        Err(e) => return Err(e),
+    };
+    let name = OsStr::new(FENCE);
+    let path = lock_dir.child_path(name);
+    let (file, st) = match lock_dir.open_regular(name) {
+        Ok(opened) => opened,
+        Err(Error::WrongKind { found, .. }) => {
+            let kind = KINDS.into_iter().find(|k| k.name() == found).unwrap_or(FileKind::Regular);
+            return Ok(Err(LockState::NotRegular(kind)));
+        }
+        Err(e) => match e.errno() {
+            Some(Errno::ENOENT) => return Ok(Err(LockState::Missing)),
+            Some(Errno::ELOOP) => return Ok(Err(LockState::NotRegular(FileKind::Symlink))),
+            _ => return Err(e),
+        },
+    };
+    match try_flock(file, &path)? {
+        Some(lock) => Ok(Ok(SendLock { _lock: lock, dev: st.dev, ino: st.ino, path })),
+        None => Ok(Err(LockState::Held)),
+    }
 }
 
 /// `flock(LOCK_EX|LOCK_NB)`, qmail-send's own call. `Ok(None)` when
@@ -308,6 +369,20 @@ mod tests {
     fn hold(path: &Path) -> Flock<File> {
         let f = File::open(path).unwrap();
         Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e).unwrap()
+    }
+
+    #[test]
+    fn a_fence_is_told_from_a_missing_lock_and_its_lock_taken_once() {
+        let (t, q) = queue();
+        std::fs::rename(t.path().join("lock/sendmutex"), t.path().join("lock").join(FENCE)).unwrap();
+        assert_eq!(probe_sendmutex(&q).unwrap(), LockState::Fenced);
+        assert_eq!(acquire_sendmutex(&q).unwrap().unwrap_err(), LockState::Fenced);
+        let first = acquire_fence(&q).unwrap().unwrap();
+        assert_eq!(acquire_fence(&q).unwrap().unwrap_err(), LockState::Held, "another qfixq holds it");
+        drop(first);
+        assert!(acquire_fence(&q).unwrap().is_ok());
+        std::fs::remove_file(t.path().join("lock").join(FENCE)).unwrap();
+        assert_eq!(probe_sendmutex(&q).unwrap(), LockState::Missing);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::sync::OnceLock;
 
 use crate::error::{escape_path, Error, Result};
 use crate::layout::{discover_in, open_root, Layout, LayoutOptions, OpenedQueue};
-use crate::lock::{acquire_sendmutex, lock_holders_at, LockState, SendLock};
+use crate::lock::{acquire_fence, acquire_sendmutex, lock_holders_at, LockState, SendLock, FENCE};
 use crate::procs::{find_queue_processes_locking, process_name, real_path, QueueProcess, Reason};
 use crate::safe_fs::{Dir, FileKind, SymlinkBehavior};
 
@@ -95,6 +95,12 @@ pub enum Refusal {
     LockUnusable(String),
     /// The lock could not be taken after the tool restored the file.
     LockNotTakenAfterRestore,
+    /// `lock/sendmutex` is set aside as the fence of an interrupted qfixq
+    /// renumbering, and the tool does not finish renumberings.
+    RenumberingInterrupted,
+    /// The fence of a qfixq renumbering is locked: another qfixq is
+    /// renumbering the queue.
+    RenumberingUnderWay,
     /// The stop flag could not be installed (the error).
     Signals(String),
 }
@@ -143,6 +149,15 @@ impl fmt::Display for Refusal {
             Refusal::LockNotTakenAfterRestore => {
                 f.write_str("could not take lock/sendmutex after restoring it; stopped")
             }
+            Refusal::RenumberingInterrupted => write!(
+                f,
+                "a qfixq renumbering was interrupted: lock/sendmutex is set aside as lock/{FENCE}, so that qmail-send \
+                 cannot start while messages are half moved; run `qfixq live` to finish it; {UNCHANGED}"
+            ),
+            Refusal::RenumberingUnderWay => write!(
+                f,
+                "another qfixq is renumbering this queue (it holds lock/{FENCE}); wait for it to finish; {UNCHANGED}"
+            ),
             Refusal::Signals(e) => write!(f, "cannot install the signal handlers: {e}; {UNCHANGED}"),
         }
     }
@@ -269,6 +284,17 @@ impl Session {
             Ok(Err(LockState::Held)) => {
                 return Err(Refusal::QmailSendRunning { holders: self.holders_now(), instead: ex.instead });
             }
+            // An interrupted renumbering's fence: only the tool that
+            // restores the lock (qfixq) finishes it, under the fence's lock.
+            Ok(Err(LockState::Fenced)) => match ex.damaged_lock {
+                DamagedLock::Refuse => return Err(Refusal::RenumberingInterrupted),
+                DamagedLock::Restore => match acquire_fence(&self.root) {
+                    Ok(Ok(lock)) => Some(lock),
+                    Ok(Err(LockState::Held)) => return Err(Refusal::RenumberingUnderWay),
+                    Ok(Err(_)) => return Err(Refusal::LockUnusable("missing".to_string())),
+                    Err(e) => return Err(Refusal::LockUnusable(format!("unusable ({e})"))),
+                },
+            },
             Ok(Err(state)) => {
                 self.damaged(ex, || match state {
                     LockState::NotRegular(k) => format!("a {}, not a regular file", k.name()),
@@ -633,6 +659,29 @@ mod tests {
         c.take_restored_lock(&s).unwrap();
         assert!(c.lock().is_some() && !c.lock_to_restore());
         assert_eq!(probe_sendmutex(s.root()).unwrap(), LockState::Held);
+    }
+
+    #[test]
+    fn a_renumbering_fence_is_refused_or_finished_under_its_lock() {
+        let t = tempfile::tempdir().unwrap();
+        let q = make_queue(t.path());
+        fs::rename(q.join("lock/sendmutex"), q.join("lock").join(FENCE)).unwrap();
+        // A tool that does not finish renumberings (qkillns) refuses, and
+        // says why in plain words.
+        let s = Session::open(&opts(&q), exclusive(false, DamagedLock::Refuse)).unwrap();
+        let r = s.claim().unwrap_err();
+        assert_eq!(r, Refusal::RenumberingInterrupted);
+        assert!(r.to_string().contains("a qfixq renumbering was interrupted"), "{r}");
+        assert!(r.to_string().contains("run `qfixq live` to finish it"), "{r}");
+        // qfixq takes the fence's lock and holds it; a second qfixq is
+        // refused meanwhile.
+        let s = Session::open(&opts(&q), exclusive(false, DamagedLock::Restore)).unwrap();
+        let c = s.claim().unwrap();
+        assert!(c.lock().is_some() && !c.lock_to_restore());
+        let s2 = Session::open(&opts(&q), exclusive(false, DamagedLock::Restore)).unwrap();
+        assert_eq!(s2.claim().unwrap_err(), Refusal::RenumberingUnderWay);
+        drop(c);
+        assert!(s2.claim().is_ok());
     }
 
     #[test]

@@ -579,6 +579,7 @@ fn plan_and_apply(
         seen: Default::default(),
         waiting: HashMap::new(),
         waiting_mess: Default::default(),
+        journal: message::Journal::load(root, shape).map_err(PlanError::Queue)?,
         occupied: Default::default(),
         fresh: HashMap::new(),
         extra_buckets: Vec::new(),

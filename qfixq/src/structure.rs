@@ -6,6 +6,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use qcommon::lock::FENCE;
 use qcommon::mutator::{Action, Step};
 use qcommon::queue::{Ids, LockFile, Owner, Part, QueueShape, OTHER_DIRS, QUEUE_DIR_SPEC};
 use qcommon::remove::Quarantine;
@@ -188,12 +189,34 @@ fn lock_file(ctx: &StructureCtx<'_>, q: &mut Quarantine, out: &mut Vec<Finding>,
 }
 
 /// The sendmutex's finding alone: made first, so live mode can take the
-/// lock before anything else is changed.
+/// lock before anything else is changed. A missing sendmutex whose fence
+/// is up (`lock/sendmutex.qfixq-renumbering`, left by an interrupted
+/// renumbering) is not made anew: the fence is renamed back once the
+/// renumbering is finished (docs/repair.md, "Renumbering"), never before.
+/// A fence beside a sendmutex (made anew by hand) is an empty lock file
+/// that would stop the next renumbering from raising the fence: removed.
 pub fn plan_sendmutex(ctx: &StructureCtx<'_>, q: &mut Quarantine) -> Vec<Finding> {
     let mut out = Vec::new();
     let (_, owner, perm) = OTHER_DIRS[1];
     directory(ctx, q, &mut out, PathBuf::from("lock"), owner, perm);
-    lock_file(ctx, q, &mut out, LockFile::Sendmutex);
+    let fence_rel = PathBuf::from("lock").join(FENCE);
+    let fence = stat_rel(ctx.root, &fence_rel).filter(|st| st.kind == FileKind::Regular);
+    let sendmutex = stat_rel(ctx.root, Path::new("lock/sendmutex"));
+    match (fence, sendmutex) {
+        (Some(_), None) => {}
+        (Some(st), Some(_)) => {
+            let expect = Some(Expect { ino: st.ino, kind: st.kind, max_nlink: 1 });
+            out.push(Finding::fix(
+                Kind::Stray,
+                fence_rel.clone(),
+                "the fence of an interrupted renumbering beside lock/sendmutex",
+                "removed (an empty lock file)",
+                Action { message: None, steps: vec![Step::Unlink { path: fence_rel, expect }] },
+            ));
+            lock_file(ctx, q, &mut out, LockFile::Sendmutex);
+        }
+        (None, _) => lock_file(ctx, q, &mut out, LockFile::Sendmutex),
+    }
     out
 }
 

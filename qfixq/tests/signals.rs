@@ -51,9 +51,13 @@ fn stderr_of(child: &mut Child) -> String {
     s
 }
 
-/// Whether lock/sendmutex can be taken now (nobody holds it).
+/// Whether lock/sendmutex can be taken now (nobody holds it). A run
+/// stopped while messages were half moved leaves it set aside as the
+/// renumbering fence (docs/repair.md, "Renumbering"): that one's lock.
 fn lock_is_free(q: &Path) -> bool {
-    let f = std::fs::File::open(q.join("lock/sendmutex")).expect("open sendmutex");
+    let fence = q.join("lock/sendmutex.qfixq-renumbering");
+    let path = if q.join("lock/sendmutex").exists() { q.join("lock/sendmutex") } else { fence };
+    let f = std::fs::File::open(path).expect("open sendmutex (or its fence)");
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
 }
 

@@ -39,7 +39,7 @@ pub fn lock_state_text(root: &Dir) -> String {
 
 /// For a dry run: what a live removal would meet, as a code
 /// (`not_running`, `running`, `lock_missing`, `lock_not_regular`,
-/// `unknown`; docs/json.md) and in words.
+/// `renumbering_interrupted`, `unknown`; docs/json.md) and in words.
 pub fn lock_state(root: &Dir) -> (&'static str, String) {
     match probe_sendmutex(root) {
         Ok(LockState::Free) => ("not_running", "not running (lock/sendmutex free)".into()),
@@ -53,6 +53,12 @@ pub fn lock_state(root: &Dir) -> (&'static str, String) {
         Ok(LockState::NotRegular(k)) => (
             "lock_not_regular",
             format!("lock/sendmutex is a {}: a removal would refuse; run `qfixq live` first", k.name()),
+        ),
+        Ok(LockState::Fenced) => (
+            "renumbering_interrupted",
+            "a qfixq renumbering was interrupted (lock/sendmutex is set aside, so qmail-send cannot start): a removal \
+             would refuse; run `qfixq live` to finish it"
+                .into(),
         ),
         Err(e) => ("unknown", format!("unknown ({e})")),
     }

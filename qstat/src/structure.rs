@@ -17,7 +17,7 @@ use qcommon::safe_fs::{Dir, FileKind, Stat};
 pub struct Problem {
     /// A stable code: `missing_directory`, `not_a_directory`,
     /// `missing_bucket`, `missing_lock_file`, `wrong_lock_file`,
-    /// `wrong_owner`, `unreadable`.
+    /// `renumbering_interrupted`, `wrong_owner`, `unreadable`.
     pub code: &'static str,
     /// The path, relative to the queue, escaped.
     pub path: String,
@@ -107,6 +107,17 @@ pub fn check(root: &Dir, layout: &Layout) -> Vec<Problem> {
             let path = format!("lock/{}", f.name());
             let want = if f == LockFile::Trigger { FileKind::Fifo } else { FileKind::Regular };
             match lock.stat(OsStr::new(f.name())) {
+                // qfixq's fence: the renumbering it guards was interrupted.
+                Err(e) if e.is_not_found() && f == LockFile::Sendmutex && fenced(&lock) => problem(
+                    &mut out,
+                    "renumbering_interrupted",
+                    &path,
+                    format!(
+                        "a qfixq renumbering was interrupted: {path} is set aside as lock/{}, so qmail-send cannot \
+                         start; run `qfixq live` to finish it",
+                        qcommon::lock::FENCE
+                    ),
+                ),
                 Err(e) if e.is_not_found() => {
                     problem(&mut out, "missing_lock_file", &path, format!("{path} is missing"))
                 }
@@ -122,4 +133,9 @@ pub fn check(root: &Dir, layout: &Layout) -> Vec<Problem> {
         }
     }
     out
+}
+
+/// Whether qfixq's renumbering fence is in `lock`, a regular file.
+fn fenced(lock: &Dir) -> bool {
+    lock.stat(OsStr::new(qcommon::lock::FENCE)).is_ok_and(|st| st.kind == FileKind::Regular)
 }

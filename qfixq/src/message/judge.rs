@@ -220,6 +220,7 @@ mod tests {
             seen: NumberSet::default(),
             waiting: HashMap::new(),
             waiting_mess: HashMap::new(),
+            journal: Default::default(),
             occupied: HashSet::new(),
             fresh: HashMap::new(),
             extra_buckets: Vec::new(),

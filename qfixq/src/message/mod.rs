@@ -14,6 +14,8 @@
 //! - `renumber`: a mess whose inode is not its number, the two orders of
 //!   renumbering (straight, or in two steps through waiting names) and
 //!   the waiting names an interrupted run left;
+//! - `journal`: the list of straight moves under way, by which a rerun
+//!   recognises a half-done straight move;
 //! - `strays`: files that belong to no message, and our own temporary
 //!   names;
 //! - `planner`: the working view of one message's files and the steps
@@ -21,6 +23,7 @@
 
 mod envelope;
 mod files;
+mod journal;
 mod judge;
 mod planner;
 mod renumber;
@@ -38,6 +41,7 @@ use qcommon::scan::ScannedMessage;
 use crate::finding::{Finding, Kind};
 use planner::{flush, Planner};
 
+pub use journal::{Journal, JOURNAL_PATH};
 pub use renumber::{forget_pending, plan_pending, NumberSet, PendingList, Waiting, WaitingMess};
 pub use strays::{note_doomed_link, plan_stray};
 
@@ -76,6 +80,9 @@ pub struct MessageCtx {
     /// mess: files under the new number that the second half of that
     /// renumbering had already moved belong to it.
     pub waiting_mess: HashMap<u64, WaitingMess>,
+    /// The renumbering journal an interrupted run left: the straight
+    /// moves it had under way.
+    pub journal: Journal,
     /// Numbers whose files stay where they are in this run (their action
     /// failed, or they were left as they are): no renumbering may move
     /// files to such a number.
@@ -105,6 +112,10 @@ impl MessageCtx {
 
 /// Plans one message; pushes its findings (the first carries the steps).
 pub fn plan_message(ctx: &mut MessageCtx, q: &mut Quarantine, msg: &ScannedMessage, out: &mut Vec<Finding>) {
+    // The findings of the message before were carried out: when its action
+    // raised the fence and failed, whether the fence is up is looked at.
+    ctx.journal.fence.raised_by = None;
+    ctx.journal.settle_fence();
     if !ctx.empty {
         ctx.salvaged.saw(msg.number);
     }

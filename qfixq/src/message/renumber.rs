@@ -1,30 +1,37 @@
 //! Renumbering (docs/repair.md, "Renumbering"): a message whose mess
 //! inode K differs from its number N is repaired under N while the scan
 //! goes on, and moved after the scan, when every number is known, in one
-//! of two orders: straight to K when no message had K (the mess first to
-//! `.qfixq-renum-N-K`, the other files to K, the mess to K), else in two
-//! steps through the waiting names (every file to its waiting name, mess
-//! first; then, once every message has moved, each to K, mess last).
+//! of two orders: straight to K when no message had K (batch by batch,
+//! each batch listed first in the journal: the other files to K, the mess
+//! last), else in two steps through the waiting names (every file to its
+//! waiting name, mess first; then, once every message has moved, each to
+//! K, mess last). The fence (`lock/sendmutex` set aside) is up from the
+//! first move to the last.
 //!
-//! Also the waiting names an interrupted run left. The scanner reports
-//! every stray before the first message, so a rerun after a crash knows
-//! all waiting names when it judges a message: files of N already
-//! waiting, or still under N while the mess waits, join message N; files
-//! under K moved there after the mess took its waiting name join it too.
+//! Also what an interrupted run left. The journal is read before the
+//! scan: files under K that a straight move it lists had brought there
+//! join message N. The scanner reports every stray before the first
+//! message, so a rerun knows all waiting names when it judges a message:
+//! files of N already waiting, or still under N while the mess waits,
+//! join message N; files under K moved there after the mess took its
+//! waiting name join it too.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use qcommon::mutator::{Action, Step};
 use qcommon::queue::Part;
 use qcommon::safe_fs::{Expect, FileKind, Stat};
 use qcommon::scan::{Found, ScannedMessage};
 
+use super::journal::{self, BATCH, JOURNAL_PATH};
 use super::planner::{Planner, Slot, Slots};
 use super::MessageCtx;
 use crate::finding::{Finding, Kind};
 
-/// The files of the first step of a renumbering, in the order they move
-/// (the mess goes first, on its own).
+/// The files other than the mess, in the order they move: in a straight
+/// move (the mess then last) and in the first step of a two-step one (the
+/// mess first, on its own).
 const FIRST_ORDER: [Part; 6] = [Part::Intd, Part::Todo, Part::Info, Part::Local, Part::Remote, Part::Bounce];
 /// The order files move in, the mess last.
 pub(super) const MOVE_ORDER: [Part; 7] =
@@ -71,11 +78,14 @@ impl PendingList {
     /// Forgets the renumbering of `old` when it is the last one pushed:
     /// a message's first half is carried out right after it is planned,
     /// so one that failed is always the last (no list scan per failure).
-    pub fn forget_last(&mut self, old: u64) {
+    /// Returns where its files were said to be.
+    pub fn forget_last(&mut self, old: u64) -> Option<Where> {
         if self.packed.last().is_some_and(|&(_, op)| op >> 16 == old) {
-            self.packed.pop();
+            self.packed.pop().map(|(_, op)| op as Where)
         } else if self.wide.last().is_some_and(|&(_, o, _)| o == old) {
-            self.wide.pop();
+            self.wide.pop().map(|(_, _, at)| at)
+        } else {
+            None
         }
     }
 
@@ -207,10 +217,22 @@ pub(super) fn gather<'m>(ctx: &mut MessageCtx, msg: &'m ScannedMessage) -> Optio
         }
         st.ctime_ns >= wm.ctime_ns
     };
+    // Files a straight move under way (listed in the journal an
+    // interrupted run left) had already moved under this number, with no
+    // mess here: they are that move's, and join its message (judged under
+    // its old number). Only those the journal's check found: regular, in
+    // their right place, their part not also under the old number.
+    let journal_move = if msg.has(Part::Mess) { None } else { ctx.journal.at_new(n) };
+    let joined = |f: &Found| -> bool {
+        let (Some(r), Some(st)) = (journal_move, f.stat) else { return false };
+        st.kind == FileKind::Regular
+            && f.rel_path(n) == ctx.right_path(f.part, n)
+            && r.joined.iter().any(|(part, s)| *part == f.part && s.ino == st.ino)
+    };
     let mut slots: Slots<'m> = Default::default();
     let mut skipped = 0;
     for f in msg.files.iter().flatten() {
-        if moved(f) {
+        if joined(f) || moved(f) {
             skipped += 1;
             continue;
         }
@@ -232,6 +254,17 @@ pub(super) fn gather<'m>(ctx: &mut MessageCtx, msg: &'m ScannedMessage) -> Optio
                     let path = ctx.temp_path(w.part, n, k);
                     slots[w.part.index()] = Some(Slot { found: None, path, rewritten: false, waiting: Some(w.stat) });
                 }
+            }
+        }
+    }
+    // A straight move of this message under way: the files it had already
+    // moved to the new number join it (they were repaired before they
+    // moved).
+    if let Some(k) = mess_ino.filter(|k| ctx.journal.new_of(n) == Some(*k)) {
+        for (part, st) in ctx.journal.at_new(k).map(|r| r.joined.as_slice()).unwrap_or_default() {
+            if slots[part.index()].is_none() {
+                let path = ctx.right_path(*part, k);
+                slots[part.index()] = Some(Slot { found: None, path, rewritten: false, waiting: Some(*st) });
             }
         }
     }
@@ -287,19 +320,33 @@ pub(super) fn moves(p: &mut Planner<'_, '_>, mess: &Found) {
 }
 
 /// Renumbers message `p` to `k`. Every file in its right place under the
-/// old number, none waiting, no salvage record: the files move after the
-/// scan, straight to the new number when no message had it. Otherwise
-/// they go to their waiting names now, and to `k` after the scan.
+/// old number (or already under `k`, moved there by a straight move under
+/// way), none waiting, no salvage record: the files move after the scan,
+/// straight to the new number when no message had it. Otherwise they go
+/// to their waiting names now, and to `k` after the scan.
 fn renumber(p: &mut Planner<'_, '_>, mess: &Found, k: u64) {
     let n = p.n();
-    p.note(Kind::Renumber, mess.rel_path(n), format!("name differs from its inode {k}"), format!("renumbered to {k}"));
+    let shape = p.ctx.shape;
+    let at_k = move |s: &Slot<'_>, part: Part| s.waiting.is_some() && s.path == shape.path(part, k);
+    let half_moved = Part::ALL.iter().any(|&part| p.slots[part.index()].as_ref().is_some_and(|s| at_k(s, part)));
+    let problem = if half_moved {
+        format!("message {n} is half moved to {k} (an interrupted repair)")
+    } else {
+        format!("name differs from its inode {k}")
+    };
     let direct = !p.ctx.salvaged.has(n)
         && Part::ALL.iter().all(|&part| {
-            p.slots[part.index()].as_ref().is_none_or(|s| s.waiting.is_none() && s.path == p.ctx.right_path(part, n))
+            p.slots[part.index()]
+                .as_ref()
+                .is_none_or(|s| at_k(s, part) || (s.waiting.is_none() && s.path == shape.path(part, n)))
         });
+    p.note(Kind::Renumber, mess.rel_path(n), problem, format!("renumbered to {k}"));
     let mut at: Where = 0;
     for part in MOVE_ORDER {
         let Some(slot) = p.slots[part.index()].clone() else { continue };
+        if at_k(&slot, part) {
+            continue;
+        }
         if direct {
             at |= at_old(part);
             continue;
@@ -313,28 +360,40 @@ fn renumber(p: &mut Planner<'_, '_>, mess: &Found, k: u64) {
     }
     if !direct {
         p.steps.extend(p.ctx.salvaged.renumber_steps(n, k));
+        // The first move of a renumbering: the fence goes up before any
+        // other step of this message.
+        if let Some(raise) = p.ctx.journal.raise_fence() {
+            p.steps.insert(0, raise);
+            p.ctx.journal.fence.raised_by = Some(n);
+        }
     }
     p.ctx.pending.push(k, n, at);
 }
 
-/// Drops the second half of renumberings whose first half failed (live).
+/// Drops the second half of renumberings whose first half failed (live):
+/// such a message may be left half moved, and the fence stays up.
 pub fn forget_pending(ctx: &mut MessageCtx, old: u64) {
-    ctx.pending.forget_last(old);
+    ctx.journal.message_failed(old);
+    if ctx.pending.forget_last(old).is_some_and(|at| at & 0x7f != 0) {
+        ctx.journal.fence.unfinished = true;
+    }
 }
 
-/// The moves of renumbering, after the scan (docs/repair.md, "the mess
-/// file's name is not its inode number"). First, message by message in
-/// order of new number: a message whose files are all under their old
-/// number moves straight to its new number when no message the scan saw
-/// had that number and no waiting message owns it (the mess first to its
-/// waiting name, then the other files to the new number, then the mess);
+/// The moves of renumbering, after the scan (docs/repair.md,
+/// "Renumbering"). First, message by message in order of new number: a
+/// message whose files are all under their old number (or already under
+/// the new one, moved there by a straight move under way) moves straight
+/// to its new number when no message the scan saw had that number and no
+/// waiting message owns it: batch by batch, each batch listed first in the
+/// journal, then every other file to the new number and the mess last;
 /// otherwise (a collision) its files go to their waiting names, mess
 /// first. Then every waiting message (those of the first step, of a
 /// message with a salvage record, and those an interrupted run left) is
-/// given its new number, the mess last. Each finding goes to `sink` as it
-/// is made, and `sink` tells whether its action was carried out whole:
-/// after a copy to another filesystem every message is pending, and
-/// their findings are never all held at once.
+/// given its new number, the mess last. Last the journal goes, once every
+/// move it listed is done. Each finding goes to `sink` as it is made, and
+/// `sink` tells whether its action was carried out whole: after a copy to
+/// another filesystem every message is pending, and their findings are
+/// never all held at once.
 pub fn plan_pending(
     ctx: &mut MessageCtx,
     sink: &mut dyn FnMut(&Finding) -> std::io::Result<bool>,
@@ -342,18 +401,162 @@ pub fn plan_pending(
     let mut pending = std::mem::take(&mut ctx.pending);
     add_found_waiting(ctx, &mut pending);
     ctx.seen.seal();
+    ctx.journal.settle_fence();
     // New numbers that waiting files already own.
     let mut owned: Vec<u64> = pending.sorted().filter(|&(_, _, at)| at & 0x7f != 0).map(|(new, _, _)| new).collect();
     owned.sort_unstable();
     let mut second = PendingList::default();
+    // The moves the journal of an interrupted run lists that this run
+    // resumes, or leaves where they are (their message left, or its action
+    // failed): every journal this run writes lists them until they are
+    // done. A move whose message was set aside instead has nothing left to
+    // move.
+    let mut carried: Vec<(u64, u64)> = ctx.journal.moves().filter(|(old, _)| ctx.occupied.contains(old)).collect();
+    carried.extend(
+        pending.sorted().filter(|&(new, old, _)| ctx.journal.new_of(old) == Some(new)).map(|(new, old, _)| (old, new)),
+    );
+    carried.sort_unstable();
+    carried.dedup();
+    let mut batches = Batches { carried, ..Default::default() };
     for (new, old, at) in pending.sorted() {
-        first_step(ctx, (new, old, at), &owned, &mut second, sink)?;
+        first_step(ctx, (new, old, at), &owned, &mut second, &mut batches, sink)?;
+        if batches.batch.len() >= BATCH {
+            batches.run(ctx, &mut second, sink)?;
+        }
     }
+    batches.run(ctx, &mut second, sink)?;
     drop(pending);
     for (new, old, parts) in second.sorted() {
-        second_step(ctx, (new, old, parts), sink)?;
+        if second_step(ctx, (new, old, parts), sink)? {
+            batches.done(old, new);
+        }
+    }
+    let finished = batches.carried.is_empty() && !ctx.journal.fence.unfinished;
+    if (ctx.journal.found || batches.written) && batches.carried.is_empty() {
+        sink(&Finding::fix(
+            Kind::RenumberFinish,
+            PathBuf::from(JOURNAL_PATH),
+            "renumbering journal",
+            "removed: every move it listed is done",
+            Action { message: None, steps: vec![journal::remove_step()] },
+        ))?;
+    }
+    if ctx.journal.fence.up && finished {
+        lower_fence(ctx, sink)?;
     }
     Ok(())
+}
+
+/// Raises the fence before the first move of the renumbering after the
+/// scan, when it is not up yet; false when it could not be raised (no
+/// message may move then).
+fn fence_up(ctx: &mut MessageCtx, sink: &mut Sink<'_>) -> std::io::Result<bool> {
+    let Some(raise) = ctx.journal.raise_fence() else { return Ok(true) };
+    let ok = sink(&Finding::fix(
+        Kind::RenumberFinish,
+        journal::fence_path(),
+        "messages are about to be renumbered",
+        "lock/sendmutex set aside under this name until the last one has moved: no qmail-send can start while \
+         messages are half moved",
+        Action { message: None, steps: vec![raise] },
+    ))?;
+    ctx.journal.fence.up = ok;
+    Ok(ok)
+}
+
+/// A message that cannot move because the fence could not be raised: it
+/// stays where it is (whole under its old number, or waiting).
+fn unfenced(ctx: &mut MessageCtx, old: u64, new: u64, sink: &mut Sink<'_>) -> std::io::Result<()> {
+    ctx.occupied.insert(old);
+    sink(&Finding::leave(
+        Kind::RenumberFinish,
+        ctx.right_path(Part::Mess, new),
+        format!("message {old} is to become {new}, but lock/sendmutex could not be set aside"),
+        "left where it is; run qfixq live again once the errors above are cleared",
+    ))?;
+    Ok(())
+}
+
+/// Takes the fence down once the renumbering is finished: lock/sendmutex
+/// is back, and qmail-send may start. One the run found up is a problem of
+/// its own (qmail-send cannot start until it is down).
+fn lower_fence(ctx: &mut MessageCtx, sink: &mut Sink<'_>) -> std::io::Result<()> {
+    let found = ctx.journal.fence.found_up;
+    let ok = sink(&Finding::fix(
+        if found { Kind::Structure } else { Kind::RenumberFinish },
+        journal::fence_path(),
+        if found {
+            "lock/sendmutex set aside by an interrupted renumbering: qmail-send cannot start"
+        } else {
+            "every message is renumbered"
+        },
+        "renamed back to lock/sendmutex",
+        Action { message: None, steps: vec![journal::lower_fence_step()] },
+    ))?;
+    ctx.journal.fence.up = !ok;
+    Ok(())
+}
+
+/// The straight moves waiting for their batch, and the moves a journal
+/// must go on listing: those of the journal an interrupted run left, and
+/// those of this run that failed, until they are done.
+#[derive(Debug, Default)]
+struct Batches {
+    /// (new, old, where) of the next batch.
+    batch: Vec<(u64, u64, Where)>,
+    /// (old, new) of the moves under way that are not done.
+    carried: Vec<(u64, u64)>,
+    /// This run wrote a journal.
+    written: bool,
+}
+
+impl Batches {
+    /// The move of `old` to `new` is done: no journal lists it any more.
+    fn done(&mut self, old: u64, new: u64) {
+        self.carried.retain(|&p| p != (old, new));
+    }
+
+    /// Lists the batch (with the moves carried) in the journal, then moves
+    /// each message of it. A batch the journal could not list (a full
+    /// disk: the journal is the one new file renumbering writes) takes the
+    /// two-step path, which needs renames only.
+    fn run(&mut self, ctx: &mut MessageCtx, second: &mut PendingList, sink: &mut Sink<'_>) -> std::io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        if !fence_up(ctx, sink)? {
+            for (new, old, _) in std::mem::take(&mut self.batch) {
+                unfenced(ctx, old, new, sink)?;
+            }
+            return Ok(());
+        }
+        let pairs = self.carried.iter().copied().chain(self.batch.iter().map(|&(new, old, _)| (old, new)));
+        let data = journal::contents(pairs);
+        if !ctx.journal.has_room(data.len()) {
+            for (new, old, at) in std::mem::take(&mut self.batch) {
+                to_waiting_names(ctx, (new, old, at), true, second, sink)?;
+            }
+            return Ok(());
+        }
+        let ok = sink(&Finding::fix(
+            Kind::RenumberFinish,
+            PathBuf::from(JOURNAL_PATH),
+            format!("{} messages move straight to their new numbers", self.batch.len()),
+            "listed in the renumbering journal first (a rerun after a crash finishes their moves)",
+            Action { message: None, steps: vec![journal::write_step(data)] },
+        ))?;
+        self.written |= ok;
+        for (new, old, at) in std::mem::take(&mut self.batch) {
+            if !ok {
+                to_waiting_names(ctx, (new, old, at), true, second, sink)?;
+            } else if straight(ctx, (new, old, at), sink)? {
+                self.done(old, new);
+            } else if !self.carried.contains(&(old, new)) {
+                self.carried.push((old, new));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The waiting files an interrupted run left, as pending renumberings.
@@ -381,6 +584,7 @@ fn first_step(
     (new, old, at): (u64, u64, Where),
     owned: &[u64],
     second: &mut PendingList,
+    batches: &mut Batches,
     sink: &mut Sink<'_>,
 ) -> std::io::Result<()> {
     if at >> 8 == 0 {
@@ -389,6 +593,9 @@ fn first_step(
     }
     if ctx.occupied.contains(&new) {
         ctx.occupied.insert(old);
+        if at & 0x7f != 0 {
+            ctx.journal.fence.unfinished = true;
+        }
         sink(&Finding::leave(
             Kind::RenumberFinish,
             ctx.right_path(Part::Mess, new),
@@ -398,25 +605,39 @@ fn first_step(
         return Ok(());
     }
     let found_waiting = at & FOUND_WAITING != 0;
-    if !found_waiting && !ctx.seen.contains(new) && owned.binary_search(&new).is_err() {
-        straight(ctx, (new, old, at), sink)
+    // The scan saw the new number of a straight move under way: the files
+    // that move had brought there (joined to it), and anything else there,
+    // judged on its own and set aside (else the number is occupied).
+    let free = !ctx.seen.contains(new) || ctx.journal.new_of(old) == Some(new);
+    if !found_waiting && free && owned.binary_search(&new).is_err() {
+        batches.batch.push((new, old, at));
+        Ok(())
     } else {
-        to_waiting_names(ctx, (new, old, at), second, sink)
+        to_waiting_names(ctx, (new, old, at), false, second, sink)
     }
 }
 
-/// A collision, or a message an interrupted run left half moved: its
+/// A collision, a message an interrupted run left half moved, or a batch
+/// the journal could not list (`no_journal`: a full disk): its
 /// files go to their waiting names, the mess first (hidden under a name
 /// qmail never reads, it marks the files still under the old number as
 /// its own), and take the new number once every message has moved.
 fn to_waiting_names(
     ctx: &mut MessageCtx,
     (new, old, at): (u64, u64, Where),
+    no_journal: bool,
     second: &mut PendingList,
     sink: &mut Sink<'_>,
 ) -> std::io::Result<()> {
     let under_old = at >> 8;
     let found_waiting = at & FOUND_WAITING != 0;
+    if !fence_up(ctx, sink)? {
+        if at & 0x7f != 0 {
+            // Left waiting: half moved, the fence stays (it is not up).
+            ctx.journal.fence.unfinished = true;
+        }
+        return unfenced(ctx, old, new, sink);
+    }
     let mut steps = Vec::new();
     if !found_waiting {
         let mess_ex = Some(Expect { ino: new, kind: FileKind::Regular, max_nlink: u64::MAX });
@@ -428,6 +649,8 @@ fn to_waiting_names(
     }
     let problem = if found_waiting {
         format!("message {old} is half moved to {new} (an interrupted repair)")
+    } else if no_journal {
+        format!("message {old} is to become {new}, but the renumbering journal could not be written")
     } else {
         format!("message {old}'s new number {new} is another message's old number")
     };
@@ -442,23 +665,24 @@ fn to_waiting_names(
         second.push(new, old, (at & 0xff) | under_old);
     } else {
         ctx.occupied.insert(old);
+        ctx.journal.fence.unfinished = true;
     }
     Ok(())
 }
 
-/// Straight to the new number, which no message had: the mess to its
-/// waiting name, the other files to the new number, then the mess.
-fn straight(ctx: &mut MessageCtx, (new, old, at): (u64, u64, Where), sink: &mut Sink<'_>) -> std::io::Result<()> {
+/// Straight to the new number, which no message had (the journal lists
+/// the move): every other file to the new number, the mess last. True when
+/// the move was carried out whole.
+fn straight(ctx: &mut MessageCtx, (new, old, at): (u64, u64, Where), sink: &mut Sink<'_>) -> std::io::Result<bool> {
     let under_old = at >> 8;
-    let mess_wait = ctx.temp_path(Part::Mess, old, new);
     let mess_new = ctx.right_path(Part::Mess, new);
+    let mut steps: Vec<Step> = FIRST_ORDER
+        .iter()
+        .filter(|p| under_old & mask(**p) != 0)
+        .map(|part| Step::Rename { from: ctx.right_path(*part, old), to: ctx.right_path(*part, new), expect: None })
+        .collect();
     let mess_ex = Some(Expect { ino: new, kind: FileKind::Regular, max_nlink: u64::MAX });
-    let mut steps =
-        vec![Step::Rename { from: ctx.right_path(Part::Mess, old), to: mess_wait.clone(), expect: mess_ex }];
-    for part in FIRST_ORDER.iter().filter(|p| under_old & mask(**p) != 0) {
-        steps.push(Step::Rename { from: ctx.right_path(*part, old), to: ctx.right_path(*part, new), expect: None });
-    }
-    steps.push(Step::Rename { from: mess_wait, to: mess_new.clone(), expect: None });
+    steps.push(Step::Rename { from: ctx.right_path(Part::Mess, old), to: mess_new.clone(), expect: mess_ex });
     let ok = sink(&Finding::fix(
         Kind::RenumberFinish,
         mess_new,
@@ -470,16 +694,27 @@ fn straight(ctx: &mut MessageCtx, (new, old, at): (u64, u64, Where), sink: &mut 
         ctx.occupied.insert(old);
         ctx.occupied.insert(new);
     }
-    Ok(())
+    Ok(ok)
 }
 
 /// The second step: message `old`, waiting under its waiting names
-/// (`parts`), takes its new number `new`, the mess last.
-fn second_step(ctx: &mut MessageCtx, (new, old, parts): (u64, u64, Where), sink: &mut Sink<'_>) -> std::io::Result<()> {
+/// (`parts`), takes its new number `new`, the mess last. True when it was
+/// carried out whole.
+fn second_step(
+    ctx: &mut MessageCtx,
+    (new, old, parts): (u64, u64, Where),
+    sink: &mut Sink<'_>,
+) -> std::io::Result<bool> {
     // Left by an interrupted run: a problem of its own (this run did
     // not renumber it, it finishes a renumbering).
     let found_waiting = parts & FOUND_WAITING != 0;
+    if !ctx.occupied.contains(&new) && !fence_up(ctx, sink)? {
+        ctx.journal.fence.unfinished = true;
+        unfenced(ctx, old, new, sink)?;
+        return Ok(false);
+    }
     if ctx.occupied.contains(&new) {
+        ctx.journal.fence.unfinished = true;
         // Files that could not be set aside still hold the number: a
         // move there could join them to this message.
         sink(&Finding::leave(
@@ -488,7 +723,7 @@ fn second_step(ctx: &mut MessageCtx, (new, old, parts): (u64, u64, Where), sink:
             format!("message {old} waits to become {new}, but files that could not be set aside hold that number"),
             "left under its renumbering names; run qfixq live again once the errors above are cleared",
         ))?;
-        return Ok(());
+        return Ok(false);
     }
     let record = ctx.salvaged.finish_steps(old, new);
     let steps: Vec<Step> = record
@@ -499,7 +734,7 @@ fn second_step(ctx: &mut MessageCtx, (new, old, parts): (u64, u64, Where), sink:
             expect: None,
         }))
         .collect();
-    sink(&Finding::fix(
+    let ok = sink(&Finding::fix(
         if found_waiting { Kind::Renumber } else { Kind::RenumberFinish },
         ctx.right_path(Part::Mess, new),
         if found_waiting {
@@ -510,7 +745,10 @@ fn second_step(ctx: &mut MessageCtx, (new, old, parts): (u64, u64, Where), sink:
         "given its new number",
         Action { message: Some(new), steps },
     ))?;
-    Ok(())
+    if !ok {
+        ctx.journal.fence.unfinished = true;
+    }
+    Ok(ok)
 }
 
 #[cfg(test)]
