@@ -165,17 +165,9 @@ fn open_sendmutex(queue: &Dir) -> Result<std::result::Result<Opened, LockState>>
     // Read-only, never following a link, never blocking on a named pipe,
     // close-on-exec; anything but a regular file is refused after the open
     // (the name may have been swapped since the stat above).
-    let (file, st) = match lock_dir.open_regular(name) {
+    let (file, st) = match open_regular(&lock_dir, name, || missing(&lock_dir))? {
         Ok(opened) => opened,
-        Err(Error::WrongKind { found, .. }) => {
-            let kind = KINDS.into_iter().find(|k| k.name() == found).unwrap_or(FileKind::Regular);
-            return Ok(Err(LockState::NotRegular(kind)));
-        }
-        Err(e) => match e.errno() {
-            Some(Errno::ENOENT) => return Ok(Err(missing(&lock_dir))),
-            Some(Errno::ELOOP) => return Ok(Err(LockState::NotRegular(FileKind::Symlink))),
-            _ => return Err(e),
-        },
+        Err(state) => return Ok(Err(state)),
     };
     Ok(Ok(Opened { file, dev: st.dev, ino: st.ino, path }))
 }
@@ -203,21 +195,36 @@ pub fn acquire_fence(queue: &Dir) -> Result<std::result::Result<SendLock, LockSt
     };
     let name = OsStr::new(FENCE);
     let path = lock_dir.child_path(name);
-    let (file, st) = match lock_dir.open_regular(name) {
+    let (file, st) = match open_regular(&lock_dir, name, || LockState::Missing)? {
         Ok(opened) => opened,
-        Err(Error::WrongKind { found, .. }) => {
-            let kind = KINDS.into_iter().find(|k| k.name() == found).unwrap_or(FileKind::Regular);
-            return Ok(Err(LockState::NotRegular(kind)));
-        }
-        Err(e) => match e.errno() {
-            Some(Errno::ENOENT) => return Ok(Err(LockState::Missing)),
-            Some(Errno::ELOOP) => return Ok(Err(LockState::NotRegular(FileKind::Symlink))),
-            _ => return Err(e),
-        },
+        Err(state) => return Ok(Err(state)),
     };
     match try_flock(file, &path)? {
         Some(lock) => Ok(Ok(SendLock { _lock: lock, dev: st.dev, ino: st.ino, path })),
         None => Ok(Err(LockState::Held)),
+    }
+}
+
+/// Opens lock file `name` in `lock_dir` read-only, never following a
+/// link, never blocking on a named pipe, close-on-exec. `Ok(Err(_))` when
+/// there is no regular file to lock: not a regular file, or gone (what
+/// `gone` says: the sendmutex may be fenced, see [`missing`]).
+fn open_regular(
+    lock_dir: &Dir,
+    name: &OsStr,
+    gone: impl FnOnce() -> LockState,
+) -> Result<std::result::Result<(File, crate::safe_fs::Stat), LockState>> {
+    match lock_dir.open_regular(name) {
+        Ok(opened) => Ok(Ok(opened)),
+        Err(Error::WrongKind { found, .. }) => {
+            let kind = KINDS.into_iter().find(|k| k.name() == found).unwrap_or(FileKind::Regular);
+            Ok(Err(LockState::NotRegular(kind)))
+        }
+        Err(e) => match e.errno() {
+            Some(Errno::ENOENT) => Ok(Err(gone())),
+            Some(Errno::ELOOP) => Ok(Err(LockState::NotRegular(FileKind::Symlink))),
+            _ => Err(e),
+        },
     }
 }
 

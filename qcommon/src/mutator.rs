@@ -146,6 +146,17 @@ pub enum Step {
 }
 
 impl Step {
+    /// The path a rename, replace, link or copy takes its file from.
+    pub fn from_path(&self) -> Option<&Path> {
+        match self {
+            Step::Rename { from, .. }
+            | Step::Replace { from, .. }
+            | Step::Link { from, .. }
+            | Step::CopyPrefix { from, .. } => Some(from),
+            _ => None,
+        }
+    }
+
     /// The path the step changes (the target for a rename or link).
     pub fn path(&self) -> &Path {
         match self {
@@ -685,12 +696,7 @@ fn fix_new(dir: &Dir, name: &OsStr, perm: u32, owner: Option<(u32, u32)>) -> Res
 /// name it uses is a name relative to the queue root, under a parent the
 /// mutator can walk to.
 fn validate(step: &Step) -> Result<()> {
-    let from: Option<&Path> = match step {
-        Step::Rename { from, .. } | Step::Replace { from, .. } | Step::Link { from, .. } => Some(from),
-        Step::CopyPrefix { from, .. } => Some(from),
-        _ => None,
-    };
-    for p in from.into_iter().chain([step.path()]) {
+    for p in step.from_path().into_iter().chain([step.path()]) {
         let (parent, _) = split(p)?;
         if parent.components().any(|c| !matches!(c, Component::Normal(_))) {
             return Err(Error::Other(format!("bad relative path {}", escape_path(&parent))));

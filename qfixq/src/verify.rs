@@ -151,7 +151,7 @@ pub fn note(marks: &mut Marks, f: &Finding) {
     }
     numbers_in(&f.path, &mut add);
     for step in &f.action.steps {
-        for p in step_paths(step) {
+        for p in step.from_path().into_iter().chain([step.path()]) {
             numbers_in(p, &mut add);
         }
     }
@@ -193,23 +193,6 @@ impl Record {
         } else {
             Depth::Full
         }
-    }
-}
-
-/// The paths a step names.
-fn step_paths(step: &qcommon::mutator::Step) -> Vec<&std::path::Path> {
-    use qcommon::mutator::Step;
-    match step {
-        Step::Rename { from, to, .. } | Step::Replace { from, to } | Step::Link { from, to } => vec![from, to],
-        Step::CopyPrefix { from, path, .. } => vec![from, path],
-        Step::Unlink { path, .. }
-        | Step::Rmdir { path }
-        | Step::Mkdir { path, .. }
-        | Step::Mkfifo { path, .. }
-        | Step::Chown { path, .. }
-        | Step::Chmod { path, .. }
-        | Step::SetMtime { path, .. }
-        | Step::WriteFile { path, .. } => vec![path],
     }
 }
 
