@@ -638,13 +638,20 @@ fn scan_pass(
             progress.inc(1);
         }
         match send_event(ctx, &buf, number, origin, sink) {
-            // A stray that is an extra name of a message file: counted
-            // only when the name is still there as the messages are
-            // stated (a check, or a removal not carried out), so a live
-            // run and a check judge the same links (MessageCtx::doomed_links).
-            Ok(removed) => {
-                if let Some(ino) = doomed.filter(|_| mode == RunMode::Check || !removed) {
-                    *ctx.doomed_links.entry(ino).or_insert(0) += 1;
+            // A stray that is an extra name of a message file (a pid/
+            // leftover, a temporary link): counted only while the name is
+            // still there as the messages are stated (a check, a removal
+            // not carried out, a stray set aside rather than unlinked).
+            // The scanner delivers every stray before it states a message
+            // and live unlinks it at once, so a removed name is never in
+            // the message's stat: counting it anyway allowed a mess linked
+            // from pid/ and from outside the queue its outside link, and
+            // the mess stayed in place (MessageCtx::doomed_links).
+            Ok(whole) => {
+                if let Some((ino, unlinks)) = doomed {
+                    if mode == RunMode::Check || !(whole && unlinks) {
+                        *ctx.doomed_links.entry(ino).or_insert(0) += 1;
+                    }
                 }
             }
             Err(e) => failure = Some(e),
@@ -662,15 +669,16 @@ fn scan_pass(
 
 /// Plans one event of the scan into `buf`; returns the message's number
 /// (`None` for a stray or an error), where the findings come from, and
-/// the inode of a message file to which a stray is an extra name this run
-/// removes ([`message::doomed_link`]).
+/// the inode of a message file to which a stray is an extra name
+/// ([`message::doomed_link`]), with whether the stray's action unlinks
+/// that name.
 fn plan_event(
     ctx: &mut MessageCtx,
     quarantine: &mut Quarantine,
     ev: ScanEvent,
     since: Option<i64>,
     buf: &mut Vec<Finding>,
-) -> (Option<u64>, Origin, Option<u64>) {
+) -> (Option<u64>, Origin, Option<(u64, bool)>) {
     let mut origin = Origin::default();
     match ev {
         ScanEvent::Message(m) => {
@@ -680,9 +688,12 @@ fn plan_event(
         }
         ScanEvent::Stray(s) => {
             origin.new = stray_is_new(&s, since);
-            let doomed = message::doomed_link(&s);
             message::plan_stray(ctx, quarantine, &s, buf);
-            (None, origin, doomed)
+            let unlinks = buf.iter().flat_map(|f| &f.action.steps).any(|st| match st {
+                qcommon::mutator::Step::Unlink { path, .. } => *path == s.path,
+                _ => false,
+            });
+            (None, origin, message::doomed_link(&s).map(|ino| (ino, unlinks)))
         }
         ScanEvent::Error(e) => {
             buf.push(Finding::leave(
