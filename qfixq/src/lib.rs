@@ -602,7 +602,7 @@ fn scan_pass(
     mut watch: Watch<'_>,
     sink: &mut dyn FnMut(&Finding, Origin) -> Result<bool, PlanError>,
 ) -> Result<u64, PlanError> {
-    let Pass { scan: opts, since, progress, phase, .. } = pass;
+    let Pass { mode, scan: opts, since, progress, phase, .. } = pass;
     let mut messages = 0u64;
     let mut failure: Option<PlanError> = None;
     let mut buf: Vec<Finding> = Vec::new();
@@ -632,13 +632,29 @@ fn scan_pass(
                 seen.insert(m.number);
             }
         }
-        let (number, origin) = plan_event(ctx, quarantine, ev, since, &mut buf);
+        let (number, origin, doomed) = plan_event(ctx, quarantine, ev, since, &mut buf);
         if number.is_some() {
             messages += 1;
             progress.inc(1);
         }
-        if let Err(e) = send_event(ctx, &buf, number, origin, sink) {
-            failure = Some(e);
+        match send_event(ctx, &buf, number, origin, sink) {
+            // A stray that is an extra name of a message file (a pid/
+            // leftover, a temporary link): counted only while the name is
+            // still there as the messages are stated (a check, a removal
+            // not carried out, a stray set aside rather than unlinked).
+            // The scanner delivers every stray before it states a message
+            // and live unlinks it at once, so a removed name is never in
+            // the message's stat: counting it anyway allowed a mess linked
+            // from pid/ and from outside the queue its outside link, and
+            // the mess stayed in place (MessageCtx::doomed_links).
+            Ok(whole) => {
+                if let Some((ino, unlinks)) = doomed {
+                    if mode == RunMode::Check || !(whole && unlinks) {
+                        *ctx.doomed_links.entry(ino).or_insert(0) += 1;
+                    }
+                }
+            }
+            Err(e) => failure = Some(e),
         }
     });
     if let Some(f) = failure {
@@ -652,26 +668,32 @@ fn scan_pass(
 }
 
 /// Plans one event of the scan into `buf`; returns the message's number
-/// (`None` for a stray or an error) and where the findings come from.
+/// (`None` for a stray or an error), where the findings come from, and
+/// the inode of a message file to which a stray is an extra name
+/// ([`message::doomed_link`]), with whether the stray's action unlinks
+/// that name.
 fn plan_event(
     ctx: &mut MessageCtx,
     quarantine: &mut Quarantine,
     ev: ScanEvent,
     since: Option<i64>,
     buf: &mut Vec<Finding>,
-) -> (Option<u64>, Origin) {
+) -> (Option<u64>, Origin, Option<(u64, bool)>) {
     let mut origin = Origin::default();
     match ev {
         ScanEvent::Message(m) => {
             origin.new = message_is_new(&m, since);
             message::plan_message(ctx, quarantine, &m, buf);
-            (Some(m.number), origin)
+            (Some(m.number), origin, None)
         }
         ScanEvent::Stray(s) => {
             origin.new = stray_is_new(&s, since);
-            message::note_doomed_link(ctx, &s);
             message::plan_stray(ctx, quarantine, &s, buf);
-            (None, origin)
+            let unlinks = buf.iter().flat_map(|f| &f.action.steps).any(|st| match st {
+                qcommon::mutator::Step::Unlink { path, .. } => *path == s.path,
+                _ => false,
+            });
+            (None, origin, message::doomed_link(&s).map(|ino| (ino, unlinks)))
         }
         ScanEvent::Error(e) => {
             buf.push(Finding::leave(
@@ -680,35 +702,39 @@ fn plan_event(
                 e.to_string(),
                 "left as it is",
             ));
-            (None, origin)
+            (None, origin, None)
         }
     }
 }
 
 /// Sends the findings of one event on. A message left as it is, or whose
 /// action failed, keeps its number this run; the first half of a
-/// renumbering that failed has no second half.
+/// renumbering that failed has no second half. Tells whether there were
+/// findings and every one was carried out (or planned) whole, none left.
 fn send_event(
     ctx: &mut MessageCtx,
     buf: &[Finding],
     number: Option<u64>,
     origin: Origin,
     sink: &mut dyn FnMut(&Finding, Origin) -> Result<bool, PlanError>,
-) -> Result<(), PlanError> {
+) -> Result<bool, PlanError> {
+    let mut whole = !buf.is_empty();
     for f in buf {
         if f.left {
+            whole = false;
             if let Some(n) = f.action.message.or(number) {
                 ctx.occupied.insert(n);
             }
         }
         if !sink(f, origin)? {
+            whole = false;
             if let Some(n) = number {
                 message::forget_pending(ctx, n);
                 ctx.occupied.insert(n);
             }
         }
     }
-    Ok(())
+    Ok(whole)
 }
 
 /// After the scan: the records of salvaged messages that are gone, the

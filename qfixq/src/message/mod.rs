@@ -43,7 +43,7 @@ use planner::{flush, Planner};
 
 pub use journal::{Journal, JOURNAL_PATH};
 pub use renumber::{forget_pending, plan_pending, NumberSet, PendingList, Waiting, WaitingMess};
-pub use strays::{note_doomed_link, plan_stray};
+pub use strays::{doomed_link, plan_stray};
 
 /// Prefix of the temporary names of renumbered files.
 pub const RENUM_PREFIX: &str = ".qfixq-renum-";
@@ -66,9 +66,14 @@ pub struct MessageCtx {
     pub empty: bool,
     /// Delete instead of moving to lost+found.
     pub no_quarantine: bool,
-    /// Inodes that have extra names which this run removes before the
-    /// messages are handled (pid/ leftovers, temporary links), with how
-    /// many.
+    /// Inodes that have extra names which this run removes (pid/
+    /// leftovers, temporary links) and which the scan's stat of the
+    /// message still counts, with how many. The scanner delivers every
+    /// stray before it states any message, and live removes a stray as it
+    /// comes: a name live removed is gone from the message's stat and is
+    /// not counted here (counting it too let a mess linked from outside
+    /// the queue and from pid/ pass with 2 links, and stay in place); a
+    /// check, or a removal that failed, leaves the name, counted here.
     pub doomed_links: HashMap<u64, u64>,
     /// Renumbered messages waiting to be moved after the scan.
     pub pending: PendingList,

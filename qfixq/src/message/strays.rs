@@ -134,17 +134,19 @@ fn set_aside(ctx: &MessageCtx, q: &mut Quarantine, stray: &Stray, st: Stat, out:
     }
 }
 
-/// Counts extra names that strays give to message inodes (pid/ leftovers
-/// and temporary links), before any message is judged.
-pub fn note_doomed_link(ctx: &mut MessageCtx, stray: &Stray) {
-    let Some(st) = stray.stat else { return };
+/// The inode to which a stray is an extra name that this run removes (a
+/// pid/ leftover, a temporary link), if it is one. The caller counts it in
+/// [`MessageCtx::doomed_links`] only while the name is still there when
+/// the messages are stated (see there).
+pub fn doomed_link(stray: &Stray) -> Option<u64> {
+    let st = stray.stat?;
     if st.kind != FileKind::Regular {
-        return;
+        return None;
     }
     let name = stray.path.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
-    if stray.why == StrayWhy::PidLeftover || name.starts_with(TODO_PREFIX.as_bytes()) || not_our_fresh(&name, &st) {
-        *ctx.doomed_links.entry(st.ino).or_insert(0) += 1;
-    }
+    let doomed =
+        stray.why == StrayWhy::PidLeftover || name.starts_with(TODO_PREFIX.as_bytes()) || not_our_fresh(&name, &st);
+    doomed.then_some(st.ino)
 }
 
 /// A file under a fresh copy's name that qfixq did not write: qfixq
