@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use qcommon::lock::FENCE;
 use qcommon::mutator::{Action, Step};
-use qcommon::queue::{Ids, LockFile, Owner, Part, QueueShape, OTHER_DIRS, QUEUE_DIR_SPEC};
+use qcommon::queue::{Ids, LockFile, Owner, Part, QueueShape, LOST_AND_FOUND, OTHER_DIRS, QUEUE_DIR_SPEC};
 use qcommon::remove::Quarantine;
 use qcommon::safe_fs::{Dir, Expect, FileKind, NewFile, Stat};
+use qcommon::salvaged::SALVAGED_DIR;
 
 use crate::finding::{Finding, Kind};
 
@@ -248,30 +249,41 @@ pub fn plan_structure(ctx: &StructureCtx<'_>, q: &mut Quarantine) -> Vec<Finding
     out
 }
 
-/// The temporary files of a lock file's rewrite (`lock/.qtools-tmp.*`,
-/// written, fsynced, then renamed over the lock file) that a run killed
-/// in the middle of that step left: copies of what qfixq was writing,
-/// removed. Anything else in lock/ is not qfixq's and is left alone.
+/// The temporary files of an atomic write (`.qtools-tmp.*`: written,
+/// fsynced, then renamed into place) that a run killed in the middle of
+/// that step left, in the two places qfixq writes whole files: `lock/`
+/// (a lock file's rewrite, the renumbering journal) and
+/// `lost+found/salvaged/` (a salvage record). They are copies of what
+/// qfixq was writing: removed. Anything else there is left alone.
 fn leftover_temporaries(ctx: &StructureCtx<'_>, out: &mut Vec<Finding>) {
-    let Ok(lock) = ctx.root.open_dir(OsStr::new("lock")) else { return };
-    let Ok(entries) = lock.entries() else { return };
-    for e in entries {
-        if !e.name.as_encoded_bytes().starts_with(b".qtools-tmp.") {
-            continue;
+    let open = |path: &[&str]| -> Option<Dir> {
+        let mut d = ctx.root.open_dir(OsStr::new(path[0])).ok()?;
+        for name in &path[1..] {
+            d = d.open_dir(OsStr::new(name)).ok()?;
         }
-        let Ok(st) = lock.stat(&e.name) else { continue };
-        if st.kind != FileKind::Regular {
-            continue;
+        Some(d)
+    };
+    for dirs in [&["lock"][..], &[LOST_AND_FOUND, SALVAGED_DIR][..]] {
+        let Some(dir) = open(dirs) else { continue };
+        let Ok(entries) = dir.entries() else { continue };
+        for e in entries {
+            if !e.name.as_encoded_bytes().starts_with(b".qtools-tmp.") {
+                continue;
+            }
+            let Ok(st) = dir.stat(&e.name) else { continue };
+            if st.kind != FileKind::Regular {
+                continue;
+            }
+            let path = dirs.iter().collect::<PathBuf>().join(&e.name);
+            let expect = Some(Expect { ino: st.ino, kind: st.kind, max_nlink: 1 });
+            out.push(Finding::fix(
+                Kind::Stray,
+                path.clone(),
+                "temporary file of an interrupted repair",
+                "removed",
+                Action { message: None, steps: vec![Step::Unlink { path, expect }] },
+            ));
         }
-        let path = PathBuf::from("lock").join(&e.name);
-        let expect = Some(Expect { ino: st.ino, kind: st.kind, max_nlink: 1 });
-        out.push(Finding::fix(
-            Kind::Stray,
-            path.clone(),
-            "temporary file of an interrupted repair",
-            "removed",
-            Action { message: None, steps: vec![Step::Unlink { path, expect }] },
-        ));
     }
 }
 
