@@ -206,13 +206,11 @@ pub fn plan_sendmutex(ctx: &StructureCtx<'_>, q: &mut Quarantine) -> Vec<Finding
     match (fence, sendmutex) {
         (Some(_), None) => {}
         (Some(st), Some(_)) => {
-            let expect = Some(Expect { ino: st.ino, kind: st.kind, max_nlink: 1 });
-            out.push(Finding::fix(
-                Kind::Stray,
-                fence_rel.clone(),
+            out.push(removed_stray(
+                fence_rel,
+                &st,
                 "the fence of an interrupted renumbering beside lock/sendmutex",
                 "removed (an empty lock file)",
-                Action { message: None, steps: vec![Step::Unlink { path: fence_rel, expect }] },
             ));
             lock_file(ctx, q, &mut out, LockFile::Sendmutex);
         }
@@ -275,16 +273,22 @@ fn leftover_temporaries(ctx: &StructureCtx<'_>, out: &mut Vec<Finding>) {
                 continue;
             }
             let path = dirs.iter().collect::<PathBuf>().join(&e.name);
-            let expect = Some(Expect { ino: st.ino, kind: st.kind, max_nlink: 1 });
-            out.push(Finding::fix(
-                Kind::Stray,
-                path.clone(),
-                "temporary file of an interrupted repair",
-                "removed",
-                Action { message: None, steps: vec![Step::Unlink { path, expect }] },
-            ));
+            out.push(removed_stray(path, &st, "temporary file of an interrupted repair", "removed"));
         }
     }
+}
+
+/// A file of qfixq's own (a fence, a temporary file) to unlink: the
+/// regular file with one link the stat `st` saw at `path`.
+fn removed_stray(path: PathBuf, st: &Stat, problem: &str, fix: &str) -> Finding {
+    let expect = Some(Expect { ino: st.ino, kind: st.kind, max_nlink: 1 });
+    Finding::fix(
+        Kind::Stray,
+        path.clone(),
+        problem,
+        fix,
+        Action { message: None, steps: vec![Step::Unlink { path, expect }] },
+    )
 }
 
 /// Whether the scan's stray at `path` is covered by structure planning
