@@ -26,6 +26,8 @@ mod cases;
 mod measure;
 #[path = "../bench/queues.rs"]
 mod queues;
+#[path = "../bench/renamed.rs"]
+mod renamed;
 #[path = "../bench/report.rs"]
 mod report;
 #[path = "../bench/syscalls.rs"]
