@@ -473,22 +473,29 @@ pub fn split_from_disk(queue: &Dir) -> Result<Option<Decision<u32>>> {
             _ => None,
         })
         .collect();
-    let Some(&first) = maxes.first() else {
+    let (Some(&low), Some(&high)) = (maxes.iter().min(), maxes.iter().max()) else {
         return Ok(None);
     };
-    if maxes.iter().any(|&m| m != first) {
-        let list: Vec<String> = seen.iter().map(|(d, s)| s.describe(d)).collect();
-        return Err(Error::Layout(format!(
-            "{}: cannot tell the split from the buckets on disk: {}; give the split with --split N \
-             (qmail's conf-split, which qmail-showctl prints as \"subdirectory split\")",
-            escape_path(queue.path()),
-            list.join(", ")
-        )));
+    let split = high + 1;
+    if low != high {
+        // Directories that stop below the others either lost their top
+        // buckets (damage, like any missing bucket) or the others have
+        // extra ones. Only the message names can tell: when enough of them
+        // fit the largest split exactly, the lower directories are missing
+        // buckets; otherwise the split is ambiguous.
+        if names_fit(queue, split)? != Some(split) {
+            let list: Vec<String> = seen.iter().map(|(d, s)| s.describe(d)).collect();
+            return Err(Error::Layout(format!(
+                "{}: cannot tell the split from the buckets on disk: {}; give the split with --split N \
+                 (qmail's conf-split, which qmail-showctl prints as \"subdirectory split\")",
+                escape_path(queue.path()),
+                list.join(", ")
+            )));
+        }
     }
-    let split = first + 1;
-    // The buckets agree; the message names inside must agree too. Extra
-    // buckets made by hand (or by a copy) in every directory would
-    // otherwise pass for a larger split.
+    // The buckets agree (or the names proved the largest); the message
+    // names inside must agree too. Extra buckets made by hand (or by a
+    // copy) in every directory would otherwise pass for a larger split.
     if let Some(fit) = names_fit(queue, split)? {
         if fit != split {
             let list: Vec<String> = seen.iter().map(|(d, s)| s.describe(d)).collect();
@@ -508,6 +515,10 @@ pub fn split_from_disk(queue: &Dir) -> Result<Option<Decision<u32>>> {
     for (d, s) in &seen {
         match s {
             Seen::Buckets { count, .. } if *count as u64 == u64::from(split) => {}
+            Seen::Buckets { max, count } if *max < high => {
+                let missing = u64::from(split) - *count as u64;
+                text.push_str(&format!(", {d}: {count} of {split} buckets present, {missing} missing"));
+            }
             _ => {
                 text.push_str(", ");
                 text.push_str(&s.describe(d));
@@ -713,6 +724,37 @@ mod tests {
         assert_eq!(disk_split(&l), 23);
         let s = l.split.source.to_string();
         assert!(s.contains("mess: buckets 0..22 (22 present, 1 missing)"), "{s}");
+    }
+
+    /// A directory that lost its top bucket (a missing-bucket damage that
+    /// hit bucket split-1) stops below the others: the names in mess
+    /// prove the split, so it is damage, not ambiguity. Without names to
+    /// prove it, it stays ambiguous.
+    #[test]
+    fn a_missing_top_bucket_is_damage_when_the_names_prove_the_split() {
+        let t = tempfile::tempdir().unwrap();
+        let q = t.path().join("queue");
+        make_queue(&q, 23);
+        fs::remove_dir(q.join("info/22")).unwrap();
+        let e = discover(&opts_for(&q)).unwrap_err();
+        assert!(matches!(e, Error::Layout(_)), "no names, no proof: {e:?}");
+        for n in 1000..1060u64 {
+            fs::write(q.join("mess").join((n % 23).to_string()).join(n.to_string()), b"x").unwrap();
+        }
+        let l = discover(&opts_for(&q)).unwrap();
+        assert_eq!(disk_split(&l), 23);
+        let s = l.split.source.to_string();
+        assert!(s.contains("info: 22 of 23 buckets present, 1 missing"), "{s}");
+        // Names that fit another split leave it ambiguous.
+        fs::remove_dir(q.join("remote/22")).unwrap();
+        fs::remove_dir(q.join("local/22")).unwrap();
+        for n in 1000..1060u64 {
+            fs::remove_file(q.join("mess").join((n % 23).to_string()).join(n.to_string())).unwrap();
+            let b = n % 22;
+            fs::write(q.join("mess").join(b.to_string()).join(n.to_string()), b"x").unwrap();
+        }
+        let e = discover(&opts_for(&q)).unwrap_err();
+        assert!(matches!(e, Error::Layout(_)), "names fit 22, mess/22 is extra: {e:?}");
     }
 
     #[test]
