@@ -103,6 +103,11 @@ struct State<W: Work> {
     busy: usize,
     /// A job spent most of its time waiting (for the disk).
     waits_seen: bool,
+    /// Workers waiting for a job, and whether the caller waits for a
+    /// result: a wake-up call is a system call, made only when someone
+    /// waits.
+    idle: usize,
+    caller_waits: bool,
 }
 
 impl<W: Work> State<W> {
@@ -150,6 +155,24 @@ impl<W: Work> Shared<W> {
     fn lock(&self) -> MutexGuard<'_, State<W>> {
         self.state.lock().expect("scan pool")
     }
+
+    /// Wakes one waiting worker, if one waits; releases the lock first.
+    fn wake_one(&self, s: MutexGuard<'_, State<W>>) {
+        let idle = s.idle;
+        drop(s);
+        if idle > 0 {
+            self.work.notify_one();
+        }
+    }
+
+    /// Wakes the caller, if it waits; releases the lock first.
+    fn wake_caller(&self, s: MutexGuard<'_, State<W>>) {
+        let waits = s.caller_waits;
+        drop(s);
+        if waits {
+            self.ready.notify_one();
+        }
+    }
 }
 
 /// Ends the workers when the caller is done (or unwinds).
@@ -188,6 +211,8 @@ pub(super) fn run<W: Work, R>(
             started: 0,
             busy: 0,
             waits_seen: false,
+            idle: 0,
+            caller_waits: false,
         }),
         work: Condvar::new(),
         ready: Condvar::new(),
@@ -219,7 +244,9 @@ impl<'scope, 'env, W: Work> Ordered<'scope, 'env, W> {
     pub fn surveys(&mut self, tasks: usize, each: &mut dyn FnMut(W::Survey)) {
         self.push((0..tasks).map(Job::Survey));
         for i in 0..tasks {
-            each(self.wait(|s| s.surveys.remove(&i)));
+            let (survey, s) = self.wait(|s| s.surveys.remove(&i));
+            drop(s);
+            each(survey);
         }
     }
 
@@ -230,16 +257,17 @@ impl<'scope, 'env, W: Work> Ordered<'scope, 'env, W> {
         let lookahead = self.shared.limits.lookahead.min(buckets);
         self.push((0..lookahead).map(Job::List));
         for b in 0..buckets {
-            let (listing, chunks) = self.wait(|s| s.listed.remove(&b));
+            let ((listing, chunks), s) = self.wait(|s| s.listed.remove(&b));
+            drop(s);
             each(Delivery::Bucket(listing))?;
             for i in 0..chunks {
-                let done = self.wait(|s| {
+                let (done, s) = self.wait(|s| {
                     let done = s.results.remove(&(b, i))?;
                     // The window moved by one chunk: one more job may start.
                     s.next = (b, i + 1);
                     Some(done)
                 });
-                self.shared.work.notify_one();
+                self.shared.wake_one(s);
                 each(Delivery::Chunk(done))?;
             }
             let more = (b + lookahead < buckets).then_some(Job::List(b + lookahead));
@@ -247,7 +275,6 @@ impl<'scope, 'env, W: Work> Ordered<'scope, 'env, W> {
                 s.next = (b + 1, 0);
                 s.jobs.extend(more);
             });
-            self.shared.work.notify_all();
         }
         ControlFlow::Continue(())
     }
@@ -255,52 +282,61 @@ impl<'scope, 'env, W: Work> Ordered<'scope, 'env, W> {
     /// Queues `jobs`, wakes the workers, and starts one if needed.
     fn push(&self, jobs: impl Iterator<Item = Job<W::Chunk>>) {
         self.lock_and(|s| s.jobs.extend(jobs));
-        self.shared.work.notify_all();
     }
 
-    /// Runs `f` on the state, then starts a worker if the work needs one.
+    /// Runs `f` on the state, wakes the waiting workers (it may have
+    /// given them work), then starts a worker if the work needs one.
     fn lock_and(&self, f: impl FnOnce(&mut State<W>)) {
-        grow_after(self.scope, self.shared, self.work, f);
+        let idle = grow_after(self.scope, self.shared, self.work, f);
+        if idle > 0 {
+            self.shared.work.notify_all();
+        }
     }
 
-    /// Waits until `take` finds what the caller waits for.
-    fn wait<T>(&self, mut take: impl FnMut(&mut State<W>) -> Option<T>) -> T {
+    /// Waits until `take` finds what the caller waits for; gives it with
+    /// the lock still held.
+    fn wait<T>(&self, mut take: impl FnMut(&mut State<W>) -> Option<T>) -> (T, MutexGuard<'env, State<W>>) {
         let mut s = self.shared.lock();
         loop {
             if let Some(t) = take(&mut s) {
-                return t;
+                return (t, s);
             }
+            s.caller_waits = true;
             s = self.shared.ready.wait(s).expect("scan pool");
+            s.caller_waits = false;
         }
     }
 }
 
 /// Runs `f` on the state under the lock; then, when the work wants one
-/// more worker, starts it.
+/// more worker, starts it. Returns the workers that were waiting.
 fn grow_after<'scope, 'env, W: Work>(
     scope: &'scope Scope<'scope, 'env>,
     shared: &'env Shared<W>,
     work: &'env W,
     f: impl FnOnce(&mut State<W>),
-) {
+) -> usize {
     let mut s = shared.lock();
     f(&mut s);
-    grow(scope, shared, work, s);
+    grow(scope, shared, work, s)
 }
 
-/// Starts one more worker when the work wants it, after releasing the lock.
+/// Starts one more worker when the work wants it, after releasing the
+/// lock. Returns the workers that were waiting.
 fn grow<'scope, 'env, W: Work>(
     scope: &'scope Scope<'scope, 'env>,
     shared: &'env Shared<W>,
     work: &'env W,
     mut s: MutexGuard<'_, State<W>>,
-) {
+) -> usize {
     let wanted = s.wants_worker(&shared.limits);
     s.started += usize::from(wanted);
+    let idle = s.idle;
     drop(s);
     if wanted {
         scope.spawn(move || worker(scope, shared, work));
     }
+    idle
 }
 
 /// Times one job: wall clock, this thread's processor time and the times
@@ -314,8 +350,9 @@ struct JobClock {
 const LEAST_WAIT: Duration = Duration::from_micros(500);
 
 impl JobClock {
-    fn start() -> JobClock {
-        JobClock { wall: Instant::now(), thread: ThreadUsage::now() }
+    /// Starts timing a job; an untimed one never counts as waiting.
+    fn start(timed: bool) -> JobClock {
+        JobClock { wall: Instant::now(), thread: if timed { ThreadUsage::now() } else { None } }
     }
 
     /// Whether the job spent most of its time waiting; read before the
@@ -392,10 +429,15 @@ fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'e
                 s.busy += 1;
                 break s.jobs.remove(at).expect("position");
             }
+            s.idle += 1;
             s = shared.work.wait(s).expect("scan pool");
+            s.idle -= 1;
         };
+        // Once a wait was seen, or every thread runs, nothing more is
+        // learnt from timing a job: its two `getrusage` calls are saved.
+        let timed = !s.waits_seen && s.started < shared.limits.threads;
         grow(scope, shared, work, s);
-        let clock = JobClock::start();
+        let clock = JobClock::start(timed);
         match job {
             Job::Survey(i) => {
                 let r = work.survey(i);
@@ -403,19 +445,22 @@ fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'e
                 let mut s = shared.lock();
                 stopped.note(&mut s);
                 s.surveys.insert(i, r);
-                shared.ready.notify_one();
+                shared.wake_caller(s);
             }
             Job::List(b) => {
                 let (listing, chunks) = work.list(b);
                 let stopped = clock.stop();
                 let n = chunks.len();
-                grow_after(scope, shared, work, |s| {
-                    stopped.note(s);
-                    s.listed.insert(b, (listing, n));
-                    s.jobs.extend(chunks.into_iter().enumerate().map(|(i, c)| Job::Examine(b, i, c)));
-                });
-                shared.ready.notify_one();
-                if n > 0 {
+                let mut s = shared.lock();
+                stopped.note(&mut s);
+                s.listed.insert(b, (listing, n));
+                s.jobs.extend(chunks.into_iter().enumerate().map(|(i, c)| Job::Examine(b, i, c)));
+                let (caller, idle) = (s.caller_waits, s.idle);
+                grow(scope, shared, work, s);
+                if caller {
+                    shared.ready.notify_one();
+                }
+                if n > 0 && idle > 0 {
                     shared.work.notify_all();
                 }
             }
@@ -427,7 +472,7 @@ fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'e
                 let wanted = (b, i) == s.next;
                 s.results.insert((b, i), r);
                 if wanted {
-                    shared.ready.notify_one();
+                    shared.wake_caller(s);
                 }
             }
         }
