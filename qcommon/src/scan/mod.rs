@@ -28,7 +28,7 @@
 //! Each directory is listed once. The first pass keeps what it listed of
 //! a bucket's own message files (and the bucket, open) for the second
 //! pass, up to [`KEPT_FILES`] files in all; only the buckets beyond that
-//! (a queue of more than some 60,000 messages) are listed a second time,
+//! (a queue of more than some 40,000 messages) are listed a second time,
 //! which is what keeps memory from growing with the queue. Listing again
 //! adds nothing to correctness: no listing is a snapshot of a live queue
 //! (a file may come or go right after it, whichever pass listed it), the
@@ -296,8 +296,8 @@ const LOOKAHEAD: u32 = 2;
 const WINDOW: usize = 16;
 
 /// Message files the survey may keep for the second pass (24 bytes each:
-/// 6 MB), so that a queue of up to about 60,000 messages is listed once.
-const KEPT_FILES: usize = 1 << 18;
+/// 3 MB), so that a queue of up to about 40,000 messages is listed once.
+const KEPT_FILES: usize = 1 << 17;
 
 /// Open buckets the survey may keep for the second pass, at most.
 const KEPT_BUCKETS: usize = 4096;

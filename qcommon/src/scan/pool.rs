@@ -107,7 +107,15 @@ struct State<W: Work> {
     /// result: a wake-up call is a system call, made only when someone
     /// waits.
     idle: usize,
-    caller_waits: bool,
+    caller_waits: Option<Awaited>,
+}
+
+/// What the caller waits for: only its arrival wakes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaited {
+    Survey(usize),
+    Listing(u32),
+    Chunk(u32, usize),
 }
 
 impl<W: Work> State<W> {
@@ -165,9 +173,9 @@ impl<W: Work> Shared<W> {
         }
     }
 
-    /// Wakes the caller, if it waits; releases the lock first.
-    fn wake_caller(&self, s: MutexGuard<'_, State<W>>) {
-        let waits = s.caller_waits;
+    /// Wakes the caller, if it waits for `done`; releases the lock first.
+    fn wake_caller(&self, s: MutexGuard<'_, State<W>>, done: Awaited) {
+        let waits = s.caller_waits == Some(done);
         drop(s);
         if waits {
             self.ready.notify_one();
@@ -212,7 +220,7 @@ pub(super) fn run<W: Work, R>(
             busy: 0,
             waits_seen: false,
             idle: 0,
-            caller_waits: false,
+            caller_waits: None,
         }),
         work: Condvar::new(),
         ready: Condvar::new(),
@@ -244,7 +252,7 @@ impl<'scope, 'env, W: Work> Ordered<'scope, 'env, W> {
     pub fn surveys(&mut self, tasks: usize, each: &mut dyn FnMut(W::Survey)) {
         self.push((0..tasks).map(Job::Survey));
         for i in 0..tasks {
-            let (survey, s) = self.wait(|s| s.surveys.remove(&i));
+            let (survey, s) = self.wait(Awaited::Survey(i), |s| s.surveys.remove(&i));
             drop(s);
             each(survey);
         }
@@ -257,11 +265,11 @@ impl<'scope, 'env, W: Work> Ordered<'scope, 'env, W> {
         let lookahead = self.shared.limits.lookahead.min(buckets);
         self.push((0..lookahead).map(Job::List));
         for b in 0..buckets {
-            let ((listing, chunks), s) = self.wait(|s| s.listed.remove(&b));
+            let ((listing, chunks), s) = self.wait(Awaited::Listing(b), |s| s.listed.remove(&b));
             drop(s);
             each(Delivery::Bucket(listing))?;
             for i in 0..chunks {
-                let (done, s) = self.wait(|s| {
+                let (done, s) = self.wait(Awaited::Chunk(b, i), |s| {
                     let done = s.results.remove(&(b, i))?;
                     // The window moved by one chunk: one more job may start.
                     s.next = (b, i + 1);
@@ -293,17 +301,21 @@ impl<'scope, 'env, W: Work> Ordered<'scope, 'env, W> {
         }
     }
 
-    /// Waits until `take` finds what the caller waits for; gives it with
-    /// the lock still held.
-    fn wait<T>(&self, mut take: impl FnMut(&mut State<W>) -> Option<T>) -> (T, MutexGuard<'env, State<W>>) {
+    /// Waits until `take` finds `what`, what the caller waits for; gives
+    /// it with the lock still held.
+    fn wait<T>(
+        &self,
+        what: Awaited,
+        mut take: impl FnMut(&mut State<W>) -> Option<T>,
+    ) -> (T, MutexGuard<'env, State<W>>) {
         let mut s = self.shared.lock();
         loop {
             if let Some(t) = take(&mut s) {
                 return (t, s);
             }
-            s.caller_waits = true;
+            s.caller_waits = Some(what);
             s = self.shared.ready.wait(s).expect("scan pool");
-            s.caller_waits = false;
+            s.caller_waits = None;
         }
     }
 }
@@ -359,19 +371,21 @@ impl JobClock {
     /// pool's lock is taken, so that waiting for the lock does not count.
     fn stop(self) -> Stopped {
         let wall = self.wall.elapsed();
-        let waited = match (self.thread, ThreadUsage::now()) {
-            (Some(before), Some(after)) => {
+        let waited = match self.thread.and_then(|before| Some((before, ThreadUsage::now()?))) {
+            Some((before, after)) => {
                 waited(wall, after.cpu.saturating_sub(before.cpu), after.blocked.saturating_sub(before.blocked))
             }
-            _ => false,
+            None => false,
         };
-        Stopped { waited }
+        Stopped { waited, long: wall > LEAST_WAIT }
     }
 }
 
 /// A job's end, as its clock saw it.
 struct Stopped {
     waited: bool,
+    /// Long enough that it could have waited for the disk.
+    long: bool,
 }
 
 impl Stopped {
@@ -419,6 +433,9 @@ fn libc_timespec(t: nix::sys::time::TimeVal) -> nix::sys::time::TimeSpec {
 /// is done.
 fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'env Shared<W>, work: &'env W) {
     let mut own = work.worker();
+    // Whether this worker's last job was long enough to have waited: a
+    // worker whose jobs are all short (a warm cache) times only its first.
+    let mut last_long = true;
     loop {
         let mut s = shared.lock();
         let job = loop {
@@ -435,27 +452,32 @@ fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'e
         };
         // Once a wait was seen, or every thread runs, nothing more is
         // learnt from timing a job: its two `getrusage` calls are saved.
-        let timed = !s.waits_seen && s.started < shared.limits.threads;
+        // So they are after a short job: a job is timed when the worker's
+        // last one was long enough to have waited (on a cold disk every
+        // job is, so each is timed from the first long one on).
+        let timed = last_long && !s.waits_seen && s.started < shared.limits.threads;
         grow(scope, shared, work, s);
         let clock = JobClock::start(timed);
         match job {
             Job::Survey(i) => {
                 let r = work.survey(i);
                 let stopped = clock.stop();
+                last_long = stopped.long;
                 let mut s = shared.lock();
                 stopped.note(&mut s);
                 s.surveys.insert(i, r);
-                shared.wake_caller(s);
+                shared.wake_caller(s, Awaited::Survey(i));
             }
             Job::List(b) => {
                 let (listing, chunks) = work.list(b);
                 let stopped = clock.stop();
+                last_long = stopped.long;
                 let n = chunks.len();
                 let mut s = shared.lock();
                 stopped.note(&mut s);
                 s.listed.insert(b, (listing, n));
                 s.jobs.extend(chunks.into_iter().enumerate().map(|(i, c)| Job::Examine(b, i, c)));
-                let (caller, idle) = (s.caller_waits, s.idle);
+                let (caller, idle) = (s.caller_waits == Some(Awaited::Listing(b)), s.idle);
                 grow(scope, shared, work, s);
                 if caller {
                     shared.ready.notify_one();
@@ -467,13 +489,11 @@ fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'e
             Job::Examine(b, i, chunk) => {
                 let r = work.examine(&mut own, chunk);
                 let stopped = clock.stop();
+                last_long = stopped.long;
                 let mut s = shared.lock();
                 stopped.note(&mut s);
-                let wanted = (b, i) == s.next;
                 s.results.insert((b, i), r);
-                if wanted {
-                    shared.wake_caller(s);
-                }
+                shared.wake_caller(s, Awaited::Chunk(b, i));
             }
         }
     }

@@ -387,18 +387,7 @@ pub fn warm(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group>
         (cx.log)(&line);
     }
     let notes = if warm_up { Vec::new() } else { vec!["no warm-up run at this size".to_string()] };
-    Ok(Group {
-        size,
-        case,
-        cold: false,
-        ours: vec![a],
-        reference: b,
-        floor: None,
-        baseline: base,
-        walks,
-        load,
-        notes,
-    })
+    Ok(Group { size, case, cold: false, ours: vec![a], reference: b, floor: None, baseline: base, walks, load, notes })
 }
 
 /// Which command of a destructive case gets a queue.
