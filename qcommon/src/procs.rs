@@ -252,7 +252,7 @@ fn vanished(e: &std::io::Error) -> bool {
 /// newline: `None` when the process is gone, `Some(None)` when it could not
 /// be read otherwise.
 fn read_comm(dir: &Path) -> Option<Option<Vec<u8>>> {
-    match std::fs::read(dir.join("comm")) {
+    match read_small(&dir.join("comm")) {
         Ok(mut c) => {
             while c.last() == Some(&b'\n') {
                 c.pop();
@@ -261,6 +261,22 @@ fn read_comm(dir: &Path) -> Option<Option<Vec<u8>>> {
         }
         Err(e) if vanished(&e) => None,
         Err(_) => Some(None),
+    }
+}
+
+/// A small file of `/proc` whole: read until its end without asking its
+/// size first (a `/proc` file has none), one `read` per 4 KB.
+fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path)?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match std::io::Read::read(&mut f, &mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -286,7 +302,7 @@ const O_CLOEXEC_BIT: u64 = 0o2000000;
 /// the fields after the name, which is in parentheses and may itself hold
 /// spaces and parentheses, so the last `)` ends it.
 fn read_state(dir: &Path) -> (State, bool) {
-    let stat = match std::fs::read(dir.join("stat")) {
+    let stat = match read_small(&dir.join("stat")) {
         Ok(s) => s,
         Err(e) if vanished(&e) && !dir.exists() => return (State::Gone, false),
         Err(_) => return (State::Alive, false),
@@ -339,8 +355,13 @@ fn open_files(dir: &Path, queue: &Path, forked_no_exec: bool) -> OpenFiles {
     let mut fds: Vec<u64> = rd.flatten().filter_map(|e| parse_number(e.file_name().as_bytes())).collect();
     fds.sort_unstable();
     for fd in fds {
-        let Ok(target) = std::fs::read_link(fd_dir.join(fd.to_string())) else {
-            continue;
+        let target = match std::fs::read_link(fd_dir.join(fd.to_string())) {
+            Ok(t) => t,
+            // Refused: so is every descriptor of this process (the kernel
+            // asks the same question of the process for each), as when
+            // none of them could be read one by one.
+            Err(e) if io_errno(&e) == nix::errno::Errno::EACCES => break,
+            Err(_) => continue,
         };
         if is_inside(&target, queue) && !(forked_no_exec && close_on_exec(dir, fd)) {
             return OpenFiles { inside: Some(target), readable: true };

@@ -10,6 +10,7 @@
 use std::ffi::{CStr, OsStr, OsString};
 use std::fs::File;
 use std::io::Read;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
@@ -77,16 +78,18 @@ impl FileKind {
         }
     }
 
-    fn from_dtype(t: u8) -> Option<FileKind> {
+    /// The kind a listing gives (`d_type`); `None` when it does not tell.
+    fn from_file_type(t: rustix::fs::FileType) -> Option<FileKind> {
+        use rustix::fs::FileType;
         Some(match t {
-            libc::DT_REG => FileKind::Regular,
-            libc::DT_DIR => FileKind::Directory,
-            libc::DT_LNK => FileKind::Symlink,
-            libc::DT_FIFO => FileKind::Fifo,
-            libc::DT_SOCK => FileKind::Socket,
-            libc::DT_CHR => FileKind::CharDevice,
-            libc::DT_BLK => FileKind::BlockDevice,
-            _ => return None,
+            FileType::RegularFile => FileKind::Regular,
+            FileType::Directory => FileKind::Directory,
+            FileType::Symlink => FileKind::Symlink,
+            FileType::Fifo => FileKind::Fifo,
+            FileType::Socket => FileKind::Socket,
+            FileType::CharacterDevice => FileKind::CharDevice,
+            FileType::BlockDevice => FileKind::BlockDevice,
+            FileType::Unknown => return None,
         })
     }
 }
@@ -251,6 +254,9 @@ fn openat_noatime<P: ?Sized + nix::NixPath>(dirfd: BorrowedFd<'_>, path: &P, fla
 pub struct Dir {
     fd: OwnedFd,
     path: PathBuf,
+    /// Whether a listing has read (or is reading) `fd` itself: its
+    /// position is then no longer at the start.
+    read: AtomicBool,
 }
 
 impl Dir {
@@ -262,7 +268,7 @@ impl Dir {
         }
         // AT_FDCWD: a relative path is taken from the working directory, as `open` does.
         let fd = openat_noatime(AT_FDCWD, path, flags).map_err(|e| Error::sys("open directory", path, e))?;
-        Ok(Dir { fd, path: path.to_path_buf() })
+        Ok(Dir { fd, path: path.to_path_buf(), read: AtomicBool::new(false) })
     }
 
     /// The path this directory was reached by, for messages.
@@ -294,7 +300,7 @@ impl Dir {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         )
         .map_err(|e| Error::sys("open directory", &path, e))?;
-        Ok(Dir { fd, path })
+        Ok(Dir { fd, path, read: AtomicBool::new(false) })
     }
 
     /// Calls `f` for each entry (without `.` and `..`) with its name,
@@ -309,19 +315,33 @@ impl Dir {
 
     /// Like [`Dir::for_each_entry`], stopping as soon as `f` returns false
     /// (a sample of a huge directory costs only what it reads).
+    ///
+    /// The first listing of a `Dir` reads its own descriptor, which no one
+    /// has read yet (so it is at the start): `getdents64` until it gives
+    /// nothing, and no other call. A later listing, or one made while
+    /// another thread lists the same `Dir`, opens the directory again
+    /// through the descriptor (`.`, no path lookup from outside).
     pub fn for_each_entry_while(&self, mut f: impl FnMut(&CStr, Option<FileKind>, u64) -> bool) -> Result<()> {
-        let fd = openat_noatime(self.as_fd(), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-            .map_err(|e| Error::sys("open directory", &self.path, e))?;
-        let mut d = nix::dir::Dir::from_fd(fd).map_err(|e| Error::sys("open directory", &self.path, e))?;
-        for ent in d.iter() {
-            let ent = ent.map_err(|e| Error::sys("read directory", &self.path, e))?;
+        let again;
+        let fd = if self.read.swap(true, Ordering::AcqRel) {
+            again = openat_noatime(self.as_fd(), ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+                .map_err(|e| Error::sys("open directory", &self.path, e))?;
+            again.as_fd()
+        } else {
+            self.as_fd()
+        };
+        // As large as the buffer of glibc's readdir: a bucket of a few
+        // hundred messages is one call, and the empty one that ends it.
+        let mut buf = [MaybeUninit::<u8>::uninit(); LISTING_BUFFER];
+        let mut dir = rustix::fs::RawDir::new(fd, &mut buf);
+        while let Some(ent) = dir.next() {
+            let ent = ent.map_err(|e| Error::sys("read directory", &self.path, Errno::from_raw(e.raw_os_error())))?;
             let name = ent.file_name();
             let b = name.to_bytes();
             if b == b"." || b == b".." {
                 continue;
             }
-            let kind = ent.file_type().and_then(|t| FileKind::from_dtype(dtype_of(t)));
-            if !f(name, kind, ent.ino()) {
+            if !f(name, FileKind::from_file_type(ent.file_type()), ent.ino()) {
                 break;
             }
         }
@@ -676,18 +696,8 @@ pub struct NewFile {
     pub replace: bool,
 }
 
-fn dtype_of(t: nix::dir::Type) -> u8 {
-    use nix::dir::Type;
-    match t {
-        Type::Fifo => libc::DT_FIFO,
-        Type::CharacterDevice => libc::DT_CHR,
-        Type::Directory => libc::DT_DIR,
-        Type::BlockDevice => libc::DT_BLK,
-        Type::File => libc::DT_REG,
-        Type::Symlink => libc::DT_LNK,
-        Type::Socket => libc::DT_SOCK,
-    }
-}
+/// Bytes read by one `getdents64` of a listing.
+const LISTING_BUFFER: usize = 32 << 10;
 
 /// The errno inside an `io::Error` (EIO when it has none).
 pub fn io_errno(e: &std::io::Error) -> Errno {
@@ -752,6 +762,41 @@ mod tests {
         assert_eq!(e[1].kind, Some(FileKind::Symlink));
         assert_eq!(e[2].kind, Some(FileKind::Directory));
         assert_eq!(e[0].ino, d.stat(OsStr::new("f")).unwrap().ino);
+    }
+
+    #[test]
+    fn every_listing_of_a_dir_is_whole_the_first_on_its_own_descriptor() {
+        let (t, d) = tmp();
+        // More names than one read of the listing buffer holds.
+        let mut want: Vec<String> = (0..2000).map(|i| format!("{i:0>200}")).collect();
+        for n in &want {
+            std::fs::write(t.path().join(n), b"").unwrap();
+        }
+        want.sort();
+        let names = |d: &Dir| {
+            let mut v: Vec<String> = d.entries().unwrap().into_iter().map(|e| e.name.into_string().unwrap()).collect();
+            v.sort();
+            v
+        };
+        // A first listing stopped early, then whole ones: each starts at
+        // the beginning.
+        let mut seen = 0;
+        d.for_each_entry_while(|_, _, _| {
+            seen += 1;
+            seen < 3
+        })
+        .unwrap();
+        assert_eq!(seen, 3);
+        assert_eq!(names(&d), want);
+        assert_eq!(names(&d), want);
+        // Listings made at once from two threads are both whole.
+        let fresh = Dir::open(t.path(), SymlinkBehavior::NoFollow).unwrap();
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| names(&fresh));
+            let b = s.spawn(|| names(&fresh));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert_eq!((a, b), (want.clone(), want));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The second pass's listing: one bucket of every split directory (with
 //! the unsplit directories' files and the misplaced files the first pass
 //! gave it), grouped into messages and cut into chunks of whole messages.
+//! A bucket whose survey listing was kept ([`super::first_pass::Keep`])
+//! is not listed again: its files are the ones the survey listed.
 
 use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
 
 use super::examine::NumberName;
+use super::first_pass::{Keep, Kept};
 use super::{Found, ScanLayout, ScannedMessage};
 use crate::error::Error;
 use crate::queue::{bucket_of, Part};
@@ -42,6 +45,10 @@ pub(super) struct Setup {
     pub misplaced: Mutex<Vec<Vec<Entry>>>,
     /// Per bucket: the files of unsplit directories.
     pub flat: Mutex<Vec<Vec<Entry>>>,
+    /// Per bucket and part: the survey's listing, when kept.
+    pub kept: Mutex<Vec<[Option<Kept>; 7]>>,
+    /// Room left for keeping the survey's listings.
+    pub keep: Keep,
     pub layout: ScanLayout,
     pub split: u32,
 }
@@ -81,7 +88,18 @@ pub(super) fn list_bucket(b: u32, setup: &Setup, per_chunk: usize) -> (Listed, V
             dirs[part.index()] = Some(pd.clone());
             continue;
         }
-        match list_split(pd, part, b, setup.split, &mut entries) {
+        let kept = setup.kept.lock().expect("scan setup")[b as usize][part.index()].take();
+        let listed = match kept {
+            Some(k) => {
+                entries.extend(k.entries);
+                match k.dir {
+                    Some(d) => Ok(Some(d)),
+                    None => open_split(pd, b),
+                }
+            }
+            None => list_split(pd, part, b, setup.split, &mut entries),
+        };
+        match listed {
             Ok(Some(d)) => dirs[part.index()] = Some(Arc::new(d)),
             Ok(None) => {}
             Err(e) => errors.push(e),
@@ -95,12 +113,8 @@ pub(super) fn list_bucket(b: u32, setup: &Setup, per_chunk: usize) -> (Listed, V
 /// Lists bucket `b` of the split directory `pd` into `entries` (numbered
 /// regular files that belong there). `Ok(None)`: no such bucket.
 fn list_split(pd: &Dir, part: Part, b: u32, split: u32, entries: &mut Vec<Entry>) -> Result<Option<Dir>, Error> {
-    let d = match pd.open_dir(NumberName::default().of(u64::from(b))) {
-        Ok(d) => d,
-        // Missing: structure damage; a link or a file: reported with
-        // the split directory's entries in the first pass.
-        Err(e) if matches!(e.errno(), Some(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP)) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(d) = open_split(pd, b)? else {
+        return Ok(None);
     };
     d.for_each_entry(|name, kind, ino| {
         if kind.is_some() && kind != Some(FileKind::Regular) {
@@ -113,6 +127,17 @@ fn list_split(pd: &Dir, part: Part, b: u32, split: u32, entries: &mut Vec<Entry>
         }
     })?;
     Ok(Some(d))
+}
+
+/// Opens bucket `b` of the split directory `pd`. `Ok(None)`: no such bucket.
+fn open_split(pd: &Dir, b: u32) -> Result<Option<Dir>, Error> {
+    match pd.open_dir(NumberName::default().of(u64::from(b))) {
+        Ok(d) => Ok(Some(d)),
+        // Missing: structure damage; a link or a file: reported with
+        // the split directory's entries in the first pass.
+        Err(e) if matches!(e.errno(), Some(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Cuts entries sorted by number into chunks of `per_chunk` whole messages.

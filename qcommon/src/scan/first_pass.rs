@@ -7,6 +7,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::bucket::Entry;
@@ -153,18 +154,54 @@ fn part_entry(
 }
 
 /// What the survey finds in one bucket: files of other buckets (with
-/// the bucket they belong in) and strays, sorted by name.
+/// the bucket they belong in) and strays, sorted by name; and, when the
+/// listing may be kept, the bucket's own message files.
 pub(super) struct Survey {
     pub misplaced: Vec<(u32, Entry)>,
     /// Numbered regular files listed, in mess buckets.
     pub mess_files: u64,
     pub strays: Vec<Stray>,
     pub error: Option<Error>,
+    /// The bucket's own message files and the open bucket, for the second
+    /// pass to use instead of listing the bucket again: `None` when the
+    /// listing failed or was not kept ([`Keep`]).
+    pub kept: Option<Kept>,
 }
 
-/// Lists bucket `b` of the split directory `pd` without stat.
-pub(super) fn survey_bucket(part: Part, pd: &Dir, b: u32, split: u32) -> Survey {
-    let mut survey = Survey { misplaced: Vec::new(), mess_files: 0, strays: Vec::new(), error: None };
+/// A bucket's listing kept from the survey for the second pass.
+pub(super) struct Kept {
+    pub part: Part,
+    pub bucket: u32,
+    /// The numbered regular files that belong in this bucket.
+    pub entries: Vec<Entry>,
+    /// The bucket, open; `None` when too many are open already.
+    pub dir: Option<Dir>,
+}
+
+/// How much of the survey's listings may be kept for the second pass:
+/// message files and open buckets, taken by the surveys as they go, so
+/// memory and descriptors stay bounded whatever the size of the queue.
+/// A listing that does not fit is listed again by the second pass.
+pub(super) struct Keep {
+    entries: AtomicUsize,
+    dirs: AtomicUsize,
+}
+
+impl Keep {
+    /// Room for `entries` message files and `dirs` open buckets.
+    pub fn new(entries: usize, dirs: usize) -> Keep {
+        Keep { entries: AtomicUsize::new(entries), dirs: AtomicUsize::new(dirs) }
+    }
+
+    fn take(room: &AtomicUsize, n: usize) -> bool {
+        room.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(n)).is_ok()
+    }
+}
+
+/// Lists bucket `b` of the split directory `pd` without stat; keeps its
+/// own message files when `keep` has room for them.
+pub(super) fn survey_bucket(part: Part, pd: &Dir, b: u32, split: u32, keep: &Keep) -> Survey {
+    let mut survey = Survey { misplaced: Vec::new(), mess_files: 0, strays: Vec::new(), error: None, kept: None };
     let d = match pd.open_dir(OsStr::new(&b.to_string())) {
         Ok(d) => d,
         Err(_) => return survey, // missing, or not a directory: reported with the split directory
@@ -172,6 +209,7 @@ pub(super) fn survey_bucket(part: Part, pd: &Dir, b: u32, split: u32) -> Survey 
     let base = PathBuf::from(part.dir()).join(b.to_string());
     let extra = b >= split;
     let mut strays: Vec<(PathBuf, StrayWhy)> = Vec::new();
+    let mut own: Vec<Entry> = Vec::new();
     let r = d.for_each_entry(|name, kind, ino| {
         let bytes = name.to_bytes();
         let kind = kind.or_else(|| d.stat(OsStr::from_bytes(bytes)).ok().map(|s| s.kind));
@@ -181,6 +219,8 @@ pub(super) fn survey_bucket(part: Part, pd: &Dir, b: u32, split: u32) -> Survey 
                 let right = bucket_of(n, split);
                 if extra || right != b {
                     survey.misplaced.push((right, Entry::new(n, part, Some(b), ino)));
+                } else {
+                    own.push(Entry::new(n, part, Some(b), ino));
                 }
             }
             (Some(_), None) => {} // vanished
@@ -190,26 +230,48 @@ pub(super) fn survey_bucket(part: Part, pd: &Dir, b: u32, split: u32) -> Survey 
     });
     survey.error = r.err();
     strays.sort_by(|a, b| a.0.cmp(&b.0));
-    survey.strays = confirm_strays(&d, part, strays);
+    let (strays, regular_now) = confirm_strays(&d, part, strays);
+    survey.strays = strays;
+    // A numbered entry that is a regular file by now is a message file:
+    // the second pass gets it whether or not the listing is kept.
+    for (n, ino) in regular_now {
+        let right = bucket_of(n, split);
+        if extra || right != b {
+            survey.misplaced.push((right, Entry::new(n, part, Some(b), ino)));
+        } else {
+            own.push(Entry::new(n, part, Some(b), ino));
+        }
+    }
+    if survey.error.is_none() && !extra && Keep::take(&keep.entries, own.len()) {
+        own.shrink_to_fit();
+        let dir = Keep::take(&keep.dirs, 1).then_some(d);
+        survey.kept = Some(Kept { part, bucket: b, entries: own, dir });
+    }
     survey
 }
 
-/// The strays still there, with their stat. A numeric name that is a
-/// regular file by now is no stray: the second pass lists it again as a
-/// message file.
-fn confirm_strays(d: &Dir, part: Part, strays: Vec<(PathBuf, StrayWhy)>) -> Vec<Stray> {
+/// The strays still there, with their stat, and the numbered entries
+/// (number and inode) that are regular files by now: no strays, but
+/// message files.
+fn confirm_strays(d: &Dir, part: Part, strays: Vec<(PathBuf, StrayWhy)>) -> (Vec<Stray>, Vec<(u64, u64)>) {
     let mut out = Vec::new();
+    let mut regular = Vec::new();
     for (path, why) in strays {
         let name = path.file_name().expect("joined").to_owned();
         let stat = d.stat(&name).ok();
-        if why == StrayWhy::NotRegular && stat.is_some_and(|s| s.kind == FileKind::Regular) {
-            continue;
+        if why == StrayWhy::NotRegular {
+            if let Some(s) = stat.filter(|s| s.kind == FileKind::Regular) {
+                if let Some(n) = parse_number(name.as_bytes()) {
+                    regular.push((n, s.ino));
+                }
+                continue;
+            }
         }
         if stat.is_some() || why == StrayWhy::NotNumeric {
             out.push(Stray { path, part: Some(part), stat, why });
         }
     }
-    out
+    (out, regular)
 }
 
 fn stray_at(dir: &Dir, rel: PathBuf, part: Option<Part>, why: StrayWhy) -> Stray {

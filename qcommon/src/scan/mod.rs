@@ -24,6 +24,16 @@
 //! every stray, so all strays come before the first message: a tool knows
 //! them (its own temporary names left by a crash, say) when it judges the
 //! messages.
+//!
+//! Each directory is listed once. The first pass keeps what it listed of
+//! a bucket's own message files (and the bucket, open) for the second
+//! pass, up to [`KEPT_FILES`] files in all; only the buckets beyond that
+//! (a queue of more than some 40,000 messages) are listed a second time,
+//! which is what keeps memory from growing with the queue. Listing again
+//! adds nothing to correctness: no listing is a snapshot of a live queue
+//! (a file may come or go right after it, whichever pass listed it), the
+//! examination takes a file gone since the listing as gone, and the parts
+//! are still listed in qmail's order of creation ([`Part::ALL`]).
 
 mod bucket;
 mod examine;
@@ -36,7 +46,7 @@ use std::sync::{Arc, Mutex};
 
 use self::bucket::{Chunk, Listed, Setup};
 use self::examine::Worker;
-use self::first_pass::Survey;
+use self::first_pass::{Keep, Survey};
 use crate::envelope::{EnvelopeError, Info, ListEnvelope, TodoEnvelope, WHOLE_CAP};
 use crate::error::{Error, Result};
 use crate::queue::Part;
@@ -285,6 +295,13 @@ const LOOKAHEAD: u32 = 2;
 /// How many chunks of a bucket may be done ahead of the consumer.
 const WINDOW: usize = 16;
 
+/// Message files the survey may keep for the second pass (24 bytes each:
+/// 3 MB), so that a queue of up to about 40,000 messages is listed once.
+const KEPT_FILES: usize = 1 << 17;
+
+/// Open buckets the survey may keep for the second pass, at most.
+const KEPT_BUCKETS: usize = 4096;
+
 /// Scans the queue at `root`, calling `sink` for each event in order.
 /// Fails when the queue root itself cannot be listed, and with
 /// [`Error::Interrupted`] when a stop was asked for ([`crate::interrupt`]):
@@ -308,7 +325,7 @@ pub fn scan_counted(
     listed: &mut dyn FnMut(u64),
     sink: &mut dyn FnMut(ScanEvent),
 ) -> Result<ScanSummary> {
-    run(root, layout, opts, None, listed, sink)
+    run(root, layout, opts, None, KEPT_FILES, listed, sink)
 }
 
 /// Which messages a sifted scan examines whole: asked of each message
@@ -332,14 +349,17 @@ pub fn scan_sifted(
     listed: &mut dyn FnMut(u64),
     sink: &mut dyn FnMut(ScanEvent),
 ) -> Result<ScanSummary> {
-    run(root, layout, opts, Some(sift), listed, sink)
+    run(root, layout, opts, Some(sift), KEPT_FILES, listed, sink)
 }
 
+/// The scan, keeping at most `keep_files` message files of the survey's
+/// listings for the second pass.
 fn run(
     root: &Dir,
     layout: ScanLayout,
     opts: &ScanOptions,
     sift: Option<&Sift<'_>>,
+    keep_files: usize,
     listed: &mut dyn FnMut(u64),
     sink: &mut dyn FnMut(ScanEvent),
 ) -> Result<ScanSummary> {
@@ -350,6 +370,8 @@ fn run(
         part_dirs: tops.part_dirs,
         misplaced: Mutex::new(tops.misplaced),
         flat: Mutex::new(tops.flat),
+        kept: Mutex::new((0..split).map(|_| Default::default()).collect()),
+        keep: Keep::new(keep_files, crate::descriptors::share(2, 16, KEPT_BUCKETS)),
         layout,
         split,
     };
@@ -401,6 +423,10 @@ impl Events<'_> {
             misplaced[right as usize].push(e);
         }
         drop(misplaced);
+        if let Some(kept) = survey.kept {
+            let (b, part) = (kept.bucket as usize, kept.part.index());
+            setup.kept.lock().expect("scan setup")[b][part] = Some(kept);
+        }
         for stray in survey.strays {
             self.emit(ScanEvent::Stray(stray));
         }
@@ -456,7 +482,7 @@ impl pool::Work for ScanWork<'_> {
 
     fn survey(&self, task: usize) -> Survey {
         let (part, pd, b) = &self.tasks[task];
-        first_pass::survey_bucket(*part, pd, *b, self.setup.split)
+        first_pass::survey_bucket(*part, pd, *b, self.setup.split, &self.setup.keep)
     }
 
     fn list(&self, bucket: u32) -> (Listed, Vec<Chunk>) {
@@ -567,6 +593,75 @@ mod tests {
             // Same result with one thread.
             let (m1, _, _) = run(t.path(), big, 1);
             assert_eq!(m1.iter().map(|x| x.number).collect::<Vec<_>>(), m.iter().map(|x| x.number).collect::<Vec<_>>());
+        }
+    }
+
+    /// Every event of a scan keeping at most `keep_files` files of the
+    /// survey's listings, as (message number, its files by part and
+    /// place) and the strays' paths.
+    fn listing(q: &Path, big_todo: bool, keep_files: usize) -> (Vec<(u64, Vec<String>)>, Vec<PathBuf>) {
+        let root = Dir::open(q, SymlinkBehavior::Follow).unwrap();
+        let opts = ScanOptions { threads: 2, chunk: 3, ..Default::default() };
+        let (mut msgs, mut strays) = (Vec::new(), Vec::new());
+        let layout = ScanLayout { split: 3, big_todo };
+        super::run(&root, layout, &opts, None, keep_files, &mut |_| {}, &mut |ev| match ev {
+            ScanEvent::Message(m) => {
+                let files = m.all_files().map(|f| f.rel_path(m.number).to_string_lossy().into_owned()).collect();
+                msgs.push((m.number, files));
+            }
+            ScanEvent::Stray(x) => strays.push(x.path),
+            ScanEvent::Error(e) => panic!("{e}"),
+        })
+        .unwrap();
+        (msgs, strays)
+    }
+
+    #[test]
+    fn each_message_once_whether_the_survey_listing_is_kept_or_listed_again() {
+        for big in [false, true] {
+            let t = queue(big);
+            let q = t.path();
+            let made: Vec<(u64, bool)> = (0..40).map(|i| (add_message(q, i % 3 != 0, big), i % 3 != 0)).collect();
+            let mut nums: Vec<u64> = made.iter().map(|m| m.0).collect();
+            nums.sort_unstable();
+            // One info in a wrong bucket, one remote in an extra bucket,
+            // and a numbered stray that is no message file.
+            let (a, b) = (made[1].0, made[2].0);
+            let info_a = q.join("info").join((a % 3).to_string()).join(a.to_string());
+            let wrong = q.join("info").join(((a + 1) % 3).to_string()).join(a.to_string());
+            std::fs::rename(&info_a, &wrong).unwrap();
+            std::fs::create_dir(q.join("remote/5")).unwrap();
+            std::fs::rename(
+                q.join("remote").join((b % 3).to_string()).join(b.to_string()),
+                q.join("remote/5").join(b.to_string()),
+            )
+            .unwrap();
+            std::fs::create_dir(q.join("mess/0/3")).unwrap();
+            // Kept whole, kept in part (the room runs out mid-survey), and
+            // listed again by the second pass.
+            let whole = listing(q, big, KEPT_FILES);
+            for keep in [0, 25, KEPT_FILES] {
+                let (msgs, mut strays) = listing(q, big, keep);
+                let numbers: Vec<u64> = msgs.iter().map(|(n, _)| *n).collect();
+                let mut sorted = numbers.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, nums, "keep {keep}: each message once, none missed");
+                for (n, files) in &msgs {
+                    let mut once = files.clone();
+                    once.sort();
+                    once.dedup();
+                    assert_eq!(once.len(), files.len(), "keep {keep}: a file of {n} counted twice: {files:?}");
+                    // mess, info and remote; or mess, intd and todo.
+                    assert_eq!(files.len(), 3, "keep {keep}: {n}: {files:?}");
+                }
+                let (_, fa) = msgs.iter().find(|(n, _)| *n == a).unwrap();
+                assert!(fa.contains(&wrong.strip_prefix(q).unwrap().to_string_lossy().into_owned()), "{fa:?}");
+                let (_, fb) = msgs.iter().find(|(n, _)| *n == b).unwrap();
+                assert!(fb.contains(&format!("remote/5/{b}")), "{fb:?}");
+                assert_eq!((&msgs, &strays), (&whole.0, &whole.1), "keep {keep}: the same scan");
+                strays.sort();
+                assert_eq!(strays, vec![PathBuf::from("mess/0/3"), PathBuf::from("remote/5")], "keep {keep}");
+            }
         }
     }
 

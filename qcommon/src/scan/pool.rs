@@ -103,6 +103,19 @@ struct State<W: Work> {
     busy: usize,
     /// A job spent most of its time waiting (for the disk).
     waits_seen: bool,
+    /// Workers waiting for a job, and whether the caller waits for a
+    /// result: a wake-up call is a system call, made only when someone
+    /// waits.
+    idle: usize,
+    caller_waits: Option<Awaited>,
+}
+
+/// What the caller waits for: only its arrival wakes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaited {
+    Survey(usize),
+    Listing(u32),
+    Chunk(u32, usize),
 }
 
 impl<W: Work> State<W> {
@@ -150,6 +163,24 @@ impl<W: Work> Shared<W> {
     fn lock(&self) -> MutexGuard<'_, State<W>> {
         self.state.lock().expect("scan pool")
     }
+
+    /// Wakes one waiting worker, if one waits; releases the lock first.
+    fn wake_one(&self, s: MutexGuard<'_, State<W>>) {
+        let idle = s.idle;
+        drop(s);
+        if idle > 0 {
+            self.work.notify_one();
+        }
+    }
+
+    /// Wakes the caller, if it waits for `done`; releases the lock first.
+    fn wake_caller(&self, s: MutexGuard<'_, State<W>>, done: Awaited) {
+        let waits = s.caller_waits == Some(done);
+        drop(s);
+        if waits {
+            self.ready.notify_one();
+        }
+    }
 }
 
 /// Ends the workers when the caller is done (or unwinds).
@@ -188,6 +219,8 @@ pub(super) fn run<W: Work, R>(
             started: 0,
             busy: 0,
             waits_seen: false,
+            idle: 0,
+            caller_waits: None,
         }),
         work: Condvar::new(),
         ready: Condvar::new(),
@@ -219,7 +252,9 @@ impl<'scope, 'env, W: Work> Ordered<'scope, 'env, W> {
     pub fn surveys(&mut self, tasks: usize, each: &mut dyn FnMut(W::Survey)) {
         self.push((0..tasks).map(Job::Survey));
         for i in 0..tasks {
-            each(self.wait(|s| s.surveys.remove(&i)));
+            let (survey, s) = self.wait(Awaited::Survey(i), |s| s.surveys.remove(&i));
+            drop(s);
+            each(survey);
         }
     }
 
@@ -230,16 +265,17 @@ impl<'scope, 'env, W: Work> Ordered<'scope, 'env, W> {
         let lookahead = self.shared.limits.lookahead.min(buckets);
         self.push((0..lookahead).map(Job::List));
         for b in 0..buckets {
-            let (listing, chunks) = self.wait(|s| s.listed.remove(&b));
+            let ((listing, chunks), s) = self.wait(Awaited::Listing(b), |s| s.listed.remove(&b));
+            drop(s);
             each(Delivery::Bucket(listing))?;
             for i in 0..chunks {
-                let done = self.wait(|s| {
+                let (done, s) = self.wait(Awaited::Chunk(b, i), |s| {
                     let done = s.results.remove(&(b, i))?;
                     // The window moved by one chunk: one more job may start.
                     s.next = (b, i + 1);
                     Some(done)
                 });
-                self.shared.work.notify_one();
+                self.shared.wake_one(s);
                 each(Delivery::Chunk(done))?;
             }
             let more = (b + lookahead < buckets).then_some(Job::List(b + lookahead));
@@ -247,7 +283,6 @@ impl<'scope, 'env, W: Work> Ordered<'scope, 'env, W> {
                 s.next = (b + 1, 0);
                 s.jobs.extend(more);
             });
-            self.shared.work.notify_all();
         }
         ControlFlow::Continue(())
     }
@@ -255,52 +290,65 @@ impl<'scope, 'env, W: Work> Ordered<'scope, 'env, W> {
     /// Queues `jobs`, wakes the workers, and starts one if needed.
     fn push(&self, jobs: impl Iterator<Item = Job<W::Chunk>>) {
         self.lock_and(|s| s.jobs.extend(jobs));
-        self.shared.work.notify_all();
     }
 
-    /// Runs `f` on the state, then starts a worker if the work needs one.
+    /// Runs `f` on the state, wakes the waiting workers (it may have
+    /// given them work), then starts a worker if the work needs one.
     fn lock_and(&self, f: impl FnOnce(&mut State<W>)) {
-        grow_after(self.scope, self.shared, self.work, f);
+        let idle = grow_after(self.scope, self.shared, self.work, f);
+        if idle > 0 {
+            self.shared.work.notify_all();
+        }
     }
 
-    /// Waits until `take` finds what the caller waits for.
-    fn wait<T>(&self, mut take: impl FnMut(&mut State<W>) -> Option<T>) -> T {
+    /// Waits until `take` finds `what`, what the caller waits for; gives
+    /// it with the lock still held.
+    fn wait<T>(
+        &self,
+        what: Awaited,
+        mut take: impl FnMut(&mut State<W>) -> Option<T>,
+    ) -> (T, MutexGuard<'env, State<W>>) {
         let mut s = self.shared.lock();
         loop {
             if let Some(t) = take(&mut s) {
-                return t;
+                return (t, s);
             }
+            s.caller_waits = Some(what);
             s = self.shared.ready.wait(s).expect("scan pool");
+            s.caller_waits = None;
         }
     }
 }
 
 /// Runs `f` on the state under the lock; then, when the work wants one
-/// more worker, starts it.
+/// more worker, starts it. Returns the workers that were waiting.
 fn grow_after<'scope, 'env, W: Work>(
     scope: &'scope Scope<'scope, 'env>,
     shared: &'env Shared<W>,
     work: &'env W,
     f: impl FnOnce(&mut State<W>),
-) {
+) -> usize {
     let mut s = shared.lock();
     f(&mut s);
-    grow(scope, shared, work, s);
+    grow(scope, shared, work, s)
 }
 
-/// Starts one more worker when the work wants it, after releasing the lock.
+/// Starts one more worker when the work wants it, after releasing the
+/// lock. Returns the workers that were waiting.
 fn grow<'scope, 'env, W: Work>(
     scope: &'scope Scope<'scope, 'env>,
     shared: &'env Shared<W>,
     work: &'env W,
     mut s: MutexGuard<'_, State<W>>,
-) {
+) -> usize {
     let wanted = s.wants_worker(&shared.limits);
     s.started += usize::from(wanted);
+    let idle = s.idle;
     drop(s);
     if wanted {
         scope.spawn(move || worker(scope, shared, work));
     }
+    idle
 }
 
 /// Times one job: wall clock, this thread's processor time and the times
@@ -314,27 +362,30 @@ struct JobClock {
 const LEAST_WAIT: Duration = Duration::from_micros(500);
 
 impl JobClock {
-    fn start() -> JobClock {
-        JobClock { wall: Instant::now(), thread: ThreadUsage::now() }
+    /// Starts timing a job; an untimed one never counts as waiting.
+    fn start(timed: bool) -> JobClock {
+        JobClock { wall: Instant::now(), thread: if timed { ThreadUsage::now() } else { None } }
     }
 
     /// Whether the job spent most of its time waiting; read before the
     /// pool's lock is taken, so that waiting for the lock does not count.
     fn stop(self) -> Stopped {
         let wall = self.wall.elapsed();
-        let waited = match (self.thread, ThreadUsage::now()) {
-            (Some(before), Some(after)) => {
+        let waited = match self.thread.and_then(|before| Some((before, ThreadUsage::now()?))) {
+            Some((before, after)) => {
                 waited(wall, after.cpu.saturating_sub(before.cpu), after.blocked.saturating_sub(before.blocked))
             }
-            _ => false,
+            None => false,
         };
-        Stopped { waited }
+        Stopped { waited, long: wall > LEAST_WAIT }
     }
 }
 
 /// A job's end, as its clock saw it.
 struct Stopped {
     waited: bool,
+    /// Long enough that it could have waited for the disk.
+    long: bool,
 }
 
 impl Stopped {
@@ -382,6 +433,9 @@ fn libc_timespec(t: nix::sys::time::TimeVal) -> nix::sys::time::TimeSpec {
 /// is done.
 fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'env Shared<W>, work: &'env W) {
     let mut own = work.worker();
+    // Whether this worker's last job was long enough to have waited: a
+    // worker whose jobs are all short (a warm cache) times only its first.
+    let mut last_long = true;
     loop {
         let mut s = shared.lock();
         let job = loop {
@@ -392,43 +446,54 @@ fn worker<'scope, 'env, W: Work>(scope: &'scope Scope<'scope, 'env>, shared: &'e
                 s.busy += 1;
                 break s.jobs.remove(at).expect("position");
             }
+            s.idle += 1;
             s = shared.work.wait(s).expect("scan pool");
+            s.idle -= 1;
         };
+        // Once a wait was seen, or every thread runs, nothing more is
+        // learnt from timing a job: its two `getrusage` calls are saved.
+        // So they are after a short job: a job is timed when the worker's
+        // last one was long enough to have waited (on a cold disk every
+        // job is, so each is timed from the first long one on).
+        let timed = last_long && !s.waits_seen && s.started < shared.limits.threads;
         grow(scope, shared, work, s);
-        let clock = JobClock::start();
+        let clock = JobClock::start(timed);
         match job {
             Job::Survey(i) => {
                 let r = work.survey(i);
                 let stopped = clock.stop();
+                last_long = stopped.long;
                 let mut s = shared.lock();
                 stopped.note(&mut s);
                 s.surveys.insert(i, r);
-                shared.ready.notify_one();
+                shared.wake_caller(s, Awaited::Survey(i));
             }
             Job::List(b) => {
                 let (listing, chunks) = work.list(b);
                 let stopped = clock.stop();
+                last_long = stopped.long;
                 let n = chunks.len();
-                grow_after(scope, shared, work, |s| {
-                    stopped.note(s);
-                    s.listed.insert(b, (listing, n));
-                    s.jobs.extend(chunks.into_iter().enumerate().map(|(i, c)| Job::Examine(b, i, c)));
-                });
-                shared.ready.notify_one();
-                if n > 0 {
+                let mut s = shared.lock();
+                stopped.note(&mut s);
+                s.listed.insert(b, (listing, n));
+                s.jobs.extend(chunks.into_iter().enumerate().map(|(i, c)| Job::Examine(b, i, c)));
+                let (caller, idle) = (s.caller_waits == Some(Awaited::Listing(b)), s.idle);
+                grow(scope, shared, work, s);
+                if caller {
+                    shared.ready.notify_one();
+                }
+                if n > 0 && idle > 0 {
                     shared.work.notify_all();
                 }
             }
             Job::Examine(b, i, chunk) => {
                 let r = work.examine(&mut own, chunk);
                 let stopped = clock.stop();
+                last_long = stopped.long;
                 let mut s = shared.lock();
                 stopped.note(&mut s);
-                let wanted = (b, i) == s.next;
                 s.results.insert((b, i), r);
-                if wanted {
-                    shared.ready.notify_one();
-                }
+                shared.wake_caller(s, Awaited::Chunk(b, i));
             }
         }
     }

@@ -223,21 +223,14 @@ impl Case {
         if self != Case::Check {
             return Vec::new();
         }
-        WALK_THREADS
-            .iter()
-            .map(|n| Cmd {
-                label: format!("floor: qfloor walk, {n} thread{}", if *n == 1 { "" } else { "s" }),
-                argv: vec![
-                    t.qfloor.display().to_string(),
-                    "walk".into(),
-                    "--threads".into(),
-                    n.to_string(),
-                    "--queue".into(),
-                    q.display().to_string(),
-                ],
-                ok: &[0],
-            })
-            .collect()
+        WALK_THREADS.iter().map(|n| walk(t, q, *n)).collect()
+    }
+
+    /// The warm check's floor on queue `q`: `qfloor walk` with
+    /// [`WARM_WALK_THREADS`] readers, the same lists, stats and reads as
+    /// the check, judging nothing; none for other cases.
+    pub fn warm_walk(self, t: &Tools, q: &Path) -> Option<Cmd> {
+        (self == Case::Check).then(|| walk(t, q, WARM_WALK_THREADS))
     }
 
     /// The counterpart on queue `q`: the classic tool, or where there is
@@ -261,6 +254,26 @@ impl Case {
 
 /// Reader threads of the cold check's floor rows (`qfloor walk`).
 pub const WALK_THREADS: [usize; 5] = [1, 2, 4, 8, 16];
+
+/// Reader threads of the warm check's floor row: a thread per core of
+/// the machines the figures come from (docs/performance.md).
+pub const WARM_WALK_THREADS: usize = 2;
+
+/// `qfloor walk` with `n` reader threads on queue `q`.
+fn walk(t: &Tools, q: &Path, n: usize) -> Cmd {
+    Cmd {
+        label: format!("floor: qfloor walk, {n} thread{}", if n == 1 { "" } else { "s" }),
+        argv: vec![
+            t.qfloor.display().to_string(),
+            "walk".into(),
+            "--threads".into(),
+            n.to_string(),
+            "--queue".into(),
+            q.display().to_string(),
+        ],
+        ok: &[0],
+    }
+}
 
 /// The measured runs of one command.
 #[derive(Debug, Clone)]
@@ -289,8 +302,9 @@ pub struct Group {
     pub floor: Option<Series>,
     /// The baseline's build of `ours[0]` (`--baseline-bin`).
     pub baseline: Option<Series>,
-    /// The cold check's floor: `qfloor walk` at each of [`WALK_THREADS`]
-    /// (cold check groups only; empty otherwise).
+    /// The check's floor: `qfloor walk` at each of [`WALK_THREADS`] (cold
+    /// check groups), at [`WARM_WALK_THREADS`] (warm check groups); empty
+    /// otherwise.
     pub walks: Vec<Series>,
     /// 1-minute load average before the group ran.
     pub load: f64,
@@ -335,6 +349,7 @@ pub fn warm(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group>
     let ours = case.ours(cx.tools, q, false).expect("every case has our tool");
     let reference = case.reference(cx.tools, q);
     let baseline = case.baseline(cx.tools, q, false);
+    let walk = case.warm_walk(cx.tools, q);
     let load = measure::loadavg()[0];
     let scratch = scratch_dir(cx.dir)?;
     // At 1M messages a warm-up buys nothing: this machine drops cached
@@ -342,13 +357,14 @@ pub fn warm(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group>
     // not stay cached between two runs anyway.
     let warm_up = !size.is_huge();
     if warm_up {
-        for c in std::iter::once(&ours).chain([&reference]).chain(baseline.as_ref()) {
+        for c in std::iter::once(&ours).chain([&reference]).chain(baseline.as_ref()).chain(walk.as_ref()) {
             run_checked(c, &scratch)?;
         }
     }
     let mut a = Series { cmd: ours, samples: Vec::new() };
     let mut b = Series { cmd: reference, samples: Vec::new() };
     let mut base = baseline.map(|cmd| Series { cmd, samples: Vec::new() });
+    let mut walks: Vec<Series> = walk.into_iter().map(|cmd| Series { cmd, samples: Vec::new() }).collect();
     for i in 0..cx.runs {
         a.samples.push(run_checked(&a.cmd, &scratch)?);
         b.samples.push(run_checked(&b.cmd, &scratch)?);
@@ -365,21 +381,14 @@ pub fn warm(cx: &mut Ctx<'_>, case: Case, size: Size, q: &Path) -> Result<Group>
             s.samples.push(run_checked(&s.cmd, &scratch)?);
             line.push_str(&format!(", baseline {:.3} s", s.samples[i].wall));
         }
+        for w in &mut walks {
+            w.samples.push(run_checked(&w.cmd, &scratch)?);
+            line.push_str(&format!(", walk {:.3} s", w.samples[i].wall));
+        }
         (cx.log)(&line);
     }
     let notes = if warm_up { Vec::new() } else { vec!["no warm-up run at this size".to_string()] };
-    Ok(Group {
-        size,
-        case,
-        cold: false,
-        ours: vec![a],
-        reference: b,
-        floor: None,
-        baseline: base,
-        walks: Vec::new(),
-        load,
-        notes,
-    })
+    Ok(Group { size, case, cold: false, ours: vec![a], reference: b, floor: None, baseline: base, walks, load, notes })
 }
 
 /// Which command of a destructive case gets a queue.
