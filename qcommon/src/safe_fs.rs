@@ -233,6 +233,11 @@ impl Verified {
                 Err(e) => return Err(Error::sys("chmod", &self.path, e)),
             }
         }
+        self.chmod_by_proc(perm)
+    }
+
+    /// The chmod of an older kernel: through the descriptor's `/proc/self/fd` link.
+    fn chmod_by_proc(&self, perm: u32) -> Result<()> {
         let p = self.proc_path();
         let mode = Mode::from_bits_truncate(perm as libc::mode_t);
         nix::sys::stat::fchmodat(AT_FDCWD, p.as_str(), mode, nix::sys::stat::FchmodatFlags::FollowSymlink)
@@ -870,6 +875,21 @@ mod tests {
         assert_ne!(now.ino, st.ino);
         assert_eq!(now.perm, 0o644);
         assert_ne!(now.mtime, 1_000_000);
+    }
+
+    #[test]
+    fn the_chmod_of_an_older_kernel_changes_the_inode_checked_too() {
+        let (t, d) = tmp();
+        std::fs::write(t.path().join("a"), b"1").unwrap();
+        let st = d.stat(OsStr::new("a")).unwrap();
+        let ex = Expect { ino: st.ino, kind: FileKind::Regular, max_nlink: 1 };
+        let file = d.open_verified("chmod", OsStr::new("a"), &ex).unwrap();
+        std::fs::write(t.path().join("b"), b"2").unwrap();
+        std::fs::set_permissions(t.path().join("b"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::rename(t.path().join("b"), t.path().join("a")).unwrap();
+        file.chmod_by_proc(0o640).unwrap();
+        assert_eq!(nix::sys::stat::fstat(&file.fd).unwrap().st_mode & 0o7777, 0o640);
+        assert_eq!(d.stat(OsStr::new("a")).unwrap().perm, 0o644);
     }
 
     #[test]
