@@ -282,6 +282,7 @@ crash_tests! {
     crash_missing_lock_files => MissingLockFiles, false;
     crash_wrong_lock_files => WrongLockFiles, false;
     crash_bad_owners_modes => BadOwnersModes, false;
+    crash_all_owners_wrong => AllOwnersWrong, false;
     crash_stray_names => StrayNames, false;
     crash_stray_subdirs => StraySubdirs, false;
     crash_symlink_trap => SymlinkTrap, false;

@@ -47,7 +47,7 @@ fn expected_kind(d: Damage) -> &'static str {
         Damage::EmptyInfo | Damage::GarbledInfo => "sender-lost:",
         Damage::TruncatedLocal | Damage::TruncatedRemote => "partial-record:",
         Damage::StaleBounceBesideTodo => "stale-bounce:",
-        Damage::BadOwnersModes => "mode:",
+        Damage::BadOwnersModes | Damage::AllOwnersWrong => "mode:",
         Damage::StrayNames | Damage::StraySubdirs | Damage::SymlinkTrap | Damage::FifoTrap => "stray:",
         Damage::PidLeftovers => "pid-leftover:",
         Damage::MissingLockFiles | Damage::WrongLockFiles => "structure:",
@@ -154,6 +154,7 @@ damage_tests! {
     broken_todo_with_intd => BrokenTodoWithIntd,
     broken_todo_preprocessed => BrokenTodoPreprocessed,
     extra_hard_link => ExtraHardLink,
+    all_owners_wrong => AllOwnersWrong,
 }
 
 fn stacked(ds: &[Damage], seed: u64) {

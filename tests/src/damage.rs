@@ -32,6 +32,7 @@ mod copy;
 mod envelopes;
 mod locks;
 mod orphans;
+mod restore;
 mod strays;
 mod traps;
 
@@ -118,6 +119,9 @@ pub enum Damage {
     BrokenTodoPreprocessed,
     /// Message files hard-linked from names outside the queue.
     ExtraHardLink,
+    /// Every directory and file under another owner (when root) and mode
+    /// 0777 or 0666: the queue restored from a backup without `-p`.
+    AllOwnersWrong,
 }
 
 impl Damage {
@@ -152,6 +156,7 @@ impl Damage {
         Damage::BrokenTodoWithIntd,
         Damage::BrokenTodoPreprocessed,
         Damage::ExtraHardLink,
+        Damage::AllOwnersWrong,
     ];
 
     /// The kebab-case name the CLI uses.
@@ -186,6 +191,7 @@ impl Damage {
             Damage::BrokenTodoWithIntd => "broken-todo-with-intd",
             Damage::BrokenTodoPreprocessed => "broken-todo-preprocessed",
             Damage::ExtraHardLink => "extra-hard-link",
+            Damage::AllOwnersWrong => "all-owners-wrong",
         }
     }
 
@@ -226,13 +232,22 @@ impl Damage {
             Damage::BrokenTodoWithIntd => "garbled todo beside a valid separate intd",
             Damage::BrokenTodoPreprocessed => "garbled todo beside complete info + local/remote",
             Damage::ExtraHardLink => "message files hard-linked from outside the queue",
+            Damage::AllOwnersWrong => {
+                "every directory and file: another owner (when root), mode 0777/0666 (a restore without -p)"
+            }
         }
     }
 
     /// Whether the damage affects the whole queue rather than a few
     /// messages.
     pub fn is_global(&self) -> bool {
-        matches!(self, Damage::CopiedToOtherFs | Damage::CopiedToOtherFsBrokenLinks | Damage::BadOwnersModes)
+        matches!(
+            self,
+            Damage::CopiedToOtherFs
+                | Damage::CopiedToOtherFsBrokenLinks
+                | Damage::BadOwnersModes
+                | Damage::AllOwnersWrong
+        )
     }
 }
 
@@ -678,6 +693,7 @@ fn apply(c: &mut Ctx<'_>, damage: Damage) -> Result<()> {
         Damage::BrokenTodoWithIntd => envelopes::broken_todo_with_intd(c),
         Damage::BrokenTodoPreprocessed => envelopes::broken_todo_preprocessed(c),
         Damage::ExtraHardLink => envelopes::extra_hard_link(c),
+        Damage::AllOwnersWrong => restore::all_owners_wrong(c),
     }
 }
 
@@ -705,7 +721,7 @@ mod tests {
             assert!(d.name().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
         }
         assert_eq!(Damage::from_name("nope"), None);
-        assert_eq!(Damage::ALL.len(), 29);
+        assert_eq!(Damage::ALL.len(), 30);
     }
 
     #[test]

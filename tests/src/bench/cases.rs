@@ -26,6 +26,8 @@ pub enum Case {
     LiveCopy,
     /// `qfixq live` after the bad-owners-and-modes damage.
     LiveOwners,
+    /// `qfixq live` after the all-owners-wrong damage (every entry wrong).
+    LiveOwnersAll,
     /// `qkillns -n` against the qfixq check of the same queue.
     KillnsDry,
     /// `qstat --list` (every message, oldest first) against `qstat --detail`.
@@ -41,6 +43,7 @@ pub const CASE_NAMES: &[(&str, &[Case])] = &[
     ("check", &[Case::Check]),
     ("live-copy", &[Case::LiveCopy]),
     ("live-owners", &[Case::LiveOwners]),
+    ("live-owners-all", &[Case::LiveOwnersAll]),
     ("killns", &[Case::KillnsDry, Case::Killns]),
     ("killns-n", &[Case::KillnsDry]),
     ("list", &[Case::List]),
@@ -134,6 +137,7 @@ impl Case {
             Case::Check => "qfixq check",
             Case::LiveCopy => "qfixq live, copied",
             Case::LiveOwners => "qfixq live, owners",
+            Case::LiveOwnersAll => "qfixq live, all owners",
             Case::KillnsDry => "qkillns -n",
             Case::Killns => "qkillns (removal)",
             Case::List => "qstat --list",
@@ -153,13 +157,14 @@ impl Case {
         match self {
             Case::LiveCopy => Some(Damage::CopiedToOtherFs),
             Case::LiveOwners => Some(Damage::BadOwnersModes),
+            Case::LiveOwnersAll => Some(Damage::AllOwnersWrong),
             _ => None,
         }
     }
 
     /// Whether the case changes its queue (a fresh copy per run).
     pub fn destructive(self) -> bool {
-        matches!(self, Case::LiveCopy | Case::LiveOwners | Case::Killns)
+        matches!(self, Case::LiveCopy | Case::LiveOwners | Case::LiveOwnersAll | Case::Killns)
     }
 
     /// Whether the case reads message contents (the cold variant applies).
@@ -178,7 +183,9 @@ impl Case {
             }
             (Case::Check, false) => ("qfixq", t.check(q, &[]), &[0]),
             (Case::Check, true) => ("qfixq --threads 1", t.check(q, &["--threads", "1"]), &[0]),
-            (Case::LiveCopy | Case::LiveOwners, false) => ("qfixq live", t.check(q, &["live"]), &[0, 1]),
+            (Case::LiveCopy | Case::LiveOwners | Case::LiveOwnersAll, false) => {
+                ("qfixq live", t.check(q, &["live"]), &[0, 1])
+            }
             (Case::KillnsDry, false) => ("qkillns -n", t.tool("qkillns", &["-n"], q), &[0]),
             (Case::KillnsDry, true) => {
                 ("qkillns -n --threads 1", t.tool("qkillns", &["-n", "--threads", "1"], q), &[0])
@@ -204,12 +211,12 @@ impl Case {
     pub fn floor(self, t: &Tools, q: &Path) -> Option<Cmd> {
         let (label, job) = match self {
             Case::LiveCopy => ("floor: renames", "renumber"),
-            Case::LiveOwners => ("floor: chown/chmod", "owners"),
+            Case::LiveOwners | Case::LiveOwnersAll => ("floor: chown/chmod", "owners"),
             Case::Killns => ("floor: read, unlink", "killns"),
             _ => return None,
         };
         let mut argv = vec![t.qfloor.display().to_string(), job.into(), "--split".into(), SPLIT.to_string()];
-        if self == Case::LiveOwners {
+        if matches!(self, Case::LiveOwners | Case::LiveOwnersAll) {
             argv.extend(["--ids".to_string(), t.ids.clone()]);
         }
         argv.extend(["--queue".to_string(), q.display().to_string()]);
@@ -243,7 +250,7 @@ impl Case {
                 argv: sh(format!("cd {} && find mess/* -type f | wc -l; find todo -type f | wc -l", shell_quote(q))),
                 ok: &[0],
             },
-            Case::Detail | Case::Check | Case::LiveCopy | Case::LiveOwners => {
+            Case::Detail | Case::Check | Case::LiveCopy | Case::LiveOwners | Case::LiveOwnersAll => {
                 Cmd { label: "find -printf walk".into(), argv: find_walk(q), ok: &[0] }
             }
             Case::KillnsDry | Case::Killns => Cmd { label: "qfixq check".into(), argv: t.check(q, &[]), ok: &[0] },
@@ -696,6 +703,7 @@ fn case_slug(case: Case) -> &'static str {
         Case::Check => "check",
         Case::LiveCopy => "live-copy",
         Case::LiveOwners => "live-owners",
+        Case::LiveOwnersAll => "live-owners-all",
         Case::KillnsDry => "killns-n",
         Case::Killns => "killns",
         Case::List => "list",
