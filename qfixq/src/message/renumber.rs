@@ -28,6 +28,7 @@ use super::journal::{self, BATCH, JOURNAL_PATH};
 use super::planner::{Planner, Slot, Slots};
 use super::MessageCtx;
 use crate::finding::{Finding, Kind};
+use crate::verify::Moved;
 
 /// The files other than the mess, in the order they move: in a straight
 /// move (the mess then last) and in the first step of a two-step one (the
@@ -42,10 +43,17 @@ pub(super) const MOVE_ORDER: [Part; 7] =
 /// 16 bytes: the new number, and the old number shifted left by 16 with
 /// [`Where`] in the low 16 bits. An old number of more than 48 bits (no
 /// filesystem in use hands out such inode numbers) is kept whole, apart.
+///
+/// It grows by doubling up to the number of messages the scan listed
+/// ([`PendingList::expect`]), and then only to that number: when every
+/// message is renumbered it holds no room beyond them.
 #[derive(Debug, Default)]
 pub struct PendingList {
     packed: Vec<(u64, u64)>,
     wide: Vec<(u64, u64, u16)>,
+    /// The messages the scan listed: no more renumberings than that come
+    /// from the scan.
+    expected: usize,
 }
 
 /// Where the files of a pending renumbering are: the low byte has a bit
@@ -66,9 +74,20 @@ impl PendingList {
         self.len() == 0
     }
 
+    /// The scan listed `messages` messages: the list grows to no more
+    /// than that while it has not reached it.
+    pub fn expect(&mut self, messages: u64) {
+        self.expected = usize::try_from(messages).unwrap_or(usize::MAX);
+    }
+
     /// Message `old` waits to become `new`, its files where `at` says.
     pub fn push(&mut self, new: u64, old: u64, at: Where) {
         if old >> 48 == 0 {
+            if self.packed.len() == self.packed.capacity() {
+                let room = self.packed.capacity().max(64);
+                let left = self.expected.saturating_sub(self.len());
+                self.packed.reserve_exact(if left > 0 { room.min(left) } else { room });
+            }
             self.packed.push((new, old << 16 | u64::from(at)));
         } else {
             self.wide.push((new, old, at));
@@ -97,46 +116,6 @@ impl PendingList {
         self.wide.sort_unstable();
         self.wide.dedup();
         self.packed.iter().map(|&(new, op)| (new, op >> 16, op as Where)).chain(self.wide.iter().copied())
-    }
-}
-
-/// The numbers of the messages the scan saw, 4 bytes each (8 for a
-/// number beyond 32 bits): a renumbering goes straight to a new number
-/// only when no message had it.
-#[derive(Debug, Default)]
-pub struct NumberSet {
-    narrow: Vec<u32>,
-    wide: Vec<u64>,
-    sorted: bool,
-}
-
-impl NumberSet {
-    /// Adds `n`.
-    pub fn insert(&mut self, n: u64) {
-        match u32::try_from(n) {
-            Ok(x) => self.narrow.push(x),
-            Err(_) => self.wide.push(n),
-        }
-        self.sorted = false;
-    }
-
-    /// Sorts, once all numbers are in.
-    fn seal(&mut self) {
-        if !self.sorted {
-            self.narrow.sort_unstable();
-            self.narrow.dedup();
-            self.wide.sort_unstable();
-            self.wide.dedup();
-            self.sorted = true;
-        }
-    }
-
-    /// Whether `n` was added (after [`NumberSet::seal`]).
-    fn contains(&self, n: u64) -> bool {
-        match u32::try_from(n) {
-            Ok(x) => self.narrow.binary_search(&x).is_ok(),
-            Err(_) => self.wide.binary_search(&n).is_ok(),
-        }
     }
 }
 
@@ -393,14 +372,25 @@ pub fn forget_pending(ctx: &mut MessageCtx, old: u64) {
 /// move it listed is done. Each finding goes to `sink` as it is made, and
 /// `sink` tells whether its action was carried out whole: after a copy to
 /// another filesystem every message is pending, and their findings are
-/// never all held at once.
+/// never all held at once. With `moved` (a live run's record for the
+/// verifying check), the old and new number of every renumbering planned
+/// go there first, instead of being noted from each finding.
 pub fn plan_pending(
     ctx: &mut MessageCtx,
+    moved: Option<&mut Moved>,
     sink: &mut dyn FnMut(&Finding) -> std::io::Result<bool>,
 ) -> std::io::Result<()> {
     let mut pending = std::mem::take(&mut ctx.pending);
     add_found_waiting(ctx, &mut pending);
     ctx.seen.seal();
+    if let Some(moved) = moved {
+        let seen = &ctx.seen;
+        moved.reserve(pending.sorted().filter(|&(new, _, _)| !seen.contains(new)).count());
+        for (new, old, _) in pending.sorted() {
+            moved.add(seen, old);
+            moved.add(seen, new);
+        }
+    }
     ctx.journal.settle_fence();
     // New numbers that waiting files already own.
     let mut owned: Vec<u64> = pending.sorted().filter(|&(_, _, at)| at & 0x7f != 0).map(|(new, _, _)| new).collect();
@@ -775,20 +765,5 @@ mod tests {
                 (40, 1 << 48, 0x7f00)
             ]
         );
-    }
-
-    #[test]
-    fn number_set_holds_narrow_and_wide_numbers() {
-        let mut s = NumberSet::default();
-        for n in [5, u64::from(u32::MAX), 1 << 40, 5, 7] {
-            s.insert(n);
-        }
-        s.seal();
-        for n in [5, 7, u64::from(u32::MAX), 1 << 40] {
-            assert!(s.contains(n), "{n}");
-        }
-        for n in [6, 1 << 32, (1 << 40) + 1] {
-            assert!(!s.contains(n), "{n}");
-        }
     }
 }
