@@ -40,7 +40,9 @@ pub(super) const MOVE_ORDER: [Part; 7] =
 
 /// Renumbered messages waiting to be moved after the scan. After a copy
 /// to another filesystem every message of the queue is one, so each takes
-/// 16 bytes: the new number, and the old number shifted left by 16 with
+/// 12 bytes when its old and new numbers fit in 32 bits (new, old,
+/// [`Where`]: the inode numbers of ext4 and of most filesystems), else 16
+/// bytes: the new number, and the old number shifted left by 16 with
 /// [`Where`] in the low 16 bits. An old number of more than 48 bits (no
 /// filesystem in use hands out such inode numbers) is kept whole, apart.
 ///
@@ -49,11 +51,23 @@ pub(super) const MOVE_ORDER: [Part; 7] =
 /// message is renumbered it holds no room beyond them.
 #[derive(Debug, Default)]
 pub struct PendingList {
+    narrow: Vec<[u32; 3]>,
     packed: Vec<(u64, u64)>,
     wide: Vec<(u64, u64, u16)>,
     /// The messages the scan listed: no more renumberings than that come
     /// from the scan.
     expected: usize,
+    /// The old number of the renumbering pushed last, and its list, until
+    /// it is forgotten.
+    last: Option<(u64, Width)>,
+}
+
+/// Which list of a [`PendingList`] holds a renumbering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Width {
+    Narrow,
+    Packed,
+    Wide,
 }
 
 /// Where the files of a pending renumbering are: the low byte has a bit
@@ -63,10 +77,19 @@ pub struct PendingList {
 /// in its right place.
 type Where = u16;
 
+/// Makes room for one more in `v`: double, but not beyond `left` more
+/// when that is known (non-zero).
+fn room_for_one<T>(v: &mut Vec<T>, left: usize) {
+    if v.len() == v.capacity() {
+        let double = v.capacity().max(64);
+        v.reserve_exact(if left > 0 { double.min(left) } else { double });
+    }
+}
+
 impl PendingList {
     /// Messages waiting.
     pub fn len(&self) -> usize {
-        self.packed.len() + self.wide.len()
+        self.narrow.len() + self.packed.len() + self.wide.len()
     }
 
     /// No message waits.
@@ -82,16 +105,24 @@ impl PendingList {
 
     /// Message `old` waits to become `new`, its files where `at` says.
     pub fn push(&mut self, new: u64, old: u64, at: Where) {
-        if old >> 48 == 0 {
-            if self.packed.len() == self.packed.capacity() {
-                let room = self.packed.capacity().max(64);
-                let left = self.expected.saturating_sub(self.len());
-                self.packed.reserve_exact(if left > 0 { room.min(left) } else { room });
+        let left = self.expected.saturating_sub(self.len());
+        let width = match (u32::try_from(new), u32::try_from(old)) {
+            (Ok(n), Ok(o)) => {
+                room_for_one(&mut self.narrow, left);
+                self.narrow.push([n, o, u32::from(at)]);
+                Width::Narrow
             }
-            self.packed.push((new, old << 16 | u64::from(at)));
-        } else {
-            self.wide.push((new, old, at));
-        }
+            _ if old >> 48 == 0 => {
+                room_for_one(&mut self.packed, left);
+                self.packed.push((new, old << 16 | u64::from(at)));
+                Width::Packed
+            }
+            _ => {
+                self.wide.push((new, old, at));
+                Width::Wide
+            }
+        };
+        self.last = Some((old, width));
     }
 
     /// Forgets the renumbering of `old` when it is the last one pushed:
@@ -99,23 +130,34 @@ impl PendingList {
     /// so one that failed is always the last (no list scan per failure).
     /// Returns where its files were said to be.
     pub fn forget_last(&mut self, old: u64) -> Option<Where> {
-        if self.packed.last().is_some_and(|&(_, op)| op >> 16 == old) {
-            self.packed.pop().map(|(_, op)| op as Where)
-        } else if self.wide.last().is_some_and(|&(_, o, _)| o == old) {
-            self.wide.pop().map(|(_, _, at)| at)
-        } else {
-            None
+        let (_, width) = self.last.filter(|&(o, _)| o == old)?;
+        self.last = None;
+        match width {
+            Width::Narrow => self.narrow.pop().map(|[_, _, at]| at as Where),
+            Width::Packed => self.packed.pop().map(|(_, op)| op as Where),
+            Width::Wide => self.wide.pop().map(|(_, _, at)| at),
         }
     }
 
     /// Every renumbering as (new, old, where), sorted by new number and
-    /// without repeats.
+    /// without repeats (those with an old number beyond 48 bits last).
     fn sorted(&mut self) -> impl Iterator<Item = (u64, u64, Where)> + '_ {
+        self.last = None;
+        self.narrow.sort_unstable();
+        self.narrow.dedup();
         self.packed.sort_unstable();
         self.packed.dedup();
         self.wide.sort_unstable();
         self.wide.dedup();
-        self.packed.iter().map(|&(new, op)| (new, op >> 16, op as Where)).chain(self.wide.iter().copied())
+        let mut narrow =
+            self.narrow.iter().map(|&[new, old, at]| (u64::from(new), u64::from(old), at as Where)).peekable();
+        let mut packed = self.packed.iter().map(|&(new, op)| (new, op >> 16, op as Where)).peekable();
+        let merged = std::iter::from_fn(move || match (narrow.peek(), packed.peek()) {
+            (Some(a), Some(b)) if b < a => packed.next(),
+            (Some(_), _) => narrow.next(),
+            (None, _) => packed.next(),
+        });
+        merged.chain(self.wide.iter().copied())
     }
 }
 
@@ -765,5 +807,34 @@ mod tests {
                 (40, 1 << 48, 0x7f00)
             ]
         );
+    }
+
+    #[test]
+    fn pending_renumberings_take_twelve_bytes_in_32_bits_and_no_room_beyond_the_listing() {
+        assert_eq!(std::mem::size_of::<[u32; 3]>(), 12);
+        let mut l = PendingList::default();
+        l.expect(100);
+        // New numbers in falling order, every fifth old number beyond 32
+        // bits: the two lists come back merged by new number.
+        for i in 0..100u64 {
+            let old = if i % 5 == 0 { (1 << 40) + i } else { i };
+            l.push(1000 - i, old, 0x100);
+        }
+        assert_eq!((l.narrow.len(), l.packed.len()), (80, 20));
+        assert!(l.forget_last(98).is_none(), "not the last one pushed");
+        assert_eq!(l.forget_last(99), Some(0x100));
+        assert!(l.forget_last(98).is_none(), "forgotten once");
+        let got: Vec<_> = l.sorted().collect();
+        assert_eq!(got.len(), 99);
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "sorted by new number");
+        assert_eq!((got[0], got[98]), ((902, 98, 0x100), (1000, 1 << 40, 0x100)));
+        // Every message renumbered: grown to what the listing allows, no
+        // further (doubling would have left room for 128).
+        let mut all = PendingList::default();
+        all.expect(100);
+        for i in 0..100u64 {
+            all.push(1000 + i, i, 0x100);
+        }
+        assert_eq!((all.narrow.len(), all.narrow.capacity()), (100, 100));
     }
 }
