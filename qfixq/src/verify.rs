@@ -5,7 +5,17 @@
 //! repair did not touch only listed, one it only renamed, chowned or
 //! chmodded only stated, the rest and every number the first pass did
 //! not see examined whole), the judgement of the listed and stated
-//! messages, and the verdict that decides the exit status.
+//! messages, and the verdict that decides the exit status. Also the set
+//! of message numbers ([`Numbers`]) that the scan and renumbering use.
+//!
+//! How the record is held ([`Record`], docs/performance.md "Memory per
+//! message"): the numbers seen are the first pass's own set, the one
+//! renumbering asks, handed over when the pass ends; a renumbering's old
+//! and new numbers are not noted from its renames but taken from the
+//! pending moves after the scan ([`Moved`]: a bit per seen number, the new
+//! numbers no message had listed apart); every other finding's numbers
+//! are noted as it is carried out ([`Marks`]). A message only renumbered
+//! is stated, as when its numbers were noted finding by finding.
 
 use std::sync::Arc;
 
