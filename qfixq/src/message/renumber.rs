@@ -46,9 +46,10 @@ pub(super) const MOVE_ORDER: [Part; 7] =
 /// [`Where`] in the low 16 bits. An old number of more than 48 bits (no
 /// filesystem in use hands out such inode numbers) is kept whole, apart.
 ///
-/// It grows by doubling up to the number of messages the scan listed
-/// ([`PendingList::expect`]), and then only to that number: when every
-/// message is renumbered it holds no room beyond them.
+/// The first renumbering makes room for every message the scan listed
+/// ([`PendingList::expect`]), so the list is never copied to grow: when
+/// every message is renumbered it holds no room beyond them (room never
+/// written is not memory the process holds).
 #[derive(Debug, Default)]
 pub struct PendingList {
     narrow: Vec<[u32; 3]>,
@@ -77,12 +78,14 @@ enum Width {
 /// in its right place.
 type Where = u16;
 
-/// Makes room for one more in `v`: double, but not beyond `left` more
-/// when that is known (non-zero).
+/// Makes room for one more in `v`. The first time, room for the `left`
+/// messages still to come when that is known (non-zero): the list is
+/// never copied to grow and holds no room beyond the listing (room never
+/// written costs no memory); otherwise, or beyond that, it doubles.
 fn room_for_one<T>(v: &mut Vec<T>, left: usize) {
     if v.len() == v.capacity() {
         let double = v.capacity().max(64);
-        v.reserve_exact(if left > 0 { double.min(left) } else { double });
+        v.reserve_exact(if v.capacity() == 0 && left > 0 { left } else { double });
     }
 }
 
@@ -828,8 +831,8 @@ mod tests {
         assert_eq!(got.len(), 99);
         assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "sorted by new number");
         assert_eq!((got[0], got[98]), ((902, 98, 0x100), (1000, 1 << 40, 0x100)));
-        // Every message renumbered: grown to what the listing allows, no
-        // further (doubling would have left room for 128).
+        // Every message renumbered: room made once for what the listing
+        // announced, no further (doubling would have left room for 128).
         let mut all = PendingList::default();
         all.expect(100);
         for i in 0..100u64 {
