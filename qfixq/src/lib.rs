@@ -317,17 +317,23 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
     let phase = if live { "repairing" } else { "scanning" };
     let pass = Pass { mode, no_quarantine: cli.no_quarantine, scan: &opts, since: None, progress, phase };
     // Live, for a verifying check of what the repair touched: the numbers
-    // seen, and those every finding names.
+    // seen (the pass's own set, handed over at its end), the old and new
+    // numbers of the renumberings (from the pending moves), and those
+    // every other finding names (verify::Record).
     let narrowed = live && cli.verify == verify::Scope::Changed;
     let mut seen = verify::Numbers::default();
     let mut marks = verify::Marks::default();
+    let mut moved = verify::Moved::default();
     let watch = Watch { seen: narrowed.then_some(&mut seen), narrow: None };
-    let outcome = plan_and_apply(root, layout, pass, &mut quarantine, watch, &mut |f: &Finding, _: Origin| {
-        if narrowed {
+    let mut sink = |f: &Finding, _: Origin| {
+        let whole = apply(&mut report, &mut mutator, f, &mut tally)?;
+        if narrowed && !(whole && verify::is_renumbering_move(f)) {
             verify::note(&mut marks, f);
         }
-        apply(&mut report, &mut mutator, f, &mut tally)
-    });
+        Ok(whole)
+    };
+    let outcome =
+        plan_and_apply_moving(root, layout, pass, &mut quarantine, watch, narrowed.then_some(&mut moved), &mut sink);
     progress.clear();
     match outcome {
         Ok(_) => {}
@@ -344,7 +350,7 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
             return Ok(ExitCode::Interrupted);
         }
     }
-    let record = narrowed.then_some(verify::Record { seen, marks });
+    let record = narrowed.then_some(verify::Record { seen, marks, moved });
     let verify = || {
         let v = verify::Verify {
             root,
@@ -536,7 +542,8 @@ struct Pass<'a> {
 /// check's needs, [`verify`]).
 #[derive(Default)]
 struct Watch<'a> {
-    /// A live run's first pass: every number the scan delivers.
+    /// A live run's first pass: every number the scan delivers (the
+    /// pass's own set, [`MessageCtx::seen`], handed over when it ends).
     seen: Option<&'a mut verify::Numbers>,
     /// A narrowed verifying pass: the judge of the messages the scan only
     /// listed or stated.
@@ -554,6 +561,21 @@ fn plan_and_apply(
     pass: Pass<'_>,
     quarantine: &mut Quarantine,
     watch: Watch<'_>,
+    sink: &mut dyn FnMut(&Finding, Origin) -> std::io::Result<bool>,
+) -> Result<u64, PlanError> {
+    plan_and_apply_moving(root, layout, pass, quarantine, watch, None, sink)
+}
+
+/// As [`plan_and_apply`]; with `moved`, the old and new number of every
+/// renumbering planned go there (a live run's record for the verifying
+/// check, which then need not note its renames: [`verify::Record`]).
+fn plan_and_apply_moving(
+    root: &Dir,
+    layout: &Layout,
+    pass: Pass<'_>,
+    quarantine: &mut Quarantine,
+    watch: Watch<'_>,
+    moved: Option<&mut verify::Moved>,
     sink: &mut dyn FnMut(&Finding, Origin) -> std::io::Result<bool>,
 ) -> Result<u64, PlanError> {
     // Stops between two findings when a signal asked for it.
@@ -585,21 +607,27 @@ fn plan_and_apply(
         extra_buckets: Vec::new(),
         salvaged: salvage::Book::load(root).map_err(PlanError::Queue)?,
     };
-    let messages = scan_pass(root, layout, pass, &mut ctx, quarantine, watch, &mut sink)?;
-    after_scan(&mut ctx, pass, &mut sink)?;
+    let Watch { seen, narrow } = watch;
+    let messages = scan_pass(root, layout, pass, &mut ctx, quarantine, narrow, &mut sink)?;
+    after_scan(&mut ctx, pass, moved, &mut sink)?;
+    if let Some(seen) = seen {
+        *seen = std::mem::take(&mut ctx.seen);
+    }
     Ok(messages)
 }
 
 /// The scan: each stray and message planned as it comes, its findings
 /// sent on at once; returns how many messages it examined whole (one the
-/// scan only listed or stated goes to `watch.narrow`'s judge instead).
+/// scan only listed or stated goes to `narrow`'s judge instead). The
+/// number of messages listed, known before the first one comes, sizes
+/// the set of numbers seen and caps the pending renumberings' growth.
 fn scan_pass(
     root: &Dir,
     layout: &Layout,
     pass: Pass<'_>,
     ctx: &mut MessageCtx,
     quarantine: &mut Quarantine,
-    mut watch: Watch<'_>,
+    mut narrow: Option<&mut verify::Narrow>,
     sink: &mut dyn FnMut(&Finding, Origin) -> Result<bool, PlanError>,
 ) -> Result<u64, PlanError> {
     let Pass { mode, scan: opts, since, progress, phase, .. } = pass;
@@ -607,10 +635,18 @@ fn scan_pass(
     let mut failure: Option<PlanError> = None;
     let mut buf: Vec<Finding> = Vec::new();
     progress.phase("listing", None);
-    let mut listed = |total: u64| progress.phase(phase, Some(total));
+    let listed_total = std::cell::Cell::new(None);
+    let mut listed = |total: u64| {
+        listed_total.set(Some(total));
+        progress.phase(phase, Some(total));
+    };
     let r = scan_counted(root, layout.shape(), opts, &mut listed, &mut |ev| {
         if failure.is_some() {
             return;
+        }
+        if let Some(total) = listed_total.take() {
+            ctx.seen.reserve(usize::try_from(total).unwrap_or(0));
+            ctx.pending.expect(total);
         }
         if qcommon::interrupt::requested() {
             failure = Some(PlanError::Interrupted);
@@ -619,7 +655,7 @@ fn scan_pass(
         buf.clear();
         if let ScanEvent::Message(m) = &ev {
             if m.depth != Depth::Full {
-                if let Some(narrow) = watch.narrow.as_deref_mut() {
+                if let Some(narrow) = narrow.as_deref_mut() {
                     narrow.judge(m);
                 }
                 // As the planner notes every message it sees.
@@ -627,9 +663,6 @@ fn scan_pass(
                 ctx.salvaged.saw(m.number);
                 progress.inc(1);
                 return;
-            }
-            if let Some(seen) = watch.seen.as_deref_mut() {
-                seen.insert(m.number);
             }
         }
         let (number, origin, doomed) = plan_event(ctx, quarantine, ev, since, &mut buf);
@@ -743,6 +776,7 @@ fn send_event(
 fn after_scan(
     ctx: &mut MessageCtx,
     pass: Pass<'_>,
+    moved: Option<&mut verify::Moved>,
     sink: &mut dyn FnMut(&Finding, Origin) -> Result<bool, PlanError>,
 ) -> Result<(), PlanError> {
     let progress = pass.progress;
@@ -764,7 +798,7 @@ fn after_scan(
         progress.phase(second, None);
         progress.set_total(ctx.pending.len() as u64);
     }
-    message::plan_pending(ctx, &mut |f| match sink(f, Origin::default()) {
+    message::plan_pending(ctx, moved, &mut |f| match sink(f, Origin::default()) {
         Ok(done) => {
             progress.inc(1);
             Ok(done)

@@ -5,7 +5,17 @@
 //! repair did not touch only listed, one it only renamed, chowned or
 //! chmodded only stated, the rest and every number the first pass did
 //! not see examined whole), the judgement of the listed and stated
-//! messages, and the verdict that decides the exit status.
+//! messages, and the verdict that decides the exit status. Also the set
+//! of message numbers ([`Numbers`]) that the scan and renumbering use.
+//!
+//! How the record is held ([`Record`], docs/performance.md "Memory per
+//! message"): the numbers seen are the first pass's own set, the one
+//! renumbering asks, handed over when the pass ends; a renumbering's old
+//! and new numbers are not noted from its renames but taken from the
+//! pending moves after the scan ([`Moved`]: a bit per seen number, the new
+//! numbers no message had listed apart); every other finding's numbers
+//! are noted as it is carried out ([`Marks`]). A message only renumbered
+//! is stated, as when its numbers were noted finding by finding.
 
 use std::sync::Arc;
 
@@ -43,19 +53,26 @@ impl Scope {
 }
 
 /// A set of message numbers, 4 bytes each (8 for a number beyond 32
-/// bits); sorted and deduplicated by [`Numbers::seal`], and on the way
-/// whenever it has doubled, so repeated numbers do not pile up.
+/// bits): the one type for the numbers the scan saw, which renumbering
+/// asks whether a new number is free and the verifying record asks
+/// whether a message was there (one instance serves both, see
+/// [`Record`]), and for the numbers the findings name. Sorted and
+/// deduplicated by [`Numbers::seal`], and on the way whenever it has
+/// doubled, so repeated numbers do not pile up.
 #[derive(Debug, Default)]
 pub struct Numbers {
     narrow: Vec<u32>,
     wide: Vec<u64>,
     /// Length of `narrow` at the last deduplication.
     deduped: usize,
+    /// Sorted and deduplicated, nothing added since.
+    sealed: bool,
 }
 
 impl Numbers {
     /// Adds `n`.
     pub fn insert(&mut self, n: u64) {
+        self.sealed = false;
         match u32::try_from(n) {
             Ok(x) => {
                 self.narrow.push(x);
@@ -69,21 +86,40 @@ impl Numbers {
         }
     }
 
-    /// Sorts and deduplicates, once all numbers are in.
+    /// Makes room for `more` numbers at once (the scan's count of the
+    /// messages it listed), so the set is not grown by doubling.
+    pub fn reserve(&mut self, more: usize) {
+        self.narrow.reserve_exact(more);
+    }
+
+    /// Sorts and deduplicates, once all numbers are in; gives back the
+    /// room beyond its length. Sealing again without an insert between
+    /// changes nothing (positions stay, see [`Numbers::position`]).
     pub fn seal(&mut self) {
+        if self.sealed {
+            return;
+        }
         self.narrow.sort_unstable();
         self.narrow.dedup();
         self.narrow.shrink_to_fit();
         self.deduped = self.narrow.len();
         self.wide.sort_unstable();
         self.wide.dedup();
+        self.wide.shrink_to_fit();
+        self.sealed = true;
     }
 
     /// Whether `n` is in the set (after [`Numbers::seal`]).
     pub fn contains(&self, n: u64) -> bool {
+        self.position(n).is_some()
+    }
+
+    /// Where `n` is in the sealed set: `0..len()`, narrow numbers first
+    /// (after [`Numbers::seal`]).
+    pub fn position(&self, n: u64) -> Option<usize> {
         match u32::try_from(n) {
-            Ok(x) => self.narrow.binary_search(&x).is_ok(),
-            Err(_) => self.wide.binary_search(&n).is_ok(),
+            Ok(x) => self.narrow.binary_search(&x).ok(),
+            Err(_) => self.wide.binary_search(&n).ok().map(|i| self.narrow.len() + i),
         }
     }
 
@@ -97,13 +133,74 @@ impl Numbers {
         self.len() == 0
     }
 
-    /// The numbers of `self` not in `other` (both sealed).
+    /// Every number, in order (after [`Numbers::seal`]).
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.narrow.iter().map(|&x| u64::from(x)).chain(self.wide.iter().copied())
+    }
+
+    /// The numbers of `self` not in `other` (both sealed); the record
+    /// counts them instead ([`Record::seal`]).
+    #[cfg(test)]
     fn minus(&self, other: &Numbers) -> Numbers {
         Numbers {
             narrow: self.narrow.iter().copied().filter(|&x| other.narrow.binary_search(&x).is_err()).collect(),
             wide: self.wide.iter().copied().filter(|&x| other.wide.binary_search(&x).is_err()).collect(),
             deduped: 0,
+            sealed: true,
         }
+    }
+}
+
+/// The old and new numbers of the renumberings a live run planned, taken
+/// from its list of pending moves after the scan instead of from each
+/// finding ([`is_renumbering_move`]): a bit per number of the sealed
+/// seen set (an old number, or a new number another message had), and
+/// the other numbers (new numbers no message had, 4 bytes each) in a
+/// set of their own. So a message only renumbered costs the record its
+/// new number, not its old and new numbers besides the seen set.
+#[derive(Debug, Default)]
+pub struct Moved {
+    /// Bit `i` for the number at [`Numbers::position`] `i` of the seen set.
+    bits: Vec<u64>,
+    /// The numbers the seen set does not hold.
+    others: Numbers,
+}
+
+impl Moved {
+    /// Makes room for `more` numbers that `seen` (sealed) does not hold.
+    pub fn reserve(&mut self, more: usize) {
+        self.others.reserve(more);
+    }
+
+    /// Marks `n`, a renumbering's old or new number; `seen` is sealed and
+    /// stays as it is from the first mark on.
+    pub fn add(&mut self, seen: &Numbers, n: u64) {
+        match seen.position(n) {
+            Some(i) => {
+                if self.bits.is_empty() {
+                    self.bits = vec![0; seen.len().div_ceil(64)];
+                }
+                self.bits[i / 64] |= 1 << (i % 64);
+            }
+            None => self.others.insert(n),
+        }
+    }
+
+    /// Whether `n` is marked (after [`Moved::seal`]).
+    fn contains(&self, seen: &Numbers, n: u64) -> bool {
+        match seen.position(n) {
+            Some(i) => self.has_bit(i),
+            None => self.others.contains(n),
+        }
+    }
+
+    fn has_bit(&self, i: usize) -> bool {
+        self.bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Sorts the numbers outside the seen set.
+    fn seal(&mut self) {
+        self.others.seal();
     }
 }
 
@@ -113,12 +210,25 @@ impl Numbers {
 /// steps' paths: a renumbering's old and new numbers, a waiting or fresh
 /// name's numbers). A message seen and not named was judged healthy and
 /// nothing touched it.
+///
+/// How it is held: `seen` is the first pass's own set of the numbers it
+/// saw (the one renumbering asked, moved here when the pass ends: not a
+/// second copy). The numbers of a renumbering's renames carried out
+/// ([`is_renumbering_move`]) are not noted finding by finding: they are
+/// the old and new numbers of the renumberings planned, which `moved`
+/// takes from the list of pending moves after the scan, a bit per seen
+/// number and 4 bytes per new number. Every other finding is noted in
+/// `marks`. The depth of a number is the same either way: named by a
+/// renumbering only, it is stated.
 #[derive(Debug, Default)]
 pub struct Record {
     /// Every message number the first scan delivered.
     pub seen: Numbers,
     /// The numbers the findings named.
     pub marks: Marks,
+    /// The old and new numbers of the renumberings (their renames are
+    /// not in `marks`).
+    pub moved: Moved,
 }
 
 /// The numbers the findings of a live run's first pass name.
@@ -157,6 +267,21 @@ pub fn note(marks: &mut Marks, f: &Finding) {
     }
 }
 
+/// Whether finding `f` is only a renumbering's renames (to waiting
+/// names, or to the new number; or none, the moves to come after the
+/// scan): every number it names is the old or the new number of a
+/// renumbering in the list of pending moves, which a live run's record
+/// takes whole after the scan ([`Moved`]) instead of noting such a
+/// finding. Only one carried out whole: one that failed dropped its
+/// renumbering from the list, and is noted.
+pub fn is_renumbering_move(f: &Finding) -> bool {
+    use crate::finding::Kind;
+    use qcommon::mutator::Step;
+    matches!(f.kind, Kind::Renumber | Kind::RenumberFinish)
+        && !f.left
+        && f.action.steps.iter().all(|s| matches!(s, Step::Rename { .. }))
+}
+
 /// Every run of digits in the file name of `path`; harmless when one is
 /// not a message number (it is examined for nothing).
 fn numbers_in(path: &std::path::Path, add: &mut dyn FnMut(u64)) {
@@ -177,7 +302,9 @@ impl Record {
         self.seen.seal();
         self.marks.touched.seal();
         self.marks.reread.seal();
-        self.seen.minus(&self.marks.touched).len() as u64
+        self.moved.seal();
+        let (touched, moved) = (&self.marks.touched, &self.moved);
+        self.seen.iter().enumerate().filter(|&(i, n)| !moved.has_bit(i) && !touched.contains(n)).count() as u64
     }
 
     /// How far the narrowed pass examines message `n`.
@@ -186,7 +313,7 @@ impl Record {
     fn depth(&self, n: u64) -> Depth {
         if self.marks.reread.contains(n) {
             Depth::Full
-        } else if self.marks.touched.contains(n) {
+        } else if self.marks.touched.contains(n) || self.moved.contains(&self.seen, n) {
             Depth::Stated
         } else if self.seen.contains(n) {
             Depth::Listed
@@ -445,6 +572,114 @@ mod tests {
         assert!(d.contains(5) && d.contains(9));
         assert!(!d.contains(3) && !d.contains(1 << 40));
         assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn number_set_holds_narrow_and_wide_numbers() {
+        let mut s = Numbers::default();
+        for n in [5, u64::from(u32::MAX), 1 << 40, 5, 7] {
+            s.insert(n);
+        }
+        s.seal();
+        for n in [5, 7, u64::from(u32::MAX), 1 << 40] {
+            assert!(s.contains(n), "{n}");
+        }
+        for n in [6, 1 << 32, (1 << 40) + 1] {
+            assert!(!s.contains(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn numbers_dedup_on_the_way_and_keep_positions_when_sealed_again() {
+        let mut s = Numbers::default();
+        s.reserve(10_000);
+        // Past the first deduplication (4096): repeats do not pile up.
+        for i in 0..10_000u64 {
+            s.insert(i % 3000);
+        }
+        s.insert(1 << 33);
+        assert!(s.narrow.len() < 10_000, "deduplicated on the way: {}", s.narrow.len());
+        s.seal();
+        assert_eq!(s.len(), 3001);
+        assert_eq!(s.narrow.capacity(), 3000, "room beyond the length given back");
+        assert_eq!([s.position(0), s.position(2999), s.position(1 << 33)], [Some(0), Some(2999), Some(3000)]);
+        assert_eq!(s.position(3000), None);
+        s.seal();
+        assert_eq!(s.position(1 << 33), Some(3000), "sealing again moves nothing");
+        let all: Vec<u64> = s.iter().collect();
+        assert_eq!((all.len(), all[0], all[2999], all[3000]), (3001, 0, 2999, 1 << 33));
+    }
+
+    #[test]
+    fn moved_numbers_are_bits_of_the_seen_set_or_listed_apart() {
+        let mut seen = Numbers::default();
+        for n in [10u64, 11, 12, 1 << 40] {
+            seen.insert(n);
+        }
+        seen.seal();
+        let mut m = Moved::default();
+        m.reserve(2);
+        for n in [11, 1 << 40, 30, 1 << 41] {
+            m.add(&seen, n);
+        }
+        m.seal();
+        assert_eq!(m.others.len(), 2, "30 and 2^41: not seen");
+        for n in [11, 1 << 40, 30, 1 << 41] {
+            assert!(m.contains(&seen, n), "{n}");
+        }
+        for n in [10, 12, 31] {
+            assert!(!m.contains(&seen, n), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_renumbering_taken_from_the_pending_moves_is_stated_as_if_noted() {
+        // Messages 10 to 13 seen; 10 renumbered to 20 and 11 to 12 (another
+        // message's number): noted from their findings, or taken whole as
+        // moves, the depths are the same.
+        let renamed = |old: u64, new: u64| {
+            Finding::fix(
+                crate::finding::Kind::RenumberFinish,
+                PathBuf::from(format!("mess/1/{new}")),
+                "moves",
+                "given its new number",
+                Action {
+                    message: Some(new),
+                    steps: vec![Step::Rename {
+                        from: PathBuf::from(format!("mess/1/{old}")),
+                        to: PathBuf::from(format!("mess/2/{new}")),
+                        expect: None,
+                    }],
+                },
+            )
+        };
+        let mut noted = Record::default();
+        let mut taken = Record::default();
+        for r in [&mut noted, &mut taken] {
+            for n in [10u64, 11, 12, 13] {
+                r.seen.insert(n);
+            }
+        }
+        taken.seen.seal();
+        for (old, new) in [(10, 20), (11, 12)] {
+            let f = renamed(old, new);
+            assert!(is_renumbering_move(&f));
+            note(&mut noted.marks, &f);
+            taken.moved.add(&taken.seen, old);
+            taken.moved.add(&taken.seen, new);
+        }
+        assert_eq!(noted.seal(), 1);
+        assert_eq!(taken.seal(), 1, "only 13 untouched");
+        for n in [10, 11, 12, 13, 20, 21] {
+            assert_eq!(noted.depth(n), taken.depth(n), "{n}");
+        }
+        assert_eq!([taken.depth(10), taken.depth(20), taken.depth(13)], [Depth::Stated, Depth::Stated, Depth::Listed]);
+        // Not only renames, or left: noted finding by finding.
+        let mut written = renamed(13, 40);
+        written.action.steps.push(Step::Unlink { path: PathBuf::from("info/1/13"), expect: None });
+        assert!(!is_renumbering_move(&written));
+        let left = Finding::leave(crate::finding::Kind::RenumberFinish, PathBuf::from("mess/1/40"), "held", "left");
+        assert!(!is_renumbering_move(&left));
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn intd_without_todo(p: &mut Planner<'_, '_>, v: &View<'_>) -> ControlFlow<(), b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{NumberSet, PendingList};
+    use crate::message::PendingList;
     use qcommon::envelope::{Recipient, Recipients};
     use qcommon::queue::bucket_of;
     use qcommon::queue::{Ids, QueueShape};
@@ -217,7 +217,7 @@ mod tests {
             no_quarantine: false,
             doomed_links: HashMap::new(),
             pending: PendingList::default(),
-            seen: NumberSet::default(),
+            seen: Default::default(),
             waiting: HashMap::new(),
             waiting_mess: HashMap::new(),
             journal: Default::default(),

@@ -42,7 +42,7 @@ use crate::finding::{Finding, Kind};
 use planner::{flush, Planner};
 
 pub use journal::{Journal, JOURNAL_PATH};
-pub use renumber::{forget_pending, plan_pending, NumberSet, PendingList, Waiting, WaitingMess};
+pub use renumber::{forget_pending, plan_pending, PendingList, Waiting, WaitingMess};
 pub use strays::{doomed_link, plan_stray};
 
 /// Prefix of the temporary names of renumbered files.
@@ -77,8 +77,10 @@ pub struct MessageCtx {
     pub doomed_links: HashMap<u64, u64>,
     /// Renumbered messages waiting to be moved after the scan.
     pub pending: PendingList,
-    /// The numbers of every message the scan saw.
-    pub seen: NumberSet,
+    /// The numbers of every message the scan saw: a new number is free
+    /// for a renumbering only when no message had it. A live run's first
+    /// pass hands this very set on to the verifying record when it ends.
+    pub seen: crate::verify::Numbers,
     /// Waiting files found on disk (left by an interrupted run), by old number.
     pub waiting: HashMap<u64, Vec<Waiting>>,
     /// New numbers whose mess file is still waiting, with the waiting

@@ -28,6 +28,7 @@ use super::journal::{self, BATCH, JOURNAL_PATH};
 use super::planner::{Planner, Slot, Slots};
 use super::MessageCtx;
 use crate::finding::{Finding, Kind};
+use crate::verify::Moved;
 
 /// The files other than the mess, in the order they move: in a straight
 /// move (the mess then last) and in the first step of a two-step one (the
@@ -39,13 +40,35 @@ pub(super) const MOVE_ORDER: [Part; 7] =
 
 /// Renumbered messages waiting to be moved after the scan. After a copy
 /// to another filesystem every message of the queue is one, so each takes
-/// 16 bytes: the new number, and the old number shifted left by 16 with
+/// 12 bytes when its old and new numbers fit in 32 bits (new, old,
+/// [`Where`]: the inode numbers of ext4 and of most filesystems), else 16
+/// bytes: the new number, and the old number shifted left by 16 with
 /// [`Where`] in the low 16 bits. An old number of more than 48 bits (no
 /// filesystem in use hands out such inode numbers) is kept whole, apart.
+///
+/// The first renumbering makes room for every message the scan listed
+/// ([`PendingList::expect`]), so the list is never copied to grow: when
+/// every message is renumbered it holds no room beyond them (room never
+/// written is not memory the process holds).
 #[derive(Debug, Default)]
 pub struct PendingList {
+    narrow: Vec<[u32; 3]>,
     packed: Vec<(u64, u64)>,
     wide: Vec<(u64, u64, u16)>,
+    /// The messages the scan listed: no more renumberings than that come
+    /// from the scan.
+    expected: usize,
+    /// The old number of the renumbering pushed last, and its list, until
+    /// it is forgotten.
+    last: Option<(u64, Width)>,
+}
+
+/// Which list of a [`PendingList`] holds a renumbering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Width {
+    Narrow,
+    Packed,
+    Wide,
 }
 
 /// Where the files of a pending renumbering are: the low byte has a bit
@@ -55,10 +78,21 @@ pub struct PendingList {
 /// in its right place.
 type Where = u16;
 
+/// Makes room for one more in `v`. The first time, room for the `left`
+/// messages still to come when that is known (non-zero): the list is
+/// never copied to grow and holds no room beyond the listing (room never
+/// written costs no memory); otherwise, or beyond that, it doubles.
+fn room_for_one<T>(v: &mut Vec<T>, left: usize) {
+    if v.len() == v.capacity() {
+        let double = v.capacity().max(64);
+        v.reserve_exact(if v.capacity() == 0 && left > 0 { left } else { double });
+    }
+}
+
 impl PendingList {
     /// Messages waiting.
     pub fn len(&self) -> usize {
-        self.packed.len() + self.wide.len()
+        self.narrow.len() + self.packed.len() + self.wide.len()
     }
 
     /// No message waits.
@@ -66,13 +100,32 @@ impl PendingList {
         self.len() == 0
     }
 
+    /// The scan listed `messages` messages: the list grows to no more
+    /// than that while it has not reached it.
+    pub fn expect(&mut self, messages: u64) {
+        self.expected = usize::try_from(messages).unwrap_or(usize::MAX);
+    }
+
     /// Message `old` waits to become `new`, its files where `at` says.
     pub fn push(&mut self, new: u64, old: u64, at: Where) {
-        if old >> 48 == 0 {
-            self.packed.push((new, old << 16 | u64::from(at)));
-        } else {
-            self.wide.push((new, old, at));
-        }
+        let left = self.expected.saturating_sub(self.len());
+        let width = match (u32::try_from(new), u32::try_from(old)) {
+            (Ok(n), Ok(o)) => {
+                room_for_one(&mut self.narrow, left);
+                self.narrow.push([n, o, u32::from(at)]);
+                Width::Narrow
+            }
+            _ if old >> 48 == 0 => {
+                room_for_one(&mut self.packed, left);
+                self.packed.push((new, old << 16 | u64::from(at)));
+                Width::Packed
+            }
+            _ => {
+                self.wide.push((new, old, at));
+                Width::Wide
+            }
+        };
+        self.last = Some((old, width));
     }
 
     /// Forgets the renumbering of `old` when it is the last one pushed:
@@ -80,63 +133,34 @@ impl PendingList {
     /// so one that failed is always the last (no list scan per failure).
     /// Returns where its files were said to be.
     pub fn forget_last(&mut self, old: u64) -> Option<Where> {
-        if self.packed.last().is_some_and(|&(_, op)| op >> 16 == old) {
-            self.packed.pop().map(|(_, op)| op as Where)
-        } else if self.wide.last().is_some_and(|&(_, o, _)| o == old) {
-            self.wide.pop().map(|(_, _, at)| at)
-        } else {
-            None
+        let (_, width) = self.last.filter(|&(o, _)| o == old)?;
+        self.last = None;
+        match width {
+            Width::Narrow => self.narrow.pop().map(|[_, _, at]| at as Where),
+            Width::Packed => self.packed.pop().map(|(_, op)| op as Where),
+            Width::Wide => self.wide.pop().map(|(_, _, at)| at),
         }
     }
 
     /// Every renumbering as (new, old, where), sorted by new number and
-    /// without repeats.
+    /// without repeats (those with an old number beyond 48 bits last).
     fn sorted(&mut self) -> impl Iterator<Item = (u64, u64, Where)> + '_ {
+        self.last = None;
+        self.narrow.sort_unstable();
+        self.narrow.dedup();
         self.packed.sort_unstable();
         self.packed.dedup();
         self.wide.sort_unstable();
         self.wide.dedup();
-        self.packed.iter().map(|&(new, op)| (new, op >> 16, op as Where)).chain(self.wide.iter().copied())
-    }
-}
-
-/// The numbers of the messages the scan saw, 4 bytes each (8 for a
-/// number beyond 32 bits): a renumbering goes straight to a new number
-/// only when no message had it.
-#[derive(Debug, Default)]
-pub struct NumberSet {
-    narrow: Vec<u32>,
-    wide: Vec<u64>,
-    sorted: bool,
-}
-
-impl NumberSet {
-    /// Adds `n`.
-    pub fn insert(&mut self, n: u64) {
-        match u32::try_from(n) {
-            Ok(x) => self.narrow.push(x),
-            Err(_) => self.wide.push(n),
-        }
-        self.sorted = false;
-    }
-
-    /// Sorts, once all numbers are in.
-    fn seal(&mut self) {
-        if !self.sorted {
-            self.narrow.sort_unstable();
-            self.narrow.dedup();
-            self.wide.sort_unstable();
-            self.wide.dedup();
-            self.sorted = true;
-        }
-    }
-
-    /// Whether `n` was added (after [`NumberSet::seal`]).
-    fn contains(&self, n: u64) -> bool {
-        match u32::try_from(n) {
-            Ok(x) => self.narrow.binary_search(&x).is_ok(),
-            Err(_) => self.wide.binary_search(&n).is_ok(),
-        }
+        let mut narrow =
+            self.narrow.iter().map(|&[new, old, at]| (u64::from(new), u64::from(old), at as Where)).peekable();
+        let mut packed = self.packed.iter().map(|&(new, op)| (new, op >> 16, op as Where)).peekable();
+        let merged = std::iter::from_fn(move || match (narrow.peek(), packed.peek()) {
+            (Some(a), Some(b)) if b < a => packed.next(),
+            (Some(_), _) => narrow.next(),
+            (None, _) => packed.next(),
+        });
+        merged.chain(self.wide.iter().copied())
     }
 }
 
@@ -393,14 +417,25 @@ pub fn forget_pending(ctx: &mut MessageCtx, old: u64) {
 /// move it listed is done. Each finding goes to `sink` as it is made, and
 /// `sink` tells whether its action was carried out whole: after a copy to
 /// another filesystem every message is pending, and their findings are
-/// never all held at once.
+/// never all held at once. With `moved` (a live run's record for the
+/// verifying check), the old and new number of every renumbering planned
+/// go there first, instead of being noted from each finding.
 pub fn plan_pending(
     ctx: &mut MessageCtx,
+    moved: Option<&mut Moved>,
     sink: &mut dyn FnMut(&Finding) -> std::io::Result<bool>,
 ) -> std::io::Result<()> {
     let mut pending = std::mem::take(&mut ctx.pending);
     add_found_waiting(ctx, &mut pending);
     ctx.seen.seal();
+    if let Some(moved) = moved {
+        let seen = &ctx.seen;
+        moved.reserve(pending.sorted().filter(|&(new, _, _)| !seen.contains(new)).count());
+        for (new, old, _) in pending.sorted() {
+            moved.add(seen, old);
+            moved.add(seen, new);
+        }
+    }
     ctx.journal.settle_fence();
     // New numbers that waiting files already own.
     let mut owned: Vec<u64> = pending.sorted().filter(|&(_, _, at)| at & 0x7f != 0).map(|(new, _, _)| new).collect();
@@ -778,17 +813,31 @@ mod tests {
     }
 
     #[test]
-    fn number_set_holds_narrow_and_wide_numbers() {
-        let mut s = NumberSet::default();
-        for n in [5, u64::from(u32::MAX), 1 << 40, 5, 7] {
-            s.insert(n);
+    fn pending_renumberings_take_twelve_bytes_in_32_bits_and_no_room_beyond_the_listing() {
+        assert_eq!(std::mem::size_of::<[u32; 3]>(), 12);
+        let mut l = PendingList::default();
+        l.expect(100);
+        // New numbers in falling order, every fifth old number beyond 32
+        // bits: the two lists come back merged by new number.
+        for i in 0..100u64 {
+            let old = if i % 5 == 0 { (1 << 40) + i } else { i };
+            l.push(1000 - i, old, 0x100);
         }
-        s.seal();
-        for n in [5, 7, u64::from(u32::MAX), 1 << 40] {
-            assert!(s.contains(n), "{n}");
+        assert_eq!((l.narrow.len(), l.packed.len()), (80, 20));
+        assert!(l.forget_last(98).is_none(), "not the last one pushed");
+        assert_eq!(l.forget_last(99), Some(0x100));
+        assert!(l.forget_last(98).is_none(), "forgotten once");
+        let got: Vec<_> = l.sorted().collect();
+        assert_eq!(got.len(), 99);
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "sorted by new number");
+        assert_eq!((got[0], got[98]), ((902, 98, 0x100), (1000, 1 << 40, 0x100)));
+        // Every message renumbered: room made once for what the listing
+        // announced, no further (doubling would have left room for 128).
+        let mut all = PendingList::default();
+        all.expect(100);
+        for i in 0..100u64 {
+            all.push(1000 + i, i, 0x100);
         }
-        for n in [6, 1 << 32, (1 << 40) + 1] {
-            assert!(!s.contains(n), "{n}");
-        }
+        assert_eq!((all.narrow.len(), all.narrow.capacity()), (100, 100));
     }
 }
