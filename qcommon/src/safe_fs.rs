@@ -213,7 +213,8 @@ impl Verified {
     /// the descriptor (Linux 6.6), else through its `/proc/self/fd` link,
     /// which names the same inode but costs a walk of /proc (about a tenth
     /// of a live run that changes every file; docs/repair.md, "Owners and
-    /// modes").
+    /// modes"). The system call is made by hand: neither nix nor rustix
+    /// wraps fchmodat2 (rustix lists it as not implemented yet).
     pub fn chmod(&self, perm: u32) -> Result<()> {
         if FCHMODAT2_OK.load(Ordering::Relaxed) {
             // SAFETY: fchmodat2(2) with a descriptor this value owns, a
