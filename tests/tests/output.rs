@@ -71,7 +71,12 @@ fn qfixq_report_is_grouped_by_kind() {
     // The same summary line, the same header.
     assert_eq!(g.lines().last(), a.lines().last(), "summary lines differ\n{}\n{}", grouped.show(), all.show());
     assert!(g.lines().last().unwrap_or("").starts_with("summary: "), "{}", grouped.show());
-    assert_eq!(g.lines().take(7).collect::<Vec<_>>(), a.lines().take(7).collect::<Vec<_>>());
+    // (The disk line's percentages follow whatever else writes to the
+    // filesystem between the two runs: compare only its label.)
+    let header = |o: &str| -> Vec<String> {
+        o.lines().take(7).map(|l| if l.starts_with("disk:") { "disk:".to_string() } else { l.to_string() }).collect()
+    };
+    assert_eq!(header(&g), header(&a));
 
     // The table: one row per kind, with the counts of the full report.
     let renumbered = count_lines(&a, |l| !l.starts_with(' ') && l.contains(": renumbered to "));
