@@ -332,8 +332,7 @@ fn run<W: Write>(cli: &Cli, mode: RunMode, out: W, progress: &Progress) -> std::
         }
         Ok(whole)
     };
-    let outcome =
-        plan_and_apply_moving(root, layout, pass, &mut quarantine, watch, narrowed.then_some(&mut moved), &mut sink);
+    let outcome = plan_and_apply(root, layout, pass, &mut quarantine, watch, narrowed.then_some(&mut moved), &mut sink);
     progress.clear();
     match outcome {
         Ok(_) => {}
@@ -555,21 +554,11 @@ struct Watch<'a> {
 /// finding goes to `sink` as soon as it is planned, and through it to the
 /// one executor (`qcommon::mutator`: a check plans the steps, live carries
 /// them out).
+///
+/// With `moved`, the old and new number of every renumbering planned go
+/// there (a live run's record for the verifying check, which then need
+/// not note its renames: [`verify::Record`]).
 fn plan_and_apply(
-    root: &Dir,
-    layout: &Layout,
-    pass: Pass<'_>,
-    quarantine: &mut Quarantine,
-    watch: Watch<'_>,
-    sink: &mut dyn FnMut(&Finding, Origin) -> std::io::Result<bool>,
-) -> Result<u64, PlanError> {
-    plan_and_apply_moving(root, layout, pass, quarantine, watch, None, sink)
-}
-
-/// As [`plan_and_apply`]; with `moved`, the old and new number of every
-/// renumbering planned go there (a live run's record for the verifying
-/// check, which then need not note its renames: [`verify::Record`]).
-fn plan_and_apply_moving(
     root: &Dir,
     layout: &Layout,
     pass: Pass<'_>,

@@ -520,7 +520,7 @@ pub fn verify(v: &Verify<'_>, record: Option<Record>) -> Verdict {
         phase: "verifying",
     };
     let watch = Watch { seen: None, narrow: Some(&mut narrow) };
-    let r = plan_and_apply(v.root, v.layout, pass, &mut q2, watch, &mut |f, o| {
+    let r = plan_and_apply(v.root, v.layout, pass, &mut q2, watch, None, &mut |f, o| {
         if f.kind.is_problem() {
             if o.new {
                 verdict.new += 1;
@@ -744,7 +744,7 @@ mod tests {
         let mut record = Record::default();
         let marks = &mut record.marks;
         let watch = Watch { seen: Some(&mut record.seen), narrow: None };
-        let r = plan_and_apply(session.root(), session.layout(), pass, &mut q, watch, &mut |f, _| {
+        let r = plan_and_apply(session.root(), session.layout(), pass, &mut q, watch, None, &mut |f, _| {
             note(marks, f);
             Ok(true)
         });
