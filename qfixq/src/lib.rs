@@ -497,7 +497,7 @@ fn apply<W: Write>(report: &mut Report<W>, m: &mut Mutator, f: &Finding, t: &mut
     let mut io_err = None;
     let how = Run { follows: f.follows, ..Run::default() };
     let outcome = m.run(&f.action, how, &mut |s, status| {
-        if let Err(e) = report.step(s, status) {
+        if let Err(e) = report.step(f, s, status) {
             io_err.get_or_insert(e);
         }
     });

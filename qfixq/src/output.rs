@@ -44,7 +44,8 @@ struct Group {
     findings: u64,
     steps: u64,
     failed: u64,
-    /// The remedy of the first finding, and whether every other had the same.
+    /// The remedy of the first finding (as given: escaped when printed),
+    /// and whether every other had the same.
     remedy: String,
     same_remedy: bool,
     /// The first findings with their step lines.
@@ -67,9 +68,11 @@ pub struct Report<W: Write> {
     findings: u64,
     /// Grouped report: by kind.
     groups: BTreeMap<Kind, Group>,
-    /// Grouped report: the last finding's kind, its line, whether it is an
-    /// example and whether its line was printed (with a failure).
-    current: Option<(Kind, String, bool, bool)>,
+    /// Grouped report: the last finding's kind, whether it is an example
+    /// and whether its line was printed (with a failure). Its line is made
+    /// only when it is printed or kept: a flood's findings and steps are
+    /// counted, not formatted.
+    current: Option<(Kind, bool, bool)>,
     /// The verifying check, when one ran: its scope, the messages it
     /// examined, of them those only stated, and those it only listed
     /// (JSON's summary).
@@ -159,6 +162,11 @@ pub fn value(v: &impl Serialize) -> Value {
     // Serializing these structs to a Value cannot fail: no map has a key
     // that is not a string.
     serde_json::to_value(v).expect("JSON of a header value")
+}
+
+/// A finding as one line of text: its path, problem and remedy, escaped.
+fn finding_line(f: &Finding) -> String {
+    format!("{}: {}: {}", escape_path(&f.path), escape_text(&f.problem), escape_text(&f.remedy))
 }
 
 /// One finding in JSON (its steps follow as they happen).
@@ -280,8 +288,8 @@ impl<W: Write> Report<W> {
         if self.quiet {
             return Ok(());
         }
-        let path = escape_path(&f.path);
         if self.json {
+            let path = escape_path(&f.path);
             self.close_steps()?;
             if !self.first_finding {
                 write!(self.out, ",")?;
@@ -301,42 +309,44 @@ impl<W: Write> Report<W> {
             self.first_finding = false;
             self.first_step = true;
         } else if self.grouped() {
-            let line = format!("{path}: {}: {}", escape_text(&f.problem), escape_text(&f.remedy));
             let g = self.groups.entry(f.kind).or_default();
             if g.findings == 0 {
-                g.remedy = escape_text(&f.remedy);
+                g.remedy.clone_from(&f.remedy);
                 g.same_remedy = true;
-            } else if g.same_remedy && g.remedy != escape_text(&f.remedy) {
+            } else if g.same_remedy && g.remedy != f.remedy {
                 g.same_remedy = false;
             }
             g.findings += 1;
             let example = g.examples.len() < EXAMPLES;
             if example {
-                g.examples.push(vec![line.clone()]);
+                g.examples.push(vec![finding_line(f)]);
             }
             // A problem left as it is is shown in full, at once.
             let shown = f.left && f.kind.is_problem();
             if shown {
-                writeln!(self.out, "{line}")?;
+                writeln!(self.out, "{}", finding_line(f))?;
             }
-            self.current = Some((f.kind, line, example, shown));
+            self.current = Some((f.kind, example, shown));
         } else {
-            writeln!(self.out, "{path}: {}: {}", escape_text(&f.problem), escape_text(&f.remedy))?;
+            writeln!(self.out, "{}", finding_line(f))?;
         }
         Ok(())
     }
 
-    /// Grouped report: one step of the current finding.
-    fn grouped_step(&mut self, s: &Step, status: StepStatus<'_>) -> io::Result<()> {
+    /// Grouped report: one step of finding `f`, the current one.
+    fn grouped_step(&mut self, f: &Finding, s: &Step, status: StepStatus<'_>) -> io::Result<()> {
+        let failed = matches!(status, StepStatus::Failed(_) | StepStatus::Gone(_));
+        let Some((kind, example, shown)) = &mut self.current else { return Ok(()) };
+        let g = self.groups.entry(*kind).or_default();
+        g.steps += 1;
+        if !*example && !failed {
+            return Ok(());
+        }
         let line = match status {
             StepStatus::Planned => format!("  would: {s}"),
             StepStatus::Done => format!("  done: {s}"),
             StepStatus::Failed(e) | StepStatus::Gone(e) => format!("  FAILED: {s}: {e}"),
         };
-        let failed = matches!(status, StepStatus::Failed(_) | StepStatus::Gone(_));
-        let Some((kind, finding, example, shown)) = &mut self.current else { return Ok(()) };
-        let g = self.groups.entry(*kind).or_default();
-        g.steps += 1;
         if *example {
             if let Some(ex) = g.examples.last_mut() {
                 ex.push(line.clone());
@@ -346,7 +356,7 @@ impl<W: Write> Report<W> {
             // A failure is printed in full, at once, with its finding.
             g.failed += 1;
             if !*shown {
-                writeln!(self.out, "{finding}")?;
+                writeln!(self.out, "{}", finding_line(f))?;
                 *shown = true;
             }
             writeln!(self.out, "{line}")?;
@@ -354,8 +364,8 @@ impl<W: Write> Report<W> {
         Ok(())
     }
 
-    /// One step of the last finding.
-    pub fn step(&mut self, s: &Step, status: StepStatus<'_>) -> io::Result<()> {
+    /// One step of finding `f`, the last one given to [`Report::finding`].
+    pub fn step(&mut self, f: &Finding, s: &Step, status: StepStatus<'_>) -> io::Result<()> {
         if self.quiet {
             if let StepStatus::Failed(e) | StepStatus::Gone(e) = status {
                 if !self.json {
@@ -365,7 +375,7 @@ impl<W: Write> Report<W> {
             return Ok(());
         }
         if self.grouped() {
-            return self.grouped_step(s, status);
+            return self.grouped_step(f, s, status);
         }
         if self.json {
             if !self.first_step {
@@ -474,7 +484,8 @@ impl<W: Write> Report<W> {
             if live { "what was done" } else { "what live will do" }
         )?;
         for (k, g) in &self.groups {
-            let what = if g.same_remedy { g.remedy.as_str() } else { k.what() };
+            let remedy = escape_text(&g.remedy);
+            let what = if g.same_remedy { remedy.as_str() } else { k.what() };
             let failed = if g.failed > 0 { format!(" ({} steps FAILED)", g.failed) } else { String::new() };
             writeln!(self.out, "  {:<width$}  {:>9}  {:>9}  {what}{failed}", k.name(), g.findings, g.steps)?;
         }
@@ -506,3 +517,63 @@ impl<W: Write> Report<W> {
 /// Escapes control characters in a text that may quote untrusted bytes
 /// (text escaped already is left as it is).
 pub use qcommon::error::escape_text;
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use qcommon::mutator::{Action, Step, StepStatus};
+
+    use super::*;
+
+    fn renaming(n: u64, problem: &str) -> (Finding, Step) {
+        let step = Step::Rename {
+            from: PathBuf::from(format!("mess/0/{n}")),
+            to: PathBuf::from(format!("mess/0/{}", n + 1000)),
+            expect: None,
+        };
+        let action = Action { message: Some(n), steps: vec![step.clone()] };
+        (Finding::fix(Kind::Stray, PathBuf::from(format!("mess/0/{n}")), problem, "move\u{1b}it", action), step)
+    }
+
+    fn grouped(findings: u64, fail: Option<u64>) -> String {
+        let mut out = Vec::new();
+        let mut r = Report::new(&mut out, false, Detail::Grouped);
+        let err = qcommon::Error::sys("rename", "mess/0/7", nix::errno::Errno::EIO);
+        for n in 0..findings {
+            let (f, s) = renaming(n, &format!("bad\u{7}name {n}"));
+            r.finding(&f).unwrap();
+            let status = if fail == Some(n) { StepStatus::Failed(&err) } else { StepStatus::Done };
+            r.step(&f, &s, status).unwrap();
+        }
+        r.summary(findings, u64::from(fail.is_some()), true, &[], 1).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_grouped_report_keeps_the_first_findings_and_counts_the_rest() {
+        let text = grouped(EXAMPLES as u64 + 7, None);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.iter().any(|l| l.contains("mess/0/0: bad\\x07name 0: move\\x1bit")), "{text}");
+        let last = EXAMPLES - 1;
+        assert!(text.contains(&format!("mess/0/{last}: bad\\x07name {last}")), "{text}");
+        assert!(!text.contains(&format!("mess/0/{EXAMPLES}: ")), "{text}");
+        assert_eq!(lines.iter().filter(|l| l.starts_with("  done: ")).count(), EXAMPLES, "{text}");
+        assert!(text.contains("  ... and 7 more of this kind"), "{text}");
+        // The remedy, the same for all, is escaped once in the table.
+        let row = lines.iter().find(|l| l.trim_start().starts_with(Kind::Stray.name())).unwrap();
+        assert!(row.ends_with("move\\x1bit") && row.contains(&format!("{}", EXAMPLES + 7)), "{row}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+    }
+
+    #[test]
+    fn a_failed_step_of_a_finding_not_kept_prints_the_finding_in_full() {
+        let n = EXAMPLES as u64 + 3;
+        let text = grouped(n + 2, Some(n));
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines.iter().position(|l| *l == format!("mess/0/{n}: bad\\x07name {n}: move\\x1bit")).expect(&text);
+        assert!(lines[at + 1].starts_with("  FAILED: ") && lines[at + 1].contains("EIO"), "{text}");
+        assert_eq!(lines.iter().filter(|l| l.starts_with("  FAILED: ")).count(), 1, "{text}");
+        assert!(text.contains("(1 steps FAILED)"), "{text}");
+    }
+}
