@@ -46,9 +46,10 @@ a mess, an intd beside an info: listed as `skipped (damaged)`, for qfixq to repa
 
 const AFTER_HELP: &str = "\
 Durations: 36h, 2d, 90m, 30s, 1w, or combined: 1d12h.
-Exit status: 0 done (also when nothing matched; unreadable messages are \
-reported on stderr and left alone), 4 done, but part of the queue could not be \
-read (the errors are on stderr; as qfixq and qstat), 8 operational error \
+Exit status: 0 done (also when nothing matched), 4 done, but part of the queue \
+could not be read: a directory, or a message whose envelope or text is \
+unreadable or invalid, reported on stderr and left alone (as qfixq does), \
+8 operational error \
 (qmail-send running, queue unreadable, a step failed, a message number given is \
 not a message of the queue), 16 usage error.";
 

@@ -19,7 +19,8 @@
 pub enum ExitCode {
     /// The run completed.
     Done,
-    /// The run completed, but part of the queue could not be read.
+    /// The run completed, but part of the queue could not be read: a
+    /// directory, or a message (left alone).
     Incomplete,
     /// Operational error.
     Operational,

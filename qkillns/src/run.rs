@@ -391,7 +391,10 @@ impl Runner<'_> {
                 c.no_envelope
             ));
         }
-        if c.scan_errors > 0 {
+        // A message left alone because it could not be read is something
+        // left (docs/repair-policy.md, "Errors stay with their file"): as
+        // qfixq and `qstat --detail`, the status says so.
+        if c.scan_errors > 0 || c.unreadable > 0 {
             self.exit = self.exit.worst(ExitCode::Incomplete);
         }
         if c.named_left > 0 {

@@ -197,7 +197,8 @@ fn unreadable_messages_are_reported_and_left_alone() {
     std::fs::write(q.abs(&bad_info.files[1]), b"Xjunk\0").unwrap();
     let bad_remote = q.preprocessed(b"", &[], &[(b"a@b.example", false)], "failure notice", t, false);
     std::fs::write(q.abs(&bad_remote.files[2]), b"Qxx\0").unwrap();
-    let out = qkillns(&q).assert().success().get_output().clone();
+    // Done, but two messages were left: exit 4, as qfixq.
+    let out = qkillns(&q).assert().code(4).get_output().clone();
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stdout.contains("removed 1 message(s)"), "{stdout}");
@@ -328,7 +329,8 @@ fn json_is_one_valid_document() {
     let m = q.preprocessed(b"", &[], &[(b"we\"ird\xff@x\x1b.example", false)], "caf\u{e9} \"quoted\"", t, false);
     let bad = q.preprocessed(b"", &[], &[(b"a@b.example", false)], "x", t, false);
     std::fs::write(q.abs(&bad.files[1]), b"").unwrap();
-    let out = qkillns(&q).args(["-n", "--json"]).assert().success().get_output().clone();
+    // The unreadable message is left alone: exit 4.
+    let out = qkillns(&q).args(["-n", "--json"]).assert().code(4).get_output().clone();
     let text = String::from_utf8(out.stdout).unwrap();
     check_json(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
     assert!(text.contains(&format!("\"number\":{},\"status\":\"would_remove\"", m.number)), "{text}");
