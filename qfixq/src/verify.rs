@@ -2,9 +2,10 @@
 //! run"): what the first pass recorded (the numbers it saw, the numbers
 //! the repair touched, those whose envelopes it wrote or could not
 //! judge), the narrowed second pass (every bucket listed; a message the
-//! repair did not touch only listed, one it only renamed, chowned or
-//! chmodded only stated, the rest and every number the first pass did
-//! not see examined whole), the judgement of the listed and stated
+//! repair did not touch only listed, one it only renumbered only its mess
+//! stated, one it otherwise renamed, chowned or chmodded only stated, the
+//! rest and every number the first pass did not see examined whole), the
+//! judgement of the listed and stated
 //! messages, and the verdict that decides the exit status. Also the set
 //! of message numbers ([`Numbers`]) that the scan and renumbering use.
 //!
@@ -15,7 +16,9 @@
 //! pending moves after the scan ([`Moved`]: a bit per seen number, the new
 //! numbers no message had listed apart); every other finding's numbers
 //! are noted as it is carried out ([`Marks`]). A message only renumbered
-//! is stated, as when its numbers were noted finding by finding.
+//! has its mess stated (the inode its new name says) and its other names
+//! listed; one whose renumbering was not carried out whole is noted, and
+//! stated.
 
 use std::sync::Arc;
 
@@ -218,8 +221,9 @@ impl Moved {
 /// the old and new numbers of the renumberings planned, which `moved`
 /// takes from the list of pending moves after the scan, a bit per seen
 /// number and 4 bytes per new number. Every other finding is noted in
-/// `marks`. The depth of a number is the same either way: named by a
-/// renumbering only, it is stated.
+/// `marks`. Named by a renumbering carried out whole only, a number has
+/// its mess stated; noted (a renumbering not carried out whole, or
+/// another finding), it is stated.
 #[derive(Debug, Default)]
 pub struct Record {
     /// Every message number the first scan delivered.
@@ -307,14 +311,16 @@ impl Record {
         self.seen.iter().enumerate().filter(|&(i, n)| !moved.has_bit(i) && !touched.contains(n)).count() as u64
     }
 
-    /// How far the narrowed pass examines message `n`.
-    /// A number the repair only moved files to (a renumbering's new
-    /// number) is stated too; one neither seen nor named is new.
+    /// How far the narrowed pass examines message `n`. A number only a
+    /// renumbering carried out names (its old or new number) has its mess
+    /// stated and the rest listed; one neither seen nor named is new.
     fn depth(&self, n: u64) -> Depth {
         if self.marks.reread.contains(n) {
             Depth::Full
-        } else if self.marks.touched.contains(n) || self.moved.contains(&self.seen, n) {
+        } else if self.marks.touched.contains(n) {
             Depth::Stated
+        } else if self.moved.contains(&self.seen, n) {
+            Depth::MessStated
         } else if self.seen.contains(n) {
             Depth::Listed
         } else {
@@ -332,7 +338,9 @@ impl Record {
 /// read and judged: its files must now be as a healthy message's are
 /// (regular, in place, one link, or two for a todo sharing intd's inode,
 /// the owners and modes of docs/queue-format.md, mess named by its
-/// inode, not empty).
+/// inode, not empty). A message only renumbered has the same names to
+/// make and its mess to be so; its other files, only renamed, keep the
+/// inodes, owners and modes the first pass judged.
 #[derive(Debug)]
 pub struct Narrow {
     shape: QueueShape,
@@ -340,7 +348,7 @@ pub struct Narrow {
     since: i64,
     /// Messages only listed.
     pub listed: u64,
-    /// Messages stated.
+    /// Messages stated (every file, or the mess alone).
     pub stated: u64,
     /// Problems in what was there before the repair (stated messages).
     pub old: u64,
@@ -363,9 +371,13 @@ impl Narrow {
                     self.new += 1;
                 }
             }
-            Depth::Stated => {
+            Depth::Stated | Depth::MessStated => {
                 self.stated += 1;
-                if !(names_ok && m.io_errors.is_empty() && self.files_ok(m)) {
+                let files_ok = match m.depth {
+                    Depth::MessStated => self.mess_ok(m),
+                    _ => self.files_ok(m),
+                };
+                if !(names_ok && m.io_errors.is_empty() && files_ok) {
                     if crate::message_is_new(m, Some(self.since)) {
                         self.new += 1;
                     } else {
@@ -384,18 +396,34 @@ impl Narrow {
             (Some(t), Some(i)) => t.ino == i.ino,
             _ => false,
         };
-        let mess_ok = m.file(Part::Mess).and_then(|f| f.stat).is_some_and(|st| st.ino == m.number && st.size > 0);
-        mess_ok
+        self.mess_ok(m)
             && m.all_files().all(|f| {
-                let Some(st) = f.stat else { return false };
                 let max_nlink = if shared && matches!(f.part, Part::Todo | Part::Intd) { 2 } else { 1 };
-                let gid_ok = !f.part.group_is_qmail() || st.gid == self.ids.qmail_gid;
-                st.kind == FileKind::Regular
-                    && st.nlink <= max_nlink
-                    && st.uid == self.ids.uid(f.part.file_owner())
-                    && gid_ok
-                    && st.perm == f.part.file_perm()
+                self.file_ok(f, max_nlink)
             })
+    }
+
+    /// A message only renumbered: its mess, stated, is named by its
+    /// inode, not empty, and a healthy mess file. Its other files were
+    /// only renamed by the repair, which changes neither their bytes nor
+    /// their inodes, owners or modes (all judged by the first pass), so
+    /// where the listing found them is all there is to check: the names
+    /// ([`Narrow::judge`]).
+    fn mess_ok(&self, m: &ScannedMessage) -> bool {
+        m.file(Part::Mess)
+            .is_some_and(|f| f.stat.is_some_and(|st| st.ino == m.number && st.size > 0) && self.file_ok(f, 1))
+    }
+
+    /// One stated file: regular, at most `max_nlink` links, qmail's owner,
+    /// group (where it is qmail's) and mode.
+    fn file_ok(&self, f: &qcommon::scan::Found, max_nlink: u64) -> bool {
+        let Some(st) = f.stat else { return false };
+        let gid_ok = !f.part.group_is_qmail() || st.gid == self.ids.qmail_gid;
+        st.kind == FileKind::Regular
+            && st.nlink <= max_nlink
+            && st.uid == self.ids.uid(f.part.file_owner())
+            && gid_ok
+            && st.perm == f.part.file_perm()
     }
 }
 
@@ -633,10 +661,11 @@ mod tests {
     }
 
     #[test]
-    fn a_renumbering_taken_from_the_pending_moves_is_stated_as_if_noted() {
+    fn a_renumbering_taken_from_the_pending_moves_has_its_mess_stated() {
         // Messages 10 to 13 seen; 10 renumbered to 20 and 11 to 12 (another
-        // message's number): noted from their findings, or taken whole as
-        // moves, the depths are the same.
+        // message's number): taken as moves (carried out whole), their
+        // numbers have the mess stated; noted from their findings (a
+        // renumbering that was not carried out whole), every file.
         let renamed = |old: u64, new: u64| {
             Finding::fix(
                 crate::finding::Kind::RenumberFinish,
@@ -670,10 +699,13 @@ mod tests {
         }
         assert_eq!(noted.seal(), 1);
         assert_eq!(taken.seal(), 1, "only 13 untouched");
-        for n in [10, 11, 12, 13, 20, 21] {
+        for n in [10, 11, 12, 20] {
+            assert_eq!((noted.depth(n), taken.depth(n)), (Depth::Stated, Depth::MessStated), "{n}");
+        }
+        for n in [13, 21] {
             assert_eq!(noted.depth(n), taken.depth(n), "{n}");
         }
-        assert_eq!([taken.depth(10), taken.depth(20), taken.depth(13)], [Depth::Stated, Depth::Stated, Depth::Listed]);
+        assert_eq!([taken.depth(13), taken.depth(21)], [Depth::Listed, Depth::Full]);
         // Not only renames, or left: noted finding by finding.
         let mut written = renamed(13, 40);
         written.action.steps.push(Step::Unlink { path: PathBuf::from("info/1/13"), expect: None });

@@ -160,3 +160,33 @@ fn a_step_that_left_its_problem_is_caught_by_either_check() {
         assert!(live.out().contains("2 problems are still there although every step succeeded"), "{}", live.show());
     }
 }
+
+/// A renumbering's verifying check states each renumbered message's mess
+/// alone and lists the rest: it still catches renames that reported
+/// success and moved nothing, and a renumbering carried out is verified
+/// with one stat per message.
+#[test]
+fn a_renumbering_is_verified_by_its_mess_and_its_names() {
+    if !root_or_skip("a_renumbering_is_verified_by_its_mess_and_its_names") {
+        return;
+    }
+    // Carried out: every message renumbered, each stated once (its mess).
+    let fx = build(60, 23, false, 11, &[Damage::CopiedToOtherFs]);
+    let q = fx.queue();
+    let messages = regular_files(&q.join("mess")).len() as u64;
+    let live = qfixq(q, &["live", "--json"]);
+    live.expect(1, "live after a copy");
+    let s = summary(&live);
+    assert_eq!(s["stated_messages"], s["verified_messages"], "{}", live.show());
+    assert!(s["stated_messages"].as_u64().unwrap() >= messages, "every renumbered message is stated\n{}", live.show());
+    qfixq(q, &[]).expect(0, "check after the live run");
+    // Every rename reports success and moves nothing: the messages are
+    // still under their old numbers, whose mess is not their inode.
+    for scope in ["--verify=changed", "--verify=all"] {
+        let fx = build(60, 23, false, 12, &[Damage::CopiedToOtherFs]);
+        let q = fx.queue();
+        let live = qfixq_env(q, &["live", scope], &[("QTOOLS_SKIP_STEP", "rename")]);
+        live.expect(4, scope);
+        assert!(live.out().contains("still there although every step succeeded"), "{scope}\n{}", live.show());
+    }
+}

@@ -2,7 +2,8 @@
 //! reading and parsing of its envelopes (todo, intd, info, local, remote).
 //! A file whose contents are read gets its stat from the open descriptor:
 //! one path lookup per file. A sifted scan reads the envelope that gives
-//! the sender first and goes on only for the messages its sift takes.
+//! the sender first and goes on only for the messages its sift takes; a
+//! verifying pass may stat a message's mess file alone.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -97,6 +98,15 @@ pub(super) fn examine(
     if worker.buf.capacity() > KEPT_BUFFER {
         worker.buf = Vec::with_capacity(KEPT_BUFFER);
     }
+}
+
+/// Stats the mess file of `msg` alone (a vanished one empties its slot);
+/// its other files stay as the listing found them.
+pub(super) fn stat_mess(root: &Dir, ctx: &BucketCtx, worker: &mut Worker, msg: &mut ScannedMessage) {
+    let mut digits = NumberName::default();
+    let name = digits.of(msg.number);
+    let mut at = Examining { root, ctx, cache: &mut worker.cache, kept_dirs: worker.kept_dirs, name, keep_stat: true };
+    at.stat_into(&mut msg.files[Part::Mess.index()], &mut msg.io_errors);
 }
 
 /// Reads the envelope that gives the sender, in qmail-send's order

@@ -88,6 +88,10 @@ pub enum Depth {
     Full,
     /// Stat only: its envelopes were not read.
     Stated,
+    /// Its mess file stated, its other files as the listing found them
+    /// (a message a repair only renumbered: the mess stat tells that the
+    /// name is the inode, the listing where the other names went).
+    MessStated,
     /// Listed only: its files are the names the listing found, without
     /// stat or envelopes.
     Listed,
@@ -504,6 +508,7 @@ impl pool::Work for ScanWork<'_> {
             match msg.depth {
                 Depth::Full => examine::examine(self.root, &chunk.ctx, worker, msg, self.opts, self.sift),
                 Depth::Stated => examine::examine(self.root, &chunk.ctx, worker, msg, &stat_only, self.sift),
+                Depth::MessStated => examine::stat_mess(self.root, &chunk.ctx, worker, msg),
                 Depth::Listed => {}
             }
         }
@@ -785,12 +790,13 @@ mod tests {
     #[test]
     fn depth_lists_or_stats_the_messages_it_names() {
         let t = queue(false);
-        let nums: Vec<u64> = (0..3).map(|_| add_message(t.path(), true, false)).collect();
+        let nums: Vec<u64> = (0..4).map(|_| add_message(t.path(), true, false)).collect();
         let root = Dir::open(t.path(), SymlinkBehavior::Follow).unwrap();
-        let (listed, stated) = (nums[0], nums[1]);
+        let (listed, stated, mess_stated) = (nums[0], nums[1], nums[3]);
         let depth = DepthOf(Arc::new(move |n| match n {
             x if x == listed => Depth::Listed,
             x if x == stated => Depth::Stated,
+            x if x == mess_stated => Depth::MessStated,
             _ => Depth::Full,
         }));
         let opts = ScanOptions { threads: 2, chunk: 2, depth: Some(depth), ..Default::default() };
@@ -801,7 +807,7 @@ mod tests {
             }
         })
         .unwrap();
-        assert_eq!(m.len(), 3, "every message is delivered");
+        assert_eq!(m.len(), 4, "every message is delivered");
         for x in &m {
             let stats = x.all_files().filter(|f| f.stat.is_some()).count();
             let files = x.all_files().count();
@@ -815,6 +821,13 @@ mod tests {
                 Depth::Stated => {
                     assert_eq!(x.number, stated);
                     assert_eq!(stats, 3);
+                    assert!(x.info.is_none() && x.remote.is_none(), "no envelope read");
+                }
+                Depth::MessStated => {
+                    assert_eq!(x.number, mess_stated);
+                    assert_eq!(stats, 1);
+                    let mess = x.file(Part::Mess).and_then(|f| f.stat).expect("the mess stated");
+                    assert_eq!(mess.ino, mess_stated, "the mess's own stat");
                     assert!(x.info.is_none() && x.remote.is_none(), "no envelope read");
                 }
                 Depth::Full => {
