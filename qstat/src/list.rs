@@ -20,8 +20,11 @@
 
 use std::io::{self, Write};
 
+use serde::Serialize;
+
 use qcommon::envelope::is_double_bounce;
 use qcommon::error::{escape_text, Escaped};
+use qcommon::json::Bytes;
 use qcommon::layout::LayoutOptions;
 use qcommon::message::{self as model, birth_of};
 use qcommon::queue::{Part, QueueShape};
@@ -530,21 +533,32 @@ pub fn write_text(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result<()> 
     Ok(())
 }
 
-fn jstr(s: &mut String, b: &[u8]) {
-    s.push_str(&qcommon::json::to_string(&qcommon::json::Bytes(b)));
+/// The members of a message before its recipients (docs/json.md), in
+/// the order the document gives them.
+#[derive(Serialize)]
+struct HeadJson<'a> {
+    number: u64,
+    birth: String,
+    birth_unix: i64,
+    birth_basis: &'static str,
+    bucket: u32,
+    size: Option<u64>,
+    stage: &'static str,
+    sender: Option<Bytes<'a>>,
+    sender_kind: String,
+    bounce_file: bool,
+    damaged: Vec<String>,
+    damage: Vec<String>,
+    notes: Vec<String>,
+    errors: &'a [String],
 }
 
-fn jstrs(s: &mut String, key: &str, items: impl Iterator<Item = String>) {
-    s.push_str(&format!(",\"{key}\":["));
-    let mut first = true;
-    for i in items {
-        if !first {
-            s.push(',');
-        }
-        first = false;
-        jstr(s, i.as_bytes());
-    }
-    s.push(']');
+/// One recipient of `"recipients"`.
+#[derive(Serialize)]
+struct RecipientJson<'a> {
+    channel: &'static str,
+    done: bool,
+    address: Bytes<'a>,
 }
 
 /// The fields of `m` before its recipients, as JSON members (without
@@ -552,34 +566,33 @@ fn jstrs(s: &mut String, key: &str, items: impl Iterator<Item = String>) {
 pub fn json_head(m: &Message) -> String {
     let model = m.model();
     let birth = model.birth.map_or(0, |b| b.time);
-    let mut s = String::with_capacity(256);
-    s.push_str(&format!("\"number\":{},\"birth\":\"{}\",\"birth_unix\":{}", m.number, iso_utc(birth), birth));
-    s.push_str(&format!(",\"birth_basis\":\"{}\"", model.birth.map_or("none", |b| b.basis.code())));
-    s.push_str(&format!(",\"bucket\":{}", m.bucket));
-    match m.size() {
-        Some(z) => s.push_str(&format!(",\"size\":{z}")),
-        None => s.push_str(",\"size\":null"),
-    }
-    s.push_str(&format!(",\"stage\":\"{}\"", model.stage.name()));
-    s.push_str(",\"sender\":");
-    match model.sender {
-        Some(a) if !model.sender_lost() => jstr(&mut s, a),
-        _ => s.push_str("null"),
-    }
-    s.push_str(&format!(",\"sender_kind\":\"{}\"", sender_kind(&model).replace('-', "_")));
-    s.push_str(&format!(",\"bounce_file\":{}", m.file(Part::Bounce).is_some()));
-    jstrs(&mut s, "damaged", m.damage.iter().map(|d| d.to_string()));
-    jstrs(&mut s, "damage", m.damage.iter().map(|d| crate::detail::reason::code(d)));
-    jstrs(
-        &mut s,
-        "notes",
-        m.notes.iter().cloned().chain(m.others.iter().map(|(p, _, w)| format!("{}: {w}", p.display()))),
-    );
-    jstrs(&mut s, "errors", m.errors.iter().cloned());
-    s
+    let head = HeadJson {
+        number: m.number,
+        birth: iso_utc(birth),
+        birth_unix: birth,
+        birth_basis: model.birth.map_or("none", |b| b.basis.code()),
+        bucket: m.bucket,
+        size: m.size(),
+        stage: model.stage.name(),
+        sender: model.sender.filter(|_| !model.sender_lost()).map(Bytes),
+        sender_kind: sender_kind(&model).replace('-', "_"),
+        bounce_file: m.file(Part::Bounce).is_some(),
+        damaged: m.damage.iter().map(|d| d.to_string()).collect(),
+        damage: m.damage.iter().map(|d| crate::detail::reason::code(d).to_string()).collect(),
+        notes: m
+            .notes
+            .iter()
+            .cloned()
+            .chain(m.others.iter().map(|(p, _, w)| format!("{}: {w}", p.display())))
+            .collect(),
+        errors: &m.errors,
+    };
+    let object = qcommon::json::to_string(&head);
+    object[1..object.len() - 1].to_string()
 }
 
-/// Writes the `"recipients":[...]` member, streaming a large list.
+/// Writes the `"recipients":[...]` member, streaming a large list: one
+/// recipient is serialized at a time.
 pub fn json_recipients(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result<()> {
     w.write_all(b"\"recipients\":[")?;
     let mut first = true;
@@ -588,15 +601,10 @@ pub fn json_recipients(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result
     let model = m.model();
     for l in &model.lists {
         let r = l.for_each(root, |a, done| {
-            let mut s = String::with_capacity(a.len() + 48);
-            if !first {
-                s.push(',');
-            }
+            res = (if first { Ok(()) } else { w.write_all(b",") }).and_then(|()| {
+                qcommon::json::write(&mut *w, &RecipientJson { channel: l.channel.name(), done, address: Bytes(a) })
+            });
             first = false;
-            s.push_str(&format!("{{\"channel\":\"{}\",\"done\":{done},\"address\":", l.channel.name()));
-            jstr(&mut s, a);
-            s.push('}');
-            res = w.write_all(s.as_bytes());
             res.is_ok()
         });
         res.as_ref().map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
@@ -606,9 +614,8 @@ pub fn json_recipients(w: &mut dyn Write, root: &Dir, m: &Message) -> io::Result
     }
     w.write_all(b"]")?;
     if !errors.is_empty() {
-        let mut s = String::new();
-        jstrs(&mut s, "recipient_errors", errors.into_iter());
-        w.write_all(s.as_bytes())?;
+        w.write_all(b",\"recipient_errors\":")?;
+        qcommon::json::write(&mut *w, &errors)?;
     }
     Ok(())
 }
