@@ -2,11 +2,11 @@
 //! run"): what the first pass recorded (the numbers it saw, the numbers
 //! the repair touched, those whose envelopes it wrote or could not
 //! judge), the narrowed second pass (every bucket listed; a message the
-//! repair did not touch only listed, one it only renumbered only its mess
-//! stated, one it otherwise renamed, chowned or chmodded only stated, the
-//! rest and every number the first pass did not see examined whole), the
-//! judgement of the listed and stated
-//! messages, and the verdict that decides the exit status. Also the set
+//! repair did not touch is only listed, one it only renumbered has its
+//! mess stated, one it otherwise renamed, chowned or chmodded is stated,
+//! the rest and every number the first pass did not see are examined
+//! whole), the judgement of the listed and stated messages, and the
+//! verdict that decides the exit status. Also the set
 //! of message numbers ([`Numbers`]) that the scan and renumbering use.
 //!
 //! How the record is held ([`Record`], docs/performance.md "Memory per
