@@ -528,12 +528,21 @@ fn ctrl_c_while_showctl_hangs_kills_it_and_its_sleeper() {
     // (SHOWCTL_TIMEOUT) passed before the Ctrl-C was sent, qfixq gave up on
     // it by itself and the attempt shows nothing: it is made again, and
     // only a conclusive attempt counts.
+    if !env_resets_sigint() {
+        skipped(name, "env --default-signal is missing (coreutils 8.31 or later)");
+        return;
+    }
     for attempt in 1..=3 {
         if ctrl_c_while_showctl_hangs(attempt) {
             return;
         }
     }
     panic!("{name}: every attempt came after qfixq's limit on qmail-showctl; the machine is too loaded to tell");
+}
+
+/// Whether `env --default-signal=INT` works here.
+fn env_resets_sigint() -> bool {
+    Command::new("env").args(["--default-signal=INT", "true"]).status().is_ok_and(|s| s.success())
 }
 
 /// One attempt: false when it came too late to tell anything.
@@ -549,7 +558,13 @@ fn ctrl_c_while_showctl_hangs(attempt: u32) -> bool {
         .unwrap();
     fs::set_permissions(&showctl, fs::Permissions::from_mode(0o755)).unwrap();
     let started = std::time::Instant::now();
-    let mut child = Command::new(tool("qfixq"))
+    // A Ctrl-C at a terminal reaches a process whose SIGINT is at its
+    // default; a test run started in the background of a shell inherits it
+    // ignored (as a job without job control does), which qfixq rightly
+    // keeps: env puts it back first, then becomes qfixq (same pid).
+    let mut child = Command::new("env")
+        .arg("--default-signal=INT")
+        .arg(tool("qfixq"))
         .arg("--qmail-home")
         .arg(&home)
         .args(["--ids", IDS_ARG])
